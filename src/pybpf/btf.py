@@ -613,7 +613,9 @@ class Btf:
         if self.sizeof(elem) * t.nelems > _MAX_DTYPE_BYTES:
             raise _bad(self.name, f"array [{t.id}] is implausibly large")
         sub = self._dtype(elem, depth + 1)
-        # numpy flattens nested subarrays: ((i4,(3,)),(2,)) -> (i4,(2,3)).
+        if sub.subdtype is not None:  # int a[2][3] -> ('<i4', (2, 3)), not nested subarrays
+            base, shape = sub.subdtype
+            return np.dtype((base, (t.nelems, *shape)))
         return np.dtype((sub, (t.nelems,)))
 
     @staticmethod
