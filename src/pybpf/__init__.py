@@ -1,0 +1,79 @@
+"""pybpf: CO-RE eBPF from Python.
+
+BPF C programs compiled once by clang into BTF-relocatable ``.bpf.o`` files
+are loaded through the system libbpf, which relocates them against the
+running kernel; maps and global variables are read as numpy arrays over
+mmapped memory, with no syscall per read.
+
+    import pybpf
+    with pybpf.open(pybpf.bundled("counters")) as obj:
+        obj.load()
+        with obj.programs["on_getppid"].attach():
+            ...
+        print(int(obj.bss["hits"]))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._libbpf import VERSION_STRING as LIBBPF_VERSION
+from .errors import (
+    BpfError,
+    BpfPermissionError,
+    ClosedError,
+    KeyNotFoundError,
+    MapFullError,
+    NotSupportedError,
+    ObjectFormatError,
+    VerifierError,
+)
+from .info import MapInfo, ProgramInfo, StatsHandle, enable_stats
+from .links import Link
+from .maps import Map
+from .object import Object, open
+from .programs import Program, TestRunResult
+from .sections import Section
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BpfError",
+    "BpfPermissionError",
+    "ClosedError",
+    "KeyNotFoundError",
+    "LIBBPF_VERSION",
+    "Link",
+    "Map",
+    "MapFullError",
+    "MapInfo",
+    "NotSupportedError",
+    "Object",
+    "ObjectFormatError",
+    "Program",
+    "ProgramInfo",
+    "Section",
+    "StatsHandle",
+    "TestRunResult",
+    "VerifierError",
+    "bundled",
+    "bundled_names",
+    "enable_stats",
+    "open",
+]
+
+_BUNDLED_DIR = Path(__file__).parent / "bpf"
+
+
+def bundled(name: str) -> str:
+    """Path of a BPF object shipped with pybpf (``"counters"`` or ``"counters.bpf.o"``)."""
+    stem = name.removesuffix(".bpf.o")
+    path = _BUNDLED_DIR / f"{stem}.bpf.o"
+    if not path.exists():
+        available = ", ".join(bundled_names()) or "none (build them: cmake -S . -B build && cmake --build build)"
+        raise FileNotFoundError(f"no bundled BPF object {stem!r}; available: {available}")
+    return str(path)
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.name.removesuffix(".bpf.o") for p in _BUNDLED_DIR.glob("*.bpf.o"))

@@ -1,0 +1,106 @@
+"""C header output of BTF through libbpf's ``btf_dump`` API.
+
+This is what generates the committed ``vmlinux/vmlinux.h``::
+
+    python -m pybpf.cheader --kernel > vmlinux/vmlinux.h
+
+Types are emitted by libbpf (the same engine ``bpftool btf dump ... format c``
+uses); this module adds the header guard and the ``preserve_access_index``
+pragma that makes every struct access in BPF C a CO-RE relocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from . import _libbpf
+from ._libbpf import ffi, lib
+from .errors import ObjectFormatError
+
+__all__ = ["dump_c", "KERNEL_BTF"]
+
+KERNEL_BTF = "/sys/kernel/btf/vmlinux"
+
+_PROLOGUE = """\
+#ifndef __VMLINUX_H__
+#define __VMLINUX_H__
+
+#ifndef BPF_NO_PRESERVE_ACCESS_INDEX
+#pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
+#endif
+
+"""
+_EPILOGUE = """
+#ifndef BPF_NO_PRESERVE_ACCESS_INDEX
+#pragma clang attribute pop
+#endif
+
+#endif /* __VMLINUX_H__ */
+"""
+
+
+def _open_btf(path: str) -> Any:
+    """A libbpf ``struct btf`` for a raw BTF file or an ELF with a .BTF section."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    with _libbpf.capture() as log:
+        btf = lib.btf__parse(path.encode(), ffi.NULL)
+    if btf == ffi.NULL:
+        err = ffi.errno
+        lines = log.text.strip().splitlines()
+        why = lines[-1].removeprefix("libbpf: ") if lines else _libbpf.strerror(err)
+        raise ObjectFormatError(f"{path}: cannot parse BTF: {why}", err, path=path, log=log.text)
+    return btf
+
+
+def dump_c(path: str = KERNEL_BTF, *, type_names: list[str] | None = None,
+           guard: bool = True) -> str:
+    """The C declarations of every type in the BTF of ``path`` (or only ``type_names``
+    and what they depend on), as libbpf's btf_dump writes them."""
+    btf = _open_btf(path)
+    chunks: list[str] = []
+
+    def on_print(_ctx: Any, fmt: Any, args: Any) -> None:
+        try:
+            chunks.append(_libbpf._vformat(fmt, args))
+        except BaseException:  # never unwind into C
+            pass
+
+    callback = ffi.callback("void(void *, const char *, void *)", on_print)
+    dumper = ffi.NULL
+    try:
+        opts = _libbpf.new_opts("struct btf_dump_opts")
+        dumper = _libbpf.check_ptr(lib.btf_dump__new(btf, callback, ffi.NULL, opts), "btf_dump__new")
+        if type_names:
+            ids = []
+            for name in type_names:
+                type_id = lib.btf__find_by_name(btf, name.encode())
+                if type_id < 0:
+                    raise KeyError(f"no type named {name!r} in {path}")
+                ids.append(type_id)
+        else:
+            ids = range(1, lib.btf__type_cnt(btf))
+        for type_id in ids:
+            _libbpf.check(lib.btf_dump__dump_type(dumper, type_id), f"btf_dump__dump_type({type_id})")
+    finally:
+        if dumper != ffi.NULL:
+            lib.btf_dump__free(dumper)
+        lib.btf__free(btf)
+    body = "".join(chunks)
+    return _PROLOGUE + body + _EPILOGUE if guard else body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pybpf.cheader", description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", help="raw BTF file or .bpf.o (default: the kernel's)")
+    parser.add_argument("--kernel", action="store_true", help=f"dump {KERNEL_BTF}")
+    args = parser.parse_args(argv)
+    sys.stdout.write(dump_c(KERNEL_BTF if args.kernel or not args.file else args.file))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""The pybpf exception hierarchy.
+
+Every failure that crosses the libbpf boundary is turned into one of these
+classes in ``_libbpf.py``; no caller ever sees a bare ``-errno``.  The classes
+are also builtins where that helps: ``BpfError`` is an ``OSError`` (so
+``errno`` works), ``KeyNotFoundError`` is a ``KeyError``, ``ClosedError`` is a
+``ValueError`` like file operations on a closed file.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+__all__ = [
+    "BpfError",
+    "BpfPermissionError",
+    "ClosedError",
+    "KeyNotFoundError",
+    "MapFullError",
+    "NotSupportedError",
+    "ObjectFormatError",
+    "VerifierError",
+]
+
+
+class BpfError(OSError):
+    """Root of every pybpf error raised for a failed BPF operation.
+
+    ``errno`` is set when the failure came from the kernel or libbpf;
+    ``log`` holds what libbpf printed during the failing call, if anything.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, *, log: str = "") -> None:
+        if errno is not None:
+            super().__init__(errno, message)
+        else:
+            super().__init__(message)
+        self.message = message
+        self.log = log
+
+    def __str__(self) -> str:
+        if self.errno is not None and self.errno < 4000:  # libbpf's own codes have no strerror
+            name = _errno.errorcode.get(self.errno, str(self.errno))
+            return f"{self.message} [{name}: {os.strerror(self.errno)}]"
+        return self.message
+
+    def __reduce__(self):  # keep pickling (multiprocessing, pytest-xdist) working
+        return (_rebuild, (type(self), self.message, self.errno, self.log, dict(self.__dict__)))
+
+
+def _rebuild(cls, message, errno, log, state):  # type: ignore[no-untyped-def]
+    obj = cls.__new__(cls)
+    BpfError.__init__(obj, message, errno, log=log)
+    obj.__dict__.update(state)
+    return obj
+
+
+class BpfPermissionError(BpfError, PermissionError):
+    """The caller lacks a capability; ``capability`` names the one needed."""
+
+    def __init__(self, message: str, errno: int | None = _errno.EPERM, *, capability: str = "",
+                 log: str = "") -> None:
+        super().__init__(message, errno, log=log)
+        self.capability = capability
+
+
+class NotSupportedError(BpfError):
+    """This kernel or this libbpf cannot do what was asked; ``feature`` says what."""
+
+    def __init__(self, message: str, errno: int | None = _errno.EOPNOTSUPP, *, feature: str = "",
+                 log: str = "") -> None:
+        super().__init__(message, errno, log=log)
+        self.feature = feature
+
+
+class VerifierError(BpfError):
+    """The kernel verifier rejected a program.
+
+    ``program`` is the program's name, ``log`` the full verifier log and
+    ``source_line`` the C source line the verifier stopped at (when the object
+    carries BTF line info), else ``None``.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, *, program: str = "",
+                 log: str = "", source_line: str | None = None) -> None:
+        super().__init__(message, errno, log=log)
+        self.program = program
+        self.source_line = source_line
+
+
+class ObjectFormatError(BpfError, ValueError):
+    """The input is not a usable BPF object (not ELF, wrong machine, bad BTF...)."""
+
+    def __init__(self, message: str, errno: int | None = None, *, path: str | None = None,
+                 log: str = "") -> None:
+        super().__init__(message, errno, log=log)
+        self.path = path
+
+
+class ClosedError(BpfError, ValueError):
+    """The object, map, program, link or buffer was already closed."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is closed", _errno.EBADF)
+
+
+class KeyNotFoundError(BpfError, KeyError):
+    """A map lookup or delete found no such key."""
+
+    def __init__(self, message: str = "key not found", errno: int | None = _errno.ENOENT) -> None:
+        super().__init__(message, errno)
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return BpfError.__str__(self)
+
+
+class MapFullError(BpfError):
+    """An update needed a new element but the map is at max_entries (E2BIG)."""

@@ -1,0 +1,91 @@
+"""Python-owned mmaps of BPF maps and the numpy views over them.
+
+The mapping is made by Python's ``mmap`` on the map fd (never on memory libbpf
+owns), so: a view keeps its mapping alive; the mapping keeps the kernel map
+alive after the map, or the whole object, is closed; and closing a mapping
+that views still use raises ``BufferError`` instead of leaving a dangling
+pointer.  A read of one aligned element of <= 8 bytes is one load and sees a
+whole value; a record wider than that may be torn while a program writes it.
+"""
+
+from __future__ import annotations
+
+import mmap
+from typing import Any
+
+import numpy as np
+
+from .errors import BpfError, BpfPermissionError
+
+__all__ = ["MappedMap", "array_stride"]
+
+PAGE_SIZE = mmap.PAGESIZE
+
+
+def array_stride(value_size: int) -> int:
+    """Bytes between elements of a mmapped array map (the kernel rounds to 8)."""
+    return (value_size + 7) & ~7
+
+
+def _round_page(size: int) -> int:
+    return (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
+class MappedMap:
+    """One shared mapping of an array map's values (``BPF_F_MMAPABLE``)."""
+
+    def __init__(self, fd: int, value_size: int, max_entries: int, *, writable: bool, what: str) -> None:
+        self.stride = array_stride(value_size)
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.length = _round_page(self.stride * max_entries)
+        self.writable = writable
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        try:
+            self._mmap = mmap.mmap(fd, self.length, flags=mmap.MAP_SHARED, prot=prot)
+        except PermissionError as exc:
+            raise BpfPermissionError(
+                f"cannot mmap {what} {'read-write' if writable else 'read-only'}: "
+                f"{'the map is frozen or read-only to user space' if writable else exc.strerror}",
+                exc.errno, capability="CAP_BPF") from None
+        except OSError as exc:
+            raise BpfError(f"cannot mmap {what}: {exc.strerror}", exc.errno) from None
+
+    @property
+    def closed(self) -> bool:
+        return self._mmap.closed
+
+    def array(self, dtype: np.dtype, *, shape: tuple[int, ...] | None = None, offset: int = 0) -> np.ndarray:
+        """A view of ``max_entries`` elements (or ``shape``) of ``dtype`` at ``offset``."""
+        if shape is None:
+            count = self.max_entries
+            strides: tuple[int, ...] | None = (self.stride,)
+            shape = (count,)
+        else:
+            strides = None
+        view = np.ndarray(shape, dtype=dtype, buffer=self._mmap, offset=offset, strides=strides)
+        if not self.writable:
+            view.flags.writeable = False
+        return view
+
+    def scalar(self, dtype: np.dtype, offset: int) -> np.ndarray:
+        """A 0-d view (a live scalar or record) of one value at ``offset``."""
+        view = np.ndarray((), dtype=dtype, buffer=self._mmap, offset=offset)
+        if not self.writable:
+            view.flags.writeable = False
+        return view
+
+    def raw(self) -> Any:
+        return self._mmap
+
+    def close(self) -> None:
+        """Unmap; raises BufferError while numpy views still use the mapping."""
+        self._mmap.close()
+
+    def try_close(self) -> bool:
+        """Unmap if no view is alive; otherwise leave it to the last view."""
+        try:
+            self._mmap.close()
+            return True
+        except BufferError:
+            return False

@@ -1,0 +1,371 @@
+"""``Object``: one BPF ELF object through its life: open -> (edit) -> load -> close.
+
+The Object owns the libbpf ``bpf_object`` and, through it, every map and
+program fd; it also owns the links made from its programs and the mmaps of
+its data sections, and releases them in order on ``close()`` (links first,
+then mappings, then the libbpf object). Views made from it outlive it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import logging
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
+
+from . import _libbpf
+from ._libbpf import ffi, lib
+from .btf import Btf
+from .errors import (
+    BpfError,
+    BpfPermissionError,
+    ClosedError,
+    NotSupportedError,
+    ObjectFormatError,
+    VerifierError,
+)
+from .features import capabilities
+from .links import Link
+from .maps import Map
+from .programs import Program
+from .sections import Section
+from .spec import ObjectSpec
+
+__all__ = ["Object", "open"]
+
+_log = logging.getLogger("pybpf")
+T = TypeVar("T")
+
+_PROG_FAILED = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
+_VERIFIER_LOG = re.compile(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
+_MAP_FAILED = re.compile(r"map '([^']+)': failed to create")
+_REFUSED_TYPES = {"tracing": "fentry/fexit/fmod_ret", "lsm": "lsm", "ext": "freplace"}
+
+
+class _Named(Mapping[str, T]):
+    """A read-only, ordered name -> item mapping with a helpful KeyError."""
+
+    def __init__(self, items: dict[str, T], what: str, owner: str) -> None:
+        self._items, self._what, self._owner = items, what, owner
+
+    def __getitem__(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise KeyError(f"{self._owner} has no {self._what} {name!r} "
+                           f"(it has: {', '.join(self._items) or 'none'})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"<{self._what}s of {self._owner}: {list(self._items)}>"
+
+
+def open(source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None = None,
+         object_name: str | None = None, pin_root_path: str | None = None,
+         kconfig: str | None = None) -> Object:
+    """Open a BPF object (a path or the bytes of a ``.bpf.o``); nothing is in the kernel yet."""
+    return Object(source, btf_custom_path=btf_custom_path, object_name=object_name,
+                  pin_root_path=pin_root_path, kconfig=kconfig)
+
+
+class Object:
+    """A BPF object. States: ``open`` -> ``loaded`` -> ``closed`` (or ``failed`` after a failed load)."""
+
+    def __init__(self, source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None = None,
+                 object_name: str | None = None, pin_root_path: str | None = None,
+                 kconfig: str | None = None) -> None:
+        self._ptr: Any = ffi.NULL
+        self._state = "closed"
+        self._links: list[Link] = []
+        self._keep: list[Any] = []
+        self.load_log = ""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            self.path: str | None = None
+            where = object_name or "<bytes>"
+        else:
+            self.path = os.fspath(source)
+            where = self.path
+            if not os.path.exists(self.path):
+                raise FileNotFoundError(errno.ENOENT, "no such BPF object", self.path)
+            with builtins.open(self.path, "rb") as f:
+                data = f.read()
+        # Parse purely first: precise errors, and libbpf never sees a malformed ELF.
+        self.spec = ObjectSpec(data, name=object_name or "", path=where)
+        if btf_custom_path is not None and not os.path.exists(btf_custom_path):
+            raise FileNotFoundError(errno.ENOENT, "no such BTF file", btf_custom_path)
+
+        self._keep = [c_name := _libbpf.c_str(object_name), c_pin := _libbpf.c_str(pin_root_path),
+                      c_kconfig := _libbpf.c_str(kconfig), c_btf := _libbpf.c_str(btf_custom_path)]
+        opts = _libbpf.new_opts("struct bpf_object_open_opts", object_name=c_name, pin_root_path=c_pin,
+                                kconfig=c_kconfig, btf_custom_path=c_btf)
+        with _libbpf.capture() as log:
+            if self.path is not None and object_name is None:
+                ptr = lib.bpf_object__open_file(self.path.encode(), opts)
+            else:
+                buf = ffi.from_buffer(data)
+                self._keep.append((data, buf))  # libbpf may refer to the image until close
+                ptr = lib.bpf_object__open_mem(buf, len(data), opts)
+        if ptr == ffi.NULL:
+            err = ffi.errno or errno.EINVAL
+            raise ObjectFormatError(f"{where}: libbpf cannot open this object: {_last_line(log.text, err)}",
+                                    err, path=where, log=log.text)
+        self._ptr = ptr
+        self._state = "open"
+        self.name: str = ffi.string(lib.bpf_object__name(ptr)).decode()
+        self._btf: Btf | None = None
+        self._programs = self._collect_programs()
+        self._maps = self._collect_maps()
+        self._sections: dict[str, Section] = {}
+
+    def __repr__(self) -> str:
+        return f"<Object {self.name} {self._state}>"
+
+    # ---- state ---------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        return self._state == "closed"
+
+    def _check_open(self) -> None:
+        if self._state == "closed":
+            raise ClosedError(f"object {getattr(self, 'name', '?')}")
+
+    def _check_state(self, wanted: str, doing: str) -> None:
+        self._check_open()
+        if self._state != wanted:
+            hint = {"open": "before load()", "loaded": "after a successful load()"}[wanted]
+            raise BpfError(f"{doing} is only possible {hint}; object {self.name} is {self._state}",
+                           errno.EINVAL)
+
+    # ---- contents ---------------------------------------------------------
+
+    def _collect_programs(self) -> dict[str, Program]:
+        programs: dict[str, Program] = {}
+        ptr = lib.bpf_object__next_program(self._ptr, ffi.NULL)
+        while ptr != ffi.NULL:
+            program = Program(self, ptr)
+            programs[program.name] = program
+            ptr = lib.bpf_object__next_program(self._ptr, ptr)
+        return programs
+
+    def _collect_maps(self) -> dict[str, Map]:
+        maps: dict[str, Map] = {}
+        ptr = lib.bpf_object__next_map(self._ptr, ffi.NULL)
+        while ptr != ffi.NULL:
+            name = ffi.string(lib.bpf_map__name(ptr)).decode()
+            maps[name] = Map(name=name, obj=self, ptr=ptr, btf=self.btf,
+                             key_type_id=int(lib.bpf_map__btf_key_type_id(ptr)),
+                             value_type_id=int(lib.bpf_map__btf_value_type_id(ptr)))
+            ptr = lib.bpf_object__next_map(self._ptr, ptr)
+        return maps
+
+    @property
+    def btf(self) -> Btf | None:
+        """The object's BTF as libbpf fixed it up at open (DATASEC sizes and offsets)."""
+        self._check_open()
+        if self._btf is None:
+            ptr = lib.bpf_object__btf(self._ptr)
+            if ptr == ffi.NULL:
+                return None
+            size = ffi.new("__u32 *")
+            raw = lib.btf__raw_data(ptr, size)
+            if raw == ffi.NULL:
+                return None
+            self._btf = Btf.from_bytes(bytes(ffi.buffer(raw, size[0])), name=self.name)
+        return self._btf
+
+    @property
+    def programs(self) -> Mapping[str, Program]:
+        self._check_open()
+        return _Named(self._programs, "program", f"object {self.name}")
+
+    @property
+    def maps(self) -> Mapping[str, Map]:
+        """Every map by libbpf's name, internal ones (``<obj>.bss``...) included."""
+        self._check_open()
+        return _Named(self._maps, "map", f"object {self.name}")
+
+    def section(self, name: str) -> Section:
+        """Global variables of a data section: ``.bss``, ``.data``, ``.rodata``, ``.data.foo``..."""
+        self._check_open()
+        found = self._sections.get(name)
+        if found is None:
+            found = Section(self, name, self._internal_map(name))
+            self._sections[name] = found
+        return found
+
+    def _internal_map(self, section: str) -> Map | None:
+        for map_ in self._maps.values():
+            if lib.bpf_map__is_internal(map_._ptr) and _internal_section(map_.name, section):
+                return map_
+        return None
+
+    @property
+    def bss(self) -> Section:
+        return self.section(".bss")
+
+    @property
+    def data(self) -> Section:
+        return self.section(".data")
+
+    @property
+    def rodata(self) -> Section:
+        return self.section(".rodata")
+
+    # ---- load ------------------------------------------------------------
+
+    def load(self) -> Object:
+        """CO-RE relocate, create the maps, and load every autoload program."""
+        self._check_state("open", "load()")
+        with _libbpf.capture(logging.DEBUG) as log:
+            ret = lib.bpf_object__load(self._ptr)
+        self.load_log = log.text
+        if ret < 0:
+            self._state = "failed"
+            raise self._load_error(-ret, log.text)
+        self._state = "loaded"
+        return self
+
+    def _load_error(self, err: int, log: str) -> BpfError:
+        failed = _PROG_FAILED.findall(log)
+        verifier = _VERIFIER_LOG.findall(log)
+        verifier_log = verifier[-1] if verifier else ""
+        if failed:
+            name = failed[-1]
+            program = self._programs.get(name)
+            prog_type = program.type if program is not None else "?"
+            caps = capabilities()
+            if (prog_type in _REFUSED_TYPES and err == errno.EPERM and not verifier_log.strip()
+                    and {"CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"} <= caps):
+                kind = _section_kind(program.section) if program is not None else _REFUSED_TYPES[prog_type]
+                return NotSupportedError(
+                    f"the kernel refused to load {kind} program {name!r} with EPERM before verification, "
+                    f"although this process has CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN: this kernel does "
+                    f"not allow fentry/fexit/fmod_ret/lsm programs (kernel lockdown)",
+                    err, feature=kind, log=log)
+            if err in (errno.EPERM, errno.EACCES) and not verifier_log.strip():
+                needed = "CAP_NET_ADMIN" if prog_type in ("xdp", "sched_cls", "cgroup_skb", "socket_filter") \
+                    else "CAP_PERFMON"
+                return BpfPermissionError(
+                    f"loading {prog_type} program {name!r} was refused: it needs CAP_BPF and {needed} "
+                    f"(run as root or grant them)", err, capability=f"CAP_BPF+{needed}", log=log)
+            if verifier_log.strip():
+                source = _failing_source_line(verifier_log)
+                where = f" at `{source}`" if source else ""
+                last = verifier_log.strip().splitlines()[-1]
+                return VerifierError(
+                    f"the verifier rejected program {name!r}{where}: {last}", err, program=name,
+                    log=verifier_log, source_line=source)
+            return _libbpf.make_error(err, f"loading program {name!r}: {_last_line(log, err)}", log=log)
+        map_failed = _MAP_FAILED.findall(log)
+        if map_failed and err in (errno.EPERM, errno.EACCES):
+            return BpfPermissionError(f"creating map {map_failed[-1]!r} was refused: it needs CAP_BPF "
+                                      f"(run as root or grant it)", err, capability="CAP_BPF", log=log)
+        return _libbpf.make_error(err, f"loading object {self.name}: {_last_line(log, err)}", log=log)
+
+    # ---- links -------------------------------------------------------------
+
+    def _register_link(self, link: Link) -> None:
+        self._links.append(link)
+        link._on_close.append(self._forget_link)
+
+    def _forget_link(self, link: Link) -> None:
+        try:
+            self._links.remove(link)
+        except ValueError:
+            pass
+
+    def attach(self) -> list[Link]:
+        """Auto-attach every loaded program whose SEC() names its target."""
+        self._check_state("loaded", "attach()")
+        links = []
+        for program in self._programs.values():
+            if program.autoload and lib.bpf_program__autoattach(program._ptr):
+                try:
+                    links.append(program.attach())
+                except BpfError as exc:
+                    if exc.errno != errno.EINVAL or "has no target" not in str(exc):
+                        for link in links:
+                            link.close()
+                        raise
+        return links
+
+    @property
+    def links(self) -> list[Link]:
+        return list(self._links)
+
+    # ---- close -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach links, drop mappings, release every fd. Idempotent."""
+        if self._state == "closed":
+            return
+        errors = []
+        for link in list(self._links):
+            try:
+                link.close()
+            except BpfError as exc:
+                errors.append(exc)
+        self._links.clear()
+        for section in self._sections.values():
+            section._release()
+        for map_ in self._maps.values():
+            map_.close()
+        ptr, self._ptr = self._ptr, ffi.NULL
+        self._state = "closed"
+        lib.bpf_object__close(ptr)
+        self._keep.clear()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Object:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", "closed") != "closed":
+            warnings.warn(f"{self!r} was never closed; closing it now", ResourceWarning, stacklevel=2)
+            try:
+                self.close()
+            except Exception:
+                pass
+
+
+def _internal_section(map_name: str, section: str) -> bool:
+    # libbpf names internal maps "<obj prefix><section>", e.g. "counters.bss" or "count.rodata".
+    return map_name == section or map_name.endswith(section)
+
+
+def _section_kind(section: str) -> str:
+    return section.split("/", 1)[0].split(".", 1)[0]
+
+
+def _last_line(log: str, err: int) -> str:
+    lines = [line.removeprefix("libbpf: ") for line in log.strip().splitlines()
+             if line.startswith("libbpf: ") and "BEGIN PROG LOAD LOG" not in line]
+    return lines[-1] if lines else os.strerror(err) if err < 4000 else _libbpf.strerror(err)
+
+
+def _failing_source_line(verifier_log: str) -> str | None:
+    """The last BTF line-info comment (``; code @ file:line``) before the error."""
+    source = None
+    for line in verifier_log.splitlines():
+        if line.startswith("; "):
+            source = line[2:].strip()
+    return source
