@@ -15,6 +15,7 @@ mmapped memory, with no syscall per read.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ._libbpf import VERSION_STRING as LIBBPF_VERSION
@@ -61,6 +62,8 @@ __all__ = [
     "enable_stats",
     "open",
 ]
+
+logging.getLogger("pybpf").addHandler(logging.NullHandler())
 
 _BUNDLED_DIR = Path(__file__).parent / "bpf"
 

@@ -1,0 +1,141 @@
+"""Shared fixtures: kernel gating, network namespaces, cgroups, bpffs, unprivileged runs.
+
+``needs_kernel(reason)`` skips a test when this machine cannot run it, except
+under ``PYBPF_REQUIRE_KERNEL=1`` (set by ``.ci/run``), where the skip becomes a
+failure: CI's kernel has every feature these tests need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pybpf
+from pybpf import features, fs
+
+REQUIRE_KERNEL = os.environ.get("PYBPF_REQUIRE_KERNEL") == "1"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def needs_kernel(reason: str) -> None:
+    """Skip (or, under PYBPF_REQUIRE_KERNEL=1, fail) for a missing kernel feature."""
+    if REQUIRE_KERNEL:
+        pytest.fail(f"PYBPF_REQUIRE_KERNEL=1 but: {reason}")
+    pytest.skip(reason)
+
+
+def _privileged() -> bool:
+    return features.detect().privileged and os.path.exists("/sys/kernel/btf/vmlinux")
+
+
+@pytest.fixture
+def kernel() -> None:
+    """Use in tests that load into the kernel: root with CAP_BPF/CAP_PERFMON and kernel BTF."""
+    if not _privileged():
+        needs_kernel("needs root with CAP_BPF and CAP_PERFMON and kernel BTF")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kernel" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kernel)
+
+
+@pytest.fixture
+def bundled():
+    """``bundled("counters")`` -> path of a bundled object (fails if not built)."""
+    def find(name: str) -> str:
+        try:
+            return pybpf.bundled(name)
+        except FileNotFoundError as exc:
+            pytest.fail(f"{exc} -- run `make bpf`")
+    return find
+
+
+@pytest.fixture
+def netns(kernel: None) -> Iterator[str]:
+    """A fresh network namespace with `lo` up; yields its name. Runs nothing in it:
+    use ``enter_netns(name)`` to switch this thread into it."""
+    if shutil.which("ip") is None:
+        needs_kernel("needs iproute2 (`ip`)")
+    name = f"pybpf-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@contextlib.contextmanager
+def enter_netns(name: str) -> Iterator[None]:
+    """Move this thread into network namespace ``name`` for the block (setns)."""
+    original = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        os.setns(target, os.CLONE_NEWNET)
+        yield
+    finally:
+        os.setns(original, os.CLONE_NEWNET)
+        os.close(target)
+        os.close(original)
+
+
+@pytest.fixture
+def cgroup(kernel: None) -> Iterator[str]:
+    """A child cgroup v2 directory, removed afterwards (processes moved back out)."""
+    try:
+        root = fs.cgroup2_root()
+    except pybpf.BpfError:
+        needs_kernel("no cgroup v2 hierarchy mounted")
+    path = os.path.join(root, f"pybpf-test-{uuid.uuid4().hex[:8]}")
+    os.mkdir(path)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            with open(os.path.join(path, "cgroup.procs")) as procs:
+                pids = procs.read().split()
+            for pid in pids:
+                with open(os.path.join(root, "cgroup.procs"), "w") as parent:
+                    parent.write(pid)
+        os.rmdir(path)
+
+
+@pytest.fixture
+def bpffs(kernel: None) -> Iterator[str]:
+    """A private bpffs mount, unmounted (with everything pinned in it) afterwards."""
+    path = tempfile.mkdtemp(prefix="pybpf-bpffs-")
+    fs.mount("bpf", path, "bpf")
+    try:
+        yield path
+    finally:
+        fs.umount(path)
+        os.rmdir(path)
+
+
+def run_unprivileged(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run Python ``code`` as user nobody with no BPF capabilities (via setpriv).
+
+    CAP_DAC_READ_SEARCH is kept (and nothing else) so that nobody can read a
+    Python installed under /root; it grants nothing BPF-related."""
+    if shutil.which("setpriv") is None:
+        needs_kernel("needs setpriv (util-linux)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HOME="/tmp")
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+           "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search",
+           "--bounding-set=-all,+dac_read_search", sys.executable, "-c", code]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/tmp")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
