@@ -419,10 +419,12 @@ class ObjectSpec:
         return best
 
     def _parse_btf_parts(self) -> None:
+        # libbpf's order: BTF-defined maps, then internal maps in section order.
+        if self.btf is not None:
+            self._btf_maps()
         self._internal_maps()
         if self.btf is None:
             return
-        self._btf_maps()
         self._globals()
         ext = self.sections.get(".BTF.ext")
         if ext is not None:
