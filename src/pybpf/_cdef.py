@@ -25,7 +25,7 @@ struct bpf_insn;
 struct ring_buffer;
 struct user_ring_buffer;
 struct perf_buffer;
-struct btf_type { __u32 name_off; __u32 info; __u32 size_or_type; };
+struct btf_type { __u32 name_off; __u32 info; union { __u32 size; __u32 type; }; };
 
 enum libbpf_print_level { LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG };
 typedef int (*libbpf_print_fn_t)(enum libbpf_print_level level, const char *fmt, void *args);
@@ -411,6 +411,6 @@ int close(int fd);
 int if_nametoindex(const char *ifname);
 int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data);
 int umount2(const char *target, int flags);
-struct statfs { long f_type; char _rest[112]; };
+struct statfs { long f_type; char _pad_rest[112]; };
 int statfs(const char *path, struct statfs *buf);
 """

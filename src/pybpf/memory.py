@@ -55,6 +55,13 @@ class MappedMap:
     def closed(self) -> bool:
         return self._mmap.closed
 
+    def _exported(self) -> np.ndarray:
+        # np.ndarray(buffer=mmap) releases the buffer export and keeps only a
+        # reference, so mmap.close() would then succeed and leave the view
+        # dangling (a segfault on the next read). np.frombuffer keeps the export
+        # alive for as long as the array (and every view built on it) lives.
+        return np.frombuffer(self._mmap, dtype=np.uint8)
+
     def array(self, dtype: np.dtype, *, shape: tuple[int, ...] | None = None, offset: int = 0) -> np.ndarray:
         """A view of ``max_entries`` elements (or ``shape``) of ``dtype`` at ``offset``."""
         if shape is None:
@@ -63,14 +70,14 @@ class MappedMap:
             shape = (count,)
         else:
             strides = None
-        view = np.ndarray(shape, dtype=dtype, buffer=self._mmap, offset=offset, strides=strides)
+        view = np.ndarray(shape, dtype=dtype, buffer=self._exported(), offset=offset, strides=strides)
         if not self.writable:
             view.flags.writeable = False
         return view
 
     def scalar(self, dtype: np.dtype, offset: int) -> np.ndarray:
         """A 0-d view (a live scalar or record) of one value at ``offset``."""
-        view = np.ndarray((), dtype=dtype, buffer=self._mmap, offset=offset)
+        view = np.ndarray((), dtype=dtype, buffer=self._exported(), offset=offset)
         if not self.writable:
             view.flags.writeable = False
         return view
