@@ -548,3 +548,59 @@ def test_fuzzed_btf_only_raises_pybpf_errors(data: st.DataObject) -> None:
     except BpfError:
         return
     _check_all(btf)
+
+
+ARRAYS_SRC = r"""
+typedef unsigned char u8;
+enum mode { OFF, ON = 3, NEG = -1 };
+struct tail { int n; long long items[]; };
+struct zero { short k; int none[0]; };
+struct arrs {
+    char name[16]; signed char sc[3]; unsigned char uc[5]; u8 raw[6];
+    char grid[2][4]; int m[2][3]; enum mode md; const volatile int cv; int *p;
+};
+struct tail tail_var; struct zero zero_var; struct arrs arrs_var = { .name = "pybpf", .md = ON,
+    .m = {{1, 2, 3}, {4, 5, 6}}, .grid = {"ab", "cd"}, .uc = "xy", .raw = {1, 2, 3} };
+char _license[] __attribute__((section("license"))) = "GPL";
+"""
+
+
+@needs_clang
+def test_arrays_chars_enums_against_clang(tmp_path: Path) -> None:
+    spec = ObjectSpec.from_file(compile_bpf(ARRAYS_SRC, tmp_path / "arr.bpf.o"))
+    btf = spec.btf
+    assert btf is not None
+    g = {x.name: x for x in spec.globals}
+    tail = btf.dtype(g["tail_var"].type_id)
+    assert tail.itemsize == 8 and tail.fields["items"][1] == 8
+    assert tail.fields["items"][0].shape == (0,)
+    zero = btf.dtype(g["zero_var"].type_id)
+    assert zero.itemsize == 4 and zero.fields["none"][1] == 4
+    dt = btf.dtype(g["arrs_var"].type_id)
+    assert dt.fields["name"][0] == np.dtype("S16")
+    assert dt.fields["sc"][0] == np.dtype("S3") and dt.fields["uc"][0] == np.dtype("S5")
+    assert dt.fields["raw"][0] == np.dtype(("u1", (6,)))  # typedef'd bytes stay numbers
+    assert dt.fields["grid"][0] == np.dtype(("S4", (2,)))
+    assert dt.fields["m"][0] == np.dtype(("<i4", (2, 3)))
+    assert dt.fields["md"][0].metadata["enum"] == {"OFF": 0, "ON": 3, "NEG": -1}
+    assert dt.fields["cv"][0] == np.dtype("<i4") and dt.fields["p"][0] == np.dtype("<u8")
+    rec = np.frombuffer(g["arrs_var"].initial, dt)[0]
+    assert rec["name"] == b"pybpf" and rec["uc"] == b"xy" and list(rec["raw"]) == [1, 2, 3, 0, 0, 0]
+    assert rec["m"].tolist() == [[1, 2, 3], [4, 5, 6]] and rec["grid"].tolist() == [b"ab", b"cd"]
+    assert rec["md"] == 3
+    members = {m[0]: m[1] for m in btf[btf.resolve(g["arrs_var"].type_id)].members}
+    assert btf.c_name(members["grid"]) == "char[2][4]"
+    assert btf.c_name(members["cv"]) == "const volatile int"
+    assert btf.c_name(members["md"]) == "enum mode"
+    assert btf.c_name(members["raw"]) == "u8[6]"
+    assert btf.c_name(members["p"]) == "int *"
+
+
+def test_self_referencing_datasec() -> None:
+    b = BtfBuilder()
+    b.add(15, ".data", vlen=1, sz=4, extra=struct.pack("<III", 1, 0, 4))  # var = itself
+    btf = Btf.from_bytes(b.blob())
+    btf.fix_datasec(".data", 4, {".data": 0})
+    assert btf[1].vars == [(1, 0, 4)]
+    dt = btf.dtype(1)  # non-VAR entries are skipped, not followed
+    assert dt.itemsize == 4 and not dt.names

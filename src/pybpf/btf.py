@@ -318,6 +318,13 @@ class Btf:
             return self.base.kind_of(tid)
         return KIND_NAMES[self._kinds[tid - self._start_id]]
 
+    def _name_of(self, tid: int) -> str:
+        """A type's name without decoding it (no recursion through referenced types)."""
+        if tid < self._start_id:
+            return self.base._name_of(tid) if self.base is not None and tid > 0 else ""
+        (off,) = struct.unpack_from("<I", self._data, self._offs[tid - self._start_id])
+        return self._str(off)
+
     def _decode(self, tid: int) -> BtfType:
         d = self._data
         pos = self._offs[tid - self._start_id]
@@ -375,7 +382,7 @@ class Btf:
             fix = self._datasec_fix.get(tid)
             if fix is not None:
                 t.size = fix[0]
-                t.vars = [(vt, fix[1].get(self[vt].name, vo), vs) for vt, vo, vs in t.vars]
+                t.vars = [(vt, fix[1].get(self._name_of(vt), vo), vs) for vt, vo, vs in t.vars]
         elif k == _FUNC:
             t.type = ref(st)
             t.linkage = _LINKAGE_NAMES.get(vlen, str(vlen))
@@ -512,11 +519,14 @@ class Btf:
     # ---- datasecs ----------------------------------------------------------------------
     def datasecs(self) -> list[str]:
         """Names of every DATASEC (``.bss``, ``.data``, ``.rodata``, ``.maps``, ...)."""
-        return [self[self._start_id + i].name for i, k in enumerate(self._kinds) if k == _DATASEC]
+        return [self[tid].name for tid in self._datasec_ids()]
+
+    def _datasec_ids(self) -> list[int]:
+        return [self._start_id + i for i, k in enumerate(self._kinds) if k == _DATASEC]
 
     def _datasec_id(self, name: str) -> int:
-        for tid in self._name_index().get(name, ()):
-            if self.kind_of(tid) == "datasec":
+        for tid in self._datasec_ids():
+            if self[tid].name == name:
                 return tid
         raise KeyError(f"no DATASEC {name!r}")
 
