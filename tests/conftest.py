@@ -8,6 +8,7 @@ failure: CI's kernel has every feature these tests need.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import subprocess
@@ -76,16 +77,26 @@ def netns(kernel: None) -> Iterator[str]:
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:  # os.setns is Python 3.12+
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 @contextlib.contextmanager
 def enter_netns(name: str) -> Iterator[None]:
     """Move this thread into network namespace ``name`` for the block (setns)."""
     original = os.open("/proc/self/ns/net", os.O_RDONLY)
     target = os.open(f"/run/netns/{name}", os.O_RDONLY)
     try:
-        os.setns(target, os.CLONE_NEWNET)
+        _setns(target)
         yield
     finally:
-        os.setns(original, os.CLONE_NEWNET)
+        _setns(original)
         os.close(target)
         os.close(original)
 

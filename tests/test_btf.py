@@ -117,15 +117,6 @@ def bpftool_json() -> dict:
     return json.loads(out)
 
 
-@pytest.fixture(scope="module")
-def vmlinux_h(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("vmlinux")
-    h = d / "vmlinux.h"
-    with open(h, "wb") as f:
-        subprocess.run(["bpftool", "btf", "dump", "file", VMLINUX, "format", "c"], stdout=f, check=True)
-    return d
-
-
 def compile_bpf(src: str, out: Path, *, debug: bool = True, includes: tuple[Path, ...] = ()) -> Path:
     c = out.with_suffix(".c")
     c.write_text(src)

@@ -315,12 +315,16 @@ class Program:
                  flags: int = 0, cpu: int = 0) -> TestRunResult:
         """BPF_PROG_TEST_RUN: run the program in the kernel on ``data_in``/``ctx_in``.
 
-        ``repeat`` is forced to 0 for program types the kernel refuses to repeat
-        (raw tracepoints, tracing). ``duration_ns`` is the kernel's mean per run.
+        ``repeat`` is forced to 0 (and ``ctx_out`` left out) for the types whose
+        test run the kernel refuses otherwise (raw tracepoints, tracing, syscall).
+        ``duration_ns`` is the kernel's mean per run.
         """
         fd = self.fd
-        if self.type in _NO_REPEAT_TYPES:
+        no_repeat = self.type in _NO_REPEAT_TYPES
+        if no_repeat:  # the kernel refuses repeat, data and ctx_out for these types
             repeat = 0
+            if ctx_out_size is None:
+                ctx_out_size = 0
         data_in = bytes(data_in)
         in_buf = ffi.from_buffer(data_in) if data_in else ffi.NULL
         out_size = data_out_size if data_out_size is not None else (len(data_in) + 4096 if data_in else 0)
@@ -347,7 +351,12 @@ class Program:
                 raise NotSupportedError(f"BPF_PROG_TEST_RUN of {self.type} program {self.name!r}: "
                                         f"the kernel cannot test-run this program type", err,
                                         feature="test_run")
-            raise _libbpf.make_error(err, f"BPF_PROG_TEST_RUN of {self.name!r}", capability="CAP_BPF")
+            hint = ""
+            if err == errno.EINVAL:
+                hint = (": raw tracepoint/tracing/syscall programs take only ctx_in (no data, no ctx_out)"
+                        if no_repeat else ": check data_in/ctx_in sizes for this program type")
+            raise _libbpf.make_error(err, f"BPF_PROG_TEST_RUN of {self.type} program {self.name!r}{hint}",
+                                     capability="CAP_BPF")
         data_out = bytes(ffi.buffer(out_buf, opts.data_size_out)) if out_size else b""
         ctx_out = bytes(ffi.buffer(ctx_out_buf, opts.ctx_size_out)) if ctx_out_buf != ffi.NULL else None
         return TestRunResult(retval=int(opts.retval), data_out=data_out, duration_ns=int(opts.duration),
