@@ -1,0 +1,107 @@
+"""``pybpf btf dump``: BTF as a C header (through libbpf's btf_dump) or as JSON.
+
+C output is :func:`pybpf.cheader.dump_c`, byte for byte: ``pybpf btf dump
+--kernel`` is the committed ``vmlinux/vmlinux.h`` when run on the kernel it
+was generated from. JSON comes from the pure parser :mod:`pybpf.btf`. Every
+input is parsed purely first, so a malformed file gets pybpf's one-line
+error before libbpf ever sees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from pybpf.btf import Btf, BtfType
+from pybpf.cheader import KERNEL_BTF, dump_c
+
+from .render import guarded, print_json, usage_error
+
+__all__ = ["btf_app", "type_json", "closure"]
+
+btf_app = typer.Typer(help="BPF Type Format: dump the kernel's or an object's types.",
+                      no_args_is_help=True)
+
+
+class Format(str, Enum):
+    c = "c"
+    json = "json"
+
+
+# Attributes left at their defaults don't apply to a type's kind: JSON leaves them out.
+_DEFAULTS = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+             for f in dataclasses.fields(BtfType)}
+
+
+def type_json(t: BtfType) -> dict[str, Any]:
+    """One type as JSON: ``id``, ``kind``, ``name`` and every attribute that applies to its kind."""
+    out: dict[str, Any] = {"id": t.id, "kind": t.kind, "name": t.name}
+    for f in dataclasses.fields(BtfType):
+        value = getattr(t, f.name)
+        if f.name in out or value == _DEFAULTS[f.name]:
+            continue
+        if f.name == "members":
+            value = [{"name": n, "type": tid, "bit_offset": off, "bitfield_size": bf}
+                     for n, tid, off, bf in value]
+        elif f.name == "values":
+            value = [{"name": n, "value": v} for n, v in value]
+        elif f.name == "params":
+            value = [{"name": n, "type": tid} for n, tid in value]
+        elif f.name == "vars":
+            value = [{"type": tid, "offset": off, "size": size} for tid, off, size in value]
+        out[f.name] = value
+    return out
+
+
+def _refs(t: BtfType) -> list[int]:
+    refs = [t.type or 0, t.index_type]
+    refs += [tid for _n, tid, _o, _b in t.members]
+    refs += [tid for _n, tid in t.params]
+    refs += [tid for tid, _o, _s in t.vars]
+    return [r for r in refs if r]
+
+
+def closure(btf: Btf, root: int) -> list[int]:
+    """``root`` and every type it refers to, transitively, in id order."""
+    seen = {root}
+    todo = [root]
+    while todo:
+        for ref in _refs(btf[todo.pop()]):
+            if ref not in seen:
+                seen.add(ref)
+                todo.append(ref)
+    return sorted(seen)
+
+
+@btf_app.command("dump")
+@guarded
+def dump_command(
+    file: Optional[Path] = typer.Argument(None, help="a raw BTF file or a .bpf.o", show_default=False),
+    kernel: bool = typer.Option(False, "--kernel", help=f"the running kernel's BTF ({KERNEL_BTF})"),
+    fmt: Format = typer.Option(Format.c, "--format", "-f", help="c (a header, via libbpf) or json"),
+    type_name: Optional[str] = typer.Option(None, "--type", "-t",
+                                            help="only this type and what it needs"),
+) -> None:
+    """Dump BTF as a C header or as JSON."""
+    if kernel == (file is not None):
+        usage_error("give either a FILE or --kernel")
+    path = KERNEL_BTF if kernel else str(file)
+    btf = Btf.from_file(path)  # pure parse first: clean errors for malformed input
+    if fmt is Format.c:
+        text = dump_c(path, type_names=[type_name], guard=False) if type_name else dump_c(path)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    if type_name:
+        try:
+            ids: Any = closure(btf, btf.find(type_name))
+        except KeyError:
+            raise KeyError(f"no type named {type_name!r} in {path}") from None
+    else:
+        ids = range(1, len(btf))
+    print_json({"file": path, "types": [type_json(btf[tid]) for tid in ids]})

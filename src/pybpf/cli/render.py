@@ -1,0 +1,179 @@
+"""Output and error plumbing shared by every ``pybpf`` command.
+
+Commands print either rich tables (for people) or JSON (for scripts) through
+the helpers here, and run inside :func:`guarded`, which turns the errors a
+user can cause (bad files, bad ids, verifier rejections, missing privileges)
+into a one-line ``error: ...`` on stderr and a non-zero exit. ``--debug``
+(or ``PYBPF_DEBUG=1``) lets the exception through with its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, TypeVar
+
+import click
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pybpf.errors import BpfError
+
+__all__ = ["EXIT_ERROR", "EXIT_BUG", "console", "err_console", "fail", "guarded", "jsonable",
+           "print_json", "set_debug", "short", "table", "usage_error"]
+
+EXIT_ERROR = 1     # the user's input or the system refused: the message says why
+EXIT_BUG = 70      # EX_SOFTWARE: an exception pybpf did not expect (a bug)
+
+_debug = os.environ.get("PYBPF_DEBUG") == "1"
+
+# What a user can cause; anything else escaping a command is a pybpf bug.
+USER_ERRORS: tuple[type[BaseException], ...] = (BpfError, OSError, KeyError, ValueError, TypeError,
+                                                OverflowError)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def set_debug(enabled: bool) -> None:
+    global _debug
+    _debug = enabled or os.environ.get("PYBPF_DEBUG") == "1"
+
+
+def debug_enabled() -> bool:
+    return _debug
+
+
+def _width() -> int | None:
+    # Piped output (CI logs, CliRunner) would otherwise be cut at 80 columns.
+    if sys.stdout.isatty():
+        return None
+    try:
+        return max(int(os.environ.get("COLUMNS", "")), 40)
+    except ValueError:
+        return 140
+
+
+def console() -> Console:
+    """A console on the current stdout (created per use: tests swap stdout)."""
+    return Console(width=_width(), highlight=False)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, width=_width(), highlight=False)
+
+
+def message_of(exc: BaseException) -> str:
+    """One line saying what went wrong, naming the file where there is one."""
+    if isinstance(exc, BpfError):
+        text = str(exc)
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or exc}"
+    elif isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def usage_error(message: str) -> NoReturn:
+    """Wrong usage: click prints the usage line and exits 2, like any other usage error."""
+    raise click.UsageError(message, ctx=click.get_current_context(silent=True))
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    err_console().print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: F) -> F:
+    """Run a command, reporting user errors in one line (or in full under --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except USER_ERRORS as exc:
+            if _debug:
+                raise
+            fail(_escape(message_of(exc)) + "  [dim](--debug shows the traceback)[/]")
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: say it is ours
+            if _debug:
+                raise
+            fail(f"internal error in pybpf ({type(exc).__name__}: {_escape(message_of(exc))}); "
+                 f"rerun with --debug and report it", EXIT_BUG)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+# ---- JSON ---------------------------------------------------------------------------
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types for numpy scalars/records/arrays, bytes (as hex) and containers."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.names:
+            return [jsonable(v) for v in value.reshape(-1)] if value.shape else jsonable(value[()])
+        if value.dtype.kind == "V":
+            return [jsonable(v) for v in value.reshape(-1)] if value.shape else bytes(value.tobytes()).hex()
+        return jsonable(value.tolist())
+    if isinstance(value, np.void):
+        if value.dtype.names:
+            return {name: jsonable(value[name]) for name in value.dtype.names}
+        return bytes(value.tobytes()).hex()
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)  # JSON has no NaN/inf
+    return value
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
+    sys.stdout.flush()
+
+
+# ---- tables -------------------------------------------------------------------------
+
+def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]],
+          caption: str | None = None, min_width: int | None = None) -> Table:
+    out = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
+                min_width=min_width)
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        out.add_row(*(_cell(v) for v in row))
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "-"
+    return _escape(str(value))
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """A compact text form of a (JSON-able) value for a table cell."""
+    text = json.dumps(jsonable(value)) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,274 @@
+"""``pybpf load`` and ``pybpf test-run``: put an object into the kernel from the shell.
+
+``load`` opens an object, sets ``.rodata``/``.data`` variables, loads it
+(a verifier rejection prints the verifier log with the failing source line and
+instruction highlighted), pins and attaches, then shows the object's maps and
+globals live until Ctrl-C or ``--duration``. Globals and mmapable arrays are
+read through zero-copy views; other maps with batch lookups.
+``test-run`` runs one program with BPF_PROG_TEST_RUN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.text import Text
+
+import pybpf
+from pybpf.errors import BpfError, NotSupportedError, VerifierError
+
+from .kernel import map_entries
+from .render import EXIT_ERROR, console, err_console, guarded, jsonable, print_json, short, table, usage_error
+
+__all__ = ["load_command", "test_run_command", "snapshot", "verifier_report"]
+
+_REFRESH_S = 0.5
+_INSN = re.compile(r"^\d+: \(")
+# Map types user space cannot read element by element.
+_UNREADABLE = {"ringbuf", "user_ringbuf", "perf_event_array", "prog_array", "sockmap", "sockhash",
+               "devmap", "devmap_hash", "cpumap", "xskmap", "queue", "stack", "bloom_filter",
+               "struct_ops", "array_of_maps", "hash_of_maps", "cgroup_array", "reuseport_sockarray",
+               "sk_storage", "inode_storage", "task_storage", "cgrp_storage", "arena"}
+
+
+# ---- --set NAME=VALUE --------------------------------------------------------------
+
+def _parse_value(text: str, dtype: np.dtype) -> Any:
+    """A command-line value for a variable of ``dtype``: a number, JSON, or text for char arrays."""
+    for parse in (lambda s: int(s, 0), float, json.loads):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    if dtype.shape and dtype.base.itemsize == 1:  # char name[N]: C-string semantics
+        raw = text.encode()
+        if len(raw) >= dtype.itemsize:
+            raise ValueError(f"{text!r} needs {len(raw) + 1} bytes; the variable holds {dtype.itemsize}")
+        return np.frombuffer(raw.ljust(dtype.itemsize, b"\0"), dtype=dtype.base)
+    raise ValueError(f"cannot read {text!r} as a value (give a number, JSON, or text for a char array)")
+
+
+def _assign(obj: pybpf.Object, assignment: str) -> None:
+    """Apply one ``--set [SECTION:]NAME=VALUE`` to the object's initial data."""
+    name, sep, text = assignment.partition("=")
+    if not sep or not name:
+        usage_error(f"--set wants NAME=VALUE, got {assignment!r}")
+    section_hint, _, name = name.rpartition(":")
+    sections = [g.section for g in obj.spec.globals
+                if g.name == name and (not section_hint or g.section == section_hint)]
+    if not sections:
+        known = ", ".join(f"{g.section}:{g.name}" for g in obj.spec.globals) or "none"
+        raise KeyError(f"{obj.path}: no global variable {name!r} to set (variables: {known})")
+    if len(sections) > 1:
+        usage_error(f"{name!r} is in several sections ({', '.join(sections)}): say SECTION:{name}=VALUE")
+    section = obj.section(sections[0])
+    section[name] = _parse_value(text, section.dtype_of(name))
+
+
+# ---- verifier rejections -----------------------------------------------------------
+
+def verifier_report(exc: VerifierError) -> Text:
+    """The verifier log with the source line and the instruction it stopped at highlighted."""
+    lines = exc.log.rstrip().splitlines()
+    last_insn = max((i for i, line in enumerate(lines) if _INSN.match(line)), default=-1)
+    last_source = max((i for i, line in enumerate(lines[: last_insn + 1]) if line.startswith("; ")),
+                      default=-1)
+    out = Text()
+    for i, line in enumerate(lines):
+        if i == last_source:
+            style = "bold yellow"
+        elif i == last_insn:
+            style = "bold"
+        elif i > last_insn >= 0 and i == last_insn + 1:
+            style = "bold red"  # the verifier's reason, right after the instruction
+        else:
+            style = "dim" if i < last_source else ""
+        marker = ">> " if style.startswith("bold") else "   "
+        out.append(marker + line + "\n", style=style)
+    return out
+
+
+# ---- the live table ----------------------------------------------------------------
+
+def _internal(obj: pybpf.Object, map_name: str) -> bool:
+    sections = {m.section for m in obj.spec.maps if m.internal}
+    return any(map_name == s or map_name.endswith(s) for s in sections)
+
+
+def _map_state(handle: pybpf.Map) -> dict[str, Any]:
+    """Entries of one map and how they were read."""
+    state: dict[str, Any] = {"name": handle.name, "type": handle.type, "max_entries": handle.max_entries}
+    if handle.type in _UNREADABLE:
+        return {**state, "read": None, "entries": None, "summary": "not readable as key/value"}
+    try:
+        if handle.type == "array" and "MMAPABLE" in handle.flag_names:
+            view = handle.view()
+            nonzero = view.reshape(len(view), -1).view(np.uint8).any(axis=1) if view.dtype.names \
+                else view != 0
+            used = np.flatnonzero(nonzero)
+            entries = [{"key": int(k), "value": jsonable(view[k])} for k in used]
+            read = "zero-copy view, 0 syscalls"
+        else:
+            method, keys, values = map_entries(handle)
+            entries = [{"key": jsonable(k), "value": jsonable(v)} for k, v in zip(keys, values)]
+            read = "batch lookup" if method == "batch" else "lookup per key"
+    except (BpfError, TypeError, ValueError) as exc:
+        return {**state, "read": None, "entries": None, "summary": f"unreadable: {exc}"}
+    first = ", ".join(f"{short(e['key'], 20)}: {short(e['value'], 30)}" for e in entries[:4])
+    more = f" (+{len(entries) - 4} more)" if len(entries) > 4 else ""
+    return {**state, "read": read, "entries": entries,
+            "summary": f"{len(entries)} nonzero/present: {first}{more}" if entries else "empty"}
+
+
+def snapshot(obj: pybpf.Object) -> dict[str, Any]:
+    """Globals (through section views) and maps of a loaded object, JSON-able."""
+    globals_: list[dict[str, Any]] = []
+    for section_name in dict.fromkeys(g.section for g in obj.spec.globals):
+        section = obj.section(section_name)
+        for name in section.keys():
+            try:
+                value: Any = jsonable(section[name])
+            except (BpfError, TypeError, ValueError) as exc:  # e.g. no mmap: say so, keep going
+                value = f"unreadable: {exc}"
+            globals_.append({"section": section_name, "name": name, "value": value})
+    maps = [_map_state(m) for name, m in obj.maps.items() if not _internal(obj, name)]
+    return {"object": obj.name, "globals": globals_, "maps": maps}
+
+
+def _render(snap: dict[str, Any], elapsed: float, links: int) -> Group:
+    globs = table("globals (zero-copy views, 0 syscalls per read)", ["section", "name", "value"],
+                  [(g["section"], g["name"], short(g["value"], 80)) for g in snap["globals"]])
+    maps = table("maps", ["name", "type", "max_entries", "read with", "contents"],
+                 [(m["name"], m["type"], m["max_entries"], m["read"], m["summary"]) for m in snap["maps"]])
+    return Group(f"[bold]{snap['object']}[/] loaded, {links} link(s) attached, {elapsed:.1f} s", globs, maps)
+
+
+def _pin(obj: pybpf.Object, links: list[pybpf.Link], directory: Path) -> list[str]:
+    if not directory.is_dir():
+        raise FileNotFoundError(2, "no such directory (make it on a bpffs mount)", str(directory))
+    pinned = []
+    for name, handle in obj.maps.items():
+        handle.pin(str(directory / name))
+        pinned.append(str(directory / name))
+    for name, program in obj.programs.items():
+        if program.autoload:
+            program.pin(str(directory / name))
+            pinned.append(str(directory / name))
+    for link in links:
+        path = directory / f"{link.description.split(' ', 1)[0]}_link"
+        link.pin(str(path))
+        pinned.append(str(path))
+    return pinned
+
+
+@guarded
+def load_command(
+    obj_path: Path = typer.Argument(..., metavar="OBJ", help="a BPF object (.bpf.o)"),
+    assignments: list[str] = typer.Option([], "--set", metavar="[SECTION:]NAME=VALUE",
+                                          help="set a global variable before load (repeatable)"),
+    pin: Optional[Path] = typer.Option(None, "--pin", metavar="DIR",
+                                       help="pin maps, programs and links under DIR (a bpffs)"),
+    no_attach: bool = typer.Option(False, "--no-attach", help="load only; do not auto-attach"),
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", min=0.0,
+                                             help="seconds to watch (default: until Ctrl-C)"),
+    as_json: bool = typer.Option(False, "--json", help="print the final snapshot as JSON"),
+) -> None:
+    """Load (and attach) a BPF object, then watch its maps and globals live."""
+    out = console()
+    with pybpf.open(obj_path) as obj:
+        for assignment in assignments:
+            _assign(obj, assignment)
+        try:
+            obj.load()
+        except VerifierError as exc:
+            err = err_console()
+            err.print(verifier_report(exc))
+            err.print(f"[bold red]error:[/] {obj_path}: the verifier rejected program "
+                      f"{exc.program!r}" + (f" at `{exc.source_line}`" if exc.source_line else ""),
+                      markup=True, highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
+        links = [] if no_attach else obj.attach()
+        pinned = _pin(obj, links, pin) if pin is not None else []
+        for path in pinned:
+            print(f"pinned {path}", file=sys.stderr)
+        print(f"loaded {obj.name}: {len(links)} link(s); " +
+              (f"watching for {duration:g} s" if duration is not None else "Ctrl-C stops"),
+              file=sys.stderr, flush=True)
+        start = time.monotonic()
+        try:
+            if out.is_terminal and not as_json:
+                with Live(console=out, auto_refresh=False) as live:
+                    while duration is None or time.monotonic() - start < duration:
+                        live.update(_render(snapshot(obj), time.monotonic() - start, len(links)),
+                                    refresh=True)
+                        time.sleep(_REFRESH_S)
+            else:
+                while duration is None or time.monotonic() - start < duration:
+                    time.sleep(_REFRESH_S if duration is None
+                               else min(_REFRESH_S, max(duration - (time.monotonic() - start), 0.0)))
+        except KeyboardInterrupt:
+            pass
+        snap = snapshot(obj)
+        if as_json:
+            print_json({**snap, "links": len(links), "pinned": pinned})
+        elif not out.is_terminal:
+            out.print(_render(snap, time.monotonic() - start, len(links)))
+
+
+# ---- test-run ----------------------------------------------------------------------
+
+def _input(data: str | None) -> bytes:
+    if data is None:
+        return b""
+    if data.startswith("@"):
+        with open(data[1:], "rb") as f:
+            return f.read()
+    cleaned = "".join(data.split()).removeprefix("0x")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        usage_error(f"--data wants hex bytes or @FILE, got {data!r}")
+
+
+@guarded
+def test_run_command(
+    obj_path: Path = typer.Argument(..., metavar="OBJ", help="a BPF object (.bpf.o)"),
+    program: str = typer.Argument(..., metavar="PROG", help="program name"),
+    data: Optional[str] = typer.Option(None, "--data", metavar="HEX|@FILE", help="packet/input bytes"),
+    repeat: int = typer.Option(1, "--repeat", "-r", min=1, help="runs (duration is the mean)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Run one program with BPF_PROG_TEST_RUN and show its return value and output."""
+    data_in = _input(data)
+    with pybpf.open(obj_path) as obj:
+        target = obj.programs[program]
+        for other in obj.programs.values():
+            if other is not target:
+                other.autoload = False  # only the program under test has to load
+        try:
+            obj.load()
+        except VerifierError as exc:
+            err_console().print(verifier_report(exc))
+            raise
+        prog_type = target.type
+        result = target.test_run(data_in=data_in, repeat=repeat)
+    doc = {"program": program, "type": prog_type, "repeat": repeat,
+           "retval": result.retval, "duration_ns": result.duration_ns, "data_in": data_in,
+           "data_out": result.data_out}
+    if as_json:
+        print_json(doc)
+        return
+    rows = [("retval", result.retval), ("duration", f"{result.duration_ns} ns (mean of {repeat})"),
+            ("data in", f"{len(data_in)} B {data_in[:64].hex()}"),
+            ("data out", f"{len(result.data_out)} B {result.data_out[:64].hex()}")]
+    console().print(table(f"test run of {program}", ["", ""], rows))
