@@ -1,0 +1,68 @@
+"""``pybpf bench``: syscall lookups vs batch lookups vs mmap views, Python next to C.
+
+Every case runs on its own fresh map, Python and C passes interleaved in one
+run, and reports ns per element (median, min, max) plus ratios of medians.
+``run(config)`` returns the report as a dict (the JSON schema); the typer
+command ``bench_command`` prints it, and can write the JSON and a plot.
+"""
+
+from __future__ import annotations
+
+import json as _json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from . import cases, report
+from .cases import FULL, QUICK, Config
+from .cbuild import BuildError, build
+from .machine import describe
+from .pyops import batch_path
+from .subjects import created_with
+
+__all__ = ["Config", "QUICK", "FULL", "run", "bench_command"]
+
+PLOT_HINT = "the plot needs matplotlib: pip install 'pybpf[bench]' (or pip install matplotlib)"
+
+
+def run(config: Config, progress=lambda message: None) -> dict:
+    """Run every case of ``config``; the report dict (as written by ``--json``)."""
+    binary = build()
+    results = cases.run_all(config, binary, progress)
+    paths = {"maps": created_with(), "per_key": "Map.lookup / Map.update (one bpf_map_*_elem each)",
+             "batch": batch_path(), "c_binary": str(binary)}
+    return report.to_json(results, config, describe(), paths)
+
+
+def bench_command(
+    quick: bool = typer.Option(False, "--quick", help="64K entries, 8-byte values, few repeats (< 30 s)"),
+    json: Optional[Path] = typer.Option(None, "--json", help="write the full report as JSON here"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write a bar chart (PNG) here; needs matplotlib"),
+) -> None:
+    """Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C."""
+    console = Console()
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            console.print(f"[red]--plot: {PLOT_HINT}[/]")
+            raise typer.Exit(2)
+    try:
+        with console.status("building the C baselines") as status:
+            build()
+            result = run(QUICK if quick else FULL, lambda msg: status.update(msg))
+    except BuildError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1)
+    report.render(result, console)
+    if json is not None:
+        json.write_text(_json.dumps(result, indent=2) + "\n")
+        console.print(f"JSON written to {json}")
+    if plot is not None:
+        report.plot(result, plot)
+        console.print(f"plot written to {plot}")
+    if not result["all_ok"]:
+        console.print("[red]some paths returned values that do not match the map's contents[/]")
+        raise typer.Exit(1)

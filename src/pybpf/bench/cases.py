@@ -1,0 +1,222 @@
+"""The benchmark cases, run with Python and C passes interleaved.
+
+Each case gets its own freshly created and filled map(s); paths that only
+read share that map, paths that write get one each. Every repetition runs
+every implementation once, alternating which goes first, after ``warmup``
+untimed repetitions. A ``Result`` keeps the per-pass ns/element and what the
+path returned (checksum), next to the checksum the pattern predicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+
+from . import pyops
+from .cbuild import CBaseline, Sample
+from .subjects import checksum, create_map, fill, pattern, read_all
+
+__all__ = ["Config", "QUICK", "FULL", "Result", "run_all"]
+
+ALL = 0  # chunk value meaning "the whole map in one call"
+
+
+@dataclass(frozen=True)
+class Config:
+    entries: tuple[int, ...]
+    value_sizes: tuple[int, ...]
+    repeats: int
+    warmup: int = 1
+    chunks: tuple[int, ...] = (1, 64, 4096, ALL)
+    copy_bytes: int = 32 << 20      # bytes copied per pass in the copy cases (above timer noise)
+    scalar_reads: int = 200_000     # element reads per pass in the scalar cases
+    gather_elems: int = 1 << 20     # elements gathered per pass
+    reference: tuple[int, int] = (65536, 8)  # (entries, value_size) the headline ratios use
+
+
+QUICK = Config(entries=(65536,), value_sizes=(8,), repeats=5)
+FULL = Config(entries=(1024, 65536, 1 << 20), value_sizes=(8, 64), repeats=7)
+
+
+@dataclass
+class Result:
+    case: str
+    impl: str
+    map_type: str
+    entries: int
+    value_size: int
+    chunk: int | None = None
+    samples: list[float] = field(default_factory=list)  # ns per element, one per timed pass
+    elems_per_pass: int = 0
+    checksum: int | None = None
+    expected: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.checksum is not None and self.checksum == self.expected
+
+    @property
+    def median(self) -> float:
+        return median(self.samples)
+
+    def to_json(self) -> dict:
+        return {
+            "case": self.case, "impl": self.impl, "map_type": self.map_type, "entries": self.entries,
+            "value_size": self.value_size,
+            "chunk": None if self.chunk is None else ("all" if self.chunk == ALL else self.chunk),
+            "ns_per_elem": {"median": self.median, "min": min(self.samples), "max": max(self.samples)},
+            "repeats": len(self.samples), "elems_per_pass": self.elems_per_pass,
+            "checksum": self.checksum, "expected_checksum": self.expected, "ok": self.ok,
+        }
+
+
+@dataclass
+class Impl:
+    result: Result
+    run: Callable[[], Sample]
+    close: Callable[[], None] = lambda: None
+    checksums: set[int] = field(default_factory=set)
+
+
+class Runner:
+    """Creates maps, builds implementations and interleaves their passes."""
+
+    def __init__(self, config: Config, binary: Path, progress: Callable[[str], None]) -> None:
+        self.config = config
+        self.binary = binary
+        self.progress = progress
+        self.results: list[Result] = []
+
+    def c(self, op: str, fd: int, entries: int, value_size: int, *, chunk: int = 1, inner: int = 1) -> tuple:
+        proc = CBaseline(self.binary, op, fd, entries, value_size, chunk=chunk, inner=inner)
+        return proc.run, proc.close
+
+    def interleave(self, impls: list[Impl]) -> None:
+        cfg = self.config
+        try:
+            for rep in range(cfg.warmup + cfg.repeats):
+                for impl in impls if rep % 2 == 0 else reversed(impls):
+                    sample = impl.run()
+                    if sample.count != impl.result.elems_per_pass:
+                        raise RuntimeError(f"{impl.result.case}/{impl.result.impl} handled {sample.count} "
+                                           f"elements, expected {impl.result.elems_per_pass}")
+                    impl.checksums.add(sample.checksum)
+                    if rep >= cfg.warmup:
+                        impl.result.samples.append(sample.ns / sample.count)
+        finally:
+            for impl in impls:
+                impl.close()
+        for impl in impls:
+            # A path whose passes disagree with each other gets no checksum: it is not ok.
+            impl.result.checksum = impl.checksums.pop() if len(impl.checksums) == 1 else None
+            self.results.append(impl.result)
+
+    # ---- the cases ---------------------------------------------------------
+
+    def lookup(self, map_type: str, n: int, vs: int) -> None:
+        expected = checksum(pattern(n, vs))
+        with create_map(map_type, n, vs, "bench_lookup") as m:
+            fill(m, n, vs)
+            py = Result("lookup", "python", map_type, n, vs, elems_per_pass=n, expected=expected)
+            c = Result("lookup", "c", map_type, n, vs, elems_per_pass=n, expected=expected)
+            self.interleave([Impl(py, pyops.lookup(m, n)), Impl(c, *self.c("lookup", m.fd, n, vs))])
+
+    def batch(self, map_type: str, n: int, vs: int, chunk: int) -> None:
+        expected = checksum(pattern(n, vs))
+        size = n if chunk == ALL else chunk
+        with create_map(map_type, n, vs, "bench_batch") as m:
+            fill(m, n, vs)
+            py = Result("batch", "python", map_type, n, vs, chunk, elems_per_pass=n, expected=expected)
+            c = Result("batch", "c", map_type, n, vs, chunk, elems_per_pass=n, expected=expected)
+            self.interleave([Impl(py, pyops.batch(m, n, vs, size)),
+                             Impl(c, *self.c("batch", m.fd, n, vs, chunk=size))])
+
+    def memory(self, n: int, vs: int) -> None:
+        """mmap_scalar/numpy_scalar, mmap_copy/memcpy and gather on one mmapable array."""
+        cfg = self.config
+        values = pattern(n, vs)
+        with create_map("array", n, vs, "bench_mmap") as m:
+            fill(m, n, vs)
+            view = m.view()
+            plain = view.copy()  # a plain numpy array of the same dtype and size
+            reads = cfg.scalar_reads
+            idx = [i % n for i in range(reads)]
+            scalar_expected = checksum(np.ascontiguousarray(values[idx]))
+            self.interleave([
+                Impl(Result("mmap_scalar", "python", "array", n, vs, elems_per_pass=reads,
+                            expected=scalar_expected), pyops.scalar(view, reads)),
+                Impl(Result("numpy_scalar", "python", "array", n, vs, elems_per_pass=reads,
+                            expected=scalar_expected), pyops.scalar(plain, reads)),
+            ])
+            inner = max(1, math.ceil(cfg.copy_bytes / (n * vs)))
+            whole = checksum(values)
+            copies = [("mmap_copy", "python", pyops.copy(view, inner), lambda: None),
+                      ("memcpy", "python", pyops.copy(plain, inner), lambda: None),
+                      ("mmap_copy", "c", *self.c("mmap_copy", m.fd, n, vs, inner=inner)),
+                      ("memcpy", "c", *self.c("memcpy", -1, n, vs, inner=inner))]
+            self.interleave([Impl(Result(case, impl, "array", n, vs, elems_per_pass=n * inner, expected=whole),
+                                  run, close) for case, impl, run, close in copies])
+            rng = np.random.default_rng(0)
+            indices = rng.integers(0, n, size=min(n, cfg.gather_elems))
+            inner = max(1, math.ceil(cfg.gather_elems / len(indices)))
+            gathered = checksum(np.ascontiguousarray(values[indices]))
+            per_pass = len(indices) * inner
+            self.interleave([
+                Impl(Result("gather", "mmap_view", "array", n, vs, elems_per_pass=per_pass,
+                            expected=gathered), pyops.gather(view, indices, inner)),
+                Impl(Result("gather", "numpy_array", "array", n, vs, elems_per_pass=per_pass,
+                            expected=gathered), pyops.gather(plain, indices, inner)),
+            ])
+            del view, plain
+
+    def update(self, map_type: str, n: int, vs: int) -> None:
+        expected = checksum(pattern(n, vs))
+        maps = [create_map(map_type, n, vs, f"bench_update{i}") for i in range(4)]
+        try:
+            rows = [Result("update", "python", map_type, n, vs, elems_per_pass=n, expected=expected),
+                    Result("update", "c", map_type, n, vs, elems_per_pass=n, expected=expected),
+                    Result("update_batch", "python", map_type, n, vs, ALL, elems_per_pass=n, expected=expected),
+                    Result("update_batch", "c", map_type, n, vs, ALL, elems_per_pass=n, expected=expected)]
+            impls = [Impl(rows[0], pyops.update(maps[0], n, vs)),
+                     Impl(rows[1], *self.c("update", maps[1].fd, n, vs)),
+                     Impl(rows[2], pyops.update_batch(maps[2], n, vs)),
+                     Impl(rows[3], *self.c("update_batch", maps[3].fd, n, vs, chunk=n))]
+            self.interleave(impls)
+            # What a writer returned is what it left in its map.
+            for row, m in zip(rows, maps):
+                row.checksum = checksum(read_all(m, n, vs)) if row.checksum is not None else None
+        finally:
+            for m in maps:
+                m.close()
+
+    def plan(self) -> Iterator[tuple[str, Callable[[], None]]]:
+        cfg = self.config
+        for n in cfg.entries:
+            for vs in cfg.value_sizes:
+                at = f"{n} entries x {vs} B"
+                for map_type in ("array", "hash"):
+                    yield f"lookup {map_type}, {at}", lambda t=map_type, n=n, vs=vs: self.lookup(t, n, vs)
+                for map_type in ("array", "hash"):
+                    for chunk in cfg.chunks:
+                        if map_type == "hash" and chunk == 1:
+                            continue  # a hash bucket with 2+ keys makes chunk 1 fail with ENOSPC
+                        label = "all" if chunk == ALL else chunk
+                        yield (f"batch {map_type} chunk {label}, {at}",
+                               lambda t=map_type, n=n, vs=vs, c=chunk: self.batch(t, n, vs, c))
+                yield f"mmap view, {at}", lambda n=n, vs=vs: self.memory(n, vs)
+                for map_type in ("array", "hash"):
+                    yield f"update {map_type}, {at}", lambda t=map_type, n=n, vs=vs: self.update(t, n, vs)
+
+
+def run_all(config: Config, binary: Path, progress: Callable[[str], None] = lambda s: None) -> list[Result]:
+    runner = Runner(config, binary, progress)
+    steps = list(runner.plan())
+    for i, (label, step) in enumerate(steps, 1):
+        progress(f"[{i}/{len(steps)}] {label}")
+        step()
+    return runner.results

@@ -1,0 +1,44 @@
+"""What the figures were measured on, recorded next to them in the JSON."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import socket
+
+import numpy as np
+
+from .. import LIBBPF_VERSION, __version__
+from .cbuild import compiler_version
+
+__all__ = ["describe"]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def describe() -> dict:
+    uname = os.uname()
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": uname.release,
+        "kernel_version": uname.version,
+        "arch": uname.machine,
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "libbpf": LIBBPF_VERSION,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "numpy": np.__version__,
+        "pybpf": __version__,
+        "compiler": compiler_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
