@@ -6,7 +6,7 @@ The binary is built with ``$CC`` (default ``cc``) ``-O2 ... -lbpf`` into
 ``$PYBPF_BENCH_CACHE`` (default ``~/.cache/pybpf/bench``), named by a hash of
 the sources, flags and compiler, so an edit to any source rebuilds it.
 
-``CBaseline`` runs one long-lived process per case (see ``c/main.c``): the
+``CBaseline`` runs one long-lived process per case (see ``c/map_bench.c``): the
 map fd is inherited, and each ``run()`` asks for one timed pass.
 """
 
@@ -44,7 +44,7 @@ class Sample(tuple):
 
 
 def sources() -> list[Path]:
-    files = sorted(SOURCE_DIR.glob("*.[ch]"))
+    files = sorted(SOURCE_DIR.glob("map_*.[ch]"))
     if not any(f.suffix == ".c" for f in files):
         raise BuildError(f"no C baseline sources in {SOURCE_DIR}; reinstall pybpf")
     return files

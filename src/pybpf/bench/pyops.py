@@ -67,7 +67,7 @@ def update(m: Map, entries: int, value_size: int) -> Run:
 
 
 def _lookup_batch_lowlevel(m: Map, entries: int, value_size: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    # Mirrors c/batch.c: stop at max_entries or ENOENT; numpy buffers go straight to the kernel.
+    # Mirrors c/map_batch.c: stop at max_entries or ENOENT; numpy buffers go straight to the kernel.
     fd = m.fd
     keys = np.empty(entries, dtype="<u4")
     values = np.empty((entries, value_size), dtype=np.uint8)

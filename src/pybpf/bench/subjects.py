@@ -1,7 +1,7 @@
 """The maps under test: created fresh for each case and filled with a known pattern.
 
 Every value is a function of its key (word ``j`` of key ``k`` is
-``(k + 1) * PATTERN_MUL + j`` mod 2**64, the same formula as ``c/common.h``),
+``(k + 1) * PATTERN_MUL + j`` mod 2**64, the same formula as ``c/map_common.h``),
 so each path's result can be checked against a checksum computed here from
 the pattern alone: the wrapping sum of every 64-bit word read.
 

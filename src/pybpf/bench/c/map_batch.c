@@ -1,7 +1,7 @@
 /* Batch baselines: BPF_MAP_LOOKUP_BATCH / BPF_MAP_UPDATE_BATCH, `chunk` elements per call. */
 #include <errno.h>
 #include <bpf/bpf.h>
-#include "common.h"
+#include "map_common.h"
 
 int op_batch(struct bench *b, struct result *r)
 {

@@ -3,14 +3,14 @@
  * usage: pybpf-bench-c OP FD ENTRIES VALUE_SIZE CHUNK INNER
  *   OP: lookup | update | batch | update_batch | mmap_copy | memcpy
  * Reads "run" lines on stdin; answers "<elapsed_ns> <checksum> <count>" per
- * line, or "error <errno>" (see common.h for why it is a long-lived process).
+ * line, or "error <errno>" (see map_common.h for why it is a long-lived process).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "common.h"
+#include "map_common.h"
 
 typedef int (*op_fn)(struct bench *, struct result *);
 

@@ -1,7 +1,7 @@
 /* Per-key baselines: one bpf_map_lookup_elem / bpf_map_update_elem per key. */
 #include <errno.h>
 #include <bpf/bpf.h>
-#include "common.h"
+#include "map_common.h"
 
 int op_lookup(struct bench *b, struct result *r)
 {

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include "common.h"
+#include "map_common.h"
 
 static size_t stride(const struct bench *b)
 {

@@ -54,13 +54,13 @@ static inline uint64_t sum_words(const void *buf, size_t bytes)
 	return sum;
 }
 
-/* keys.c: one syscall per key */
+/* map_keys.c: one syscall per key */
 int op_lookup(struct bench *b, struct result *r);
 int op_update(struct bench *b, struct result *r);
-/* batch.c: BPF_MAP_*_BATCH in chunks */
+/* map_batch.c: BPF_MAP_*_BATCH in chunks */
 int op_batch(struct bench *b, struct result *r);
 int op_update_batch(struct bench *b, struct result *r);
-/* mem.c: copying the mmapped map vs plain memory */
+/* map_mem.c: copying the mmapped map vs plain memory */
 int setup_mmap(struct bench *b);
 int setup_plain(struct bench *b);
 int op_copy(struct bench *b, struct result *r);

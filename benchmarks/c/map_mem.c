@@ -1,0 +1,1 @@
+../../src/pybpf/bench/c/map_mem.c
