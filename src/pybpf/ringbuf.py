@@ -395,18 +395,22 @@ class RingBuffer(EventSource):
         data, words = self._data, self._words
         cons = int(self._cons[0])
         prod = int(self._prod[0])  # load before the headers: TSO keeps loads in order
-        slots = min((prod - cons) // stride, limit)
-        if slots == 0 and prod == cons:
+        if prod == cons or limit == 0:
             return np.empty(0, self.dtype)
-        out = np.empty(max(slots, 1) * stride, np.uint8)
+        room = (prod - cons) // stride    # at most this many slots can follow
+        capacity = max(min(room, limit), 1)
+        out = np.empty(capacity * stride, np.uint8)
         used = 0                          # slots copied into out
+        taken = 0                         # records among them (not discarded)
         keep: list[np.ndarray] | None = None
         pos = cons
         chunk = max(_CHUNK_BYTES // stride, 1)
         problem: str | None = None
-        while pos < prod and used < limit:
-            n = min((prod - pos) // stride, slots - used, chunk)
-            k = 0
+        while pos < prod and taken < limit:
+            n = min((prod - pos) // stride, limit - taken, chunk)
+            if used + n > capacity:  # discards made room for more records than first sized
+                capacity = min(room, max(2 * capacity, used + n))
+                out = np.concatenate([out[:used * stride], np.empty((capacity - used) * stride, np.uint8)])
             if n:
                 off = pos & mask
                 lens = np.ndarray((n,), np.uint32, buffer=data, offset=off, strides=(stride,))
@@ -424,6 +428,7 @@ class RingBuffer(EventSource):
                         keep = keep if keep is not None else [np.ones(used, bool)]
                         keep.append(kept if kept is not None else np.ones(k, bool))
                     used += k
+                    taken += k if kept is None else int(kept.sum())
                     pos += k * stride
                 if k == n:
                     continue
