@@ -81,6 +81,7 @@ def closure(btf: Btf, root: int) -> list[int]:
 @btf_app.command("dump")
 @guarded
 def dump_command(
+    ctx: typer.Context,
     file: Optional[Path] = typer.Argument(None, help="a raw BTF file or a .bpf.o", show_default=False),
     kernel: bool = typer.Option(False, "--kernel", help=f"the running kernel's BTF ({KERNEL_BTF})"),
     fmt: Format = typer.Option(Format.c, "--format", "-f", help="c (a header, via libbpf) or json"),
@@ -89,7 +90,7 @@ def dump_command(
 ) -> None:
     """Dump BTF as a C header or as JSON."""
     if kernel == (file is not None):
-        usage_error("give either a FILE or --kernel")
+        usage_error(ctx, "give either a FILE or --kernel")
     path = KERNEL_BTF if kernel else str(file)
     btf = Btf.from_file(path)  # pure parse first: clean errors for malformed input
     if fmt is Format.c:

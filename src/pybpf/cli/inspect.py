@@ -17,7 +17,7 @@ import typer
 from rich.console import Group
 
 from pybpf.btf import Btf
-from pybpf.errors import BpfError
+from pybpf.errors import BpfError, ObjectFormatError
 from pybpf.spec import MapSpec, ObjectSpec
 
 from .render import console, guarded, print_json, short, table, usage_error
@@ -134,6 +134,7 @@ def _render(doc: dict[str, Any]) -> Group:
 
 @guarded
 def inspect_command(
+    ctx: typer.Context,
     obj: Optional[Path] = typer.Argument(None, help="a BPF object (.bpf.o)", show_default=False),
     btf: Optional[Path] = typer.Option(None, "--btf", help="summarise a BTF blob instead, "
                                        "e.g. /sys/kernel/btf/vmlinux"),
@@ -142,7 +143,7 @@ def inspect_command(
 ) -> None:
     """What a BPF object contains: programs, maps, globals, CO-RE relocations, BTF (no root needed)."""
     if (obj is None) == (btf is None):
-        usage_error("give either an object file or --btf FILE (not both)")
+        usage_error(ctx, "give either an object file or --btf FILE (not both)")
     if btf is not None:
         start = time.perf_counter()
         parsed = Btf.from_file(btf)
@@ -155,7 +156,11 @@ def inspect_command(
             console().print(f"parsed {summary['types']} types in {seconds:.3f} s")
         return
     assert obj is not None
-    doc = describe(ObjectSpec.from_file(obj))
+    spec = ObjectSpec.from_file(obj)
+    if spec.btf is None:  # pybpf is CO-RE only: without BTF there is nothing typed to show
+        raise ObjectFormatError(f"{obj}: no .BTF section: not a CO-RE BPF object (compile with clang -g)",
+                                path=str(obj))
+    doc = describe(spec)
     if as_json:
         print_json(doc)
     else:

@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
-import click
 import numpy as np
 import typer
 from rich.console import Console
@@ -37,6 +36,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (BpfError, OSError, KeyError, Val
                                                 OverflowError)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# typer bundles its own click in newer versions: take click's classes from typer itself.
+_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_CLICK_EXCEPTION: type[Exception] = next(c for c in typer.BadParameter.__mro__
+                                         if c.__name__ == "ClickException")
 
 
 def set_debug(enabled: bool) -> None:
@@ -80,9 +84,9 @@ def message_of(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def usage_error(message: str) -> NoReturn:
-    """Wrong usage: click prints the usage line and exits 2, like any other usage error."""
-    raise click.UsageError(message, ctx=click.get_current_context(silent=True))
+def usage_error(ctx: typer.Context, message: str) -> NoReturn:
+    """Wrong usage: prints the usage line and exits 2, like any other usage error."""
+    raise _USAGE_ERROR(message, ctx=ctx)  # type: ignore[call-arg]
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -97,7 +101,7 @@ def guarded(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, _CLICK_EXCEPTION):
             raise
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

@@ -28,7 +28,8 @@ import pybpf
 from pybpf.errors import BpfError, NotSupportedError, VerifierError
 
 from .kernel import map_entries
-from .render import EXIT_ERROR, console, err_console, guarded, jsonable, print_json, short, table, usage_error
+from .render import (EXIT_ERROR, console, err_console, guarded, jsonable, print_json, short, table,
+                     usage_error)
 
 __all__ = ["load_command", "test_run_command", "snapshot", "verifier_report"]
 
@@ -58,11 +59,11 @@ def _parse_value(text: str, dtype: np.dtype) -> Any:
     raise ValueError(f"cannot read {text!r} as a value (give a number, JSON, or text for a char array)")
 
 
-def _assign(obj: pybpf.Object, assignment: str) -> None:
+def _assign(ctx: typer.Context, obj: pybpf.Object, assignment: str) -> None:
     """Apply one ``--set [SECTION:]NAME=VALUE`` to the object's initial data."""
     name, sep, text = assignment.partition("=")
     if not sep or not name:
-        usage_error(f"--set wants NAME=VALUE, got {assignment!r}")
+        usage_error(ctx, f"--set wants NAME=VALUE, got {assignment!r}")
     section_hint, _, name = name.rpartition(":")
     sections = [g.section for g in obj.spec.globals
                 if g.name == name and (not section_hint or g.section == section_hint)]
@@ -70,7 +71,8 @@ def _assign(obj: pybpf.Object, assignment: str) -> None:
         known = ", ".join(f"{g.section}:{g.name}" for g in obj.spec.globals) or "none"
         raise KeyError(f"{obj.path}: no global variable {name!r} to set (variables: {known})")
     if len(sections) > 1:
-        usage_error(f"{name!r} is in several sections ({', '.join(sections)}): say SECTION:{name}=VALUE")
+        usage_error(ctx, f"{name!r} is in several sections ({', '.join(sections)}): "
+                         f"say SECTION:{name}=VALUE")
     section = obj.section(sections[0])
     section[name] = _parse_value(text, section.dtype_of(name))
 
@@ -173,6 +175,7 @@ def _pin(obj: pybpf.Object, links: list[pybpf.Link], directory: Path) -> list[st
 
 @guarded
 def load_command(
+    ctx: typer.Context,
     obj_path: Path = typer.Argument(..., metavar="OBJ", help="a BPF object (.bpf.o)"),
     assignments: list[str] = typer.Option([], "--set", metavar="[SECTION:]NAME=VALUE",
                                           help="set a global variable before load (repeatable)"),
@@ -187,7 +190,7 @@ def load_command(
     out = console()
     with pybpf.open(obj_path) as obj:
         for assignment in assignments:
-            _assign(obj, assignment)
+            _assign(ctx, obj, assignment)
         try:
             obj.load()
         except VerifierError as exc:
@@ -227,7 +230,7 @@ def load_command(
 
 # ---- test-run ----------------------------------------------------------------------
 
-def _input(data: str | None) -> bytes:
+def _input(ctx: typer.Context, data: str | None) -> bytes:
     if data is None:
         return b""
     if data.startswith("@"):
@@ -237,11 +240,12 @@ def _input(data: str | None) -> bytes:
     try:
         return bytes.fromhex(cleaned)
     except ValueError:
-        usage_error(f"--data wants hex bytes or @FILE, got {data!r}")
+        usage_error(ctx, f"--data wants hex bytes or @FILE, got {data!r}")
 
 
 @guarded
 def test_run_command(
+    ctx: typer.Context,
     obj_path: Path = typer.Argument(..., metavar="OBJ", help="a BPF object (.bpf.o)"),
     program: str = typer.Argument(..., metavar="PROG", help="program name"),
     data: Optional[str] = typer.Option(None, "--data", metavar="HEX|@FILE", help="packet/input bytes"),
@@ -249,7 +253,7 @@ def test_run_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Run one program with BPF_PROG_TEST_RUN and show its return value and output."""
-    data_in = _input(data)
+    data_in = _input(ctx, data)
     with pybpf.open(obj_path) as obj:
         target = obj.programs[program]
         for other in obj.programs.values():
