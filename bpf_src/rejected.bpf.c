@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* A program the verifier must reject: it dereferences a map value without
- * checking it for NULL.  Used to test VerifierError and its log.
+ * checking it for NULL (a hash map: the verifier knows constant-key array
+ * lookups cannot fail).  Used to test VerifierError and its log.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);

@@ -65,6 +65,10 @@ class Program:
         self._obj._check_open()
         return self._ptr
 
+    def _loaded(self) -> Any:
+        self._obj._check_state("loaded", f"attaching program {self.name}")
+        return self._ptr
+
     @property
     def type(self) -> str:
         """libbpf's name of the program type (``tracepoint``, ``xdp``, ``tracing``...)."""
@@ -151,6 +155,7 @@ class Program:
 
     def attach(self) -> Link:
         """Attach according to the program's SEC() (libbpf's auto-attach)."""
+        self._loaded()
         program_type = self.type
         if program_type in ("tracepoint", "kprobe") and not self.section.startswith(("kprobe", "kretprobe")):
             fs.ensure_tracefs()
@@ -162,35 +167,35 @@ class Program:
                 f"program {self.name!r} (SEC({self.section!r})) has no target in its section; use "
                 f"{_explicit_verb(program_type)}", errno.EINVAL)
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach(self._live())
+            ptr = lib.bpf_program__attach(self._loaded())
         return self._libbpf_link(ptr, f"SEC({self.section})", log=log.text)
 
     def attach_tracepoint(self, category: str, name: str) -> Link:
         fs.ensure_tracefs()
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_tracepoint(self._live(), category.encode(), name.encode())
+            ptr = lib.bpf_program__attach_tracepoint(self._loaded(), category.encode(), name.encode())
         return self._libbpf_link(ptr, f"tracepoint {category}:{name}", log=log.text)
 
     def attach_raw_tracepoint(self, name: str) -> Link:
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_raw_tracepoint(self._live(), name.encode())
+            ptr = lib.bpf_program__attach_raw_tracepoint(self._loaded(), name.encode())
         return self._libbpf_link(ptr, f"raw tracepoint {name}", log=log.text)
 
     def attach_trace(self) -> Link:
         """fentry/fexit/fmod_ret/tp_btf: attach to the target named at load time."""
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_trace(self._live())
+            ptr = lib.bpf_program__attach_trace(self._loaded())
         return self._libbpf_link(ptr, f"BTF target of SEC({self.section})", log=log.text)
 
     def attach_lsm(self) -> Link:
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_lsm(self._live())
+            ptr = lib.bpf_program__attach_lsm(self._loaded())
         return self._libbpf_link(ptr, f"LSM hook of SEC({self.section})", log=log.text)
 
     def attach_kprobe(self, func_name: str, *, retprobe: bool = False, offset: int = 0) -> Link:
         opts = _libbpf.new_opts("struct bpf_kprobe_opts", retprobe=retprobe, offset=offset)
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_kprobe_opts(self._live(), func_name.encode(), opts)
+            ptr = lib.bpf_program__attach_kprobe_opts(self._loaded(), func_name.encode(), opts)
         kind = "kretprobe" if retprobe else "kprobe"
         return self._libbpf_link(ptr, f"{kind} {func_name}", log=log.text)
 
@@ -211,7 +216,7 @@ class Program:
         if c_name is not None:
             opts.func_name = c_name
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_uprobe_opts(self._live(), pid, path.encode(), offset, opts)
+            ptr = lib.bpf_program__attach_uprobe_opts(self._loaded(), pid, path.encode(), offset, opts)
         kind = "uretprobe" if retprobe else "uprobe"
         return self._libbpf_link(ptr, f"{kind} {path}:{func_name or hex(offset)}", log=log.text)
 
@@ -227,7 +232,7 @@ class Program:
                                     link_info_len=ffi.sizeof("union bpf_iter_link_info"))
             keep = (info,)
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_iter(self._live(), opts)
+            ptr = lib.bpf_program__attach_iter(self._loaded(), opts)
         del keep
         return self._libbpf_link(ptr, f"iterator SEC({self.section})", IterLink,  # type: ignore[return-value]
                                  log=log.text)
@@ -238,7 +243,7 @@ class Program:
         ifindex = _ifindex(interface)
         if mode is None:
             with _libbpf.capture() as log:
-                ptr = lib.bpf_program__attach_xdp(self._live(), ifindex)
+                ptr = lib.bpf_program__attach_xdp(self._loaded(), ifindex)
             return self._libbpf_link(ptr, f"XDP on {interface}", log=log.text)
         try:
             flags = XDP_MODES[mode] | _XDP_FLAGS_UPDATE_IF_NOEXIST
@@ -281,7 +286,7 @@ class Program:
             raise BpfError(f"cannot open cgroup {path}: {exc.strerror}", exc.errno) from None
         try:
             with _libbpf.capture() as log:
-                ptr = lib.bpf_program__attach_cgroup(self._live(), cgroup_fd)
+                ptr = lib.bpf_program__attach_cgroup(self._loaded(), cgroup_fd)
         finally:
             os.close(cgroup_fd)  # the link holds its own reference to the cgroup
         return self._libbpf_link(ptr, f"cgroup {path}", log=log.text)
@@ -301,7 +306,7 @@ class Program:
         """Attach to a perf event fd. The caller keeps its fd; the link holds a dup."""
         dup = os.dup(perf_fd)
         with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_perf_event(self._live(), dup)
+            ptr = lib.bpf_program__attach_perf_event(self._loaded(), dup)
         if ptr == ffi.NULL:
             err = ffi.errno
             os.close(dup)
