@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import cases, report
 from .cases import FULL, QUICK, Config
@@ -43,18 +44,20 @@ def bench_command(
 ) -> None:
     """Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C."""
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # keep the table readable when piped or logged
     if plot is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            console.print(f"[red]--plot: {PLOT_HINT}[/]")
+            console.print(f"[red]--plot: {escape(PLOT_HINT)}[/]")
             raise typer.Exit(2)
     try:
         with console.status("building the C baselines") as status:
             build()
             result = run(QUICK if quick else FULL, lambda msg: status.update(msg))
     except BuildError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1)
     report.render(result, console)
     if json is not None:

@@ -30,7 +30,8 @@ ALL = 0  # chunk value meaning "the whole map in one call"
 class Config:
     entries: tuple[int, ...]
     value_sizes: tuple[int, ...]
-    repeats: int
+    repeats: int = 3          # timed repeats of the one-syscall-per-element cases (seconds each at 1M)
+    fast_repeats: int = 11    # timed repeats of the rest (milliseconds each): more, for steadier medians
     warmup: int = 1
     chunks: tuple[int, ...] = (1, 64, 4096, ALL)
     copy_bytes: int = 32 << 20      # bytes copied per pass in the copy cases (above timer noise)
@@ -39,8 +40,8 @@ class Config:
     reference: tuple[int, int] = (65536, 8)  # (entries, value_size) the headline ratios use
 
 
-QUICK = Config(entries=(65536,), value_sizes=(8,), repeats=5)
-FULL = Config(entries=(1024, 65536, 1 << 20), value_sizes=(8, 64), repeats=7)
+QUICK = Config(entries=(65536,), value_sizes=(8,))
+FULL = Config(entries=(1024, 65536, 1 << 20), value_sizes=(8, 64), repeats=5, fast_repeats=15)
 
 
 @dataclass
@@ -96,10 +97,11 @@ class Runner:
         proc = CBaseline(self.binary, op, fd, entries, value_size, chunk=chunk, inner=inner)
         return proc.run, proc.close
 
-    def interleave(self, impls: list[Impl]) -> None:
+    def interleave(self, impls: list[Impl], *, slow: bool = False) -> None:
         cfg = self.config
+        repeats = cfg.repeats if slow else cfg.fast_repeats
         try:
-            for rep in range(cfg.warmup + cfg.repeats):
+            for rep in range(cfg.warmup + repeats):
                 for impl in impls if rep % 2 == 0 else reversed(impls):
                     sample = impl.run()
                     if sample.count != impl.result.elems_per_pass:
@@ -124,7 +126,7 @@ class Runner:
             fill(m, n, vs)
             py = Result("lookup", "python", map_type, n, vs, elems_per_pass=n, expected=expected)
             c = Result("lookup", "c", map_type, n, vs, elems_per_pass=n, expected=expected)
-            self.interleave([Impl(py, pyops.lookup(m, n)), Impl(c, *self.c("lookup", m.fd, n, vs))])
+            self.interleave([Impl(py, pyops.lookup(m, n)), Impl(c, *self.c("lookup", m.fd, n, vs))], slow=True)
 
     def batch(self, map_type: str, n: int, vs: int, chunk: int) -> None:
         expected = checksum(pattern(n, vs))
@@ -134,7 +136,7 @@ class Runner:
             py = Result("batch", "python", map_type, n, vs, chunk, elems_per_pass=n, expected=expected)
             c = Result("batch", "c", map_type, n, vs, chunk, elems_per_pass=n, expected=expected)
             self.interleave([Impl(py, pyops.batch(m, n, vs, size)),
-                             Impl(c, *self.c("batch", m.fd, n, vs, chunk=size))])
+                             Impl(c, *self.c("batch", m.fd, n, vs, chunk=size))], slow=chunk == 1)
 
     def memory(self, n: int, vs: int) -> None:
         """mmap_scalar/numpy_scalar, mmap_copy/memcpy and gather on one mmapable array."""
@@ -186,7 +188,7 @@ class Runner:
                      Impl(rows[1], *self.c("update", maps[1].fd, n, vs)),
                      Impl(rows[2], pyops.update_batch(maps[2], n, vs)),
                      Impl(rows[3], *self.c("update_batch", maps[3].fd, n, vs, chunk=n))]
-            self.interleave(impls)
+            self.interleave(impls, slow=True)
             # What a writer returned is what it left in its map.
             for row, m in zip(rows, maps):
                 row.checksum = checksum(read_all(m, n, vs)) if row.checksum is not None else None

@@ -1,7 +1,7 @@
 """The C baselines: found, compiled against the system libbpf, cached, and driven.
 
-Sources live in ``pybpf/bench/c/`` (package data, so an installed pybpf can
-build them; ``benchmarks/c`` in a checkout points at the same directory).
+Sources live in ``pybpf/bench/c/map_*`` (package data, so an installed pybpf
+can build them); in a checkout, ``benchmarks/c/map_*`` are symlinks to them.
 The binary is built with ``$CC`` (default ``cc``) ``-O2 ... -lbpf`` into
 ``$PYBPF_BENCH_CACHE`` (default ``~/.cache/pybpf/bench``), named by a hash of
 the sources, flags and compiler, so an edit to any source rebuilds it.

@@ -89,10 +89,10 @@ def render(report: dict, console: Console) -> None:
     m = report["machine"]
     table = Table(title=f"pybpf bench on {m['hostname']}: kernel {m['kernel']}, libbpf {m['libbpf']}, "
                         f"{m['cpu']} x{m['cpus']}, {m['python']}",
-                  caption="ns per element: median [min-max] over the timed repeats; "
-                          "check = the values returned match the pattern")
+                  caption="ns per element over the timed repeats (Python and C interleaved); "
+                          "check: the values the path returned match the map's contents")
     for col in ("case", "impl", "map", "entries", "value B", "chunk"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for col in ("median ns", "min", "max"):
         table.add_column(col, justify="right")
     table.add_column("check")
