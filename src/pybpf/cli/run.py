@@ -79,6 +79,13 @@ def _assign(ctx: typer.Context, obj: pybpf.Object, assignment: str) -> None:
 
 # ---- verifier rejections -----------------------------------------------------------
 
+def verifier_reason(exc: VerifierError) -> str | None:
+    """The verifier's own words for the rejection: the line after the last instruction."""
+    lines = exc.log.rstrip().splitlines()
+    last_insn = max((i for i, line in enumerate(lines) if _INSN.match(line)), default=-1)
+    return lines[last_insn + 1].strip() if 0 <= last_insn < len(lines) - 1 else None
+
+
 def verifier_report(exc: VerifierError) -> Text:
     """The verifier log with the source line and the instruction it stopped at highlighted."""
     lines = exc.log.rstrip().splitlines()
@@ -148,28 +155,29 @@ def snapshot(obj: pybpf.Object) -> dict[str, Any]:
 
 
 def _render(snap: dict[str, Any], elapsed: float, links: int) -> Group:
-    globs = table("globals (zero-copy views, 0 syscalls per read)", ["section", "name", "value"],
+    globs = table("globals (zero-copy views: 0 syscalls)", ["section", "name", "value"],
                   [(g["section"], g["name"], short(g["value"], 80)) for g in snap["globals"]])
     maps = table("maps", ["name", "type", "max_entries", "read with", "contents"],
                  [(m["name"], m["type"], m["max_entries"], m["read"], m["summary"]) for m in snap["maps"]])
     return Group(f"[bold]{snap['object']}[/] loaded, {links} link(s) attached, {elapsed:.1f} s", globs, maps)
 
 
+def _pin_name(name: str) -> str:
+    return name.replace(".", "_")  # bpffs refuses names with a dot (EPERM): "syscount.bss" -> "syscount_bss"
+
+
 def _pin(obj: pybpf.Object, links: list[pybpf.Link], directory: Path) -> list[str]:
     if not directory.is_dir():
         raise FileNotFoundError(2, "no such directory (make it on a bpffs mount)", str(directory))
+    targets: list[tuple[Any, str]] = [(handle, name) for name, handle in obj.maps.items()]
+    targets += [(program, name) for name, program in obj.programs.items() if program.autoload]
+    # Link descriptions start with the program's name ("count_syscalls -> ...").
+    targets += [(link, f"{link.description.split(' ', 1)[0]}_link") for link in links]
     pinned = []
-    for name, handle in obj.maps.items():
-        handle.pin(str(directory / name))
-        pinned.append(str(directory / name))
-    for name, program in obj.programs.items():
-        if program.autoload:
-            program.pin(str(directory / name))
-            pinned.append(str(directory / name))
-    for link in links:
-        path = directory / f"{link.description.split(' ', 1)[0]}_link"
-        link.pin(str(path))
-        pinned.append(str(path))
+    for item, name in targets:
+        path = str(directory / _pin_name(name))
+        item.pin(path)
+        pinned.append(path)
     return pinned
 
 
@@ -196,9 +204,11 @@ def load_command(
         except VerifierError as exc:
             err = err_console()
             err.print(verifier_report(exc))
-            err.print(f"[bold red]error:[/] {obj_path}: the verifier rejected program "
-                      f"{exc.program!r}" + (f" at `{exc.source_line}`" if exc.source_line else ""),
-                      markup=True, highlight=False)
+            reason = verifier_reason(exc)
+            err.print(Text("error: ", style="bold red") + Text(
+                f"{obj_path}: the verifier rejected program {exc.program!r}"
+                + (f" at `{exc.source_line}`" if exc.source_line else "") + (f": {reason}" if reason else "")),
+                soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
         links = [] if no_attach else obj.attach()
         pinned = _pin(obj, links, pin) if pin is not None else []
