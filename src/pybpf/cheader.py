@@ -74,6 +74,7 @@ def dump_c(path: str = KERNEL_BTF, *, type_names: list[str] | None = None,
     try:
         opts = _libbpf.new_opts("struct btf_dump_opts")
         dumper = _libbpf.check_ptr(lib.btf_dump__new(btf, callback, ffi.NULL, opts), "btf_dump__new")
+        ids: list[int] | range
         if type_names:
             ids = []
             for name in type_names:

@@ -7,6 +7,7 @@ also closes any link still open when it closes.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import socket
@@ -133,7 +134,7 @@ class Program:
         self._obj._register_link(link)
         return link
 
-    def _libbpf_link(self, ptr: Any, what: str, cls: type[LibbpfLink] = LibbpfLink,
+    def _libbpf_link(self, ptr: Any, what: str, cls: builtins.type[LibbpfLink] = LibbpfLink,
                      log: str = "") -> LibbpfLink:
         if ptr == ffi.NULL:
             err = ffi.errno or errno.EINVAL
