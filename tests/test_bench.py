@@ -21,7 +21,7 @@ from pybpf.bench import Config, cbuild, run
 from pybpf.bench.cases import ALL
 from pybpf.bench.report import BARS
 
-TINY = Config(entries=(64, 300), value_sizes=(8, 64), repeats=1, fast_repeats=2, warmup=1,
+TINY = Config(entries=(64, 300), value_sizes=(8, 64), repeats=1, fast_repeats=2, memory_repeats=3, warmup=1,
               copy_bytes=64 << 10, scalar_reads=500, gather_elems=1000, reference=(300, 8))
 
 REQUIRED_RATIOS = {"lookup_python_over_c", "batch_python_over_c", "mmap_copy_over_memcpy",
@@ -95,7 +95,7 @@ def test_report_schema(kernel: None, smoke_report: dict) -> None:
         assert {"case", "impl", "map_type", "entries", "value_size", "ns_per_elem"} <= set(c)
         t = c["ns_per_elem"]
         assert 0 < t["min"] <= t["median"] <= t["max"]
-        assert c["repeats"] in (TINY.repeats, TINY.fast_repeats)
+        assert c["repeats"] in (TINY.repeats, TINY.fast_repeats, TINY.memory_repeats)
     assert REQUIRED_RATIOS <= set(report["ratios"])
     assert all(v > 0 for v in report["ratios"].values())
     assert set(BARS) <= REQUIRED_RATIOS
@@ -161,7 +161,7 @@ def _app() -> typer.Typer:
 
 def test_command_writes_json(kernel: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pybpf.bench, "QUICK", Config(entries=(128,), value_sizes=(8,), repeats=1,
-                                                     fast_repeats=1, copy_bytes=4096, scalar_reads=100,
+                                                     fast_repeats=1, memory_repeats=1, copy_bytes=4096, scalar_reads=100,
                                                      gather_elems=128, reference=(128, 8)))
     monkeypatch.setenv("PYBPF_BENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out.json"

@@ -31,12 +31,14 @@ class Config:
     entries: tuple[int, ...]
     value_sizes: tuple[int, ...]
     repeats: int = 3          # timed repeats of the one-syscall-per-element cases (seconds each at 1M)
-    fast_repeats: int = 11    # timed repeats of the rest (milliseconds each): more, for steadier medians
+    fast_repeats: int = 11    # timed repeats of the batch cases (tens of milliseconds each)
+    memory_repeats: int = 201  # timed repeats of the mmap/numpy cases: short passes (~0.1-0.3 ms),
+    #                            many of them, so the median dodges a shared VM's noisy neighbours
     warmup: int = 1
     chunks: tuple[int, ...] = (1, 64, 4096, ALL)
-    copy_bytes: int = 32 << 20      # bytes copied per pass in the copy cases (above timer noise)
-    scalar_reads: int = 200_000     # element reads per pass in the scalar cases
-    gather_elems: int = 1 << 20     # elements gathered per pass
+    copy_bytes: int = 2 << 20       # bytes copied per pass in the copy cases (far above timer resolution)
+    scalar_reads: int = 5_000       # element reads per pass in the scalar cases
+    gather_elems: int = 65536       # elements gathered per pass
     reference: tuple[int, int] = (65536, 8)  # (entries, value_size) the headline ratios use
 
 
@@ -97,9 +99,9 @@ class Runner:
         proc = CBaseline(self.binary, op, fd, entries, value_size, chunk=chunk, inner=inner)
         return proc.run, proc.close
 
-    def interleave(self, impls: list[Impl], *, slow: bool = False) -> None:
+    def interleave(self, impls: list[Impl], *, slow: bool = False, memory: bool = False) -> None:
         cfg = self.config
-        repeats = cfg.repeats if slow else cfg.fast_repeats
+        repeats = cfg.repeats if slow else cfg.memory_repeats if memory else cfg.fast_repeats
         try:
             for rep in range(cfg.warmup + repeats):
                 for impl in impls if rep % 2 == 0 else reversed(impls):
@@ -154,7 +156,7 @@ class Runner:
                             expected=scalar_expected), pyops.scalar(view, reads)),
                 Impl(Result("numpy_scalar", "python", "array", n, vs, elems_per_pass=reads,
                             expected=scalar_expected), pyops.scalar(plain, reads)),
-            ])
+            ], memory=True)
             inner = max(1, math.ceil(cfg.copy_bytes / (n * vs)))
             whole = checksum(values)
             copies = [("mmap_copy", "python", pyops.copy(view, inner), lambda: None),
@@ -162,7 +164,7 @@ class Runner:
                       ("mmap_copy", "c", *self.c("mmap_copy", m.fd, n, vs, inner=inner)),
                       ("memcpy", "c", *self.c("memcpy", -1, n, vs, inner=inner))]
             self.interleave([Impl(Result(case, impl, "array", n, vs, elems_per_pass=n * inner, expected=whole),
-                                  run, close) for case, impl, run, close in copies])
+                                  run, close) for case, impl, run, close in copies], memory=True)
             rng = np.random.default_rng(0)
             indices = rng.integers(0, n, size=min(n, cfg.gather_elems))
             inner = max(1, math.ceil(cfg.gather_elems / len(indices)))
@@ -173,7 +175,7 @@ class Runner:
                             expected=gathered), pyops.gather(view, indices, inner)),
                 Impl(Result("gather", "numpy_array", "array", n, vs, elems_per_pass=per_pass,
                             expected=gathered), pyops.gather(plain, indices, inner)),
-            ])
+            ], memory=True)
             del view, plain
 
     def update(self, map_type: str, n: int, vs: int) -> None:
