@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json as _json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -23,7 +22,7 @@ from .machine import describe
 from .pyops import batch_path
 from .subjects import created_with
 
-__all__ = ["Config", "QUICK", "FULL", "run", "bench_command"]
+__all__ = ["FULL", "QUICK", "Config", "bench_command", "run"]
 
 PLOT_HINT = "the plot needs matplotlib: pip install 'pybpf[bench]' (or pip install matplotlib)"
 
@@ -39,8 +38,8 @@ def run(config: Config, progress=lambda message: None) -> dict:
 
 def bench_command(
     quick: bool = typer.Option(False, "--quick", help="64K entries, 8-byte values, few repeats (< 30 s)"),
-    json: Optional[Path] = typer.Option(None, "--json", help="write the full report as JSON here"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="write a bar chart (PNG) here; needs matplotlib"),
+    json: Path | None = typer.Option(None, "--json", help="write the full report as JSON here"),  # noqa: B008
+    plot: Path | None = typer.Option(None, "--plot", help="a bar chart (PNG) here; needs matplotlib"),  # noqa: B008
 ) -> None:
     """Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C."""
     console = Console()

@@ -35,7 +35,7 @@ class Sample(tuple):
 
     __slots__ = ()
 
-    def __new__(cls, ns: int, checksum: int, count: int) -> Sample:
+    def __new__(cls, ns: int, checksum: int, count: int) -> Sample:  # noqa: PYI034
         return super().__new__(cls, (ns, checksum, count))
 
     ns = property(lambda self: self[0])
@@ -107,9 +107,16 @@ class CBaseline:
                                       pass_fds=(fd,) if fd >= 0 else ())
 
     def run(self) -> Sample:
+        return self._ask("run")
+
+    def warm(self, keys: int) -> Sample:
+        """One untimed pass over the first ``keys`` keys only."""
+        return self._ask(f"warm {keys}")
+
+    def _ask(self, command: str) -> Sample:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
-            self._proc.stdin.write("run\n")
+            self._proc.stdin.write(command + "\n")
             self._proc.stdin.flush()
         except BrokenPipeError:
             pass  # the answer (or its absence) below says why

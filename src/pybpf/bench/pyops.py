@@ -22,7 +22,7 @@ from ..maps import Map
 from .cbuild import Sample
 from .subjects import KEY_SIZE, checksum, key_objects, pattern, value_objects
 
-__all__ = ["batch_path", "lookup", "update", "batch", "update_batch", "copy", "scalar", "gather"]
+__all__ = ["batch", "batch_path", "copy", "gather", "lookup", "scalar", "update", "update_batch"]
 
 Run = Callable[[], Sample]
 _ENOENT = 2

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .cases import ALL, Config, Result
 
-__all__ = ["BARS", "ratios", "to_json", "render", "plot"]
+__all__ = ["BARS", "plot", "ratios", "render", "to_json"]
 
 # name -> (numerator, denominator); each side is (case, impl, map_type, chunk)
 RATIOS: dict[str, tuple[tuple, tuple]] = {

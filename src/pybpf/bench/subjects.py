@@ -17,8 +17,18 @@ from .. import _libbpf
 from .._libbpf import ffi, lib
 from ..maps import MAP_TYPES, Map
 
-__all__ = ["PATTERN_MUL", "KEY_SIZE", "pattern", "checksum", "create_map", "fill", "read_all",
-           "key_objects", "value_objects", "created_with"]
+__all__ = [
+    "KEY_SIZE",
+    "PATTERN_MUL",
+    "checksum",
+    "create_map",
+    "created_with",
+    "fill",
+    "key_objects",
+    "pattern",
+    "read_all",
+    "value_objects",
+]
 
 PATTERN_MUL = 0x9E3779B97F4A7C15
 KEY_SIZE = 4
@@ -61,10 +71,10 @@ def _batch_opts() -> object:
     return _libbpf.new_opts("struct bpf_map_batch_opts")
 
 
-def fill(m: Map, entries: int, value_size: int) -> None:
-    """Store the pattern under keys ``0..entries-1`` (one batch call: set-up, not timed)."""
+def fill(m: Map, entries: int, value_size: int, *, zero: bool = False) -> None:
+    """Store the pattern (or zeros) under keys ``0..entries-1`` (one batch call: set-up, not timed)."""
     keys = np.arange(entries, dtype="<u4")
-    values = np.ascontiguousarray(pattern(entries, value_size))
+    values = np.zeros((entries, value_size // 8), np.uint64) if zero else np.ascontiguousarray(pattern(entries, value_size))
     count = ffi.new("__u32 *", entries)
     _libbpf.check(lib.bpf_map_update_batch(m.fd, ffi.from_buffer(keys), ffi.from_buffer(values), count,
                                            _batch_opts()), f"filling map {m.name}")
