@@ -1,101 +1,175 @@
-"""``Map``: a BPF map, typed from BTF.
+"""``Map``: a BPF map, typed from BTF, used like a dict or read as numpy arrays.
 
-A Map either belongs to an ``Object`` (libbpf owns the fd; the Map only
-borrows it and is closed with the object) or owns an fd of its own
-(``Map.from_pin``, ``from_id``, ``from_fd``).  Keys and values are numpy
-scalars/records whose dtypes come from the map's BTF.
+A Map either belongs to an ``Object`` (libbpf owns the fd; the Map borrows it
+and is closed with the object) or owns an fd of its own (``Map.create``,
+``from_pin``, ``from_id``, ``from_fd``). Keys and values are numpy scalars,
+records or arrays whose dtypes come from the map's BTF (raw ``V<n>`` bytes
+without BTF, or the dtypes given to ``create``/``from_*``).
+
+Three ways in, by cost:
+
+* per key (``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``, ``get``,
+  ``update``, ``lookup_and_delete``): one ``bpf()`` syscall each, through
+  key/value buffers preallocated per Map (a lock serializes their use, so a
+  Map may be shared between threads);
+* per batch (``lookup_batch``, ``update_batch``, ``delete_batch``,
+  ``lookup_and_delete_batch``, in ``pybpf.batch``): one syscall per chunk,
+  the kernel writing straight into numpy arrays;
+* no syscall at all: ``view()`` of a ``BPF_F_MMAPABLE`` array map, a numpy
+  array over a Python-owned mmap (``pybpf.memory``, which documents what a
+  read guarantees while a program writes).
+
+Per map type: array-like maps have every index ``0..max_entries-1`` (an
+index past it raises ``IndexOutOfRangeError``; elements cannot be deleted;
+``len()`` is ``max_entries``). Hash-like maps: ``len()`` counts the entries
+(one batch lookup pass where the kernel supports it, else one syscall per
+key); iteration walks a snapshot of the keys taken when it starts, so
+deleting while iterating is safe. Per-CPU maps: see ``pybpf.layout``.
+Queue/stack: ``push``/``pop``/``peek``. Map-in-map: ``set_inner``/``inner``.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _libbpf
+from . import _libbpf, batch
 from ._libbpf import ffi, lib
 from .btf import Btf, raw_dtype
-from .errors import BpfError, ClosedError, KeyNotFoundError, MapFullError, NotSupportedError
+from .errors import BpfError, ClosedError, KeyNotFoundError, NotSupportedError
 from .info import MapInfo, map_flag_names, map_info
+from .kindops import KindOps
+from .layout import Layout
+from .mapkinds import (
+    ARRAY_LIKE,
+    BPF_F_MMAPABLE,
+    BPF_F_NO_PREALLOC,
+    BPF_F_RDONLY,
+    BPF_F_RDONLY_PROG,
+    KEYLESS,
+    MAP_IN_MAP,
+    MAP_TYPES,
+    PER_CPU,
+    UPDATE_FLAGS,
+    IndexOutOfRangeError,
+    LOOKUP_ERRORS,
+    UPDATE_ERRORS,
+    check_map_name,
+    map_type_number,
+    parse_flags,
+    update_flag,
+)
 from .memory import MappedMap
-from .values import to_bytes
 
 if TYPE_CHECKING:
     from .object import Object
 
-__all__ = ["Map", "BPF_F_MMAPABLE", "BPF_F_RDONLY_PROG", "MAP_TYPES"]
+__all__ = ["Map", "IndexOutOfRangeError", "BPF_F_MMAPABLE", "BPF_F_RDONLY_PROG", "MAP_TYPES",
+           "UPDATE_FLAGS"]
 
-BPF_F_MMAPABLE = 1 << 10
-BPF_F_RDONLY_PROG = 1 << 7
-UPDATE_FLAGS = {"any": 0, "noexist": 1, "exist": 2}
-
-MAP_TYPES = {
-    "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5, "percpu_array": 6,
-    "stack_trace": 7, "cgroup_array": 8, "lru_hash": 9, "lru_percpu_hash": 10, "lpm_trie": 11,
-    "array_of_maps": 12, "hash_of_maps": 13, "devmap": 14, "sockmap": 15, "cpumap": 16, "xskmap": 17,
-    "sockhash": 18, "cgroup_storage": 19, "reuseport_sockarray": 20, "percpu_cgroup_storage": 21,
-    "queue": 22, "stack": 23, "sk_storage": 24, "devmap_hash": 25, "struct_ops": 26, "ringbuf": 27,
-    "inode_storage": 28, "task_storage": 29, "bloom_filter": 30, "user_ringbuf": 31, "cgrp_storage": 32,
-}
+DTypeLike = Any  # anything np.dtype() accepts
 
 
-def _not_found(what: str, err: int, log: str) -> BpfError:
-    return KeyNotFoundError(f"{what}: no such key", err)
-
-
-def _full(what: str, err: int, log: str) -> BpfError:
-    return MapFullError(f"{what}: the map is full (max_entries reached)", err)
-
-
-class Map:
-    """A BPF map. Index it like a dict; ``view()`` for zero-copy array access."""
+class Map(KindOps):
+    """A BPF map. Index it like a dict; ``lookup_batch()`` for numpy arrays; ``view()`` for zero copy."""
 
     def __init__(self, *, name: str, obj: Object | None = None, ptr: Any = None, fd: int = -1,
-                 btf: Btf | None = None, key_type_id: int = 0, value_type_id: int = 0) -> None:
+                 btf: Btf | None = None, key_type_id: int = 0, value_type_id: int = 0,
+                 key_dtype: DTypeLike = None, value_dtype: DTypeLike = None,
+                 info: MapInfo | None = None) -> None:
         self.name = name
         self._obj = obj
         self._ptr = ptr
-        self._own_fd = fd            # >= 0 only for maps this object owns itself
+        self._own_fd = fd            # >= 0 only for maps this handle owns itself
+        self._info = info            # static facts of an owned map (never change after creation)
         self._btf = btf
         self._key_type_id = key_type_id
         self._value_type_id = value_type_id
         self._closed = False
+        self._fd = -1                # cached once the map exists
         self._mapping: MappedMap | None = None
-        self._key_dtype: np.dtype | None = None
-        self._value_dtype: np.dtype | None = None
+        self._key_dtype: np.dtype | None = np.dtype(key_dtype) if key_dtype is not None else None
+        self._value_dtype: np.dtype | None = np.dtype(value_dtype) if value_dtype is not None else None
+        self._keys: Layout | None = None
+        self._values: Layout | None = None
+        self._lock = threading.Lock()
+        self._batch_support: dict[str, bool] = {}
 
     def __repr__(self) -> str:
-        return f"<Map {self.name} type={self.type}>"
+        state = "closed" if self.closed else f"type={self.type}"
+        return f"<Map {self.name} {state}>"
 
     # ---- construction of owned maps ----------------------------------
 
     @classmethod
-    def from_fd(cls, fd: int, *, dup: bool = True) -> Map:
-        """Wrap a map fd; with ``dup`` (the default) the caller keeps its fd."""
+    def create(cls, map_type: str | int, *, key_dtype: DTypeLike = None, key_size: int | None = None,
+               value_dtype: DTypeLike = None, value_size: int | None = None, max_entries: int,
+               flags: int | str | Iterable[str] = 0, name: str = "",
+               inner_map: Map | int | None = None, map_extra: int = 0) -> Map:
+        """A new map made with ``bpf_map_create`` (no BTF: give dtypes to get typed values).
+
+        ``map_type`` is a name (``"hash"``, ``"array"``...) or number; ``flags``
+        an int or names (``"mmapable"``, ``"no_prealloc"``...); ``inner_map`` is
+        the template of an ``array_of_maps``/``hash_of_maps``. An ``lpm_trie``
+        gets ``BPF_F_NO_PREALLOC``, which the kernel requires.
+        """
+        type_num = map_type_number(map_type)
+        k_size = _size(key_dtype, key_size, "key")
+        v_size = _size(value_dtype, value_size, "value")
+        flag = parse_flags(flags)
+        if type_num == MAP_TYPES["lpm_trie"]:
+            flag |= BPF_F_NO_PREALLOC
+        check_map_name(name)
+        if max_entries <= 0 and type_num != MAP_TYPES["ringbuf"]:
+            raise ValueError(f"max_entries must be positive, got {max_entries}")
+        inner_fd = inner_map.fd if isinstance(inner_map, Map) else int(inner_map or 0)
+        opts = _libbpf.new_opts("struct bpf_map_create_opts", map_flags=flag, map_extra=map_extra,
+                                inner_map_fd=inner_fd)
+        type_label = _libbpf.type_name("map", type_num)
+        fd = _libbpf.check(lib.bpf_map_create(type_num, name.encode() or ffi.NULL, k_size, v_size,
+                                              max_entries, opts),
+                           f"creating {type_label} map {name!r} (key {k_size} B, value {v_size} B, "
+                           f"max_entries {max_entries}, flags {map_flag_names(flag)})")
+        try:
+            return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def from_fd(cls, fd: int, *, dup: bool = True, key_dtype: DTypeLike = None,
+                value_dtype: DTypeLike = None) -> Map:
+        """Wrap a map fd; with ``dup`` (the default) the caller keeps its own fd."""
         own = os.dup(fd) if dup else fd
         try:
             info = map_info(own)
+            btf = _load_kernel_btf(info.btf_id) if info.btf_id else None
+            return cls(name=info.name or f"id:{info.id}", fd=own, btf=btf, key_type_id=info.btf_key_type_id,
+                       value_type_id=info.btf_value_type_id, key_dtype=key_dtype,
+                       value_dtype=value_dtype, info=info)
         except BaseException:
             os.close(own)
             raise
-        btf = _load_kernel_btf(info.btf_id) if info.btf_id else None
-        return cls(name=info.name, fd=own, btf=btf, key_type_id=info.btf_key_type_id,
-                   value_type_id=info.btf_value_type_id)
 
     @classmethod
-    def from_pin(cls, path: str) -> Map:
-        fd = _libbpf.check(lib.bpf_obj_get(path.encode()), f"opening pinned map {path}",
+    def from_pin(cls, path: str, *, key_dtype: DTypeLike = None, value_dtype: DTypeLike = None) -> Map:
+        """Open the map pinned at ``path`` in a bpffs."""
+        fd = _libbpf.check(lib.bpf_obj_get(os.fsencode(path)), f"opening pinned map {path}",
                            overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such pin", e)})
-        return cls.from_fd(fd, dup=False)
+        return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
 
     @classmethod
-    def from_id(cls, map_id: int) -> Map:
+    def from_id(cls, map_id: int, *, key_dtype: DTypeLike = None, value_dtype: DTypeLike = None) -> Map:
+        """Open the map with kernel id ``map_id`` (needs CAP_SYS_ADMIN)."""
         fd = _libbpf.check(lib.bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}",
-                           capability="CAP_SYS_ADMIN")
-        return cls.from_fd(fd, dup=False)
+                           capability="CAP_SYS_ADMIN",
+                           overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such map", e)})
+        return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
 
     # ---- state -------------------------------------------------------
 
@@ -115,20 +189,25 @@ class Map:
 
     @property
     def fd(self) -> int:
+        if self._fd >= 0 and not self._closed:
+            return self._fd
         self._check()
         if self._obj is None:
-            return self._own_fd
+            self._fd = self._own_fd
+            return self._fd
         self._obj._check_state("loaded", f"the fd of map {self.name}")
         fd = lib.bpf_map__fd(self._ptr)
         if fd < 0:
             raise BpfError(f"map {self.name} was not created", errno.ENOENT)
-        return int(fd)
+        self._fd = int(fd)  # stays valid until the object closes, which closes this Map first
+        return self._fd
 
     def close(self) -> None:
         """Release this handle. Views made by ``view()`` stay valid."""
         if self._closed:
             return
         self._closed = True
+        self._fd = -1
         if self._mapping is not None:
             self._mapping.try_close()  # if views still use it, the last one unmaps
             self._mapping = None
@@ -142,18 +221,28 @@ class Map:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        if getattr(self, "_own_fd", -1) >= 0:
+            self.close()  # safety net for an owned fd; Object-owned maps close with the object
+
     # ---- description -------------------------------------------------
 
     def _attr(self, getter: str) -> int:
         self._check()
         if self._ptr is not None:
             return int(getattr(lib, f"bpf_map__{getter}")(self._ptr))
-        return int(getattr(self.info, getter))
+        return int(getattr(self._static_info, getter))
+
+    @property
+    def _static_info(self) -> MapInfo:
+        if self._info is None:
+            self._info = self.info
+        return self._info
 
     @property
     def type_id(self) -> int:
         self._check()
-        return int(lib.bpf_map__type(self._ptr)) if self._ptr is not None else self.info.type_id
+        return int(lib.bpf_map__type(self._ptr)) if self._ptr is not None else self._static_info.type_id
 
     @property
     def type(self) -> str:
@@ -179,7 +268,7 @@ class Map:
     @property
     def flags(self) -> int:
         self._check()
-        return int(lib.bpf_map__map_flags(self._ptr)) if self._ptr is not None else self.info.flags
+        return int(lib.bpf_map__map_flags(self._ptr)) if self._ptr is not None else self._static_info.flags
 
     @property
     def flag_names(self) -> list[str]:
@@ -187,12 +276,17 @@ class Map:
 
     @property
     def info(self) -> MapInfo:
-        """Kernel-side facts (id, type, sizes, flags, BTF ids)."""
+        """Kernel-side facts (id, type, name, sizes, max_entries, flags, BTF ids)."""
         return map_info(self.fd)
 
     @property
     def id(self) -> int:
         return self.info.id
+
+    @property
+    def n_cpus(self) -> int:
+        """Value slots per element: the number of possible CPUs for per-CPU maps, else 0."""
+        return _libbpf.num_possible_cpus() if self.type in PER_CPU else 0
 
     def _check_settable(self, what: str) -> None:
         self._check()
@@ -209,8 +303,12 @@ class Map:
 
     @property
     def value_dtype(self) -> np.dtype:
+        """The dtype of one value (of one CPU's value, for per-CPU maps)."""
         if self._value_dtype is None:
-            self._value_dtype = self._dtype(self._value_type_id, self.value_size)
+            if self.type in MAP_IN_MAP and self.value_size == 4:
+                self._value_dtype = np.dtype(np.uint32)  # an inner map's fd going in, its id coming out
+            else:
+                self._value_dtype = self._dtype(self._value_type_id, self.value_size)
         return self._value_dtype
 
     def _dtype(self, type_id: int, size: int) -> np.dtype:
@@ -220,21 +318,38 @@ class Map:
                 return dtype
         return raw_dtype(size) if size else np.dtype("V0")
 
+    def _layouts(self) -> tuple[Layout, Layout]:
+        """Key and value layouts with their reusable buffers (built once the map exists)."""
+        if self._values is None or self._keys is None:
+            fd = self.fd  # sizes are final once the map exists
+            del fd
+            key_dtype, value_dtype = self.key_dtype, self.value_dtype
+            for dtype, size, what in ((key_dtype, self.key_size, "key"), (value_dtype, self.value_size, "value")):
+                if dtype.itemsize != size:
+                    raise BpfError(f"map {self.name}: {what} dtype {dtype} has {dtype.itemsize} bytes but "
+                                   f"the map's {what} size is {size}", errno.EINVAL)
+            self._keys = Layout(key_dtype, self.key_size, f"key of map {self.name}")
+            self._values = Layout(value_dtype, self.value_size, f"value of map {self.name}", self.n_cpus)
+            self._keys.ptr = ffi.from_buffer(self._keys.buf)  # one cdata for the Map's lifetime
+            self._values.ptr = ffi.from_buffer(self._values.buf)
+        return self._keys, self._values
+
     # ---- pinning and reuse -------------------------------------------
 
     def pin(self, path: str) -> None:
+        """Pin in a bpffs at ``path`` so the map outlives this process."""
         self._check()
+        what = f"pinning map {self.name} at {path}"
         if self._ptr is not None:
-            _libbpf.check(lib.bpf_map__pin(self._ptr, path.encode()), f"pinning map {self.name} at {path}",
-                          capability="CAP_SYS_ADMIN")
+            _libbpf.check(lib.bpf_map__pin(self._ptr, os.fsencode(path)), what, capability="CAP_SYS_ADMIN")
         else:
-            _libbpf.check(lib.bpf_obj_pin(self.fd, path.encode()), f"pinning map {self.name} at {path}",
-                          capability="CAP_SYS_ADMIN")
+            _libbpf.check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), what, capability="CAP_SYS_ADMIN")
 
     def unpin(self, path: str | None = None) -> None:
+        """Remove the pin (``path`` is needed for maps not opened from an object)."""
         self._check()
         if self._ptr is not None:
-            c_path = path.encode() if path else ffi.NULL
+            c_path = os.fsencode(path) if path else ffi.NULL
             _libbpf.check(lib.bpf_map__unpin(self._ptr, c_path), f"unpinning map {self.name}")
         elif path:
             os.unlink(path)
@@ -244,7 +359,7 @@ class Map:
     def set_pin_path(self, path: str) -> None:
         """Before load: pin here on load, or reuse the map already pinned here."""
         self._check_settable("the pin path")
-        _libbpf.check(lib.bpf_map__set_pin_path(self._ptr, path.encode()), f"pin path of {self.name}")
+        _libbpf.check(lib.bpf_map__set_pin_path(self._ptr, os.fsencode(path)), f"pin path of {self.name}")
 
     def reuse(self, other: Map | int) -> None:
         """Before load: use an existing map (another Map or an fd) instead of creating one."""
@@ -252,36 +367,76 @@ class Map:
         fd = other.fd if isinstance(other, Map) else int(other)
         _libbpf.check(lib.bpf_map__reuse_fd(self._ptr, fd), f"reusing fd {fd} for map {self.name}")
 
-    # ---- element access (syscall per call) ----------------------------
+    def freeze(self) -> None:
+        """Make the map read-only to user space for good (programs can still write)."""
+        _libbpf.check(lib.bpf_map_freeze(self.fd), f"freezing map {self.name}")
 
-    def _key_bytes(self, key: Any) -> bytes:
-        return to_bytes(key, self.key_dtype, f"key of map {self.name}")
+    # ---- element access (one syscall per call) ---------------------------
 
-    def _value_bytes(self, value: Any) -> bytes:
-        return to_bytes(value, self.value_dtype, f"value of map {self.name}")
-
-    def _decode(self, raw: Any, dtype: np.dtype) -> Any:
-        array = np.frombuffer(bytes(raw), dtype=dtype)
-        return array[0] if array.shape == (1,) else array.reshape(dtype.shape or ())
+    def _encode_key(self, keys: Layout, key: Any) -> None:
+        if self.type in KEYLESS:
+            raise NotSupportedError(f"map {self.name} ({self.type}) has no keys: use push/pop/peek",
+                                    errno.EINVAL, feature=f"keys of {self.type} maps")
+        keys.encode(key)
+        if keys.is_int and self.type in ARRAY_LIKE:
+            index = int(keys.one[0])
+            if index >= self.max_entries:
+                raise IndexOutOfRangeError(f"index {index} is out of range for {self.type} map {self.name} "
+                                           f"(max_entries {self.max_entries}: valid 0..{self.max_entries - 1})")
 
     def lookup(self, key: Any) -> Any:
+        """The value at ``key`` (KeyNotFoundError if absent); a copy, typed from BTF."""
         fd = self.fd
-        key_buf = self._key_bytes(key)
-        value = ffi.new("char[]", max(self.value_size, 1))
-        _libbpf.check(lib.bpf_map_lookup_elem(fd, key_buf, value), f"lookup in map {self.name}",
-                      overrides={errno.ENOENT: _not_found})
-        return self._decode(ffi.buffer(value, self.value_size), self.value_dtype)
+        keys, values = self._layouts()
+        with self._lock:
+            self._encode_key(keys, key)
+            ret = lib.bpf_map_lookup_elem(fd, keys.ptr, values.ptr)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"lookup in map {self.name}", overrides=LOOKUP_ERRORS)
+            return values.decode()
 
     def update(self, key: Any, value: Any, flags: str | int = "any") -> None:
+        """Set ``key`` to ``value``; ``flags``: ``"any"``, ``"noexist"`` (create only), ``"exist"``."""
         fd = self.fd
-        flag = UPDATE_FLAGS[flags] if isinstance(flags, str) else int(flags)
-        _libbpf.check(lib.bpf_map_update_elem(fd, self._key_bytes(key), self._value_bytes(value), flag),
-                      f"update of map {self.name}",
-                      overrides={errno.E2BIG: _full, errno.ENOENT: _not_found})
+        flag = update_flag(flags)
+        keys, values = self._layouts()
+        if self.type in MAP_IN_MAP:
+            value = _map_fd(value)
+        with self._lock:
+            self._encode_key(keys, key)
+            values.encode(value)
+            ret = lib.bpf_map_update_elem(fd, keys.ptr, values.ptr, flag)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"update of map {self.name}", overrides=UPDATE_ERRORS)
 
     def delete(self, key: Any) -> None:
-        _libbpf.check(lib.bpf_map_delete_elem(self.fd, self._key_bytes(key)), f"delete in map {self.name}",
-                      overrides={errno.ENOENT: _not_found})
+        """Remove ``key`` (KeyNotFoundError if absent). Array maps cannot delete."""
+        fd = self.fd
+        keys, _ = self._layouts()
+        self._refuse_array_delete()
+        with self._lock:
+            self._encode_key(keys, key)
+            ret = lib.bpf_map_delete_elem(fd, keys.ptr)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"delete in map {self.name}", overrides=LOOKUP_ERRORS)
+
+    def lookup_and_delete(self, key: Any) -> Any:
+        """Remove ``key`` and return the value it had, in one syscall."""
+        fd = self.fd
+        keys, values = self._layouts()
+        self._refuse_array_delete()
+        with self._lock:
+            self._encode_key(keys, key)
+            ret = lib.bpf_map_lookup_and_delete_elem(fd, keys.ptr, values.ptr)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"lookup_and_delete in map {self.name}", overrides=LOOKUP_ERRORS)
+            return values.decode()
+
+    def _refuse_array_delete(self) -> None:
+        if self.type in ARRAY_LIKE and self.type not in MAP_IN_MAP and self.type != "prog_array":
+            raise NotSupportedError(f"elements of {self.type} map {self.name} always exist and cannot be "
+                                    f"deleted; write a zero value instead", errno.EINVAL,
+                                    feature=f"delete in {self.type} maps")
 
     def __getitem__(self, key: Any) -> Any:
         return self.lookup(key)
@@ -296,7 +451,7 @@ class Map:
         try:
             self.lookup(key)
             return True
-        except KeyNotFoundError:
+        except KeyNotFoundError:  # IndexOutOfRangeError included
             return False
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -305,63 +460,131 @@ class Map:
         except KeyNotFoundError:
             return default
 
-    def keys(self) -> Iterator[Any]:
+    # ---- iteration and size ------------------------------------------------
+
+    def _key_snapshot(self) -> list[Any]:
         fd = self.fd
-        size = max(self.key_size, 1)
+        keys, _ = self._layouts()
+        if self.type in KEYLESS:
+            raise NotSupportedError(f"{self.type} map {self.name} has no keys to iterate: use pop()",
+                                    errno.EINVAL, feature=f"iterating {self.type} maps")
+        size = max(keys.size, 1)
         current = ffi.new("char[]", size)
         following = ffi.new("char[]", size)
         previous: Any = ffi.NULL
+        found: list[Any] = []
         while True:
             ret = lib.bpf_map_get_next_key(fd, previous, following)
             if ret == -errno.ENOENT:
-                return
+                return found
             _libbpf.check(ret, f"iterating map {self.name}")
-            yield self._decode(ffi.buffer(following, self.key_size), self.key_dtype)
+            raw = bytes(ffi.buffer(following, keys.size))
+            array = np.frombuffer(raw, dtype=keys.dtype)
+            found.append(array[0] if not keys.dtype.shape else array.reshape(keys.dtype.shape))
             ffi.memmove(current, following, size)
             previous = current
+
+    def keys(self) -> Iterator[Any]:
+        """The keys present when iteration starts (one syscall per key)."""
+        return iter(self._key_snapshot())
 
     def __iter__(self) -> Iterator[Any]:
         return self.keys()
 
     def items(self) -> Iterator[tuple[Any, Any]]:
-        for key in self.keys():
-            try:
-                yield key, self.lookup(key)
-            except KeyNotFoundError:
-                continue  # deleted while iterating
+        """(key, value) pairs, read with one batch pass where the kernel supports it."""
+        keys, values = self.lookup_batch()
+        return zip(list(keys), list(values))
 
     def values(self) -> Iterator[Any]:
-        for _key, value in self.items():
-            yield value
+        _, values = self.lookup_batch()
+        return iter(list(values))
+
+    def __len__(self) -> int:
+        """max_entries for array maps; otherwise the number of entries now (O(n), see module doc)."""
+        if self.type in ARRAY_LIKE:
+            return self.max_entries
+        if self.type in KEYLESS:
+            raise TypeError(f"len() of {self.type} map {self.name} is not known to user space")
+        return batch.count(self)
+
+    def __bool__(self) -> bool:
+        return True  # a handle is truthy; counting entries would cost syscalls
+
+    # ---- batches (pybpf.batch) ----------------------------------------------
+
+    @property
+    def batch_supported(self) -> bool:
+        """Whether the kernel batches lookups of this map (else the batch calls loop per key)."""
+        return batch.supported(self, "lookup")
+
+    def lookup_batch(self, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every (keys, values) as two numpy arrays; ``chunk`` elements per syscall."""
+        return batch.lookup(self, chunk)
+
+    def lookup_and_delete_batch(self, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``lookup_batch`` but empties the map as it reads."""
+        return batch.lookup(self, chunk, delete=True)
+
+    def update_batch(self, keys: Any, values: Any, flags: str | int = "any") -> None:
+        """Set many keys at once (in order: a later duplicate wins)."""
+        batch.update(self, keys, values, update_flag(flags))
+
+    def delete_batch(self, keys: Any) -> None:
+        """Delete many keys at once; a missing key stops the batch with KeyNotFoundError."""
+        self._refuse_array_delete()
+        batch.delete(self, keys)
 
     # ---- zero-copy view --------------------------------------------------
 
     def view(self) -> np.ndarray:
         """A numpy array over a Python-owned mmap of this BPF_F_MMAPABLE array map.
 
-        Shape ``(max_entries,)``, dtype from BTF; read-only when the map is
-        frozen or read-only to user space. The view stays valid after close.
+        Shape ``(max_entries,)``, dtype from BTF, stride the value size rounded
+        up to 8; read-only when the map is frozen or read-only to user space.
+        The view stays valid after the map and its object are closed.
         """
         self._check()
         if self.type != "array" or not self.flags & BPF_F_MMAPABLE:
             raise NotSupportedError(
                 f"map {self.name} ({self.type}) cannot be viewed: only array maps created with "
-                f"BPF_F_MMAPABLE can be mmapped", errno.EINVAL, feature="BPF_F_MMAPABLE")
+                f"BPF_F_MMAPABLE can be mmapped; read it with lookup_batch() instead",
+                errno.EINVAL, feature="BPF_F_MMAPABLE")
         return self._mapped().array(self.value_dtype)
 
-    def _mapped(self, writable: bool | None = None) -> MappedMap:
+    def _mapped(self) -> MappedMap:
         if self._mapping is None or self._mapping.closed:
-            if writable is None:
-                writable = not self.flags & (1 << 3)  # BPF_F_RDONLY (user space read-only)
-            try:
-                self._mapping = MappedMap(self.fd, self.value_size, self.max_entries, writable=writable,
-                                          what=f"map {self.name}")
-            except BpfError:
-                if not writable:
-                    raise
-                self._mapping = MappedMap(self.fd, self.value_size, self.max_entries, writable=False,
-                                          what=f"map {self.name}")
+            what = f"map {self.name}"
+            args = (self.fd, self.value_size, self.max_entries)
+            if self.flags & BPF_F_RDONLY:
+                self._mapping = MappedMap(*args, writable=False, what=what)
+            else:
+                try:
+                    self._mapping = MappedMap(*args, writable=True, what=what)
+                except BpfError:  # frozen: the kernel refuses a writable mapping
+                    self._mapping = MappedMap(*args, writable=False, what=what)
         return self._mapping
+
+
+def _size(dtype: DTypeLike, size: int | None, what: str) -> int:
+    if dtype is not None:
+        itemsize = np.dtype(dtype).itemsize
+        if size is not None and size != itemsize:
+            raise ValueError(f"{what}_size {size} does not match {what}_dtype {np.dtype(dtype)} "
+                             f"({itemsize} bytes)")
+        return itemsize
+    if size is None:
+        raise ValueError(f"give {what}_dtype or {what}_size")
+    if size < 0:
+        raise ValueError(f"{what}_size must be >= 0, got {size}")
+    return int(size)
+
+
+def _map_fd(value: Any) -> Any:
+    """A map-in-map value: the inner map's fd, from a Map or an int fd."""
+    if isinstance(value, Map):
+        return value.fd
+    return value
 
 
 def _load_kernel_btf(btf_id: int) -> Btf | None:
@@ -374,5 +597,3 @@ def _load_kernel_btf(btf_id: int) -> Btf | None:
         return Btf.from_bytes(bytes(ffi.buffer(raw, size[0])))
     finally:
         lib.btf__free(ptr)
-
-
