@@ -193,10 +193,12 @@ def test_asyncio_iteration_receives_batches(events):
     assert np.array_equal(np.concatenate(batches)["seq"], np.arange(300))
 
 
-def test_callback_mode_once_per_record(events):
+@pytest.mark.parametrize("reader", ["numpy", "libbpf"])
+def test_callback_mode_once_per_record(events, reader):
     obj = events(per_call=500)
     seen: list[int] = []
-    with RingBuffer(obj.maps["events"], dtype="event", callback=lambda r: seen.append(int(r["seq"]))) as rb:
+    with RingBuffer(obj.maps["events"], dtype="event", callback=lambda r: seen.append(int(r["seq"])),
+                    reader=reader) as rb:
         os.getppid()
         assert rb.poll(5) == 500
         assert rb.consume() == 0
@@ -206,13 +208,14 @@ def test_callback_mode_once_per_record(events):
     assert seen == list(range(500))
 
 
-def test_callback_error_propagates(events):
+@pytest.mark.parametrize("reader", ["numpy", "libbpf"])
+def test_callback_error_propagates(events, reader):
     obj = events(per_call=5)
 
     def boom(record: object) -> None:
         raise RuntimeError("from the callback")
 
-    with RingBuffer(obj.maps["events"], dtype="event", callback=boom) as rb:
+    with RingBuffer(obj.maps["events"], dtype="event", callback=boom, reader=reader) as rb:
         os.getppid()
         with pytest.raises(RuntimeError, match="from the callback"):
             rb.consume()

@@ -311,6 +311,7 @@ class RingBuffer(EventSource):
         self._mask = self.size - 1
         self._stride = _round8(HDR_SIZE + self.dtype.itemsize) if self.dtype is not None else 0
         self._callback = callback
+        self._unseen: Any = None                  # callback mode: rest of a batch after fn raised
         self._error: BaseException | None = None
         self._pending: deque[bytes] = deque()     # libbpf reader: records beyond max_records
         self._rb: Any = ffi.NULL                  # libbpf ring_buffer (callback mode / libbpf reader)
@@ -392,6 +393,9 @@ class RingBuffer(EventSource):
         self._enter()
         try:
             with self._read_lock:
+                if self._unseen is not None:  # left by a callback that raised
+                    batch, self._unseen = self._unseen, None
+                    return batch
                 if self._use_libbpf:
                     return self._drain_libbpf(limit)
                 return self._drain_fixed(limit)
@@ -591,9 +595,29 @@ class RingBuffer(EventSource):
         self._enter()
         try:
             with self._read_lock:
-                return self._run_libbpf()
+                if self._use_libbpf:
+                    return self._run_libbpf()
+                return self._dispatch()
         finally:
             self._leave()
+
+    def _dispatch(self) -> int:
+        # Same batch reader, then one Python call per record: no C -> Python callback per event.
+        batch = self._unseen
+        self._unseen = None
+        if batch is None:
+            batch = self._drain_fixed(1 << 62) if self.dtype is not None else self._drain_var(1 << 62)
+        fn = self._callback
+        done = 0
+        try:
+            for record in batch:
+                done += 1
+                fn(record)  # type: ignore[misc]
+        except BaseException:
+            if done < len(batch):  # keep the rest for the next consume(); the failing one is done
+                self._unseen = batch[done:]
+            raise
+        return done
 
     # ---- EventSource hooks ---------------------------------------------------------
 
