@@ -42,7 +42,7 @@ def _fill(target: np.ndarray, value: Any, what: str) -> None:
         raw = bytes(value)
         if len(raw) != dtype.itemsize:
             raise ValueError(f"{what}: expected {dtype.itemsize} bytes for {describe(dtype)}, got {len(raw)}")
-        target.view(np.uint8).reshape(-1)[:] = np.frombuffer(raw, np.uint8)
+        target.reshape(-1).view(np.uint8)[:] = np.frombuffer(raw, np.uint8)  # 0-d arrays cannot change itemsize
         return
     if target.shape != ():
         items = list(value) if isinstance(value, Sequence) or isinstance(value, np.ndarray) else None
