@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shutil
 import socket
+import subprocess
 
 import numpy as np
 
@@ -26,6 +28,15 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _libbpf_package() -> str | None:
+    """The distribution's libbpf package version (libbpf itself only reports major.minor)."""
+    if shutil.which("dpkg-query") is None:
+        return None
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libbpf1"], capture_output=True,
+                         text=True, check=False)
+    return out.stdout.strip() or None
+
+
 def describe() -> dict:
     uname = os.uname()
     return {
@@ -36,6 +47,7 @@ def describe() -> dict:
         "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
         "libbpf": LIBBPF_VERSION,
+        "libbpf_package": _libbpf_package(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "numpy": np.__version__,
         "pybpf": __version__,

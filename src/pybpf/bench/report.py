@@ -84,7 +84,7 @@ def to_json(results: list[Result], config: Config, machine: dict, paths: dict) -
 
 
 def _ns(value: float) -> str:
-    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    return f"{value:.2f}" if value < 10 else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def render(report: dict, console: Console) -> None:
