@@ -34,6 +34,7 @@ from .links import Link
 from .maps import Map
 from .object import Object, open
 from .programs import Program, TestRunResult
+from .perfbuf import PerfBuffer
 from .ringbuf import RingBuffer, RingBufferSet
 from .sections import Section
 
