@@ -36,6 +36,7 @@ from .object import Object, open
 from .programs import Program, TestRunResult
 from .perfbuf import PerfBuffer
 from .ringbuf import RingBuffer, RingBufferSet
+from .userringbuf import UserRingBuffer
 from .sections import Section
 
 __version__ = "0.1.0"
