@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 
 from ._libbpf import ErrorFactory
-from .errors import BpfError, KeyNotFoundError, MapFullError
+from .errors import BpfError, BpfPermissionError, KeyNotFoundError, MapFullError
 
 __all__ = ["MAP_TYPES", "MAP_FLAGS", "UPDATE_FLAGS", "ARRAY_LIKE", "PER_CPU", "KEYLESS", "MAP_IN_MAP",
            "HASH_LIKE", "IndexOutOfRangeError", "map_type_number", "parse_flags", "update_flag",
@@ -115,6 +115,12 @@ def _exists(what: str, err: int, log: str) -> BpfError:
     return BpfError(f"{what}: the key already exists (flags='noexist')", err)
 
 
+def _refused(what: str, err: int, log: str) -> BpfError:
+    return BpfPermissionError(f"{what}: refused: the map is frozen or read-only to user space "
+                              f"(BPF_F_RDONLY), or this process lacks CAP_BPF", err, capability="CAP_BPF")
+
+
 # make_error overrides for element operations
-UPDATE_ERRORS: dict[int, ErrorFactory] = {errno.E2BIG: _full, errno.ENOENT: _not_found, errno.EEXIST: _exists}
+UPDATE_ERRORS: dict[int, ErrorFactory] = {errno.E2BIG: _full, errno.ENOENT: _not_found, errno.EEXIST: _exists,
+                                          errno.EPERM: _refused}
 LOOKUP_ERRORS: dict[int, ErrorFactory] = {errno.ENOENT: _not_found}

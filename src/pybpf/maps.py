@@ -31,6 +31,7 @@ Queue/stack: ``push``/``pop``/``peek``. Map-in-map: ``set_inner``/``inner``.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -550,6 +551,12 @@ class Map(KindOps):
                 f"map {self.name} ({self.type}) cannot be viewed: only array maps created with "
                 f"BPF_F_MMAPABLE can be mmapped; read it with lookup_batch() instead",
                 errno.EINVAL, feature="BPF_F_MMAPABLE")
+        if fcntl.fcntl(self.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            # mmap(MAP_SHARED) of a read-only fd loses VM_SHARED, which bpf maps require
+            raise NotSupportedError(
+                f"map {self.name} was opened read-only (BPF_F_RDONLY): the kernel cannot mmap a "
+                f"read-only map fd; read it with lookup_batch() instead", errno.EINVAL,
+                feature="mmap of a read-only map fd")
         return self._mapped().array(self.value_dtype)
 
     def _mapped(self) -> MappedMap:

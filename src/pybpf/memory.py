@@ -4,8 +4,28 @@ The mapping is made by Python's ``mmap`` on the map fd (never on memory libbpf
 owns), so: a view keeps its mapping alive; the mapping keeps the kernel map
 alive after the map, or the whole object, is closed; and closing a mapping
 that views still use raises ``BufferError`` instead of leaving a dangling
-pointer.  A read of one aligned element of <= 8 bytes is one load and sees a
-whole value; a record wider than that may be torn while a program writes it.
+pointer. Elements of a mmapped array map sit ``value_size`` rounded up to 8
+bytes apart (the kernel's element stride), so a view is strided when the
+value size is not a multiple of 8.
+
+What a read sees while a BPF program writes the same memory (no lock is
+shared between the two sides):
+
+* one aligned element of 1, 2, 4 or 8 bytes (an integer counter, a field of
+  a record) is read with one load: it is a value the program wrote whole,
+  never half of one; a program's ``__sync_fetch_and_add`` is seen atomically;
+* a record wider than 8 bytes, or several elements, may be torn: fields
+  from before and after a concurrent update can be mixed, and a whole-array
+  copy (``view.copy()``) is not a snapshot of one instant;
+* for a consistent snapshot: copy, then copy again and compare, repeating
+  until two copies agree (fine when writes are rare); or have the program
+  bump a sequence counter before and after each update (odd = in progress)
+  and retry the copy while it is odd or changed. A syscall or batch lookup
+  is no stronger for an array map (the kernel memcpys the live element);
+  for a hash map it sees each element whole only when the program replaces
+  elements with ``bpf_map_update_elem`` rather than writing in place through
+  the pointer ``bpf_map_lookup_elem`` returned; a value holding a
+  ``bpf_spin_lock`` is copied under it only with ``BPF_F_LOCK``.
 """
 
 from __future__ import annotations
