@@ -306,3 +306,21 @@ def test_outlives_its_object_and_leaks_nothing(events, bundled):
     assert np.array_equal(rb.drain()["seq"], np.arange(7))
     rb.close()
     assert open_fds() == before
+
+
+def test_exec_events_of_the_bundled_example(kernel, bundled):
+    import subprocess
+
+    with pybpf.open(bundled("events_exec")) as obj:
+        obj.load()
+        obj.programs["on_exec"].attach()
+        with RingBuffer(obj.maps["execs"], dtype="exec_event") as rb:
+            child = subprocess.run(["/bin/true"], check=True)
+            assert child.returncode == 0
+            found = []
+            deadline = time.monotonic() + 10
+            while not found and time.monotonic() < deadline:
+                batch = rb.poll(1)
+                found = [e for e in batch if e["filename"] == b"/bin/true" and e["ppid"] == os.getpid()]
+    assert len(found) == 1
+    assert found[0]["comm"] == b"true" and found[0]["uid"] == os.getuid()
