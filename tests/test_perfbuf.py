@@ -11,7 +11,6 @@ import pytest
 import pybpf
 from pybpf.perfbuf import PerfBuffer
 from pybpf.ringbuf import WrongMapTypeError
-
 from tests.conftest import open_fds
 
 

@@ -13,7 +13,6 @@ import pytest
 
 import pybpf
 from pybpf.ringbuf import RecordFormatError, RingBuffer, RingBufferSet, WrongMapTypeError
-
 from tests.conftest import open_fds
 
 STRIDE = 40  # 8-byte header + 32-byte struct event

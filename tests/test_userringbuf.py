@@ -10,7 +10,6 @@ import pytest
 import pybpf
 from pybpf.ringbuf import BufferFullError, RecordFormatError, WrongMapTypeError
 from pybpf.userringbuf import UserRingBuffer
-
 from tests.conftest import open_fds
 
 
