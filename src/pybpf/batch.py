@@ -16,7 +16,9 @@ one debug line per map and operation on the ``pybpf.maps`` logger.
 
 A failed ``update``/``delete`` batch raises with ``processed`` set to the
 number of elements applied before the failing one (the kernel applies them
-in order and stops at the first error).
+in order and stops at the first error). The kernel's batch update accepts no
+``noexist``/``exist`` flag (EINVAL), so updates with those flags loop per
+key, with the same results.
 """
 
 from __future__ import annotations
@@ -243,11 +245,11 @@ def update(m: Map, keys: Any, values: Any, flag: int) -> None:
     if n == 0:
         return
     what = f"update_batch of map {m.name}"
-    if supported(m, "update"):
+    if supported(m, "update") and flag == 0:  # the kernel's batch update takes no noexist/exist
         counter = ffi.new("__u32 *", n)
         ret = lib.bpf_map_update_batch(fd, _ptr(key_raw), _ptr(value_raw), counter, _opts(flag))
         if ret < 0:
-            done = int(counter[0])
+            done = int(counter[0]) if counter[0] < n else 0  # an early refusal leaves count as given
             raise _partial(_libbpf.make_error(-ret, f"{what}: element {done} of {n} failed "
                                               f"({done} before it were applied)", overrides=UPDATE_ERRORS), done)
         return
@@ -280,7 +282,7 @@ def delete(m: Map, keys: Any) -> None:
         counter = ffi.new("__u32 *", n)
         ret = lib.bpf_map_delete_batch(fd, _ptr(key_raw), counter, _opts())
         if ret < 0:
-            raise failed(-ret, int(counter[0]))
+            raise failed(-ret, int(counter[0]) if counter[0] < n else 0)
         return
     for index in range(n):
         ret = lib.bpf_map_delete_elem(fd, _ptr(key_raw, index * k_layout.elem_size))
