@@ -45,6 +45,8 @@ class Layout:
         self.buf = np.zeros(max(self.elem_size, 1), dtype=np.uint8)
         self.one = self._typed(self.buf, 1)  # shape (1, ...): element 0 is the value in ``buf``
         self.ptr: Any = None  # a C pointer to ``buf``, set by the owner
+        self.cptr: Any = None  # for plain integers: a typed C pointer to ``buf`` (faster than numpy)
+        self.scalar_type = dtype.type
         self.is_int = dtype.kind in "iu" and not dtype.shape
         if self.is_int:
             info = np.iinfo(dtype)
@@ -76,7 +78,10 @@ class Layout:
             if not self.lo <= value <= self.hi:
                 raise OverflowError(f"{self.what}: {value} is out of range for {describe(self.dtype)} "
                                     f"[{self.lo}, {self.hi}]")
-            self.one[0] = value
+            if self.cptr is not None:
+                self.cptr[0] = value
+            else:
+                self.one[0] = value
             return
         if self.ncpus:
             self._encode_percpu(value, self.one[0])
@@ -128,6 +133,8 @@ class Layout:
 
     def decode(self) -> Any:
         """A copy of the value in ``self.buf``: numpy scalar, record, or array."""
+        if self.cptr is not None:
+            return self.scalar_type(self.cptr[0])
         if self.plain_scalar:
             return self.one[0]  # a numpy scalar is already a copy
         return self.one.copy()[0]  # a record or array that owns its memory

@@ -100,6 +100,11 @@ class Map(KindOps):
         self._values: Layout | None = None
         self._lock = threading.Lock()
         self._batch_support: dict[str, bool] = {}
+        # facts cached by _layouts() for the per-key path
+        self._type_name: str | None = None
+        self._keyless = False
+        self._outer = False
+        self._index_limit = 0        # > 0: integer keys must stay below it (array maps)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"type={self.type}"
@@ -247,7 +252,12 @@ class Map(KindOps):
 
     @property
     def type(self) -> str:
-        return _libbpf.type_name("map", self.type_id)
+        if self._type_name is not None and not self._closed:
+            return self._type_name
+        name = _libbpf.type_name("map", self.type_id)
+        if self._fd >= 0:
+            self._type_name = name  # fixed once the map exists
+        return name
 
     @property
     def key_size(self) -> int:
@@ -331,8 +341,15 @@ class Map(KindOps):
                                    f"the map's {what} size is {size}", errno.EINVAL)
             self._keys = Layout(key_dtype, self.key_size, f"key of map {self.name}")
             self._values = Layout(value_dtype, self.value_size, f"value of map {self.name}", self.n_cpus)
-            self._keys.ptr = ffi.from_buffer(self._keys.buf)  # one cdata for the Map's lifetime
-            self._values.ptr = ffi.from_buffer(self._values.buf)
+            for layout in (self._keys, self._values):
+                layout.ptr = ffi.from_buffer(layout.buf)  # one cdata for the Map's lifetime
+                if layout.is_int and not layout.ncpus and layout.dtype.byteorder in "=|":
+                    layout.cptr = ffi.cast(f"{'u' if layout.dtype.kind == 'u' else ''}int{8 * layout.size}_t *",
+                                           layout.ptr)
+            kind = self.type
+            self._keyless = kind in KEYLESS
+            self._outer = kind in MAP_IN_MAP
+            self._index_limit = self.max_entries if kind in ARRAY_LIKE and self._keys.is_int else 0
         return self._keys, self._values
 
     # ---- pinning and reuse -------------------------------------------
@@ -375,15 +392,14 @@ class Map(KindOps):
     # ---- element access (one syscall per call) ---------------------------
 
     def _encode_key(self, keys: Layout, key: Any) -> None:
-        if self.type in KEYLESS:
+        if self._keyless:
             raise NotSupportedError(f"map {self.name} ({self.type}) has no keys: use push/pop/peek",
                                     errno.EINVAL, feature=f"keys of {self.type} maps")
         keys.encode(key)
-        if keys.is_int and self.type in ARRAY_LIKE:
-            index = int(keys.one[0])
-            if index >= self.max_entries:
-                raise IndexOutOfRangeError(f"index {index} is out of range for {self.type} map {self.name} "
-                                           f"(max_entries {self.max_entries}: valid 0..{self.max_entries - 1})")
+        limit = self._index_limit
+        if limit and (key if type(key) is int else int(keys.one[0])) >= limit:
+            raise IndexOutOfRangeError(f"index {int(keys.one[0])} is out of range for {self.type} map "
+                                       f"{self.name} (max_entries {limit}: valid 0..{limit - 1})")
 
     def lookup(self, key: Any) -> Any:
         """The value at ``key`` (KeyNotFoundError if absent); a copy, typed from BTF."""
@@ -401,7 +417,7 @@ class Map(KindOps):
         fd = self.fd
         flag = update_flag(flags)
         keys, values = self._layouts()
-        if self.type in MAP_IN_MAP:
+        if self._outer:
             value = _map_fd(value)
         with self._lock:
             self._encode_key(keys, key)
