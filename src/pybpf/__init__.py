@@ -22,12 +22,15 @@ from ._libbpf import VERSION_STRING as LIBBPF_VERSION
 from .errors import (
     BpfError,
     BpfPermissionError,
+    BufferFullError,
     ClosedError,
     KeyNotFoundError,
     MapFullError,
     NotSupportedError,
     ObjectFormatError,
+    RecordFormatError,
     VerifierError,
+    WrongMapTypeError,
 )
 from .info import MapInfo, ProgramInfo, StatsHandle, enable_stats
 from .links import Link
@@ -44,6 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BpfError",
     "BpfPermissionError",
+    "BufferFullError",
     "ClosedError",
     "KeyNotFoundError",
     "LIBBPF_VERSION",
@@ -56,10 +60,12 @@ __all__ = [
     "ObjectFormatError",
     "Program",
     "ProgramInfo",
+    "RecordFormatError",
     "Section",
     "StatsHandle",
     "TestRunResult",
     "VerifierError",
+    "WrongMapTypeError",
     "bundled",
     "bundled_names",
     "enable_stats",

@@ -15,12 +15,15 @@ import os
 __all__ = [
     "BpfError",
     "BpfPermissionError",
+    "BufferFullError",
     "ClosedError",
     "KeyNotFoundError",
     "MapFullError",
     "NotSupportedError",
     "ObjectFormatError",
+    "RecordFormatError",
     "VerifierError",
+    "WrongMapTypeError",
 ]
 
 
@@ -117,3 +120,24 @@ class KeyNotFoundError(BpfError, KeyError):
 
 class MapFullError(BpfError):
     """An update needed a new element but the map is at max_entries (E2BIG)."""
+
+
+class RecordFormatError(BpfError, ValueError):
+    """Event records do not match the dtype (wrong size), or no usable record type was given."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, _errno.EINVAL)
+
+
+class WrongMapTypeError(BpfError, TypeError):
+    """The map given is not of the type this reader or writer needs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, _errno.EINVAL)
+
+
+class BufferFullError(BpfError):
+    """No room in a user ring buffer for the record."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, _errno.ENOSPC)

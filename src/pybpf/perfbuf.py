@@ -20,9 +20,9 @@ import numpy as np
 
 from . import _libbpf
 from ._libbpf import ffi, lib
-from .errors import BpfError
+from .errors import BpfError, RecordFormatError
+from .events import EventSource, check_map, record_dtype
 from .maps import Map
-from .ringbuf import EventSource, RecordFormatError, check_map, record_dtype
 
 __all__ = ["PerfBuffer"]
 

@@ -17,9 +17,9 @@ import numpy as np
 
 from . import _libbpf
 from ._libbpf import ffi, lib
-from .errors import ClosedError, NotSupportedError
+from .errors import BufferFullError, ClosedError, NotSupportedError, RecordFormatError
+from .events import check_map, record_dtype
 from .maps import Map
-from .ringbuf import BufferFullError, RecordFormatError, check_map, record_dtype
 from .values import to_bytes
 
 __all__ = ["UserRingBuffer"]
