@@ -103,7 +103,7 @@ def test_iteration_len_and_items(maps_obj):
     items = {int(k): int(v["count"]) for k, v in stats.items()}
     assert items == {k: k * 10 for k in range(20)}
     assert sorted(int(v["tgid"]) for v in stats.values()) == list(range(20))
-    for key in stats.keys():          # deleting while iterating: the keys are a snapshot
+    for key in stats:                 # deleting while iterating: the keys are a snapshot
         del stats[key]
     assert len(stats) == 0
     slots = maps_obj.maps["slots"]

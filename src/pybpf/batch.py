@@ -38,7 +38,7 @@ from .mapkinds import ARRAY_LIKE, KEYLESS, MAP_IN_MAP, UNSUPPORTED, UPDATE_ERROR
 if TYPE_CHECKING:
     from .maps import Map
 
-__all__ = ["lookup", "update", "delete", "count", "supported", "DEFAULT_CHUNK"]
+__all__ = ["DEFAULT_CHUNK", "count", "delete", "lookup", "supported", "update"]
 
 _log = logging.getLogger("pybpf.maps")
 

@@ -12,13 +12,31 @@ from __future__ import annotations
 import errno
 import re
 from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
 
 from ._libbpf import ErrorFactory
 from .errors import BpfError, BpfPermissionError, KeyNotFoundError, MapFullError
 
-__all__ = ["MAP_TYPES", "MAP_FLAGS", "UPDATE_FLAGS", "ARRAY_LIKE", "PER_CPU", "KEYLESS", "MAP_IN_MAP",
-           "HASH_LIKE", "IndexOutOfRangeError", "map_type_number", "parse_flags", "update_flag",
-           "check_map_name", "UPDATE_ERRORS", "LOOKUP_ERRORS"]
+__all__ = [
+    "ARRAY_LIKE",
+    "HASH_LIKE",
+    "KEYLESS",
+    "LOOKUP_ERRORS",
+    "MAP_FLAGS",
+    "MAP_IN_MAP",
+    "MAP_TYPES",
+    "PER_CPU",
+    "UPDATE_ERRORS",
+    "UPDATE_FLAGS",
+    "IndexOutOfRangeError",
+    "check_map_name",
+    "element_size",
+    "map_type_number",
+    "parse_flags",
+    "update_flag",
+]
 
 MAP_TYPES = {
     "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5, "percpu_array": 6,
@@ -97,6 +115,21 @@ def check_map_name(name: str) -> None:
     if not _NAME.fullmatch(name):
         raise ValueError(f"map name {name!r} is invalid: the kernel allows at most 15 characters "
                          f"from A-Z a-z 0-9 _ .")
+
+
+def element_size(dtype: Any, size: int | None, what: str) -> int:
+    """The key/value size from a dtype or an explicit size (which must agree if both are given)."""
+    if dtype is not None:
+        itemsize = np.dtype(dtype).itemsize
+        if size is not None and size != itemsize:
+            raise ValueError(f"{what}_size {size} does not match {what}_dtype {np.dtype(dtype)} "
+                             f"({itemsize} bytes)")
+        return itemsize
+    if size is None:
+        raise ValueError(f"give {what}_dtype or {what}_size")
+    if size < 0:
+        raise ValueError(f"{what}_size must be >= 0, got {size}")
+    return int(size)
 
 
 ENOTSUPP = 524  # what the kernel returns for a map type without the operation

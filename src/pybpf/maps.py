@@ -53,14 +53,15 @@ from .mapkinds import (
     BPF_F_RDONLY,
     BPF_F_RDONLY_PROG,
     KEYLESS,
+    LOOKUP_ERRORS,
     MAP_IN_MAP,
     MAP_TYPES,
     PER_CPU,
+    UPDATE_ERRORS,
     UPDATE_FLAGS,
     IndexOutOfRangeError,
-    LOOKUP_ERRORS,
-    UPDATE_ERRORS,
     check_map_name,
+    element_size,
     map_type_number,
     parse_flags,
     update_flag,
@@ -70,8 +71,14 @@ from .memory import MappedMap
 if TYPE_CHECKING:
     from .object import Object
 
-__all__ = ["Map", "IndexOutOfRangeError", "BPF_F_MMAPABLE", "BPF_F_RDONLY_PROG", "MAP_TYPES",
-           "UPDATE_FLAGS"]
+__all__ = [
+    "BPF_F_MMAPABLE",
+    "BPF_F_RDONLY_PROG",
+    "MAP_TYPES",
+    "UPDATE_FLAGS",
+    "IndexOutOfRangeError",
+    "Map",
+]
 
 DTypeLike = Any  # anything np.dtype() accepts
 
@@ -125,8 +132,8 @@ class Map(KindOps):
         gets ``BPF_F_NO_PREALLOC``, which the kernel requires.
         """
         type_num = map_type_number(map_type)
-        k_size = _size(key_dtype, key_size, "key")
-        v_size = _size(value_dtype, value_size, "value")
+        k_size = element_size(key_dtype, key_size, "key")
+        v_size = element_size(value_dtype, value_size, "value")
         flag = parse_flags(flags)
         if type_num == MAP_TYPES["lpm_trie"]:
             flag |= BPF_F_NO_PREALLOC
@@ -221,7 +228,7 @@ class Map(KindOps):
             os.close(self._own_fd)
             self._own_fd = -1
 
-    def __enter__(self) -> Map:
+    def __enter__(self) -> Map:  # noqa: PYI034 (python 3.10 has no typing.Self)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -587,20 +594,6 @@ class Map(KindOps):
                 except BpfError:  # frozen: the kernel refuses a writable mapping
                     self._mapping = MappedMap(*args, writable=False, what=what)
         return self._mapping
-
-
-def _size(dtype: DTypeLike, size: int | None, what: str) -> int:
-    if dtype is not None:
-        itemsize = np.dtype(dtype).itemsize
-        if size is not None and size != itemsize:
-            raise ValueError(f"{what}_size {size} does not match {what}_dtype {np.dtype(dtype)} "
-                             f"({itemsize} bytes)")
-        return itemsize
-    if size is None:
-        raise ValueError(f"give {what}_dtype or {what}_size")
-    if size < 0:
-        raise ValueError(f"{what}_size must be >= 0, got {size}")
-    return int(size)
 
 
 def _map_fd(value: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_array", "to_bytes", "describe"]
+__all__ = ["describe", "to_array", "to_bytes"]
 
 
 def describe(dtype: np.dtype) -> str:
@@ -45,7 +45,7 @@ def _fill(target: np.ndarray, value: Any, what: str) -> None:
         target.reshape(-1).view(np.uint8)[:] = np.frombuffer(raw, np.uint8)  # 0-d arrays cannot change itemsize
         return
     if target.shape != ():
-        items = list(value) if isinstance(value, Sequence) or isinstance(value, np.ndarray) else None
+        items = list(value) if isinstance(value, (Sequence, np.ndarray)) else None
         if items is None or (not isinstance(value, (bytes, str)) and len(items) != target.shape[0]):
             raise ValueError(f"{what}: expected a sequence of {target.shape[0]} items for an array "
                              f"of shape {target.shape}, got {value!r:.80}")
@@ -56,7 +56,7 @@ def _fill(target: np.ndarray, value: Any, what: str) -> None:
         if isinstance(value, Mapping):
             unknown = set(value) - set(dtype.names)
             if unknown:
-                raise KeyError(f"{what}: no field {sorted(unknown)[0]!r}; fields are {list(dtype.names)}")
+                raise KeyError(f"{what}: no field {min(unknown)!r}; fields are {list(dtype.names)}")
             pairs = list(value.items())
         elif isinstance(value, (tuple, list)):
             if len(value) > len(dtype.names):
@@ -82,7 +82,7 @@ def _scalar(value: Any, dtype: np.dtype, what: str) -> Any:
             raise ValueError(f"{what}: {len(value)} bytes do not fit in {describe(dtype)}")
         return bytes(value)
     if kind in "iub":
-        if isinstance(value, (float, np.floating)) or isinstance(value, (str, bytes)):
+        if isinstance(value, (float, np.floating, str, bytes)):
             raise TypeError(f"{what}: expected an integer for {describe(dtype)}, got {type(value).__name__}")
         try:
             number = int(value)
