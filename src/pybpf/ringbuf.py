@@ -216,6 +216,7 @@ class RingBuffer(EventSource):
         records after the batch.  With the libbpf reader (not x86-64, or
         ``reader="libbpf"``) the batch is a read-only copy.
         """
+        self._check()
         self._need_dtype("borrow()")
         return Borrow(self, limit(max_records))
 
@@ -226,14 +227,14 @@ class RingBuffer(EventSource):
                 if self._borrowing:
                     raise BorrowActiveError(f"{self._what} already has an open borrow() block: leave it "
                                             f"before borrowing again")
-                if self._unseen is not None:
+                if self._unseen is not None or self._use_libbpf:  # copies: made read-only alike
                     batch, self._unseen = self._unseen, None
-                elif self._use_libbpf:
-                    batch = self._drain_libbpf(lim)
-                else:
+                    if batch is None:
+                        batch = self._drain_libbpf(lim)
+                    batch.flags.writeable = False
+                else:  # read-only already: the data area is mapped PROT_READ
                     self._reader.settle()
                     batch = self._reader.borrow(*self._reader.span(lim))
-                batch.flags.writeable = False
                 self._borrowing = True
                 return batch
         finally:

@@ -93,8 +93,9 @@ class RingReader:
         for m in (self._cons_map, self._data_map):
             try:
                 m.close()
-            except BufferError:  # a view still exports it: the last reference unmaps
+            except BufferError:  # a view still exports it: the last view unmaps (and closes its fd)
                 pass
+        self._cons_map = self._data_map = None  # type: ignore[assignment]
 
     # ---- positions ---------------------------------------------------------------
 
@@ -112,12 +113,13 @@ class RingReader:
         return int(self._prod[0]) - max(self.read_pos, int(self._cons[0]))
 
     def pinned(self) -> int:
-        """Bytes read but held from producers by a borrowed view that may still be alive."""
+        """Bytes read but held from producers: all from the oldest possibly live borrowed view on."""
         return max(self.read_pos - int(self._cons[0]), 0)
 
     def settle(self) -> int:
         """Give producers back what no live view shows; returns the bytes still pinned."""
-        self._pins = [pin for pin in self._pins if pin[1]() is not None]
+        if self._pins:
+            self._pins = [pin for pin in self._pins if pin[1]() is not None]
         target = self._pins[0][0] if self._pins else self.read_pos
         if target > int(self._cons[0]):
             self._cons[0] = target  # a store after every load of what it frees (TSO)
@@ -176,16 +178,24 @@ class RingReader:
     def borrow(self, start: int, count: int) -> np.ndarray:
         """A read-only record view of ``count`` records from ``start``, pinned until it dies.
 
-        The view's base is the data mmap, so every view derived from it
-        (slices, fields, ``np.void`` records) refers back to it: its weakref
-        dies only with the last of them.
+        Pinned is the view's root: a uint8 array from ``np.frombuffer``,
+        whose base is a memoryview (a buffer export, so the mmap cannot be
+        unmapped under it).  numpy collapses the base of every view derived
+        from the batch (slices, fields, ``np.void`` records, ``np.asarray``)
+        to that root, as its base is no ndarray: the root's weakref dies only
+        with the last view.  (``np.ndarray(buffer=mmap)`` would keep no
+        export, and ``close()`` would unmap memory under it.)
         """
         assert self.dtype is not None
-        view = np.ndarray((count,), self.dtype, buffer=self._data_map,
-                          offset=PAGE_SIZE + (start & self._mask) + HDR_SIZE, strides=(self.stride,))
-        if count:
-            self._pins.append((start, weakref.ref(view)))
-            self.read_pos = start + count * self.stride
+        if not count:
+            empty = np.empty(0, self.dtype)
+            empty.flags.writeable = False
+            return empty
+        nbytes = count * self.stride
+        root = np.frombuffer(self._data_map, np.uint8, count=nbytes, offset=PAGE_SIZE + (start & self._mask))
+        view = np.ndarray((count,), self.dtype, buffer=root, offset=HDR_SIZE, strides=(self.stride,))
+        self._pins.append((start, weakref.ref(root)))
+        self.read_pos = start + nbytes
         return view
 
     # ---- copies ---------------------------------------------------------------------
