@@ -73,9 +73,10 @@ def test_escaped_view_pins_the_ring(events, escape):
         os.getppid()  # fills the ring: SLOTS records, the rest dropped
         assert int(obj.bss["produced"]) == SLOTS
         with rb.borrow() as batch:
-            kept = {"batch": lambda: batch, "slice": lambda: batch[10:20], "field": lambda: batch["seq"],
-                    "record": lambda: batch[10], "asarray": lambda: np.asarray(batch)[5:]}[escape]()
-            del batch
+            views = {"batch": batch, "slice": batch[10:20], "field": batch["seq"], "record": batch[10],
+                     "asarray": np.asarray(batch)[5:]}
+            kept = views.pop(escape)
+            del batch, views
         before = np.asarray(kept).tobytes()  # (np.array(void, copy=True) would be one more view)
         assert rb.pinned_bytes == SLOTS * STRIDE  # the block ended, but a view lives on
         dropped = int(obj.bss["dropped"])

@@ -118,10 +118,13 @@ class RingReader:
 
     def settle(self) -> int:
         """Give producers back what no live view shows; returns the bytes still pinned."""
+        cons = int(self._cons[0])
+        if cons > self.read_pos:  # another consumer of the map (libbpf's, say) read ahead of us
+            self.read_pos = cons
         if self._pins:
             self._pins = [pin for pin in self._pins if pin[1]() is not None]
         target = self._pins[0][0] if self._pins else self.read_pos
-        if target > int(self._cons[0]):
+        if target > cons:
             self._cons[0] = target  # a store after every load of what it frees (TSO)
         return self.read_pos - target
 
