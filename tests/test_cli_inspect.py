@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -324,3 +324,83 @@ def test_btf_dump_errors(tmp_path: Path, bundled, syscount_bytes: bytes) -> None
         path.write_bytes(_corrupt(syscount_bytes, what))
         assert_clean_error(invoke("btf", "dump", path), str(path), phrase)
         assert_clean_error(invoke("btf", "dump", path, "-f", "json"), str(path), phrase)
+
+
+def _raw_btf(name: str) -> bytes:
+    data = _ORIGINALS[name]
+    start, end = btf_range(data)
+    return data[start:end]
+
+
+def forked(fn: Callable[[], None]) -> None:
+    """Run ``fn`` in a forked child, so that a crash in C (libbpf) fails this test
+    instead of killing the test run; assertion messages come back through a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        os.close(read_end)
+        code, message = 0, b""
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            code, message = 1, f"{type(exc).__name__}: {exc}".encode()
+        os.write(write_end, message[:60_000])
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        pytest.fail(f"crashed with signal {signal.Signals(os.WTERMSIG(status)).name}")
+    assert os.WEXITSTATUS(status) == 0, message
+
+
+def _check_commands(path: Path) -> None:
+    for args in (["inspect", "--btf", path, "--json"], ["btf", "dump", path],
+                 ["btf", "dump", path, "-f", "json"]):
+        with time_limit(30):
+            debug = invoke("--debug", *args)
+            plain = invoke(*args)
+        if debug.exception is not None and not isinstance(debug.exception, SystemExit):
+            assert isinstance(debug.exception, BpfError), (args, repr(debug.exception))
+        if plain.exit_code != 0:
+            assert_clean_error(plain, str(path))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_raw_btf(tmp_path: Path, data: st.DataObject) -> None:
+    """Raw BTF blobs, mutated, through ``inspect --btf`` and both ``btf dump`` formats
+    (the C one goes on to libbpf's btf_dump when the pure parser accepts the blob)."""
+    raw = bytearray(_raw_btf(data.draw(st.sampled_from(sorted(_ORIGINALS)), label="object")))
+    header = data.draw(st.booleans(), label="header only")
+    for _ in range(data.draw(st.integers(1, 6), label="flips")):
+        raw[data.draw(st.integers(0, 23 if header else len(raw) - 1))] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans(), label="truncate"):
+        del raw[data.draw(st.integers(0, len(raw))):]
+    path = tmp_path / "mutant.btf"
+    path.write_bytes(bytes(raw))
+    forked(lambda: _check_commands(path))
+
+
+def test_btf_dump_member_of_incomplete_type(tmp_path: Path) -> None:
+    """A struct member whose type became a forward declaration (kind flipped from
+    typedef to fwd): libbpf 1.1's btf_dump divides by its zero alignment (SIGFPE)."""
+    raw = bytearray(_raw_btf("net"))
+    btf = Btf.from_bytes(bytes(raw))
+    u64 = btf.find("__u64", "typedef")
+    type_off = int.from_bytes(raw[8:12], "little")
+    pos = 24 + type_off
+    for _ in range(u64 - 1):  # walk to the type's record with the parser's own sizes
+        info = int.from_bytes(raw[pos + 4:pos + 8], "little")
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        pos += 12 + {1: 4, 3: 12, 14: 4, 17: 4}.get(kind, 0) + vlen * {4: 12, 5: 12, 6: 8, 13: 8, 15: 12,
+                                                                        19: 12}.get(kind, 0)
+    info = int.from_bytes(raw[pos + 4:pos + 8], "little")
+    raw[pos + 4:pos + 8] = ((info & ~(0x1F << 24)) | (7 << 24)).to_bytes(4, "little")
+    raw[pos + 8:pos + 12] = bytes(4)
+    assert Btf.from_bytes(bytes(raw)).kind_of(u64) == "fwd"
+    path = tmp_path / "fwd-member.btf"
+    path.write_bytes(bytes(raw))
+    forked(lambda: _check_commands(path))

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest

@@ -51,7 +51,7 @@ except ImportError as _bench_missing:  # the harness is optional at install time
 
     @app.command("bench")
     @guarded
-    def bench_command() -> None:
+    def _bench_unavailable() -> None:
         """Benchmarks (needs the benchmark harness, pybpf.bench)."""
         fail(f"pybpf bench needs the benchmark harness (pybpf.bench): {_why}")
 else:

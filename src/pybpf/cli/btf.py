@@ -10,6 +10,7 @@ error before libbpf ever sees it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 from enum import Enum
 from pathlib import Path
@@ -19,6 +20,7 @@ import typer
 
 from pybpf.btf import Btf, BtfType
 from pybpf.cheader import KERNEL_BTF, dump_c
+from pybpf.errors import BpfError, ObjectFormatError
 
 from .render import guarded, print_json, usage_error
 
@@ -94,7 +96,14 @@ def dump_command(
     path = KERNEL_BTF if kernel else str(file)
     btf = Btf.from_file(path)  # pure parse first: clean errors for malformed input
     if fmt is Format.c:
-        text = dump_c(path, type_names=[type_name], guard=False) if type_name else dump_c(path)
+        try:
+            text = dump_c(path, type_names=[type_name], guard=False) if type_name else dump_c(path)
+        except BpfError as exc:
+            if path in str(exc):
+                raise
+            why = " (a type cycle C cannot express)" if exc.errno == errno.ELOOP else ""
+            raise ObjectFormatError(f"{path}: libbpf cannot write this BTF as C{why}: {exc}", exc.errno,
+                                    path=path) from exc
         sys.stdout.write(text)
         sys.stdout.flush()
         return

@@ -75,12 +75,15 @@ def demo_command(
         try:
             if out.is_terminal and not as_json:
                 with Live(console=out, auto_refresh=False) as live:
-                    while (now := time.monotonic()) - start < duration:
+                    while True:  # the last frame is drawn at the end of the duration
+                        now = time.monotonic()
                         rows = snapshot(counts)
                         live.update(_render(rows, previous, now - start, now - last, int(total), top),
                                     refresh=True)
+                        if now - start >= duration:
+                            break
                         previous, last = {r["nr"]: r["count"] for r in rows}, now
-                        time.sleep(min(_REFRESH_S, max(duration - (now - start), 0.0)))
+                        time.sleep(min(_REFRESH_S, duration - (now - start)))
             else:
                 while time.monotonic() - start < duration:
                     time.sleep(min(_REFRESH_S, max(duration - (time.monotonic() - start), 0.0)))

@@ -156,10 +156,11 @@ def map_dump(map_id: int = typer.Argument(..., metavar="ID", min=1), as_json: bo
     """Every entry of a map, keys and values typed from the map's BTF."""
     with pybpf.Map.from_id(map_id) as handle:
         method, keys, values = map_entries(handle)
-        doc = {"id": map_id, "name": handle.name, "type": handle.type,
-               "key_dtype": str(handle.key_dtype), "value_dtype": str(handle.value_dtype),
-               "method": method, "count": len(keys),
-               "entries": [{"key": jsonable(k), "value": jsonable(v)} for k, v in zip(keys, values)]}
+        doc: dict[str, Any] = {
+            "id": map_id, "name": handle.name, "type": handle.type,
+            "key_dtype": str(handle.key_dtype), "value_dtype": str(handle.value_dtype),
+            "method": method, "count": len(keys),
+            "entries": [{"key": jsonable(k), "value": jsonable(v)} for k, v in zip(keys, values)]}
     if as_json:
         print_json(doc)
         return

@@ -11,7 +11,6 @@ read through zero-copy views; other maps with batch lookups.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -25,7 +24,7 @@ from rich.live import Live
 from rich.text import Text
 
 import pybpf
-from pybpf.errors import BpfError, NotSupportedError, VerifierError
+from pybpf.errors import BpfError, VerifierError
 
 from .kernel import map_entries
 from .render import (EXIT_ERROR, console, err_console, guarded, jsonable, print_json, short, table,
