@@ -105,6 +105,7 @@ def test_verifier_rejection_carries_program_and_log(bundled, kernel):
     error = info.value
     assert error.program == "unchecked_lookup"
     assert "unchecked_lookup" in str(error)
+    assert "invalid mem access" in str(error) and "processed" not in str(error)
     assert "invalid mem access" in error.log or "map_value_or_null" in error.log
     assert error.source_line is not None and "*value += 1" in error.source_line
     assert error.errno in (errno.EACCES, errno.EINVAL)
@@ -210,3 +211,17 @@ def test_no_fd_leak_on_failed_loads(bundled, kernel, tmp_path):
         with pytest.raises(ObjectFormatError):
             pybpf.open(b"\x7fELF" + struct.pack("<I", 0) * 20)
     assert open_fds() == before
+
+
+def test_pin_errors_say_what_bpffs_wants(bundled, kernel, bpffs, tmp_path):
+    with pybpf.open(bundled("counters")) as obj:
+        obj.load()
+        slots = obj.maps["slots"]
+        with pytest.raises(BpfError, match="does not allow '.'"):
+            slots.pin(f"{bpffs}/counters.slots")
+        with pytest.raises(BpfError, match="not on a bpffs"):
+            slots.pin(str(tmp_path / "slots"))
+        slots.pin(f"{bpffs}/slots")
+        with pytest.raises(BpfError, match="already pinned"):
+            obj.programs["on_getppid"].pin(f"{bpffs}/slots")
+        assert pybpf.Map.from_pin(f"{bpffs}/slots").info.id == slots.info.id

@@ -158,6 +158,8 @@ def test_settings_only_before_load(bundled, kernel):
         obj.programs["on_btf_sys_enter"].autoload = False
         obj.load()
         assert obj.maps["pairs"].info.max_entries == 4096
+        assert obj.maps["pairs"].info.memlock >= 4096 * 16  # charged from fdinfo
+        assert obj.programs["on_getppid"].info().memlock > 0
         with pytest.raises(BpfError, match="not loaded"):
             obj.programs["on_btf_sys_enter"].fd
         with pytest.raises(BpfError, match="before load"):

@@ -47,7 +47,16 @@ def _drain_all(pb: PerfBuffer) -> int:
     return received
 
 
-def test_lost_samples_are_counted_per_cpu(kernel, bundled):
+@pytest.fixture
+def one_cpu():
+    """Keep this thread on one CPU: the kernel reports a CPU's losses with that CPU's next sample."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    yield
+    os.sched_setaffinity(0, before)
+
+
+def test_lost_samples_are_counted_per_cpu(kernel, bundled, one_cpu):
     with _load(bundled, per_call=3000) as obj, PerfBuffer(obj.maps["perf_events"], dtype="event", pages=1) as pb:
         os.getppid()
         received = _drain_all(pb)

@@ -397,6 +397,42 @@ class Btf:
             t.type = ref(st)
         return t
 
+    def validate(self) -> None:
+        """Check the whole blob: every type decodes (string offsets and type ids in
+        range) and every chain of pointers/typedefs/qualifiers ends. libbpf trusts
+        what it parses; run this before handing untrusted BTF to it."""
+        chained = {"ptr", "typedef", "const", "volatile", "restrict", "type_tag", "var", "decl_tag", "func"}
+        for tid in range(self._start_id, len(self)):
+            self[tid]
+        for tid in range(self._start_id, len(self)):
+            seen = 0
+            cur = tid
+            while cur and self.kind_of(cur) in chained:
+                seen += 1
+                if seen > len(self):
+                    raise _bad(self.name, f"type [{tid}] is part of a reference cycle")
+                cur = self[cur].type or 0
+        # What C lays out by value must be complete and sized: members, array elements, vars.
+        for tid in range(self._start_id, len(self)):
+            t = self[tid]
+            if t.kind in ("struct", "union"):
+                for name, member_type, _off, _bits in t.members:
+                    self._check_complete(member_type, f"member {name!r} of {t.kind} [{tid}]")
+            elif t.kind == "array":
+                self._check_complete(t.type or 0, f"element of array [{tid}]")
+            elif t.kind == "var":
+                self._check_complete(t.type or 0, f"variable {t.name!r} [{tid}]")
+
+    def _check_complete(self, tid: int, what: str) -> None:
+        target = self.resolve(tid)
+        kind = self.kind_of(target)
+        if kind not in ("int", "ptr", "array", "struct", "union", "enum", "enum64", "float"):
+            raise _bad(self.name, f"{what} has incomplete type {kind} [{target}]")
+        try:
+            self.sizeof(target)
+        except (ObjectFormatError, NotSupportedError) as exc:
+            raise _bad(self.name, f"{what}: {exc}") from None
+
     # ---- lookup ------------------------------------------------------------------------
     def _name_index(self) -> dict[str, list[int]]:
         if self._names is None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import _libbpf
 from ._libbpf import ffi, lib
+from .btf import Btf
 from .errors import ObjectFormatError
 
 __all__ = ["dump_c", "KERNEL_BTF"]
@@ -60,6 +61,9 @@ def dump_c(path: str = KERNEL_BTF, *, type_names: list[str] | None = None,
            guard: bool = True) -> str:
     """The C declarations of every type in the BTF of ``path`` (or only ``type_names``
     and what they depend on), as libbpf's btf_dump writes them."""
+    if os.path.realpath(path) != KERNEL_BTF:
+        # libbpf's btf_dump trusts its input (NULL names, cycles crash it): check first.
+        Btf.from_file(path).validate()
     btf = _open_btf(path)
     chunks: list[str] = []
 

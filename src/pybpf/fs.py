@@ -56,3 +56,27 @@ def cgroup2_root() -> str:
             if len(fields) > 2 and fields[2] == "cgroup2":
                 return fields[1]
     raise BpfError("no cgroup v2 hierarchy is mounted", errno.ENOENT)
+
+
+def check_pin(ret: int, what: str, path: str) -> None:
+    """Raise a pin failure with the reason bpffs actually has (not just "needs a capability")."""
+    if ret >= 0:
+        return
+    err = -ret
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if err in (errno.EPERM, errno.EACCES, errno.EINVAL) and os.path.isdir(directory) \
+            and not is_bpffs(directory):
+        raise BpfError(f"{what}: {directory} is not on a bpffs (mount one: mount -t bpf bpf {directory})",
+                       err)
+    if err in (errno.EPERM, errno.EACCES):
+        if "." in os.path.basename(path):
+            reason = "bpffs does not allow '.' in pin names"
+        else:
+            reason = "permission denied; this needs CAP_SYS_ADMIN (or CAP_BPF with write access)"
+        raise BpfError(f"{what}: {reason}", err)
+    if err == errno.ENOENT:
+        raise BpfError(f"{what}: the directory {directory} does not exist", err)
+    if err == errno.EEXIST:
+        raise BpfError(f"{what}: something is already pinned there", err)
+    raise _libbpf.make_error(err, what)
+

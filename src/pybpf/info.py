@@ -59,6 +59,7 @@ class ProgramInfo:
     btf_id: int
     gpl_compatible: bool
     map_ids: tuple[int, ...] = field(default=())
+    memlock: int = 0            # bytes charged, from /proc/self/fdinfo
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,23 @@ class MapInfo:
     btf_key_type_id: int
     btf_value_type_id: int
     map_extra: int
+    memlock: int = 0            # bytes charged, from /proc/self/fdinfo
 
     @property
     def flag_names(self) -> list[str]:
         return map_flag_names(self.flags)
+
+
+def _memlock(fd: int) -> int:
+    """The kernel's memlock charge for a BPF fd (its fdinfo has no other source)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
+            for line in fdinfo:
+                if line.startswith("memlock:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def prog_info(fd: int) -> ProgramInfo:
@@ -100,7 +114,7 @@ def prog_info(fd: int) -> ProgramInfo:
         uid=info.created_by_uid, run_cnt=info.run_cnt, run_time_ns=info.run_time_ns,
         recursion_misses=info.recursion_misses, xlated_len=info.xlated_prog_len,
         jited_len=info.jited_prog_len, verified_insns=info.verified_insns, btf_id=info.btf_id,
-        gpl_compatible=bool(info.gpl_compatible_bits & 1), map_ids=map_ids)
+        gpl_compatible=bool(info.gpl_compatible_bits & 1), map_ids=map_ids, memlock=_memlock(fd))
 
 
 def map_info(fd: int) -> MapInfo:
@@ -112,7 +126,7 @@ def map_info(fd: int) -> MapInfo:
         name=ffi.string(info.name).decode(), key_size=info.key_size, value_size=info.value_size,
         max_entries=info.max_entries, flags=info.map_flags, btf_id=info.btf_id,
         btf_key_type_id=info.btf_key_type_id, btf_value_type_id=info.btf_value_type_id,
-        map_extra=info.map_extra)
+        map_extra=info.map_extra, memlock=_memlock(fd))
 
 
 def _ids(next_id: object, what: str) -> Iterator[int]:

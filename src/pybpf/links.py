@@ -14,7 +14,7 @@ import socket
 import warnings
 from typing import Any, Callable
 
-from . import _libbpf
+from . import _libbpf, fs
 from ._libbpf import ffi, lib
 from .errors import BpfError, ClosedError
 
@@ -96,8 +96,8 @@ class LibbpfLink(Link):
     def pin(self, path: str) -> None:
         """Pin on bpffs: the attachment then stays after this process closes the link."""
         self._check()
-        _libbpf.check(lib.bpf_link__pin(self._ptr, path.encode()), f"pinning link {self.description} at {path}",
-                      capability="CAP_SYS_ADMIN")
+        fs.check_pin(lib.bpf_link__pin(self._ptr, path.encode()),
+                     f"pinning link {self.description} at {path}", path)
 
     def unpin(self) -> None:
         self._check()

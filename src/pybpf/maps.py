@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _libbpf, batch
+from . import _libbpf, batch, fs
 from ._libbpf import ffi, lib
 from .btf import Btf, raw_dtype
 from .errors import BpfError, ClosedError, KeyNotFoundError, NotSupportedError
@@ -366,9 +366,14 @@ class Map(KindOps):
         self._check()
         what = f"pinning map {self.name} at {path}"
         if self._ptr is not None:
-            _libbpf.check(lib.bpf_map__pin(self._ptr, os.fsencode(path)), what, capability="CAP_SYS_ADMIN")
+            previous = lib.bpf_map__pin_path(self._ptr)
+            previous = ffi.string(previous) if previous != ffi.NULL else None
+            ret = lib.bpf_map__pin(self._ptr, os.fsencode(path))
+            if ret < 0:  # libbpf keeps the failed path and would refuse any other one later
+                lib.bpf_map__set_pin_path(self._ptr, previous if previous is not None else ffi.NULL)
+            fs.check_pin(ret, what, path)
         else:
-            _libbpf.check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), what, capability="CAP_SYS_ADMIN")
+            fs.check_pin(lib.bpf_obj_pin(self.fd, os.fsencode(path)), what, path)
 
     def unpin(self, path: str | None = None) -> None:
         """Remove the pin (``path`` is needed for maps not opened from an object)."""

@@ -266,9 +266,9 @@ class Object:
             if verifier_log.strip():
                 source = _failing_source_line(verifier_log)
                 where = f" at `{source}`" if source else ""
-                last = verifier_log.strip().splitlines()[-1]
                 return VerifierError(
-                    f"the verifier rejected program {name!r}{where}: {last}", err, program=name,
+                    f"the verifier rejected program {name!r}{where}: {_verifier_reason(verifier_log)}",
+                    err, program=name,
                     log=verifier_log, source_line=source)
             return _libbpf.make_error(err, f"loading program {name!r}: {_last_line(log, err)}", log=log)
         map_failed = _MAP_FAILED.findall(log)
@@ -360,6 +360,15 @@ def _last_line(log: str, err: int) -> str:
     lines = [line.removeprefix("libbpf: ") for line in log.strip().splitlines()
              if line.startswith("libbpf: ") and "BEGIN PROG LOAD LOG" not in line]
     return lines[-1] if lines else os.strerror(err) if err < 4000 else _libbpf.strerror(err)
+
+
+def _verifier_reason(verifier_log: str) -> str:
+    """The verifier's own reason: the last line before its "processed N insns" summary."""
+    lines = [line for line in verifier_log.strip().splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.startswith("processed ") and " insns" in line:
+            return lines[index - 1] if index else line
+    return lines[-1] if lines else "no verifier log"
 
 
 def _failing_source_line(verifier_log: str) -> str | None:

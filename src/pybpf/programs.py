@@ -119,8 +119,7 @@ class Program:
         return self.info().run_time_ns
 
     def pin(self, path: str) -> None:
-        _libbpf.check(lib.bpf_program__pin(self._live(), path.encode()), f"pinning {self.name} at {path}",
-                      capability="CAP_SYS_ADMIN")
+        fs.check_pin(lib.bpf_program__pin(self._live(), path.encode()), f"pinning {self.name} at {path}", path)
 
     def unpin(self, path: str) -> None:
         _libbpf.check(lib.bpf_program__unpin(self._live(), path.encode()), f"unpinning {self.name}")

@@ -77,11 +77,12 @@ def _stats(p: info.ProgramInfo) -> str | None:
     return f"{p.run_cnt:,} runs, {p.run_time_ns / p.run_cnt:,.0f} ns/run"
 
 
-_PROG_COLUMNS = ["id", "type", "name", "tag", "loaded at", "uid", "xlated B", "jited B", "maps", "run stats"]
+_PROG_COLUMNS = ["id", "type", "name", "tag", "loaded at", "uid", "xlated B", "jited B", "memlock B", "maps",
+                 "run stats"]
 
 
 def _prog_row(p: info.ProgramInfo) -> tuple[Any, ...]:
-    return (p.id, p.type, p.name, p.tag, _when(p.loaded_at), p.uid, p.xlated_len, p.jited_len,
+    return (p.id, p.type, p.name, p.tag, _when(p.loaded_at), p.uid, p.xlated_len, p.jited_len, p.memlock,
             list(p.map_ids), _stats(p))
 
 
@@ -108,11 +109,12 @@ def prog_show(prog_id: int = typer.Argument(..., metavar="ID", min=1), as_json: 
     console().print(table(f"program {p.id} {p.name}", ["field", "value"], rows))
 
 
-_MAP_COLUMNS = ["id", "type", "name", "key B", "value B", "max_entries", "flags", "btf id"]
+_MAP_COLUMNS = ["id", "type", "name", "key B", "value B", "max_entries", "flags", "memlock B", "btf id"]
 
 
 def _map_row(m: info.MapInfo) -> tuple[Any, ...]:
-    return (m.id, m.type, m.name, m.key_size, m.value_size, m.max_entries, m.flag_names, m.btf_id or None)
+    return (m.id, m.type, m.name, m.key_size, m.value_size, m.max_entries, m.flag_names, m.memlock,
+            m.btf_id or None)
 
 
 @map_app.command("list")
