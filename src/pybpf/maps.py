@@ -45,6 +45,7 @@ from .btf import Btf, raw_dtype
 from .errors import BpfError, ClosedError, KeyNotFoundError, NotSupportedError
 from .info import MapInfo, map_flag_names, map_info
 from .kindops import KindOps
+from .fastpath import FastPath
 from .layout import Layout
 from .mapkinds import (
     ARRAY_LIKE,
@@ -106,6 +107,7 @@ class Map(KindOps):
         self._keys: Layout | None = None
         self._values: Layout | None = None
         self._lock = threading.Lock()
+        self._fast: FastPath | None = None  # set once the map exists and its types qualify
         self._batch_support: dict[str, bool] = {}
         # facts cached by _layouts() for the per-key path
         self._type_name: str | None = None
@@ -221,6 +223,7 @@ class Map(KindOps):
             return
         self._closed = True
         self._fd = -1
+        self._fast = None
         if self._mapping is not None:
             self._mapping.try_close()  # if views still use it, the last one unmaps
             self._mapping = None
@@ -357,6 +360,8 @@ class Map(KindOps):
             self._keyless = kind in KEYLESS
             self._outer = kind in MAP_IN_MAP
             self._index_limit = self.max_entries if kind in ARRAY_LIKE and self._keys.is_int else 0
+            if not (self._keyless or self._outer or self._values.ncpus):
+                self._fast = FastPath.build(self.fd, key_dtype, value_dtype, self._index_limit)
         return self._keys, self._values
 
     # ---- pinning and reuse -------------------------------------------
@@ -415,6 +420,11 @@ class Map(KindOps):
 
     def lookup(self, key: Any) -> Any:
         """The value at ``key`` (KeyNotFoundError if absent); a copy, typed from BTF."""
+        fast = self._fast
+        if fast is not None and type(key) is int:
+            found = fast.lookup(key)
+            if found is not None:
+                return found
         fd = self.fd
         keys, values = self._layouts()
         with self._lock:
@@ -426,6 +436,11 @@ class Map(KindOps):
 
     def update(self, key: Any, value: Any, flags: str | int = "any") -> None:
         """Set ``key`` to ``value``; ``flags``: ``"any"``, ``"noexist"`` (create only), ``"exist"``."""
+        fast = self._fast
+        if fast is not None and type(key) is int and type(flags) is str:
+            fast_flag = UPDATE_FLAGS.get(flags)
+            if fast_flag is not None and fast.update(key, value, fast_flag):
+                return
         fd = self.fd
         flag = update_flag(flags)
         keys, values = self._layouts()
@@ -467,8 +482,7 @@ class Map(KindOps):
                                     f"deleted; write a zero value instead", errno.EINVAL,
                                     feature=f"delete in {self.type} maps")
 
-    def __getitem__(self, key: Any) -> Any:
-        return self.lookup(key)
+    __getitem__ = lookup  # one frame less on the hot path
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.update(key, value)

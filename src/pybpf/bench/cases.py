@@ -139,7 +139,9 @@ class Runner:
             fill(m, n, vs)
             py = Result("lookup", "python", map_type, n, vs, elems_per_pass=n, expected=expected)
             c = Result("lookup", "c", map_type, n, vs, elems_per_pass=n, expected=expected)
+            floor = Result("lookup", "cffi_floor", map_type, n, vs, elems_per_pass=n, expected=expected)
             self.interleave([Impl(py, pyops.lookup(m, n), warm=pyops.lookup(m, min(n, WARM_KEYS))),
+                             Impl(floor, pyops.lookup_cffi_floor(m, n, vs)),
                              Impl(c, **self.c_keyed("lookup", m.fd, n, vs))], slow=True)
 
     def batch(self, map_type: str, n: int, vs: int, chunk: int) -> None:

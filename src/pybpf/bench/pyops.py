@@ -22,7 +22,8 @@ from ..maps import Map
 from .cbuild import Sample
 from .subjects import KEY_SIZE, checksum, key_objects, pattern, value_objects
 
-__all__ = ["batch", "batch_path", "copy", "gather", "lookup", "scalar", "update", "update_batch"]
+__all__ = ["batch", "batch_path", "copy", "gather", "lookup", "lookup_cffi_floor", "scalar", "update",
+           "update_batch"]
 
 Run = Callable[[], Sample]
 _ENOENT = 2
@@ -48,6 +49,32 @@ def lookup(m: Map, entries: int) -> Run:
         out = [get(k) for k in keys]
         ns = clock() - t0
         return Sample(ns, _objects_checksum(out), len(out))
+    return run
+
+
+def lookup_cffi_floor(m: Map, entries: int, value_size: int) -> Run:
+    """The floor of any cffi binding: a bare ``bpf_map_lookup_elem`` loop, no pybpf code.
+
+    Timed next to ``Map.lookup`` and C so every run shows how much of the per-key
+    cost is Python and cffi themselves rather than pybpf."""
+    fd = m.fd
+    key = ffi.new(f"uint{8 * KEY_SIZE}_t *")
+    value = ffi.new("char[]", value_size)
+    call = lib.bpf_map_lookup_elem
+    out = np.empty((entries, value_size), dtype=np.uint8)
+    view = np.frombuffer(ffi.buffer(value), dtype=np.uint8)
+
+    def run() -> Sample:
+        t0 = clock()
+        for k in range(entries):
+            key[0] = k
+            call(fd, key, value)
+        ns = clock() - t0
+        for k in range(entries):  # results checked outside the clock
+            key[0] = k
+            call(fd, key, value)
+            out[k] = view
+        return Sample(ns, checksum(out), entries)
     return run
 
 

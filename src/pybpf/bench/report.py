@@ -21,6 +21,9 @@ __all__ = ["BARS", "plot", "ratios", "render", "to_json"]
 RATIOS: dict[str, tuple[tuple, tuple]] = {
     "lookup_python_over_c": (("lookup", "python", "array", None), ("lookup", "c", "array", None)),
     "lookup_python_over_c_hash": (("lookup", "python", "hash", None), ("lookup", "c", "hash", None)),
+    "lookup_cffi_floor_over_c": (("lookup", "cffi_floor", "array", None), ("lookup", "c", "array", None)),
+    "lookup_python_over_cffi_floor": (("lookup", "python", "array", None),
+                                      ("lookup", "cffi_floor", "array", None)),
     "batch_python_over_c": (("batch", "python", "array", ALL), ("batch", "c", "array", ALL)),
     "batch_python_over_c_chunk_1": (("batch", "python", "array", 1), ("batch", "c", "array", 1)),
     "batch_python_over_c_chunk_64": (("batch", "python", "array", 64), ("batch", "c", "array", 64)),
