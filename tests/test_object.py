@@ -26,6 +26,7 @@ def test_open_lists_programs_and_maps_without_the_kernel(bundled):
         assert (slots.type, slots.max_entries, slots.flag_names) == ("array", 8, ["MMAPABLE"])
         assert slots.value_dtype == np.dtype("<u8")
         assert obj.maps["pairs"].value_dtype.names == ("count", "parent_tgid", "tgid")
+        assert (obj.maps["pairs"].key_type_name, obj.maps["pairs"].value_type_name) == ("__u32", "struct pair")
 
 
 def test_initial_values_before_load(bundled):

@@ -323,3 +323,12 @@ def test_exec_events_of_the_bundled_example(kernel, bundled):
                 found = [e for e in batch if e["filename"] == b"/bin/true" and e["ppid"] == os.getpid()]
     assert len(found) == 1
     assert found[0]["comm"] == b"true" and found[0]["uid"] == os.getuid()
+
+
+def test_map_ring_buffer_shortcut(events):
+    obj = events(per_call=5)
+    with obj.maps["events"].ring_buffer("event") as rb:
+        assert isinstance(rb, RingBuffer)
+        os.getppid()
+        records = rb.poll(5)
+        assert list(records["seq"]) == [0, 1, 2, 3, 4]

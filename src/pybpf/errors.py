@@ -17,6 +17,7 @@ __all__ = [
     "BpfPermissionError",
     "BufferFullError",
     "ClosedError",
+    "IndexOutOfRangeError",
     "KeyNotFoundError",
     "MapFullError",
     "NotSupportedError",
@@ -141,3 +142,11 @@ class BufferFullError(BpfError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, _errno.ENOSPC)
+
+
+class IndexOutOfRangeError(KeyNotFoundError, IndexError):
+    """An array map index at or past max_entries (also a KeyError and an IndexError)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, None)
+

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._libbpf import ErrorFactory
-from .errors import BpfError, BpfPermissionError, KeyNotFoundError, MapFullError
+from .errors import BpfError, BpfPermissionError, IndexOutOfRangeError, KeyNotFoundError, MapFullError
 
 __all__ = [
     "ARRAY_LIKE",
@@ -68,13 +68,6 @@ MAP_IN_MAP = frozenset({"array_of_maps", "hash_of_maps"})
 HASH_LIKE = frozenset({"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "hash_of_maps"})
 
 _NAME = re.compile(r"[A-Za-z0-9_.]{0,15}")
-
-
-class IndexOutOfRangeError(KeyNotFoundError, IndexError):
-    """An array map index at or past max_entries (also a KeyError and an IndexError)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, None)
 
 
 def map_type_number(map_type: str | int) -> int:

@@ -332,6 +332,20 @@ class Map(KindOps):
                 self._value_dtype = self._dtype(self._value_type_id, self.value_size)
         return self._value_dtype
 
+    @property
+    def key_type_name(self) -> str | None:
+        """The key's C type from BTF (``struct pair``, ``__u32``), or None without BTF."""
+        return self._btf.c_name(self._key_type_id) if self._btf is not None and self._key_type_id else None
+
+    @property
+    def value_type_name(self) -> str | None:
+        return self._btf.c_name(self._value_type_id) if self._btf is not None and self._value_type_id else None
+
+    def ring_buffer(self, dtype: Any = None, **options: Any) -> Any:
+        """A ``pybpf.RingBuffer`` over this ``BPF_MAP_TYPE_RINGBUF`` map."""
+        from .ringbuf import RingBuffer  # ringbuf builds on maps, not the other way round
+        return RingBuffer(self, dtype, **options)
+
     def _dtype(self, type_id: int, size: int) -> np.dtype:
         if self._btf is not None and type_id:
             dtype = self._btf.dtype(type_id)
