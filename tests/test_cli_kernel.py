@@ -321,6 +321,8 @@ def test_map_list_show_dump(loaded: pybpf.Object) -> None:
     assert open_fds() == fds
     keys, values = pairs.lookup_batch()
     assert dumped["count"] == len(keys) == 5
+    assert (dumped["key_type"], dumped["value_type"]) == (pairs.key_type_name, pairs.value_type_name) \
+        == ("__u32", "struct pair")
     got = {e["key"]: e["value"] for e in dumped["entries"]}
     want = {int(k): {"count": int(v["count"]), "parent_tgid": int(v["parent_tgid"]), "tgid": int(v["tgid"])}
             for k, v in zip(keys, values)}

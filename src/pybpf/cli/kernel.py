@@ -161,6 +161,7 @@ def map_dump(map_id: int = typer.Argument(..., metavar="ID", min=1), as_json: bo
         doc: dict[str, Any] = {
             "id": map_id, "name": handle.name, "type": handle.type,
             "key_dtype": str(handle.key_dtype), "value_dtype": str(handle.value_dtype),
+            "key_type": handle.key_type_name, "value_type": handle.value_type_name,
             "method": method, "count": len(keys),
             "entries": [{"key": jsonable(k), "value": jsonable(v)} for k, v in zip(keys, values)]}
     if as_json:
@@ -169,7 +170,7 @@ def map_dump(map_id: int = typer.Argument(..., metavar="ID", min=1), as_json: bo
     shown = doc["entries"][:limit] if limit else doc["entries"]
     console().print(table(
         f"map {map_id} {doc['name']} ({doc['type']}): {doc['count']} entries",
-        [f"key ({doc['key_dtype']})", f"value ({doc['value_dtype']})"],
+        [f"key ({doc['key_type'] or doc['key_dtype']})", f"value ({doc['value_type'] or doc['value_dtype']})"],
         [(short(e["key"], 40), short(e["value"], 100)) for e in shown],
         caption=f"read with {'BPF_MAP_LOOKUP_BATCH' if method == 'batch' else 'one lookup per key'}"
                 + (f"; {len(shown)} of {doc['count']} shown" if len(shown) < doc["count"] else "")))
