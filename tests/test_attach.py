@@ -152,6 +152,9 @@ def test_xdp_on_lo_in_netns(bundled, kernel, netns, mode):
 
 
 def test_xdp_driver_mode_on_veth(bundled, kernel, netns):
+    # no IPv6 in the namespace: a fresh link would send its own router solicitations and MLD reports
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
+                    "net.ipv6.conf.default.disable_ipv6=1"], check=True)
     subprocess.run(["ip", "-n", netns, "link", "add", "va", "type", "veth", "peer", "name", "vb"], check=True)
     for dev in ("va", "vb"):
         subprocess.run(["ip", "-n", netns, "link", "set", dev, "up"], check=True)

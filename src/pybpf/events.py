@@ -22,6 +22,7 @@ import select
 import threading
 import time
 import warnings
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -97,7 +98,7 @@ def map_ring(fd: int, length: int, offset: int, writable: bool, what: str) -> mm
         raise BpfError(f"cannot mmap {what}: {exc.strerror}", exc.errno) from None
 
 
-class EventSource:
+class EventSource(ABC):
     """An epoll set plus an eventfd, and a count of the calls using them.
 
     ``close()`` never blocks and never frees memory under a running call: it
@@ -187,12 +188,13 @@ class EventSource:
     def _free(self) -> None:
         """Release what the subclass owns (called once, with no call running)."""
 
+    @abstractmethod
     def _take(self) -> Any:
         """What ``poll`` returns, without waiting."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _empty(self) -> Any:
-        raise NotImplementedError
+        """An empty result of the type ``poll`` returns."""
 
     def poll(self, timeout: float | None = None) -> Any:
         """Wait up to ``timeout`` seconds (None: forever) for events, then take them.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from abc import ABC, abstractmethod
 import warnings
 from typing import Any, Callable
 
@@ -23,7 +24,7 @@ __all__ = ["Link", "LibbpfLink", "IterLink", "TcLink", "XdpLink", "SocketLink"]
 SO_DETACH_BPF = 27  # == SO_DETACH_FILTER
 
 
-class Link:
+class Link(ABC):
     """An attachment. Use as a context manager or call ``close()`` to detach."""
 
     def __init__(self, description: str) -> None:
@@ -43,8 +44,9 @@ class Link:
         if self._closed:
             raise ClosedError(f"link {self.description}")
 
+    @abstractmethod
     def _detach(self) -> None:
-        raise NotImplementedError  # pragma: no cover - every subclass detaches its own way
+        """Undo the attachment (each kind of link detaches its own way)."""
 
     def close(self) -> None:
         """Detach (unless pinned) and release. Idempotent."""
