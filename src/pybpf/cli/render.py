@@ -124,6 +124,14 @@ def _escape(text: str) -> str:
 
 # ---- JSON ---------------------------------------------------------------------------
 
+def _as_text(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON types for numpy scalars/records/arrays, bytes (as hex) and containers."""
     if isinstance(value, np.ndarray):
@@ -136,6 +144,9 @@ def jsonable(value: Any) -> Any:
         if value.dtype.names:
             return {name: jsonable(value[name]) for name in value.dtype.names}
         return bytes(value.tobytes()).hex()
+    if isinstance(value, np.bytes_):  # a C char array: text when it is text
+        text = _as_text(bytes(value))
+        return text if text is not None else bytes(value).hex()
     if isinstance(value, np.generic):
         return jsonable(value.item())
     if isinstance(value, (bytes, bytearray, memoryview)):
