@@ -2,7 +2,7 @@
 
 A Map either belongs to an ``Object`` (libbpf owns the fd; the Map borrows it
 and is closed with the object) or owns an fd of its own (``Map.create``,
-``from_pin``, ``from_id``, ``from_fd``). Keys and values are numpy scalars,
+``from_pin``, ``from_id``, ``from_fd``, in ``pybpf.mapcreate``). Keys and values are numpy scalars,
 records or arrays whose dtypes come from the map's BTF (raw ``V<n>`` bytes
 without BTF, or the dtypes given to ``create``/``from_*``).
 
@@ -34,7 +34,7 @@ import errno
 import fcntl
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,14 +43,14 @@ from . import _libbpf, batch, fs
 from ._libbpf import ffi, lib
 from .btf import Btf, raw_dtype
 from .errors import BpfError, ClosedError, KeyNotFoundError, NotSupportedError
+from .fastpath import FastPath
 from .info import MapInfo, map_flag_names, map_info
 from .kindops import KindOps
-from .fastpath import FastPath
 from .layout import Layout
+from .mapcreate import DTypeLike, MapConstructors
 from .mapkinds import (
     ARRAY_LIKE,
     BPF_F_MMAPABLE,
-    BPF_F_NO_PREALLOC,
     BPF_F_RDONLY,
     BPF_F_RDONLY_PROG,
     KEYLESS,
@@ -61,10 +61,6 @@ from .mapkinds import (
     UPDATE_ERRORS,
     UPDATE_FLAGS,
     IndexOutOfRangeError,
-    check_map_name,
-    element_size,
-    map_type_number,
-    parse_flags,
     update_flag,
 )
 from .memory import MappedMap
@@ -81,10 +77,8 @@ __all__ = [
     "Map",
 ]
 
-DTypeLike = Any  # anything np.dtype() accepts
 
-
-class Map(KindOps):
+class Map(MapConstructors, KindOps):
     """A BPF map. Index it like a dict; ``lookup_batch()`` for numpy arrays; ``view()`` for zero copy."""
 
     def __init__(self, *, name: str, obj: Object | None = None, ptr: Any = None, fd: int = -1,
@@ -118,73 +112,6 @@ class Map(KindOps):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"type={self.type}"
         return f"<Map {self.name} {state}>"
-
-    # ---- construction of owned maps ----------------------------------
-
-    @classmethod
-    def create(cls, map_type: str | int, *, key_dtype: DTypeLike = None, key_size: int | None = None,
-               value_dtype: DTypeLike = None, value_size: int | None = None, max_entries: int,
-               flags: int | str | Iterable[str] = 0, name: str = "",
-               inner_map: Map | int | None = None, map_extra: int = 0) -> Map:
-        """A new map made with ``bpf_map_create`` (no BTF: give dtypes to get typed values).
-
-        ``map_type`` is a name (``"hash"``, ``"array"``...) or number; ``flags``
-        an int or names (``"mmapable"``, ``"no_prealloc"``...); ``inner_map`` is
-        the template of an ``array_of_maps``/``hash_of_maps``. An ``lpm_trie``
-        gets ``BPF_F_NO_PREALLOC``, which the kernel requires.
-        """
-        type_num = map_type_number(map_type)
-        k_size = element_size(key_dtype, key_size, "key")
-        v_size = element_size(value_dtype, value_size, "value")
-        flag = parse_flags(flags)
-        if type_num == MAP_TYPES["lpm_trie"]:
-            flag |= BPF_F_NO_PREALLOC
-        check_map_name(name)
-        if max_entries <= 0 and type_num != MAP_TYPES["ringbuf"]:
-            raise ValueError(f"max_entries must be positive, got {max_entries}")
-        inner_fd = inner_map.fd if isinstance(inner_map, Map) else int(inner_map or 0)
-        opts = _libbpf.new_opts("struct bpf_map_create_opts", map_flags=flag, map_extra=map_extra,
-                                inner_map_fd=inner_fd)
-        type_label = _libbpf.type_name("map", type_num)
-        fd = _libbpf.check(lib.bpf_map_create(type_num, name.encode() or ffi.NULL, k_size, v_size,
-                                              max_entries, opts),
-                           f"creating {type_label} map {name!r} (key {k_size} B, value {v_size} B, "
-                           f"max_entries {max_entries}, flags {map_flag_names(flag)})")
-        try:
-            return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
-        except BaseException:
-            os.close(fd)
-            raise
-
-    @classmethod
-    def from_fd(cls, fd: int, *, dup: bool = True, key_dtype: DTypeLike = None,
-                value_dtype: DTypeLike = None) -> Map:
-        """Wrap a map fd; with ``dup`` (the default) the caller keeps its own fd."""
-        own = os.dup(fd) if dup else fd
-        try:
-            info = map_info(own)
-            btf = _load_kernel_btf(info.btf_id) if info.btf_id else None
-            return cls(name=info.name or f"id:{info.id}", fd=own, btf=btf, key_type_id=info.btf_key_type_id,
-                       value_type_id=info.btf_value_type_id, key_dtype=key_dtype,
-                       value_dtype=value_dtype, info=info)
-        except BaseException:
-            os.close(own)
-            raise
-
-    @classmethod
-    def from_pin(cls, path: str, *, key_dtype: DTypeLike = None, value_dtype: DTypeLike = None) -> Map:
-        """Open the map pinned at ``path`` in a bpffs."""
-        fd = _libbpf.check(lib.bpf_obj_get(os.fsencode(path)), f"opening pinned map {path}",
-                           overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such pin", e)})
-        return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
-
-    @classmethod
-    def from_id(cls, map_id: int, *, key_dtype: DTypeLike = None, value_dtype: DTypeLike = None) -> Map:
-        """Open the map with kernel id ``map_id`` (needs CAP_SYS_ADMIN)."""
-        fd = _libbpf.check(lib.bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}",
-                           capability="CAP_SYS_ADMIN",
-                           overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such map", e)})
-        return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
 
     # ---- state -------------------------------------------------------
 
@@ -635,14 +562,3 @@ def _map_fd(value: Any) -> Any:
         return value.fd
     return value
 
-
-def _load_kernel_btf(btf_id: int) -> Btf | None:
-    ptr = lib.btf__load_from_kernel_by_id(btf_id)
-    if ptr == ffi.NULL:
-        return None
-    try:
-        size = ffi.new("__u32 *")
-        raw = lib.btf__raw_data(ptr, size)
-        return Btf.from_bytes(bytes(ffi.buffer(raw, size[0])))
-    finally:
-        lib.btf__free(ptr)
