@@ -276,7 +276,7 @@ def _read_sections(data: bytes, where: str) -> tuple[list[_Section], list[tuple[
     if symtab is not None:
         if symtab["sh_entsize"] != 24:
             raise _fail(where, f"symbol table entry size {symtab['sh_entsize']} is not 24")
-        for sym in symtab.iter_symbols():
+        for sym in symtab.iter_symbols():  # type: ignore[attr-defined]  # a SymbolTableSection
             info = sym["st_info"]
             shndx = sym["st_shndx"]
             shndx = shndx if isinstance(shndx, int) else -1
