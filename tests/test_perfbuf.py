@@ -83,6 +83,7 @@ def test_callback_mode(kernel, bundled):
 
 def test_bad_input_and_close(kernel, bundled):
     with _load(bundled) as obj:
+        obj.maps["perf_events"].fd  # the Map's own fd lives as long as the Map
         before = open_fds()
         with pytest.raises(WrongMapTypeError, match="needs a perf_event_array map"):
             PerfBuffer(obj.maps["events"])

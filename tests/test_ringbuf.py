@@ -157,6 +157,7 @@ def test_poll_wakes_up_for_data(events):
 
 def test_close_while_poll_waits_ends_it(events):
     obj = events()
+    obj.maps["events"].fd  # the Map's own fd lives as long as the Map: not the ring buffer's
     before = open_fds()
     rb = RingBuffer(obj.maps["events"], dtype="event")
     result: list[object] = []

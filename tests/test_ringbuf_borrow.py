@@ -154,6 +154,7 @@ def test_nested_borrow_is_refused(events):
 
 def test_borrow_after_close(events):
     obj = events(per_call=5)
+    obj.maps["events"].fd  # the Map's own fd lives as long as the Map
     before = open_fds()
     rb = RingBuffer(obj.maps["events"], dtype="event")
     os.getppid()

@@ -52,6 +52,7 @@ def test_full_ring_is_a_clear_error(consumer):
 
 
 def test_bad_input(consumer, bundled):
+    consumer.maps["requests"].fd  # the Map's own fd lives as long as the Map
     before = open_fds()
     with UserRingBuffer(consumer.maps["requests"], dtype="user_request") as urb:
         with pytest.raises(RecordFormatError, match="one record"):

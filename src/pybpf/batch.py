@@ -32,6 +32,7 @@ import numpy as np
 from . import _libbpf
 from ._libbpf import ffi, lib
 from .errors import BpfError, KeyNotFoundError, NotSupportedError
+from .fdref import holding_fd
 from .layout import Layout
 from .mapkinds import ARRAY_LIKE, KEYLESS, MAP_IN_MAP, UNSUPPORTED, UPDATE_ERRORS, IndexOutOfRangeError
 
@@ -51,6 +52,7 @@ def _ptr(array: np.ndarray, offset: int = 0) -> Any:
     return ffi.cast("char *", ffi.from_buffer(array)) + offset
 
 
+@holding_fd
 def supported(m: Map, op: str) -> bool:
     """Whether the kernel has a batch ``op`` for this map (probed once, with count 0)."""
     found = m._batch_support.get(op)
@@ -120,6 +122,7 @@ def _empty(layout: Layout) -> np.ndarray:
     return np.zeros((0,) + layout.shape, dtype=layout.dtype)
 
 
+@holding_fd
 def lookup(m: Map, chunk: int | None = None, *, delete: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(keys, values) of every element, optionally deleting them as they are read."""
     op = "lookup_and_delete" if delete else "lookup"
@@ -165,6 +168,7 @@ def lookup(m: Map, chunk: int | None = None, *, delete: bool = False) -> tuple[n
     return store.result(n)
 
 
+@holding_fd
 def _lookup_per_key(m: Map, keys: Layout, values: Layout, delete: bool) -> tuple[np.ndarray, np.ndarray]:
     fd = m.fd
     found = m._key_snapshot()
@@ -184,6 +188,7 @@ def _lookup_per_key(m: Map, keys: Layout, values: Layout, delete: bool) -> tuple
     return store.result(n)
 
 
+@holding_fd
 def count(m: Map) -> int:
     """The number of elements now: chunked batch lookups into reused buffers, or per key."""
     fd = m.fd
@@ -228,6 +233,7 @@ def _check_indices(m: Map, keys: Layout, raw: np.ndarray, n: int) -> None:
                                        f"(max_entries {m.max_entries}); nothing was written")
 
 
+@holding_fd
 def update(m: Map, keys: Any, values: Any, flag: int) -> None:
     """Write every (key, value) in order; on failure ``.processed`` of them were applied."""
     fd = m.fd
@@ -261,6 +267,7 @@ def update(m: Map, keys: Any, values: Any, flag: int) -> None:
                                               f"({index} before it were applied)", overrides=UPDATE_ERRORS), index)
 
 
+@holding_fd
 def delete(m: Map, keys: Any) -> None:
     """Delete every key in order; a missing key stops it (``.processed`` were deleted)."""
     fd = m.fd

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._libbpf import ffi, lib
+from .fdref import FdRef
 
 __all__ = ["FastPath"]
 
@@ -58,12 +59,14 @@ class FastPath:
         self.update = update
 
     @classmethod
-    def build(cls, fd: int, key_dtype: np.dtype, value_dtype: np.dtype, limit: int) -> FastPath | None:
-        """``limit`` > 0 for array maps (valid keys 0..limit-1); None when the types don't qualify."""
+    def build(cls, ref: FdRef, key_dtype: np.dtype, value_dtype: np.dtype, limit: int) -> FastPath | None:
+        """``limit`` > 0 for array maps (valid keys 0..limit-1); None when the types don't qualify.
+        Calls hold ``ref`` while they use its fd, so a close in another thread waits for them."""
         key_ctype = _c_type(key_dtype)
         if key_ctype is None or key_dtype.kind not in "iu" or _c_type(value_dtype) is None:
             return None
         local = threading.local()
+        users = ref.users  # registering in it keeps the fd open while the call runs (fdref.py)
         lookup_elem, update_elem = lib.bpf_map_lookup_elem, lib.bpf_map_update_elem
         int_range = None
         if value_dtype.kind in "iu":
@@ -85,8 +88,14 @@ class FastPath:
                 b.key[0] = key
             except OverflowError:
                 return None
-            if lookup_elem(fd, b.key, b.value_ptr):
-                return None
+            users.append(None)
+            try:
+                if ref.closing or lookup_elem(ref.fd, b.key, b.value_ptr):
+                    return None
+            finally:
+                users.pop()
+                if ref.closing and not users:
+                    ref.finish()
             return b.value[0]
 
         def update(key: int, value: Any, flag: int) -> bool:
@@ -105,6 +114,12 @@ class FastPath:
             except OverflowError:
                 return False
             b.value[0] = value
-            return update_elem(fd, b.key, b.value_ptr, flag) == 0
+            users.append(None)
+            try:
+                return not ref.closing and update_elem(ref.fd, b.key, b.value_ptr, flag) == 0
+            finally:
+                users.pop()
+                if ref.closing and not users:
+                    ref.finish()
 
         return cls(lookup, update)

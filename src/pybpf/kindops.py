@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import _libbpf
 from ._libbpf import ffi, lib
 from .errors import KeyNotFoundError, NotSupportedError
+from .fdref import holding_fd
 from .mapkinds import MAP_IN_MAP, UPDATE_ERRORS
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class KindOps:
             raise NotSupportedError(f"{op}() is for queue and stack maps; map {self.name} is a {self.type}",
                                     errno.EINVAL, feature=op)
 
+    @holding_fd
     def push(self, value: Any, *, overwrite: bool = False) -> None:
         """Add ``value``; when full raise MapFullError, or with ``overwrite`` drop the oldest."""
         fd = self.fd
@@ -62,6 +64,7 @@ class KindOps:
             if ret < 0:
                 raise _libbpf.make_error(-ret, f"push to {self.type} map {self.name}", overrides=UPDATE_ERRORS)
 
+    @holding_fd
     def _take(self, op: str, remove: bool) -> Any:
         fd = self.fd
         self._require_keyless(op)

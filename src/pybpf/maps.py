@@ -44,6 +44,7 @@ from ._libbpf import ffi, lib
 from .btf import Btf, raw_dtype
 from .errors import BpfError, ClosedError, KeyNotFoundError, NotSupportedError
 from .fastpath import FastPath
+from .fdref import FdRef, holding_fd
 from .info import MapInfo, map_flag_names, map_info
 from .kindops import KindOps
 from .layout import Layout
@@ -94,13 +95,14 @@ class Map(MapConstructors, KindOps):
         self._key_type_id = key_type_id
         self._value_type_id = value_type_id
         self._closed = False
-        self._fd = -1                # cached once the map exists
+        self._ref: FdRef | None = None  # this handle's own fd, once the map exists (see fdref.py)
         self._mapping: MappedMap | None = None
         self._key_dtype: np.dtype | None = np.dtype(key_dtype) if key_dtype is not None else None
         self._value_dtype: np.dtype | None = np.dtype(value_dtype) if value_dtype is not None else None
         self._keys: Layout | None = None
         self._values: Layout | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()      # guards the shared per-key buffers around a syscall
+        self._setup_lock = threading.RLock()  # guards one-time set-up (fd copy, layouts)
         self._fast: FastPath | None = None  # set once the map exists and its types qualify
         self._batch_support: dict[str, bool] = {}
         # facts cached by _layouts() for the per-key path
@@ -131,29 +133,42 @@ class Map(MapConstructors, KindOps):
 
     @property
     def fd(self) -> int:
-        if self._fd >= 0 and not self._closed:
-            return self._fd
+        """This handle's fd (valid until ``close()``; do not close it yourself)."""
+        ref = self._ref
+        if ref is not None and not self._closed:
+            return ref.fd
+        return self._fd_ref().fd
+
+    def _fd_ref(self) -> FdRef:
+        ref = self._ref
+        if ref is not None and not self._closed:
+            return ref
         self._check()
-        if self._obj is None:
-            self._fd = self._own_fd
-            return self._fd
-        self._obj._check_state("loaded", f"the fd of map {self.name}")
-        fd = lib.bpf_map__fd(self._ptr)
-        if fd < 0:
-            raise BpfError(f"map {self.name} was not created", errno.ENOENT)
-        self._fd = int(fd)  # stays valid until the object closes, which closes this Map first
-        return self._fd
+        with self._setup_lock:
+            if self._ref is None:
+                if self._obj is None:
+                    fd, self._own_fd = self._own_fd, -1
+                else:
+                    self._obj._check_state("loaded", f"the fd of map {self.name}")
+                    libbpf_fd = lib.bpf_map__fd(self._ptr)
+                    if libbpf_fd < 0:
+                        raise BpfError(f"map {self.name} was not created", errno.ENOENT)
+                    # our own copy: libbpf closes its fd with the object, maybe while a call runs
+                    fd = os.dup(libbpf_fd)
+                self._ref = FdRef(fd, f"map {self.name}")
+            return self._ref
 
     def close(self) -> None:
         """Release this handle. Views made by ``view()`` stay valid."""
         if self._closed:
             return
         self._closed = True
-        self._fd = -1
         self._fast = None
         if self._mapping is not None:
             self._mapping.try_close()  # if views still use it, the last one unmaps
             self._mapping = None
+        if self._ref is not None:
+            self._ref.close()  # now, or when the last call in another thread returns
         if self._own_fd >= 0:
             os.close(self._own_fd)
             self._own_fd = -1
@@ -165,8 +180,8 @@ class Map(MapConstructors, KindOps):
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_own_fd", -1) >= 0:
-            self.close()  # safety net for an owned fd; Object-owned maps close with the object
+        if getattr(self, "_own_fd", -1) >= 0 or getattr(self, "_ref", None) is not None:
+            self.close()  # safety net; Object-owned maps close with their object
 
     # ---- description -------------------------------------------------
 
@@ -192,7 +207,7 @@ class Map(MapConstructors, KindOps):
         if self._type_name is not None and not self._closed:
             return self._type_name
         name = _libbpf.type_name("map", self.type_id)
-        if self._fd >= 0:
+        if self._ref is not None:
             self._type_name = name  # fixed once the map exists
         return name
 
@@ -282,17 +297,21 @@ class Map(MapConstructors, KindOps):
 
     def _layouts(self) -> tuple[Layout, Layout]:
         """Key and value layouts with their reusable buffers (built once the map exists)."""
-        if self._values is None or self._keys is None:
-            fd = self.fd  # sizes are final once the map exists
-            del fd
+        keys, values = self._keys, self._values
+        if keys is not None and values is not None:
+            return keys, values
+        with self._setup_lock:  # several threads may make their first call at once
+            if self._keys is not None and self._values is not None:
+                return self._keys, self._values
+            ref = self._fd_ref()  # sizes are final once the map exists
             key_dtype, value_dtype = self.key_dtype, self.value_dtype
             for dtype, size, what in ((key_dtype, self.key_size, "key"), (value_dtype, self.value_size, "value")):
                 if dtype.itemsize != size:
                     raise BpfError(f"map {self.name}: {what} dtype {dtype} has {dtype.itemsize} bytes but "
                                    f"the map's {what} size is {size}", errno.EINVAL)
-            self._keys = Layout(key_dtype, self.key_size, f"key of map {self.name}")
-            self._values = Layout(value_dtype, self.value_size, f"value of map {self.name}", self.n_cpus)
-            for layout in (self._keys, self._values):
+            keys = Layout(key_dtype, self.key_size, f"key of map {self.name}")
+            values = Layout(value_dtype, self.value_size, f"value of map {self.name}", self.n_cpus)
+            for layout in (keys, values):
                 layout.ptr = ffi.from_buffer(layout.buf)  # one cdata for the Map's lifetime
                 if layout.is_int and not layout.ncpus and layout.dtype.byteorder in "=|":
                     layout.cptr = ffi.cast(f"{'u' if layout.dtype.kind == 'u' else ''}int{8 * layout.size}_t *",
@@ -300,10 +319,12 @@ class Map(MapConstructors, KindOps):
             kind = self.type
             self._keyless = kind in KEYLESS
             self._outer = kind in MAP_IN_MAP
-            self._index_limit = self.max_entries if kind in ARRAY_LIKE and self._keys.is_int else 0
-            if not (self._keyless or self._outer or self._values.ncpus):
-                self._fast = FastPath.build(self.fd, key_dtype, value_dtype, self._index_limit)
-        return self._keys, self._values
+            self._index_limit = self.max_entries if kind in ARRAY_LIKE and keys.is_int else 0
+            if not (self._keyless or self._outer or values.ncpus):
+                self._fast = FastPath.build(ref, key_dtype, value_dtype, self._index_limit)
+            # published last: other threads read these without the lock
+            self._keys, self._values = keys, values
+            return keys, values
 
     # ---- pinning and reuse -------------------------------------------
 
@@ -366,6 +387,10 @@ class Map(MapConstructors, KindOps):
             found = fast.lookup(key)
             if found is not None:
                 return found
+        return self._lookup(key)
+
+    @holding_fd
+    def _lookup(self, key: Any) -> Any:
         fd = self.fd
         keys, values = self._layouts()
         with self._lock:
@@ -382,6 +407,10 @@ class Map(MapConstructors, KindOps):
             fast_flag = UPDATE_FLAGS.get(flags)
             if fast_flag is not None and fast.update(key, value, fast_flag):
                 return
+        self._update(key, value, flags)
+
+    @holding_fd
+    def _update(self, key: Any, value: Any, flags: str | int) -> None:
         fd = self.fd
         flag = update_flag(flags)
         keys, values = self._layouts()
@@ -394,6 +423,7 @@ class Map(MapConstructors, KindOps):
             if ret < 0:
                 raise _libbpf.make_error(-ret, f"update of map {self.name}", overrides=UPDATE_ERRORS)
 
+    @holding_fd
     def delete(self, key: Any) -> None:
         """Remove ``key`` (KeyNotFoundError if absent). Array maps cannot delete."""
         fd = self.fd
@@ -405,6 +435,7 @@ class Map(MapConstructors, KindOps):
             if ret < 0:
                 raise _libbpf.make_error(-ret, f"delete in map {self.name}", overrides=LOOKUP_ERRORS)
 
+    @holding_fd
     def lookup_and_delete(self, key: Any) -> Any:
         """Remove ``key`` and return the value it had, in one syscall."""
         fd = self.fd
