@@ -294,3 +294,30 @@ def test_object_close_detaches_its_links(bundled, kernel):
     assert link.closed
     os.getppid()
     assert int(hits) == 0
+
+
+def test_closing_one_tc_link_keeps_its_siblings(bundled, kernel, netns):
+    with pybpf.open(bundled("net")) as obj:
+        obj.load()
+        program = obj.programs["tc_count"]
+        with enter_netns(netns):
+            first = program.attach_tc("lo", "ingress")
+            egress = program.attach_tc("lo", "egress")
+            second = program.attach_tc("lo", "ingress", priority=5)
+            first.close()  # must remove only its own filter
+            _ping_self(2)  # each packet: egress once, ingress once (second)
+            assert int(obj.bss["tc_packets"]) == 4
+            egress.close()
+            second.close()
+            _ping_self(1)
+        assert int(obj.bss["tc_packets"]) == 4
+
+
+def test_targetless_sections_are_explained_and_skipped_by_object_attach(bundled, kernel):
+    with pybpf.open(bundled("probes")) as obj:
+        obj.load()
+        assert not obj.programs["on_enter"].auto_attachable
+        with pytest.raises(BpfError, match=r"has no target in its section; use attach_uprobe\(binary"):
+            obj.programs["on_enter"].attach()
+        links = obj.attach()  # the iterator attaches; the bare uprobes and perf_event are skipped
+        assert [link.description for link in links] == ["dump_tasks -> iterator SEC(iter/task)"]

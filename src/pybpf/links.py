@@ -9,6 +9,7 @@ attachment outlive the process (close then only drops this handle).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from abc import ABC, abstractmethod
@@ -133,12 +134,14 @@ class IterLink(LibbpfLink):
 
 
 class TcLink(Link):
-    """A tc filter added with ``bpf_tc_attach``; close removes the filter and,
-    if this link created the clsact qdisc, the qdisc too."""
+    """A tc filter added with ``bpf_tc_attach``; close removes this filter only.
 
-    def __init__(self, hook: Any, opts: Any, created_hook: bool, description: str) -> None:
+    The clsact qdisc stays, as with libbpf and tc itself: other filters (other
+    links, other tools) may hang off it, and an empty clsact qdisc costs nothing."""
+
+    def __init__(self, hook: Any, opts: Any, description: str) -> None:
         super().__init__(description)
-        self._hook, self._opts, self._created_hook = hook, opts, created_hook
+        self._hook, self._opts = hook, opts
 
     @property
     def handle(self) -> int:
@@ -153,10 +156,8 @@ class TcLink(Link):
         detach_opts = _libbpf.new_opts("struct bpf_tc_opts", handle=self._opts.handle,
                                        priority=self._opts.priority)
         ret = lib.bpf_tc_detach(self._hook, detach_opts)
-        if self._created_hook:
-            self._hook.attach_point = 3  # BPF_TC_INGRESS | BPF_TC_EGRESS: drop the whole clsact qdisc
-            lib.bpf_tc_hook_destroy(self._hook)
-        if ret < 0 and ret != -2:  # ENOENT: the interface (or netns) is already gone
+        # ENOENT/ENODEV: the filter, interface or namespace is gone; EINVAL: so is the qdisc
+        if ret < 0 and -ret not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
             raise _libbpf.make_error(-ret, f"detaching tc filter {self.description}",
                                      capability="CAP_NET_ADMIN")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _libbpf
 from ._libbpf import ffi, lib
 from .btf import Btf
-from .errors import BpfError
+from .errors import BpfError, WrongMapTypeError
 from .info import MapInfo, map_flag_names, map_info
 from .mapkinds import (
     BPF_F_NO_PREALLOC,
@@ -91,8 +91,12 @@ class MapConstructors:
                 key_dtype: DTypeLike = None,
                 value_dtype: DTypeLike = None) -> _M:
         """Wrap a map fd; with ``dup`` (the default) the caller keeps its own fd."""
-        own = os.dup(fd) if dup else fd
         try:
+            own = os.dup(fd) if dup else fd
+        except OSError as exc:
+            raise BpfError(f"fd {fd} is not open", exc.errno) from None
+        try:
+            _require_map_fd(own, fd)
             info = map_info(own)
             btf = _load_kernel_btf(info.btf_id) if info.btf_id else None
             return cls(name=info.name or f"id:{info.id}", fd=own, btf=btf, key_type_id=info.btf_key_type_id,
@@ -118,6 +122,21 @@ class MapConstructors:
                            capability="CAP_SYS_ADMIN",
                            overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such map", e)})
         return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
+
+
+_FD_KINDS = {"anon_inode:bpf-prog": "a BPF program", "anon_inode:bpf_link": "a BPF link",
+             "anon_inode:btf": "a BTF object"}
+
+
+def _require_map_fd(fd: int, shown: int) -> None:
+    """BPF_OBJ_GET_INFO_BY_FD fills whatever the fd is: check it is a map first."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return  # no /proc: the kernel's own checks are all we have
+    if target != "anon_inode:bpf-map":
+        what = _FD_KINDS.get(target, target)
+        raise WrongMapTypeError(f"fd {shown} is {what}, not a BPF map")
 
 
 def _load_kernel_btf(btf_id: int) -> Btf | None:

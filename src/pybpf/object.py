@@ -290,18 +290,18 @@ class Object:
             pass
 
     def attach(self) -> list[Link]:
-        """Auto-attach every loaded program whose SEC() names its target."""
+        """Auto-attach every loaded program whose SEC() names its target (the others are skipped:
+        attach them with the explicit verbs)."""
         self._check_state("loaded", "attach()")
         links = []
         for program in self._programs.values():
-            if program.autoload and lib.bpf_program__autoattach(program._ptr):
+            if program.autoload and lib.bpf_program__autoattach(program._ptr) and program.auto_attachable:
                 try:
                     links.append(program.attach())
-                except BpfError as exc:
-                    if exc.errno != errno.EINVAL or "has no target" not in str(exc):
-                        for link in links:
-                            link.close()
-                        raise
+                except BpfError:
+                    for link in links:
+                        link.close()
+                    raise
         return links
 
     @property

@@ -153,19 +153,23 @@ class Program:
             return BpfError(f"{message}: {last}", err, log=log)
         return _libbpf.make_error(err, message, capability=self._capability(), log=log)
 
+    @property
+    def auto_attachable(self) -> bool:
+        """Whether the SEC() name says where to attach (so ``attach()`` can work)."""
+        return _explicit_verb(self.type, self.section) is None
+
     def attach(self) -> Link:
         """Attach according to the program's SEC() (libbpf's auto-attach)."""
         self._loaded()
         program_type = self.type
+        verb = _explicit_verb(program_type, self.section)
+        if verb is not None:
+            raise BpfError(f"program {self.name!r} (SEC({self.section!r})) has no target in its section; "
+                           f"use {verb}", errno.EINVAL)
         if program_type in ("tracepoint", "kprobe") and not self.section.startswith(("kprobe", "kretprobe")):
             fs.ensure_tracefs()
         if program_type == "tracing" and self.section.startswith("iter"):
             return self.attach_iter()
-        if program_type in ("cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "cgroup_sysctl",
-                            "cgroup_device", "cgroup_sockopt", "perf_event", "socket_filter", "sched_cls", "xdp"):
-            raise BpfError(
-                f"program {self.name!r} (SEC({self.section!r})) has no target in its section; use "
-                f"{_explicit_verb(program_type)}", errno.EINVAL)
         with _libbpf.capture() as log:
             ptr = lib.bpf_program__attach(self._loaded())
         return self._libbpf_link(ptr, f"SEC({self.section})", log=log.text)
@@ -276,7 +280,7 @@ class Program:
             if created:
                 lib.bpf_tc_hook_destroy(hook)
             raise self._attach_error(-ret, f"tc {direction} on {interface}", log.text)
-        return self._own(TcLink(hook, opts, created, f"{self.name} -> tc {direction} on {interface}"))
+        return self._own(TcLink(hook, opts, f"{self.name} -> tc {direction} on {interface}"))
 
     def attach_cgroup(self, path: str) -> Link:
         """Attach to a cgroup v2 directory (a bpf_link: detached when closed)."""
@@ -368,13 +372,34 @@ class Program:
                              ctx_out=ctx_out)
 
 
-def _explicit_verb(program_type: str) -> str:
-    return {
-        "xdp": "attach_xdp(interface)",
-        "sched_cls": "attach_tc(interface, 'ingress'|'egress')",
-        "socket_filter": "attach_socket(sock)",
-        "perf_event": "attach_perf_event(perf_fd)",
-    }.get(program_type, "attach_cgroup(path)")
+_TARGETLESS = {
+    "xdp": "attach_xdp(interface)",
+    "sched_cls": "attach_tc(interface, 'ingress'|'egress')",
+    "socket_filter": "attach_socket(sock)",
+    "perf_event": "attach_perf_event(perf_fd)",
+}
+_CGROUP_TYPES = {"cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "cgroup_sysctl", "cgroup_device",
+                 "cgroup_sockopt"}
+# sections that name a target only after a "/": SEC("uprobe") alone names none
+_BARE_SECTIONS = {
+    "uprobe": "attach_uprobe(binary, function)", "uretprobe": "attach_uprobe(binary, function, retprobe=True)",
+    "kprobe": "attach_kprobe(function)", "kretprobe": "attach_kprobe(function, retprobe=True)",
+    "tracepoint": "attach_tracepoint(category, name)", "tp": "attach_tracepoint(category, name)",
+    "raw_tracepoint": "attach_raw_tracepoint(name)", "raw_tp": "attach_raw_tracepoint(name)",
+    "usdt": "a USDT attach (not in pybpf yet)",
+}
+
+
+def _explicit_verb(program_type: str, section: str) -> str | None:
+    """The explicit attach call a program needs, or None when its SEC() is enough."""
+    if program_type in _TARGETLESS:
+        return _TARGETLESS[program_type]
+    if program_type in _CGROUP_TYPES:
+        return "attach_cgroup(path)"
+    prefix, _, target = section.partition("/")
+    if prefix.split(".", 1)[0] in _BARE_SECTIONS and not target:
+        return _BARE_SECTIONS[prefix.split(".", 1)[0]]
+    return None
 
 
 def _ifindex(interface: str | int) -> int:
