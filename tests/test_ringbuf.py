@@ -333,3 +333,11 @@ def test_map_ring_buffer_shortcut(events):
         os.getppid()
         records = rb.poll(5)
         assert list(records["seq"]) == [0, 1, 2, 3, 4]
+
+
+def test_consume_after_close_is_closed_error(events):
+    obj = events()
+    rb = RingBuffer(obj.maps["events"], dtype="event")
+    rb.close()
+    with pytest.raises(pybpf.ClosedError):
+        rb.consume()

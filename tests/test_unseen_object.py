@@ -99,3 +99,33 @@ def test_unseen_object_through_the_public_api(unseen_object, kernel):
         value = obj.maps["by_pid"][os.getpid()]
         assert int(value["n"]) == 3 and int(value["ppid"]) == os.getppid()
         assert value["comm"] == open("/proc/self/comm", "rb").read().strip()[:15]
+
+
+NO_DATA_SECTION = r"""
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+struct flags { __u32 a:3; __u32 b:5; __u16 c; __u8 d:1; };
+struct flags fl = {};
+__u32 short_one SEC(".data.x") = 7;
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int prog(void *ctx) { short_one++; fl.b = 3; return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_open_failure_carries_libbpf_reason(tmp_path):
+    """clang 14 gives this object a .data DATASEC but no .data section: libbpf refuses
+    it, and the error must say libbpf's reason, not a bare ENOENT."""
+    source = tmp_path / "nodata.bpf.c"
+    source.write_text(NO_DATA_SECTION)
+    out = tmp_path / "nodata.bpf.o"
+    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", f"-I{ROOT / 'vmlinux'}",
+                    "-c", str(source), "-o", str(out)], check=True)
+    try:
+        obj = pybpf.open(out)
+    except pybpf.ObjectFormatError as exc:
+        assert "'.data'" in str(exc) and "failed to determine size" in str(exc)
+        assert str(out) in str(exc)
+    else:  # a compiler that emits the section: then the variables must be there
+        with obj:
+            assert int(obj.section(".data.x")["short_one"]) == 7

@@ -149,4 +149,9 @@ def _refused(what: str, err: int, log: str) -> BpfError:
 # make_error overrides for element operations
 UPDATE_ERRORS: dict[int, ErrorFactory] = {errno.E2BIG: _full, errno.ENOENT: _not_found, errno.EEXIST: _exists,
                                           errno.EPERM: _refused}
-LOOKUP_ERRORS: dict[int, ErrorFactory] = {errno.ENOENT: _not_found}
+def _unreadable(what: str, err: int, log: str) -> BpfError:
+    return BpfPermissionError(f"{what}: refused: the map is write-only to user space (BPF_F_WRONLY), "
+                              f"or this process lacks CAP_BPF", err, capability="CAP_BPF")
+
+
+LOOKUP_ERRORS: dict[int, ErrorFactory] = {errno.ENOENT: _not_found, errno.EPERM: _unreadable}

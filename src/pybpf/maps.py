@@ -366,7 +366,14 @@ class Map(MapConstructors, KindOps):
 
     def freeze(self) -> None:
         """Make the map read-only to user space for good (programs can still write)."""
-        _libbpf.check(lib.bpf_map_freeze(self.fd), f"freezing map {self.name}")
+        fd = self.fd
+        if self._mapping is not None and self._mapping.writable and self._mapping.try_close():
+            self._mapping = None  # our own cached writable mapping would make the kernel refuse
+        ret = lib.bpf_map_freeze(fd)
+        if ret == -errno.EBUSY:
+            raise BpfError(f"freezing map {self.name}: a writable view or mmap of it is still alive; "
+                           f"drop it (del the array) first", errno.EBUSY)
+        _libbpf.check(ret, f"freezing map {self.name}")
 
     # ---- element access (one syscall per call) ---------------------------
 
@@ -376,7 +383,7 @@ class Map(MapConstructors, KindOps):
                                     errno.EINVAL, feature=f"keys of {self.type} maps")
         keys.encode(key)
         limit = self._index_limit
-        if limit and (key if type(key) is int else int(keys.one[0])) >= limit:
+        if limit and not 0 <= (key if type(key) is int else int(keys.one[0])) < limit:
             raise IndexOutOfRangeError(f"index {int(keys.one[0])} is out of range for {self.type} map "
                                        f"{self.name} (max_entries {limit}: valid 0..{limit - 1})")
 
@@ -468,6 +475,8 @@ class Map(MapConstructors, KindOps):
             return True
         except KeyNotFoundError:  # IndexOutOfRangeError included
             return False
+        except OverflowError:  # a key the key type cannot hold is not in the map
+            return False
 
     def get(self, key: Any, default: Any = None) -> Any:
         try:
@@ -477,7 +486,11 @@ class Map(MapConstructors, KindOps):
 
     # ---- iteration and size ------------------------------------------------
 
+    @holding_fd
     def _key_snapshot(self) -> list[Any]:
+        # The kernel walk restarts from the first key when the previous one was deleted
+        # meanwhile (by a program, LRU eviction, another thread): keep each key once and
+        # bound the walk so constant churn cannot make it endless.
         fd = self.fd
         keys, _ = self._layouts()
         if self.type in KEYLESS:
@@ -488,16 +501,20 @@ class Map(MapConstructors, KindOps):
         following = ffi.new("char[]", size)
         previous: Any = ffi.NULL
         found: list[Any] = []
-        while True:
+        seen: set[bytes] = set()
+        for _step in range(4 * self.max_entries + 16):
             ret = lib.bpf_map_get_next_key(fd, previous, following)
             if ret == -errno.ENOENT:
-                return found
+                break
             _libbpf.check(ret, f"iterating map {self.name}")
             raw = bytes(ffi.buffer(following, keys.size))
-            array = np.frombuffer(raw, dtype=keys.dtype)
-            found.append(array[0] if not keys.dtype.shape else array.reshape(keys.dtype.shape))
+            if raw not in seen:
+                seen.add(raw)
+                array = np.frombuffer(raw, dtype=keys.dtype)
+                found.append(array[0] if not keys.dtype.shape else array.reshape(keys.dtype.shape))
             ffi.memmove(current, following, size)
             previous = current
+        return found
 
     def keys(self) -> Iterator[Any]:
         """The keys present when iteration starts (one syscall per key)."""

@@ -108,7 +108,7 @@ class Object:
                       c_kconfig := _libbpf.c_str(kconfig), c_btf := _libbpf.c_str(btf_custom_path)]
         opts = _libbpf.new_opts("struct bpf_object_open_opts", object_name=c_name, pin_root_path=c_pin,
                                 kconfig=c_kconfig, btf_custom_path=c_btf)
-        with _libbpf.capture() as log:
+        with _libbpf.capture(logging.DEBUG) as log:  # libbpf says why an open failed at DEBUG
             if self.path is not None and object_name is None:
                 ptr = lib.bpf_object__open_file(self.path.encode(), opts)
             else:
@@ -356,9 +356,17 @@ def _section_kind(section: str) -> str:
     return section.split("/", 1)[0].split(".", 1)[0]
 
 
+_REASON_WORDS = ("fail", "invalid", "error", "unsupported", "not supported", "can't", "cannot", "unknown",
+                 "missing", "unrecognized", "corrupt")
+
+
 def _last_line(log: str, err: int) -> str:
+    """libbpf's own explanation: the last line that reads like a reason, else the last line."""
     lines = [line.removeprefix("libbpf: ") for line in log.strip().splitlines()
              if line.startswith("libbpf: ") and "BEGIN PROG LOAD LOG" not in line]
+    reasons = [line for line in lines if any(word in line.lower() for word in _REASON_WORDS)]
+    if reasons:
+        return reasons[-1]
     return lines[-1] if lines else os.strerror(err) if err < 4000 else _libbpf.strerror(err)
 
 

@@ -114,9 +114,10 @@ class PerfBuffer(EventSource):
 
     def consume(self) -> int:
         """Callback mode: hand every available sample to the callback; returns how many."""
+        self._enter()  # a closed buffer says so before anything else
         if self._callback is None:
+            self._leave()
             raise BpfError(f"{self._what} has no callback: use drain() or poll()", errno.EINVAL)
-        self._enter()
         try:
             calls = [0]
             callback = self._callback

@@ -308,7 +308,10 @@ class Program:
 
     def attach_perf_event(self, perf_fd: int) -> Link:
         """Attach to a perf event fd. The caller keeps its fd; the link holds a dup."""
-        dup = os.dup(perf_fd)
+        try:
+            dup = os.dup(perf_fd)
+        except OSError as exc:
+            raise BpfError(f"attaching {self.name!r}: perf event fd {perf_fd} is not open", exc.errno) from None
         with _libbpf.capture() as log:
             ptr = lib.bpf_program__attach_perf_event(self._loaded(), dup)
         if ptr == ffi.NULL:

@@ -336,9 +336,10 @@ class RingBuffer(EventSource):
 
     def consume(self) -> int:
         """Callback mode: call the callback for every committed record now; returns how many."""
+        self._enter()  # a closed buffer says so before anything else
         if self._callback is None:
+            self._leave()
             raise BpfError(f"{self._what} has no callback: use drain(), or on_event(fn) first", errno.EINVAL)
-        self._enter()
         try:
             with self._read_lock:
                 if self._use_libbpf:
