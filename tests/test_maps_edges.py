@@ -81,3 +81,14 @@ def test_attach_perf_event_to_a_closed_fd(kernel, bundled):
         obj.load()
         with pytest.raises(pybpf.BpfError, match="perf event fd 99999 is not open"):
             obj.programs["on_perf_event"].attach_perf_event(99999)
+
+
+def test_bloom_filter_push_and_membership(kernel):
+    with pybpf.Map.create("bloom_filter", key_size=0, value_dtype="u8", max_entries=1000) as bloom:
+        for value in range(0, 200, 2):
+            bloom.push(value)
+        assert all(bloom.might_contain(v) for v in range(0, 200, 2))  # no false negatives
+        false_positives = sum(v in bloom for v in range(1, 2001, 2))
+        assert false_positives < 100  # 1000 odd values never pushed: a bloom filter is mostly right
+        with pytest.raises(pybpf.NotSupportedError, match="bloom_filter"):
+            bloom.pop()

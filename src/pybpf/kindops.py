@@ -3,7 +3,8 @@
 Queue and stack maps have no keys: ``push`` is an update with a NULL key
 (``overwrite`` = ``BPF_EXIST``, which drops the oldest element when full),
 ``pop`` a lookup-and-delete with a NULL key, ``peek`` a lookup with a NULL
-key; an empty one raises ``KeyNotFoundError``. Map-in-map maps take an inner
+key; an empty one raises ``KeyNotFoundError``. Bloom filters take ``push``
+and answer ``might_contain(value)`` (also ``value in m``). Map-in-map maps take an inner
 map's fd on update and give its kernel id on lookup: ``set_inner`` accepts a
 ``Map`` or an fd, ``inner_id``/``inner`` read it back.
 """
@@ -47,16 +48,16 @@ class KindOps:
 
     # ---- queue / stack -------------------------------------------------
 
-    def _require_keyless(self, op: str) -> None:
-        if self.type not in ("queue", "stack"):
-            raise NotSupportedError(f"{op}() is for queue and stack maps; map {self.name} is a {self.type}",
-                                    errno.EINVAL, feature=op)
+    def _require_keyless(self, op: str, kinds: tuple[str, ...] = ("queue", "stack")) -> None:
+        if self.type not in kinds:
+            raise NotSupportedError(f"{op}() is for {' and '.join(kinds)} maps; map {self.name} is a "
+                                    f"{self.type}", errno.EINVAL, feature=op)
 
     @holding_fd
     def push(self, value: Any, *, overwrite: bool = False) -> None:
         """Add ``value``; when full raise MapFullError, or with ``overwrite`` drop the oldest."""
         fd = self.fd
-        self._require_keyless("push")
+        self._require_keyless("push", ("queue", "stack", "bloom_filter"))
         _, values = self._layouts()
         with self._lock:
             values.encode(value)
@@ -84,6 +85,20 @@ class KindOps:
     def peek(self) -> Any:
         """The value ``pop()`` would return, left in place."""
         return self._take("peek", False)
+
+    @holding_fd
+    def might_contain(self, value: Any) -> bool:
+        """Bloom filter: False if ``value`` was certainly never pushed, True if it may have been."""
+        fd = self.fd
+        self._require_keyless("might_contain", ("bloom_filter",))
+        _, values = self._layouts()
+        with self._lock:
+            values.encode(value)
+            ret = lib.bpf_map_lookup_elem(fd, ffi.NULL, values.ptr)
+        if ret == -errno.ENOENT:
+            return False
+        _libbpf.check(ret, f"bloom filter lookup in map {self.name}")
+        return True
 
     # ---- map-in-map ----------------------------------------------------
 

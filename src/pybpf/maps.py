@@ -470,6 +470,8 @@ class Map(MapConstructors, KindOps):
         self.delete(key)
 
     def __contains__(self, key: Any) -> bool:
+        if self.type == "bloom_filter":
+            return self.might_contain(key)
         try:
             self.lookup(key)
             return True
