@@ -83,7 +83,10 @@ class FastPath:
         def lookup(key: int) -> Any:
             if limit and not 0 <= key < limit:
                 return None
-            b = buffers()
+            try:
+                b = local.buffers  # inlined buffers(): this is the hot path
+            except AttributeError:
+                b = buffers()
             try:
                 b.key[0] = key
             except OverflowError:
