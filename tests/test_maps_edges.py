@@ -92,3 +92,15 @@ def test_bloom_filter_push_and_membership(kernel):
         assert false_positives < 100  # 1000 odd values never pushed: a bloom filter is mostly right
         with pytest.raises(pybpf.NotSupportedError, match="bloom_filter"):
             bloom.pop()
+
+
+def test_messages_for_maps_without_btf_and_streams(kernel, bundled):
+    with pybpf.Map.create("hash", key_size=4, value_size=8, max_entries=4) as raw:
+        with pytest.raises(TypeError, match="no BTF description.*key_dtype="):
+            raw[1] = 2
+        raw[b"\x01\0\0\0"] = b"\x02" + b"\0" * 7
+        assert bytes(raw[b"\x01\0\0\0"]) == b"\x02" + b"\0" * 7
+    with pybpf.open(bundled("ringbuf_events")) as obj:
+        obj.load()
+        with pytest.raises(TypeError, match="no elements to count: read it with pybpf.RingBuffer"):
+            len(obj.maps["events"])

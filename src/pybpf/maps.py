@@ -540,6 +540,9 @@ class Map(MapConstructors, KindOps):
             return self.max_entries
         if self.type in KEYLESS:
             raise TypeError(f"len() of {self.type} map {self.name} is not known to user space")
+        reader = _STREAM_READERS.get(self.type)
+        if reader is not None:
+            raise TypeError(f"{self.type} map {self.name} has no elements to count: read it with {reader}")
         return batch.count(self)
 
     def __bool__(self) -> bool:
@@ -604,6 +607,10 @@ class Map(MapConstructors, KindOps):
                 except BpfError:  # frozen: the kernel refuses a writable mapping
                     self._mapping = MappedMap(*args, writable=False, what=what)
         return self._mapping
+
+
+_STREAM_READERS = {"ringbuf": "pybpf.RingBuffer", "user_ringbuf": "pybpf.UserRingBuffer",
+                   "perf_event_array": "pybpf.PerfBuffer"}
 
 
 def _map_fd(value: Any) -> Any:

@@ -100,7 +100,8 @@ def _scalar(value: Any, dtype: np.dtype, what: str) -> Any:
         if isinstance(value, (str, bytes)):
             raise TypeError(f"{what}: expected a number for {describe(dtype)}, got {type(value).__name__}")
         return float(value)
-    raise TypeError(f"{what}: give {dtype.itemsize} raw bytes for {describe(dtype)}")
+    raise TypeError(f"{what}: the type has no BTF description, so give {dtype.itemsize} raw bytes, or say "
+                    f"what it is (e.g. Map.from_id(..., key_dtype='u4', value_dtype='u8'))")
 
 
 def to_array(value: Any, dtype: np.dtype, what: str = "value") -> np.ndarray:
