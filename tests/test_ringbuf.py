@@ -341,3 +341,19 @@ def test_consume_after_close_is_closed_error(events):
     rb.close()
     with pytest.raises(pybpf.ClosedError):
         rb.consume()
+
+
+def test_drain_limit_holds_for_records_a_failed_callback_left(events):
+    obj = events(per_call=5)
+
+    def boom(record: object) -> None:
+        raise RuntimeError("from the callback")
+
+    with RingBuffer(obj.maps["events"], dtype="event", callback=boom) as rb:
+        os.getppid()
+        with pytest.raises(RuntimeError):
+            rb.consume()
+        rb.on_event(None)
+        assert list(rb.drain(max_records=1)["seq"]) == [1]
+        assert list(rb.drain(max_records=2)["seq"]) == [2, 3]
+        assert list(rb.drain()["seq"]) == [4]

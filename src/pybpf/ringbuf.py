@@ -179,7 +179,11 @@ class RingBuffer(EventSource):
         try:
             with self._read_lock:
                 if self._unseen is not None:  # left by a callback that raised
-                    batch, self._unseen = self._unseen, None
+                    batch = self._unseen
+                    if len(batch) > lim:
+                        batch, self._unseen = batch[:lim], batch[lim:]
+                    else:
+                        self._unseen = None
                     return batch
                 if self._use_libbpf:
                     return self._drain_libbpf(lim)
