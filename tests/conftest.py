@@ -24,6 +24,9 @@ import pybpf
 from pybpf import features, fs
 
 REQUIRE_KERNEL = os.environ.get("PYBPF_REQUIRE_KERNEL") == "1"
+# rich sizes tables from COLUMNS (gdb, CI runners and terminals all differ): tests read wide tables
+os.environ["COLUMNS"] = "250"
+os.environ["LINES"] = "50"
 ROOT = Path(__file__).resolve().parent.parent
 
 

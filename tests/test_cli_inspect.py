@@ -28,7 +28,7 @@ from pybpf.spec import ObjectSpec
 
 from .conftest import ROOT, needs_kernel
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "250", "LINES": "50"})  # tables must not wrap what tests read
 KERNEL_BTF = "/sys/kernel/btf/vmlinux"
 
 

@@ -22,7 +22,7 @@ from pybpf.syscalls import SYSCALLS
 
 from .conftest import open_fds
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "250", "LINES": "50"})  # tables must not wrap what tests read
 NR_GETPPID = next(nr for nr, name in SYSCALLS.items() if name == "getppid")
 
 # A program every kernel verifier rejects: a hash map lookup is never known to be non-NULL.
