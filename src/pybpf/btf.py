@@ -165,7 +165,9 @@ class Btf:
     def __init__(self, data: bytes, *, base: Btf | None = None, name: str = "") -> None:
         self.name = name
         self.base = base
-        self._data = memoryview(bytes(data))
+        # bytes, not a memoryview: a struct.iter_unpack over a memoryview slice, caught in an
+        # exception's traceback cycle, made CPython's GC free the view under its export (a segfault)
+        self._data = bytes(data)
         d = self._data
         if len(d) < 24:
             raise _bad(name, f"truncated header ({len(d)} bytes)")
