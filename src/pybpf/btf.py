@@ -157,6 +157,15 @@ def _bad(name: str, msg: str) -> ObjectFormatError:
     return ObjectFormatError(f"{where}bad BTF: {msg}")
 
 
+def read_file(path: str) -> bytes:
+    """A file's bytes, or ObjectFormatError naming it (for the spec layer's inputs)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ObjectFormatError(f"{path}: cannot read: {e.strerror}", e.errno, path=path) from None
+
+
 class Btf:
     """A parsed BTF blob; type ids continue those of ``base`` for split BTF."""
 
@@ -238,11 +247,7 @@ class Btf:
     def from_file(cls, path: str | os.PathLike[str], *, base: Btf | None = None) -> Btf:
         """Parse a raw BTF file, or the ``.BTF`` section of an ELF object."""
         p = os.fspath(path)
-        try:
-            with open(p, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ObjectFormatError(f"{p}: cannot read: {e.strerror}", e.errno, path=p) from None
+        data = read_file(p)
         if data[:4] == b"\x7fELF":
             from pybpf.spec import _elf_section_bytes  # lazy: spec imports us
             sec = _elf_section_bytes(data, ".BTF", p)

@@ -15,7 +15,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from pybpf.btf import Btf
+from pybpf.btf import Btf, read_file
 from pybpf.btf_ext import RELO_KINDS, BtfExt, CoreRelo, FuncInfo, LineInfo, parse_btf_ext
 from pybpf.errors import BpfError, ObjectFormatError
 
@@ -353,12 +353,7 @@ class ObjectSpec:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ObjectSpec:
         p = os.fspath(path)
-        try:
-            with open(p, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ObjectFormatError(f"{p}: cannot read: {e.strerror}", e.errno, path=p) from None
-        return cls(data, path=p)
+        return cls(read_file(p), path=p)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "") -> ObjectSpec:
