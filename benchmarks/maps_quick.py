@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from pybpf import Map
-from pybpf._libbpf import ffi, lib  # only for the raw-syscall floor
+from pybpf._sys.libbpf import ffi, lib  # only for the raw-syscall floor
 
 
 def best_ns(fn, repeat: int) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import pybpf
-from pybpf import features, fs
+from pybpf.kernel import features, fs
 
 REQUIRE_KERNEL = os.environ.get("PYBPF_REQUIRE_KERNEL") == "1"
 # rich sizes tables from COLUMNS (gdb, CI runners and terminals all differ): tests read wide tables

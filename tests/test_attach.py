@@ -14,7 +14,7 @@ import pytest
 
 import pybpf
 from pybpf import BpfError
-from pybpf._libbpf import perf_event_open
+from pybpf._sys.libbpf import perf_event_open
 from tests.conftest import _setns, enter_netns
 
 

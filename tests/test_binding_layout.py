@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from pybpf._libbpf import VERSION, ffi, has_symbol
+from pybpf._sys.libbpf import VERSION, ffi, has_symbol
 
 # cdef struct -> C type name (where the cdef renames padding, the field is skipped)
 STRUCTS = [

@@ -1,4 +1,4 @@
-"""Tests for pybpf.btf: kernel BTF against bpftool, hand-built blobs of every kind,
+"""Tests for pybpf.btf.types: kernel BTF against bpftool, hand-built blobs of every kind,
 dtype layouts against what clang computed, bitfields, and malformed input."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pybpf.btf import Btf, raw_dtype
+from pybpf.btf.types import Btf, raw_dtype
 from pybpf.errors import BpfError, ObjectFormatError
-from pybpf.spec import ObjectSpec
+from pybpf.spec.elf import ObjectSpec
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 HAVE_CLANG = shutil.which("clang") is not None

@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 import pybpf
 from pybpf import cheader
-from pybpf.btf import Btf
+from pybpf.btf.types import Btf
 from pybpf.cli import app
 from pybpf.errors import BpfError, ObjectFormatError
-from pybpf.spec import ObjectSpec
+from pybpf.spec.elf import ObjectSpec
 
 from .conftest import ROOT, needs_kernel
 

@@ -1,7 +1,7 @@
 """The ``pybpf`` commands that use the kernel: demo, load, test-run, prog/map list/show/dump.
 
 Real objects loaded into this kernel; JSON outputs are checked against the
-library's own answers (``pybpf.info``, ``Map.lookup_batch``, ``Program.test_run``).
+library's own answers (``pybpf.kernel.info``, ``Map.lookup_batch``, ``Program.test_run``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 import pybpf
-from pybpf import info
+from pybpf.kernel import info
 from pybpf.cli import app
-from pybpf.syscalls import SYSCALLS
+from pybpf.kernel.syscalls import SYSCALLS
 
 from .conftest import open_fds
 

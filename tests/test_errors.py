@@ -136,7 +136,7 @@ def test_kprobes_absent_say_so(bundled, kernel, program):
         for name, prog in obj.programs.items():
             prog.autoload = name == program
         obj.load()
-        if pybpf.features.kprobes_available():
+        if pybpf.kernel.features.kprobes_available():
             with obj.programs[program].attach():
                 pass
             return

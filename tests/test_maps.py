@@ -15,7 +15,7 @@ import pytest
 
 import pybpf
 from pybpf import ClosedError, KeyNotFoundError, Map, MapFullError, NotSupportedError
-from pybpf.maps import IndexOutOfRangeError
+from pybpf.maps.map import IndexOutOfRangeError
 
 from .conftest import open_fds
 
@@ -32,7 +32,7 @@ def maps_obj(kernel, bundled):
 
 
 def ncpus() -> int:
-    from pybpf import _libbpf
+    from pybpf._sys import libbpf as _libbpf
     return _libbpf.num_possible_cpus()
 
 
@@ -308,7 +308,7 @@ def test_batch_partial_failure_reports_processed(kernel):
 def test_types_without_kernel_batch_fall_back_per_key(kernel, caplog):
     # devmap_hash has no batch ops in the kernel; values are ifindexes (lo = 1).
     with Map.create("devmap_hash", key_dtype=np.uint32, value_dtype=np.uint32, max_entries=8) as m:
-        with caplog.at_level(logging.DEBUG, logger="pybpf.maps"):
+        with caplog.at_level(logging.DEBUG, logger="pybpf.maps.map"):
             assert not m.batch_supported
         assert any("no batch lookup" in r.getMessage() for r in caplog.records)
         m.update_batch([5, 7], [1, 1])

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from pybpf import BpfError, KeyNotFoundError, Map, MapFullError, NotSupportedError
-from pybpf.maps import IndexOutOfRangeError
+from pybpf.maps.map import IndexOutOfRangeError
 
 CAPACITY = 6
 KEYS = st.integers(0, 11)

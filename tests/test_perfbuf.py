@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import pybpf
-from pybpf.perfbuf import PerfBuffer
-from pybpf.ringbuf import WrongMapTypeError
+from pybpf.events.perfbuf import PerfBuffer
+from pybpf.events.ringbuf import WrongMapTypeError
 from tests.conftest import open_fds
 
 

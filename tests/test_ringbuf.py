@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pybpf
-from pybpf.ringbuf import RecordFormatError, RingBuffer, RingBufferSet, WrongMapTypeError
+from pybpf.events.ringbuf import RecordFormatError, RingBuffer, RingBufferSet, WrongMapTypeError
 from tests.conftest import open_fds
 
 STRIDE = 40  # 8-byte header + 32-byte struct event

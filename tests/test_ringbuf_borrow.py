@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import pybpf
-from pybpf.ringbuf import BorrowActiveError, RecordFormatError, RingBuffer
+from pybpf.events.ringbuf import BorrowActiveError, RecordFormatError, RingBuffer
 from tests.conftest import open_fds
 from tests.test_ringbuf import STRIDE, _comm, events  # noqa: F401  (events is a fixture)
 

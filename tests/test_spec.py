@@ -1,4 +1,4 @@
-"""Tests for pybpf.spec: a real multi-program object checked field by field and
+"""Tests for pybpf.spec.elf: a real multi-program object checked field by field and
 against bpftool/llvm-readelf, plus malformed and fuzzed objects."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pybpf.btf import Btf
+from pybpf.btf.types import Btf
 from pybpf.errors import BpfError, ObjectFormatError
-from pybpf.spec import ObjectSpec, inspect, section_program_type
+from pybpf.spec.elf import ObjectSpec, inspect, section_program_type
 
 DATA = Path(__file__).parent / "data" / "spec"
 VMLINUX = "/sys/kernel/btf/vmlinux"
@@ -290,12 +290,13 @@ def test_pure_and_unprivileged(multi_obj: Path, request: pytest.FixtureRequest) 
     shutil.copy(multi_obj, obj)
     (pkg / "__init__.py").write_text("")
     src = Path(__file__).parent.parent / "src" / "pybpf"
-    for name in ("errors.py", "btf.py", "btf_ext.py", "spec.py"):
-        shutil.copy(src / name, pkg / name)
-    for d in (iso, pkg):
+    shutil.copy(src / "errors.py", pkg / "errors.py")
+    for sub in ("btf", "spec"):
+        shutil.copytree(src / sub, pkg / sub)
+    for d in [iso, *(p for p in iso.rglob("*") if p.is_dir())]:
         os.chmod(d, 0o755)
-    code = ("import sys; from pybpf.spec import inspect; s = inspect(sys.argv[1]); "
-            "assert 'pybpf._libbpf' not in sys.modules and 'cffi' not in sys.modules; "
+    code = ("import sys; from pybpf.spec.elf import inspect; s = inspect(sys.argv[1]); "
+            "assert 'pybpf._sys.libbpf' not in sys.modules and 'cffi' not in sys.modules; "
             "print(len(s.programs), len(s.core_relocations))")
     env = {**os.environ, "PYTHONPATH": str(iso)}
     r = subprocess.run([sys.executable, "-c", code, str(obj)], capture_output=True, text=True, env=env)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import pybpf
-from pybpf.ringbuf import BufferFullError, RecordFormatError, WrongMapTypeError
-from pybpf.userringbuf import UserRingBuffer
+from pybpf.events.ringbuf import BufferFullError, RecordFormatError, WrongMapTypeError
+from pybpf.events.userringbuf import UserRingBuffer
 from tests.conftest import open_fds
 
 

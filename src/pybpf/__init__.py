@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ._libbpf import VERSION_STRING as LIBBPF_VERSION
-from .errors import (
+from pybpf._sys.libbpf import VERSION_STRING as LIBBPF_VERSION
+from pybpf.errors import (
     BpfError,
     BpfPermissionError,
     BufferFullError,
@@ -33,15 +33,15 @@ from .errors import (
     VerifierError,
     WrongMapTypeError,
 )
-from .info import MapInfo, ProgramInfo, StatsHandle, enable_stats
-from .links import Link
-from .maps import Map
-from .object import Object, open
-from .programs import Program, TestRunResult
-from .perfbuf import PerfBuffer
-from .ringbuf import RingBuffer, RingBufferSet
-from .userringbuf import UserRingBuffer
-from .sections import Section
+from pybpf.kernel.info import MapInfo, ProgramInfo, StatsHandle, enable_stats
+from pybpf.link.base import Link
+from pybpf.maps.map import Map
+from pybpf.object import Object, open
+from pybpf.program import Program, TestRunResult
+from pybpf.events.perfbuf import PerfBuffer
+from pybpf.events.ringbuf import RingBuffer, RingBufferSet
+from pybpf.events.userringbuf import UserRingBuffer
+from pybpf.section import Section
 
 __version__ = "0.1.0"
 

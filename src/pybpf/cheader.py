@@ -16,10 +16,10 @@ import os
 import sys
 from typing import Any
 
-from . import _libbpf
-from ._libbpf import ffi, lib
-from .btf import Btf
-from .errors import ObjectFormatError
+from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.btf.types import Btf
+from pybpf.errors import ObjectFormatError
 
 __all__ = ["dump_c", "KERNEL_BTF"]
 

@@ -17,10 +17,10 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
-from . import _libbpf
-from ._libbpf import ffi, lib
-from .btf import Btf
-from .errors import (
+from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.btf.types import Btf
+from pybpf.errors import (
     BpfError,
     BpfPermissionError,
     ClosedError,
@@ -28,12 +28,12 @@ from .errors import (
     ObjectFormatError,
     VerifierError,
 )
-from .features import capabilities
-from .links import Link
-from .maps import Map
-from .programs import Program
-from .sections import Section
-from .spec import ObjectSpec
+from pybpf.kernel.features import capabilities
+from pybpf.link.base import Link
+from pybpf.maps.map import Map
+from pybpf.program import Program
+from pybpf.section import Section
+from pybpf.spec.elf import ObjectSpec
 
 __all__ = ["Object", "open"]
 

@@ -15,12 +15,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import cases, report
-from .cases import FULL, QUICK, Config
-from .cbuild import BuildError, build
-from .machine import describe
-from .pyops import batch_path
-from .subjects import created_with
+from pybpf.bench import cases
+from pybpf.bench import report
+from pybpf.bench.cases import FULL, QUICK, Config
+from pybpf.bench.cbuild import BuildError, build
+from pybpf.bench.machine import describe
+from pybpf.bench.pyops import batch_path
+from pybpf.bench.subjects import created_with
 
 __all__ = ["FULL", "QUICK", "Config", "bench_command", "run"]
 

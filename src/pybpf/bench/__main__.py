@@ -2,7 +2,7 @@
 
 import typer
 
-from . import bench_command
+from pybpf.bench import bench_command
 
 if __name__ == "__main__":
     typer.run(bench_command)

@@ -18,9 +18,9 @@ from statistics import median
 
 import numpy as np
 
-from . import pyops
-from .cbuild import CBaseline, Sample
-from .subjects import checksum, create_map, fill, pattern, read_all
+from pybpf.bench import pyops
+from pybpf.bench.cbuild import CBaseline, Sample
+from pybpf.bench.subjects import checksum, create_map, fill, pattern, read_all
 
 __all__ = ["FULL", "QUICK", "Config", "Result", "run_all"]
 

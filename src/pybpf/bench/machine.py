@@ -11,8 +11,9 @@ import subprocess
 
 import numpy as np
 
-from .. import LIBBPF_VERSION, __version__
-from .cbuild import compiler_version
+from pybpf import LIBBPF_VERSION
+from pybpf import __version__
+from pybpf.bench.cbuild import compiler_version
 
 __all__ = ["describe"]
 

@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .. import _libbpf
-from .._libbpf import ffi, lib
-from ..maps import Map
-from .cbuild import Sample
-from .subjects import KEY_SIZE, checksum, key_objects, pattern, value_objects
+from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.maps.map import Map
+from pybpf.bench.cbuild import Sample
+from pybpf.bench.subjects import KEY_SIZE, checksum, key_objects, pattern, value_objects
 
 __all__ = ["batch", "batch_path", "copy", "gather", "lookup", "lookup_cffi_floor", "scalar", "update",
            "update_batch"]

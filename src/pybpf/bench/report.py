@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .cases import ALL, Config, Result
+from pybpf.bench.cases import ALL, Config, Result
 
 __all__ = ["BARS", "plot", "ratios", "render", "to_json"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _libbpf
-from .._libbpf import ffi, lib
-from ..maps import MAP_TYPES, Map
+from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.maps.map import MAP_TYPES, Map
 
 __all__ = [
     "KEY_SIZE",

@@ -1,7 +1,7 @@
 """The ``pybpf`` command: inspect objects, dump BTF, load and run programs, list the kernel's.
 
-A thin typer app over the public API (``pybpf``, ``pybpf.spec``, ``pybpf.btf``,
-``pybpf.info``, ``pybpf.cheader``): whatever a command shows, a program can
+A thin typer app over the public API (``pybpf``, ``pybpf.spec.elf``, ``pybpf.btf.types``,
+``pybpf.kernel.info``, ``pybpf.cheader``): whatever a command shows, a program can
 get from the library too. Each command lives in its own module; this one
 only wires them together and holds the global ``--debug`` switch.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import typer
 
-from .btf import btf_app
-from .demo import demo_command
-from .inspect import inspect_command
-from .kernel import map_app, prog_app
-from .render import fail, guarded, set_debug
-from .run import load_command, test_run_command
+from pybpf.cli.btf import btf_app
+from pybpf.cli.demo import demo_command
+from pybpf.cli.inspect import inspect_command
+from pybpf.cli.kernel import map_app, prog_app
+from pybpf.cli.render import fail, guarded, set_debug
+from pybpf.cli.run import load_command, test_run_command
 
 __all__ = ["app", "main"]
 

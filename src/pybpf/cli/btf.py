@@ -2,7 +2,7 @@
 
 C output is :func:`pybpf.cheader.dump_c`, byte for byte: ``pybpf btf dump
 --kernel`` is the committed ``vmlinux/vmlinux.h`` when run on the kernel it
-was generated from. JSON comes from the pure parser :mod:`pybpf.btf`. Every
+was generated from. JSON comes from the pure parser :mod:`pybpf.btf.types`. Every
 input is parsed purely first, so a malformed file gets pybpf's one-line
 error before libbpf ever sees it.
 """
@@ -18,11 +18,11 @@ from typing import Any, Optional
 
 import typer
 
-from pybpf.btf import Btf, BtfType
+from pybpf.btf.types import Btf, BtfType
 from pybpf.cheader import KERNEL_BTF, dump_c
 from pybpf.errors import BpfError, ObjectFormatError
 
-from .render import guarded, print_json, usage_error
+from pybpf.cli.render import guarded, print_json, usage_error
 
 __all__ = ["btf_app", "type_json", "closure"]
 

@@ -18,9 +18,9 @@ import typer
 from rich.live import Live
 
 import pybpf
-from pybpf.syscalls import syscall_name
+from pybpf.kernel.syscalls import syscall_name
 
-from .render import console, guarded, print_json, table
+from pybpf.cli.render import console, guarded, print_json, table
 
 __all__ = ["demo_command", "snapshot"]
 

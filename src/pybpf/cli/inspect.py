@@ -1,6 +1,6 @@
 """``pybpf inspect``: what a ``.bpf.o`` (or a BTF blob) contains, without the kernel.
 
-Pure parsing through :mod:`pybpf.spec` and :mod:`pybpf.btf`: no bpf() syscall,
+Pure parsing through :mod:`pybpf.spec.elf` and :mod:`pybpf.btf.types`: no bpf() syscall,
 no root. :func:`describe` builds the JSON document (keys ``programs``,
 ``maps``, ``globals``, ``core_relocations``, ``btf``) and the tables are drawn
 from that same document, so both always agree.
@@ -16,11 +16,11 @@ import numpy as np
 import typer
 from rich.console import Group
 
-from pybpf.btf import Btf
+from pybpf.btf.types import Btf
 from pybpf.errors import BpfError, ObjectFormatError
-from pybpf.spec import MapSpec, ObjectSpec
+from pybpf.spec.elf import MapSpec, ObjectSpec
 
-from .render import console, guarded, print_json, short, table, usage_error
+from pybpf.cli.render import console, guarded, print_json, short, table, usage_error
 
 __all__ = ["describe", "describe_btf", "inspect_command"]
 

@@ -1,6 +1,6 @@
 """``pybpf prog list|show`` and ``pybpf map list|show|dump``: what the kernel holds now.
 
-Like ``bpftool prog/map``, read through :mod:`pybpf.info` (ids and
+Like ``bpftool prog/map``, read through :mod:`pybpf.kernel.info` (ids and
 ``BPF_OBJ_GET_INFO_BY_FD``) and :class:`pybpf.Map` (``Map.from_id`` and
 ``lookup_batch``, typed from the map's BTF). Needs CAP_SYS_ADMIN.
 """
@@ -18,10 +18,10 @@ import numpy as np
 import typer
 
 import pybpf
-from pybpf import info
+from pybpf.kernel import info
 from pybpf.errors import BpfError
 
-from .render import console, guarded, jsonable, print_json, short, table
+from pybpf.cli.render import console, guarded, jsonable, print_json, short, table
 
 __all__ = ["prog_app", "map_app", "programs", "maps", "map_entries"]
 

@@ -26,8 +26,8 @@ from rich.text import Text
 import pybpf
 from pybpf.errors import BpfError, VerifierError
 
-from .kernel import map_entries
-from .render import (EXIT_ERROR, console, err_console, guarded, jsonable, print_json, short, table,
+from pybpf.cli.kernel import map_entries
+from pybpf.cli.render import (EXIT_ERROR, console, err_console, guarded, jsonable, print_json, short, table,
                      usage_error)
 
 __all__ = ["load_command", "test_run_command", "snapshot", "verifier_report"]

@@ -1,0 +1,268 @@
+"""What every kernel -> user event reader shares: ``EventSource`` and record-type checks.
+
+``EventSource`` is an epoll set plus an eventfd that ``close()`` signals, so a
+``poll()`` waiting in another thread (or an ``async for``) ends cleanly, and a
+count of running calls, so the resources are released by whichever of
+``close()`` or the last running call comes last: ``close()`` never frees
+memory under a running call.  ``RingBuffer``, ``RingBufferSet`` and
+``PerfBuffer`` are EventSources; they provide ``_take()`` (what ``poll()``
+returns, without waiting) and ``_free()``.
+
+Also here: ``check_map`` and ``record_dtype`` (the map-type and record-type
+checks the readers and ``UserRingBuffer`` share) and ``map_ring`` (a Python
+mmap of a map fd, with typed errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import select
+import threading
+import time
+import warnings
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from pybpf.errors import BpfError, BpfPermissionError, ClosedError, RecordFormatError, WrongMapTypeError
+from pybpf.maps.map import Map
+
+__all__ = ["EventSource", "check_map", "limit", "map_ring", "record_dtype"]
+
+NAP = 0.01  # seconds between looks at a source whose fd cannot tell news (see EventSource._nap)
+
+
+def check_map(map: Map, wanted: str, reader: str) -> None:
+    """Raise a clear error unless ``map`` is a pybpf Map of type ``wanted``."""
+    if not isinstance(map, Map):
+        raise TypeError(f"{reader} needs a pybpf.Map, got {type(map).__name__}")
+    if map.type != wanted:
+        raise WrongMapTypeError(f"{reader} needs a {wanted} map, but map {map.name!r} is a {map.type} map")
+
+
+def record_dtype(map: Map, dtype: Any, reader: str) -> np.dtype | None:
+    """``dtype`` as a numpy dtype: a dtype-like, or the name of a BTF struct of the map's object."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and not _is_numpy_name(dtype):
+        btf = map._obj.btf if map._obj is not None else map._btf
+        if btf is None:
+            raise RecordFormatError(f"{reader} of map {map.name!r}: cannot resolve struct {dtype!r}: "
+                                    f"the map's object has no BTF; give a numpy dtype")
+        try:
+            resolved = btf.dtype(btf.find(dtype, "struct"))
+        except KeyError:
+            raise RecordFormatError(f"{reader} of map {map.name!r}: the object's BTF has no struct "
+                                    f"{dtype!r}") from None
+    else:
+        try:
+            resolved = np.dtype(dtype)
+        except TypeError as exc:
+            raise RecordFormatError(f"{reader} of map {map.name!r}: {dtype!r} is not a dtype ({exc})") from None
+    if resolved.itemsize == 0 or resolved.hasobject:
+        raise RecordFormatError(f"{reader} of map {map.name!r}: dtype {resolved} cannot hold a record "
+                                f"(it must be a fixed-size, non-object dtype)")
+    return resolved
+
+
+def _is_numpy_name(text: str) -> bool:
+    try:
+        np.dtype(text)
+        return True
+    except TypeError:
+        return False
+
+
+
+def limit(max_records: int | None) -> int:
+    """``max_records`` as a count (None: no limit); negative counts are refused."""
+    if max_records is None:
+        return 1 << 62
+    if max_records < 0:
+        raise ValueError(f"max_records must be >= 0, not {max_records}")
+    return int(max_records)
+
+
+def map_ring(fd: int, length: int, offset: int, writable: bool, what: str) -> mmap.mmap:
+    """A shared Python mmap of ``length`` bytes of map ``fd`` at ``offset`` (typed errors)."""
+    prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+    try:
+        return mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=prot, offset=offset)
+    except PermissionError as exc:
+        raise BpfPermissionError(f"cannot mmap {what}: {exc.strerror}", exc.errno,
+                                 capability="CAP_BPF") from None
+    except OSError as exc:
+        raise BpfError(f"cannot mmap {what}: {exc.strerror}", exc.errno) from None
+
+
+class EventSource(ABC):
+    """An epoll set plus an eventfd, and a count of the calls using them.
+
+    ``close()`` never blocks and never frees memory under a running call: it
+    marks the source closed and signals the eventfd (which stays readable, so
+    every present and future wait returns at once); whichever of ``close()``
+    or the last running call comes last releases the resources.
+    """
+
+    _what = "event source"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._closed = True       # the subclass opens it once fully built
+        self._released = False
+        self._epoll = select.epoll()
+        try:
+            self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        except BaseException:
+            self._epoll.close()
+            raise
+        self._epoll.register(self._wake, select.EPOLLIN)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fileno(self) -> int:
+        """An fd that polls readable when there is something to read (or after close)."""
+        self._check()
+        return self._epoll.fileno()
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedError(self._what)
+
+    def _enter(self) -> None:
+        with self._lock:
+            if self._closed:
+                raise ClosedError(self._what)
+            self._active += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            release = self._closed and self._active == 0 and not self._released
+            if release:
+                self._released = True
+        if release:
+            self._release()
+
+    def _wait(self, timeout: float | None) -> list[int] | None:
+        """Ready fds (other than the eventfd) within ``timeout`` s; None once closed."""
+        if self._nap():
+            # The fd is readable without news: nap on the eventfd alone (close() ends it).
+            select.select([self._wake], [], [], NAP if timeout is None else min(max(timeout, 0.0), NAP))
+            return None if self._closed else []
+        events = self._epoll.poll(-1 if timeout is None else max(float(timeout), 0.0))
+        if self._closed:
+            return None
+        return [fd for fd, _ in events if fd != self._wake]
+
+    def _nap(self) -> bool:
+        """True while the fd may poll readable with nothing to take (then waits are short naps)."""
+        return False
+
+    def close(self) -> None:
+        """Stop: wake every waiter, then release fds and mappings. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.eventfd_write(self._wake, 1)
+            release = self._active == 0 and not self._released
+            if release:
+                self._released = True
+        if release:
+            self._release()
+
+    def _release(self) -> None:
+        try:
+            self._free()
+        finally:
+            self._epoll.close()
+            os.close(self._wake)
+
+    def _free(self) -> None:
+        """Release what the subclass owns (called once, with no call running)."""
+
+    @abstractmethod
+    def _take(self) -> Any:
+        """What ``poll`` returns, without waiting."""
+
+    @abstractmethod
+    def _empty(self) -> Any:
+        """An empty result of the type ``poll`` returns."""
+
+    def poll(self, timeout: float | None = None) -> Any:
+        """Wait up to ``timeout`` seconds (None: forever) for events, then take them.
+
+        Returns what is available right away, if anything; an empty result on
+        timeout or when ``close()`` ends the wait.
+        """
+        self._enter()
+        try:
+            deadline = None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
+            while True:
+                found = self._take()
+                if len(found) if not isinstance(found, int) else found:
+                    return found
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return self._empty()
+                # A wake-up with nothing to take (a busy record, a napping source) waits again.
+                if self._wait(left) is None:
+                    return self._empty()
+        finally:
+            self._leave()
+
+    def __aiter__(self) -> EventSource:
+        return self
+
+    async def __anext__(self) -> Any:
+        """``async for batch in source``: each non-empty batch, until close()."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                self._enter()
+            except ClosedError:
+                raise StopAsyncIteration from None
+            try:
+                found = self._take()
+                if len(found) if not isinstance(found, int) else found:
+                    return found
+                if self._nap():
+                    await asyncio.sleep(NAP)
+                    continue
+                ready: asyncio.Future[None] = loop.create_future()
+                fd = self._epoll.fileno()
+                loop.add_reader(fd, _resolve, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(fd)
+                if self._closed:
+                    raise StopAsyncIteration
+            finally:
+                self._leave()
+
+    def __enter__(self) -> EventSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"{self._what} was never closed; closing it now", ResourceWarning, stacklevel=2)
+            try:
+                self.close()
+            except Exception:
+                pass
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

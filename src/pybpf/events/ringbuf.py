@@ -1,0 +1,458 @@
+"""``RingBuffer``: events from a ``BPF_MAP_TYPE_RINGBUF`` map, in numpy batches.
+
+Three ways to read fixed-size records, from safest to fastest:
+
+- ``drain()`` copies the available records out (one memcpy per chunk) and
+  returns a record array that owns its memory;
+- ``borrow()`` yields a read-only record view straight over the ring's mmapped
+  data area, with no copy (see its docstring for the one rule it adds);
+- ``on_event(fn)`` / ``callback=`` calls ``fn`` once per record.
+
+``drain_bytes()`` reads variable-size records.  ``poll()``, ``fileno()`` and
+``async for`` come from ``EventSource`` (events.py); the reading itself from
+``RingReader`` (ringreader.py) on x86-64, whose total store order makes plain
+loads and stores the acquire/release pair the kernel expects.  Elsewhere
+(``reader="libbpf"``, or any other architecture) libbpf's
+``ring_buffer__consume`` reads, with its barriers, and records are copied from
+its callback.  ``RingBufferSet`` waits on several ring buffers at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+import select
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.errors import BpfError, BufferFullError, ClosedError, RecordFormatError, WrongMapTypeError
+from pybpf.events.base import EventSource, check_map, limit, record_dtype
+from pybpf.maps.map import Map
+from pybpf.events.ringreader import HDR_SIZE, TSO, RingReader
+
+__all__ = [
+    "BorrowActiveError",
+    "BufferFullError",
+    "EventSource",
+    "RecordFormatError",
+    "RingBuffer",
+    "RingBufferSet",
+    "WrongMapTypeError",
+    "record_dtype",
+]
+
+
+class BorrowActiveError(BpfError, RuntimeError):
+    """``borrow()`` was called while another ``borrow()`` block of the same ring buffer is open."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, errno.EBUSY)
+
+
+class Borrow:
+    """What ``RingBuffer.borrow()`` returns: ``with`` it to get the records view."""
+
+    __slots__ = ("_limit", "_open", "_rb")
+
+    def __init__(self, rb: RingBuffer, max_records: int) -> None:
+        self._rb = rb
+        self._limit = max_records
+        self._open = False
+
+    def __enter__(self) -> np.ndarray:
+        if self._open:
+            raise BorrowActiveError(f"this borrow() of {self._rb._what} is already open")
+        batch = self._rb._open_borrow(self._limit)
+        self._open = True
+        return batch  # no reference kept here: the pin's weakref must be able to die
+
+    def __exit__(self, *exc: object) -> None:
+        if self._open:
+            self._open = False
+            self._rb._close_borrow()
+
+
+class RingBuffer(EventSource):
+    """Reader of a BPF ring buffer map.
+
+    ``dtype`` (a numpy dtype, or the name of a BTF struct of the map's object)
+    makes ``drain()``/``poll()`` return numpy record arrays; without it they
+    return lists of ``bytes`` (variable-size records). ``callback`` (or
+    ``on_event``) switches ``poll()`` to calling it once per record.
+    ``reader``: ``"numpy"`` (x86-64 only), ``"libbpf"``, or ``"auto"``.
+    """
+
+    def __init__(self, map: Map, dtype: Any = None, *, callback: Callable[[Any], Any] | None = None,
+                 reader: str = "auto") -> None:
+        self._closed = True  # until fully built (keeps __del__ quiet on failure)
+        check_map(map, "ringbuf", "RingBuffer")
+        if reader not in ("auto", "numpy", "libbpf"):
+            raise ValueError(f"reader must be 'auto', 'numpy' or 'libbpf', not {reader!r}")
+        if reader == "numpy" and not TSO:
+            raise BpfError(f"the numpy ring buffer reader needs x86-64 memory ordering; "
+                           f"this is {platform.machine()}: use reader='libbpf'", errno.EINVAL)
+        self.name = map.name
+        self._what = f"ring buffer {map.name}"
+        self.dtype = record_dtype(map, dtype, "RingBuffer")
+        self.size = int(map.max_entries)
+        if self.dtype is not None and self.dtype.itemsize + HDR_SIZE > self.size:
+            raise RecordFormatError(f"RingBuffer of map {map.name!r}: a {self.dtype.itemsize}-byte record "
+                                    f"cannot fit in a {self.size}-byte ring")
+        self._use_libbpf = reader == "libbpf" or not TSO
+        self._callback = callback
+        self._unseen: Any = None                  # callback mode: rest of a batch after fn raised
+        self._error: BaseException | None = None
+        self._pending: deque[bytes] = deque()     # libbpf reader: records beyond max_records
+        self._rb: Any = ffi.NULL                  # libbpf ring_buffer (callback mode / libbpf reader)
+        self._cb_handle: Any = None
+        self._read_lock = threading.Lock()
+        self._borrowing = False                   # a borrow() block is open
+        self._fd = os.dup(map.fd)
+        try:
+            super().__init__()
+            self._epoll.register(self._fd, select.EPOLLIN)
+            self._reader = RingReader(self._fd, self.size, self.dtype, self._what)
+        except BaseException:
+            self._free_partial()
+            raise
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.available_bytes} bytes pending"
+        return f"<RingBuffer {self.name} size={self.size} dtype={self.dtype} {state}>"
+
+    # ---- state ---------------------------------------------------------
+
+    @property
+    def available_bytes(self) -> int:
+        """Bytes committed or reserved but not yet read (headers included)."""
+        self._check()
+        return self._reader.unread()
+
+    @property
+    def pinned_bytes(self) -> int:
+        """Bytes already read but still held from producers by borrowed views that may be alive."""
+        self._check()
+        return self._reader.pinned()
+
+    def _free_partial(self) -> None:
+        if hasattr(self, "_wake"):
+            self._release()  # the epoll, the eventfd and (through _free) the fd
+        else:  # EventSource.__init__ failed and cleaned up after itself
+            os.close(self._fd)
+
+    def _free(self) -> None:
+        if self._rb != ffi.NULL:
+            lib.ring_buffer__free(self._rb)
+            self._rb = ffi.NULL
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.close()
+        os.close(self._fd)
+
+    # ---- batch reading -----------------------------------------------------
+
+    def _need_dtype(self, call: str) -> None:
+        if self.dtype is None:
+            raise RecordFormatError(f"{self._what} was opened without a dtype: use drain_bytes(), "
+                                    f"or give RingBuffer(map, dtype=...) to use {call}")
+
+    def drain(self, max_records: int | None = None) -> np.ndarray:
+        """Every committed record (up to ``max_records``) as a numpy record array.
+
+        The result owns its memory: a strided view (one record every
+        ``8 + itemsize`` rounded to 8 bytes) over one private copy of the
+        ring's bytes.  A record whose size differs from the dtype's itemsize
+        raises ``RecordFormatError`` and stays in the ring (records before it
+        are returned first, and the error comes on the next call).
+        """
+        self._need_dtype("drain()")
+        lim = limit(max_records)
+        self._enter()
+        try:
+            with self._read_lock:
+                if self._unseen is not None:  # left by a callback that raised
+                    batch = self._unseen
+                    if len(batch) > lim:
+                        batch, self._unseen = batch[:lim], batch[lim:]
+                    else:
+                        self._unseen = None
+                    return batch
+                if self._use_libbpf:
+                    return self._drain_libbpf(lim)
+                self._reader.settle()
+                return self._reader.drain_fixed(lim)
+        finally:
+            self._leave()
+
+    def borrow(self, max_records: int | None = None) -> Borrow:
+        """``with rb.borrow() as batch:`` -- the available records, zero-copy, read-only.
+
+        ``batch`` is a read-only record array over the ring's own memory: no
+        copy, and the records stay in the ring (producers cannot reuse their
+        space) for as long as ``batch`` or anything derived from it (slices,
+        fields, ``np.void`` records, ``np.asarray``) is alive.  The batch is a
+        run of whole, committed records of the dtype, in order, from the read
+        position: it ends before the first busy, discarded or differently
+        sized record (discarded records at its start are skipped), so a batch
+        may hold fewer records than are available; borrow again for the rest.
+        A differently sized first record raises ``RecordFormatError`` and
+        stays in the ring.
+
+        When the block ends, the ring space is given back to producers at once
+        if no view of the batch is left; otherwise it stays pinned and is
+        given back by the first ``drain()``/``borrow()``/``poll()``/
+        ``release_pending()`` after the last view dies.  Note that the
+        ``as`` name itself is such a view: ``del batch`` at the end of the
+        block (or let it be rebound) to free the space early.  Escaped views
+        make the ring look fuller to producers (they drop records sooner),
+        keep ``fileno()`` readable, and turn ``poll()`` waits into 10 ms naps.
+
+        Only one borrow block per ring buffer may be open at a time
+        (``BorrowActiveError``); ``drain()`` and ``poll()`` inside it read the
+        records after the batch.  With the libbpf reader (not x86-64, or
+        ``reader="libbpf"``) the batch is a read-only copy.
+        """
+        self._check()
+        self._need_dtype("borrow()")
+        return Borrow(self, limit(max_records))
+
+    def _open_borrow(self, lim: int) -> np.ndarray:
+        self._enter()
+        try:
+            with self._read_lock:
+                if self._borrowing:
+                    raise BorrowActiveError(f"{self._what} already has an open borrow() block: leave it "
+                                            f"before borrowing again")
+                if self._unseen is not None or self._use_libbpf:  # copies: made read-only alike
+                    batch, self._unseen = self._unseen, None
+                    if batch is None:
+                        batch = self._drain_libbpf(lim)
+                    batch.flags.writeable = False
+                else:  # read-only already: the data area is mapped PROT_READ
+                    self._reader.settle()
+                    batch = self._reader.borrow(*self._reader.span(lim))
+                self._borrowing = True
+                return batch
+        finally:
+            self._leave()
+
+    def _close_borrow(self) -> None:
+        with self._read_lock:
+            self._borrowing = False
+            if not self._closed:
+                self._reader.settle()
+
+    def release_pending(self) -> int:
+        """Give producers back the ring space of borrowed views that have died.
+
+        Returns the bytes still pinned by live views (0: nothing held back).
+        """
+        self._enter()
+        try:
+            with self._read_lock:
+                return self._reader.settle()
+        finally:
+            self._leave()
+
+    def drain_bytes(self, max_records: int | None = None) -> list[bytes]:
+        """Every committed record (up to ``max_records``) as bytes, whatever its size."""
+        lim = limit(max_records)
+        self._enter()
+        try:
+            with self._read_lock:
+                if self._use_libbpf:
+                    return self._consume_libbpf(lim)
+                self._reader.settle()
+                return self._reader.drain_var(lim)
+        finally:
+            self._leave()
+
+    # ---- libbpf's consumer: other architectures, and callback mode -----------
+
+    def _libbpf_ring(self) -> Any:
+        if self._rb == ffi.NULL:
+            self._cb_handle = ffi.callback("int(void *, void *, size_t)", self._on_sample)
+            self._rb = _libbpf.check_ptr(lib.ring_buffer__new(self._fd, self._cb_handle, ffi.NULL, ffi.NULL),
+                                         f"ring_buffer__new for {self._what}")
+        return self._rb
+
+    def _on_sample(self, ctx: Any, data: Any, size: int) -> int:
+        try:
+            raw = ffi.buffer(data, size)[:]
+            if self._callback is None:
+                self._pending.append(raw)
+                return 0
+            if self.dtype is not None:
+                if size != self.dtype.itemsize:
+                    raise RecordFormatError(f"{self._what}: a {size}-byte record does not match dtype "
+                                            f"{self.dtype} ({self.dtype.itemsize} bytes)")
+                self._callback(np.frombuffer(raw, self.dtype)[0])
+            else:
+                self._callback(raw)
+            return 0
+        except BaseException as exc:  # never unwind into C; re-raised after the consume
+            self._error = exc
+            return -1
+
+    def _run_libbpf(self) -> int:
+        count = lib.ring_buffer__consume(self._libbpf_ring())
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        return int(_libbpf.check(count, f"consuming {self._what}"))
+
+    def _consume_libbpf(self, limit: int) -> list[bytes]:
+        if len(self._pending) < limit:
+            callback, self._callback = self._callback, None
+            try:
+                self._run_libbpf()
+            finally:
+                self._callback = callback
+        return [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+
+    def _drain_libbpf(self, limit: int) -> np.ndarray:
+        assert self.dtype is not None
+        size = self.dtype.itemsize
+        records = self._consume_libbpf(limit)
+        wrong = next((r for r in records if len(r) != size), None)
+        if wrong is not None:  # keep them for drain_bytes(): nothing is lost
+            self._pending.extendleft(reversed(records))
+            raise RecordFormatError(f"{self._what}: a {len(wrong)}-byte record does not match dtype "
+                                    f"{self.dtype} ({size} bytes); the batch was left unread (use drain_bytes())")
+        return np.frombuffer(b"".join(records), self.dtype)
+
+    def on_event(self, fn: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+        """Call ``fn(record)`` once per record in ``poll()``/``consume()`` (None: back to batches).
+
+        ``record`` is a numpy record (with a dtype) or bytes. Usable as a decorator.
+        """
+        self._check()
+        self._callback = fn
+        return fn
+
+    def consume(self) -> int:
+        """Callback mode: call the callback for every committed record now; returns how many."""
+        self._enter()  # a closed buffer says so before anything else
+        if self._callback is None:
+            self._leave()
+            raise BpfError(f"{self._what} has no callback: use drain(), or on_event(fn) first", errno.EINVAL)
+        try:
+            with self._read_lock:
+                if self._use_libbpf:
+                    return self._run_libbpf()
+                return self._dispatch()
+        finally:
+            self._leave()
+
+    def _dispatch(self) -> int:
+        # Same batch reader, then one Python call per record: no C -> Python callback per event.
+        batch = self._unseen
+        self._unseen = None
+        if batch is None:
+            self._reader.settle()
+            batch = (self._reader.drain_fixed(1 << 62) if self.dtype is not None
+                     else self._reader.drain_var(1 << 62))
+        fn = self._callback
+        done = 0
+        try:
+            for record in batch:
+                done += 1
+                fn(record)  # type: ignore[misc]
+        except BaseException:
+            if done < len(batch):  # keep the rest for the next consume(); the failing one is done
+                self._unseen = batch[done:]
+            raise
+        return done
+
+    # ---- EventSource hooks ---------------------------------------------------------
+
+    def _nap(self) -> bool:
+        # Pinned space keeps the map fd readable, and the kernel's adaptive wake-up
+        # (only when the consumer has caught up) stops waking a consumer held back.
+        try:
+            self._enter()
+        except ClosedError:
+            return False
+        try:
+            return not self._use_libbpf and self._reader.pinned() > 0
+        finally:
+            self._leave()
+
+    def _take(self) -> Any:
+        if self._callback is not None:
+            return self.consume()
+        return self.drain() if self.dtype is not None else self.drain_bytes()
+
+    def _empty(self) -> Any:
+        if self._callback is not None:
+            return 0
+        return np.empty(0, self.dtype) if self.dtype is not None else []
+
+
+class RingBufferSet(EventSource):
+    """Several RingBuffers waited on together (one epoll over theirs).
+
+    ``poll()`` returns ``[(ring_buffer, batch), ...]`` for those with events.
+    The set does not own its members: close them yourself; a closed member
+    simply drops out of the set.
+    """
+
+    _what = "ring buffer set"
+
+    def __init__(self, *members: RingBuffer) -> None:
+        self._closed = True
+        for rb in members:
+            if not isinstance(rb, RingBuffer):
+                raise TypeError(f"RingBufferSet holds RingBuffers, got {type(rb).__name__}")
+            rb._check()
+        super().__init__()
+        self._members: dict[int, RingBuffer] = {}
+        self._closed = False
+        for rb in members:
+            self.add(rb)
+
+    def add(self, rb: RingBuffer) -> None:
+        self._check()
+        fd = rb.fileno()
+        self._epoll.register(fd, select.EPOLLIN)
+        self._members[fd] = rb
+
+    @property
+    def members(self) -> list[RingBuffer]:
+        return [rb for rb in self._members.values() if not rb.closed]
+
+    def _take(self) -> list[tuple[RingBuffer, Any]]:
+        found = []
+        for fd, rb in list(self._members.items()):
+            if rb.closed:
+                self._drop(fd)
+                continue
+            try:
+                batch = rb._take()
+            except ClosedError:
+                self._drop(fd)
+                continue
+            if len(batch) if not isinstance(batch, int) else batch:
+                found.append((rb, batch))
+        return found
+
+    def _drop(self, fd: int) -> None:
+        self._members.pop(fd, None)
+        try:
+            self._epoll.unregister(fd)
+        except OSError:
+            pass  # already gone with the member's epoll fd
+
+    def _empty(self) -> list[tuple[RingBuffer, Any]]:
+        return []
+
+    def _nap(self) -> bool:
+        return any(rb._nap() for rb in self.members)

@@ -1,0 +1,124 @@
+"""``UserRingBuffer``: user space -> BPF samples over a ``BPF_MAP_TYPE_USER_RINGBUF`` map.
+
+A UserRingBuffer owns one libbpf ``user_ring_buffer`` (its own mmaps of the
+map) and is the single producer libbpf requires: submissions are serialised
+by a lock.  BPF programs consume the samples with ``bpf_user_ringbuf_drain``.
+Needs libbpf >= 1.1 and kernel >= 6.1; otherwise ``NotSupportedError``.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import warnings
+from typing import Any
+
+import numpy as np
+
+from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.errors import BufferFullError, ClosedError, NotSupportedError, RecordFormatError
+from pybpf.events.base import check_map, record_dtype
+from pybpf.maps.map import Map
+from pybpf.maps.codec import to_bytes
+
+__all__ = ["UserRingBuffer"]
+
+
+class UserRingBuffer:
+    """Producer side of a user ring buffer.
+
+    ``submit(value)`` writes one sample: bytes, or (with a ``dtype``) anything
+    numpy turns into one record of it. ``submit_many(records)`` writes each
+    record of an array. ``timeout`` (seconds) waits for room; without it a full
+    ring raises ``BufferFullError`` at once.
+    """
+
+    def __init__(self, map: Map, dtype: Any = None) -> None:
+        self._ptr: Any = ffi.NULL
+        if not _libbpf.has_symbol("user_ring_buffer__new"):
+            raise NotSupportedError(f"user ring buffers need libbpf >= 1.1; this is {_libbpf.VERSION_STRING}",
+                                    feature="user_ring_buffer")
+        check_map(map, "user_ringbuf", "UserRingBuffer")
+        self.name = map.name
+        self._what = f"user ring buffer {map.name}"
+        self.dtype = record_dtype(map, dtype, "UserRingBuffer")
+        self._lock = threading.Lock()
+        with _libbpf.capture() as log:
+            ptr = lib.user_ring_buffer__new(map.fd, ffi.NULL)
+        if ptr == ffi.NULL:
+            raise _libbpf.make_error(ffi.errno or errno.EINVAL, f"user_ring_buffer__new for {self._what}",
+                                     log=log.text)
+        self._ptr = ptr
+
+    def __repr__(self) -> str:
+        return f"<UserRingBuffer {self.name} dtype={self.dtype}{' closed' if self.closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr == ffi.NULL
+
+    def _encode(self, value: Any) -> bytes:
+        if self.dtype is None:
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"{self._what} has no dtype: submit bytes, not {type(value).__name__}")
+            return bytes(value)
+        if isinstance(value, np.ndarray) and value.size != 1:
+            raise RecordFormatError(f"{self._what}: submit() takes one record, got {value.size}; "
+                                    f"use submit_many()")
+        try:
+            return to_bytes(value, self.dtype, f"sample for {self._what}")
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise RecordFormatError(str(exc).strip("'\"")) from None
+
+    def submit(self, value: Any, *, timeout: float | None = None) -> None:
+        self._put(self._encode(value), timeout)
+
+    def submit_many(self, records: Any, *, timeout: float | None = None) -> int:
+        """Submit every record of ``records`` (array of ``dtype``, or a list of bytes); returns how many."""
+        if self.dtype is not None:
+            array = np.ascontiguousarray(records, dtype=self.dtype).reshape(-1)
+            raw = array.tobytes()
+            size = self.dtype.itemsize
+            items = [raw[i:i + size] for i in range(0, len(raw), size)]
+        else:
+            items = [self._encode(r) for r in records]
+        for item in items:
+            self._put(item, timeout)
+        return len(items)
+
+    def _put(self, data: bytes, timeout: float | None) -> None:
+        if not data:
+            raise RecordFormatError(f"{self._what}: a sample cannot be empty")
+        with self._lock:
+            if self.closed:
+                raise ClosedError(self._what)
+            if timeout is None:
+                sample = lib.user_ring_buffer__reserve(self._ptr, len(data))
+            else:
+                sample = lib.user_ring_buffer__reserve_blocking(self._ptr, len(data), max(int(timeout * 1000), 0))
+            if sample == ffi.NULL:
+                err = ffi.errno or errno.ENOSPC
+                if err in (errno.ENOSPC, errno.ETIMEDOUT, errno.ENODATA):
+                    raise BufferFullError(f"{self._what} has no room for a {len(data)}-byte sample"
+                                          f"{'' if timeout is None else f' after {timeout} s'}")
+                raise _libbpf.make_error(err, f"reserving {len(data)} bytes in {self._what}")
+            ffi.memmove(sample, data, len(data))
+            lib.user_ring_buffer__submit(self._ptr, sample)
+
+    def close(self) -> None:
+        with self._lock:
+            ptr, self._ptr = self._ptr, ffi.NULL
+        if ptr != ffi.NULL:
+            lib.user_ring_buffer__free(ptr)
+
+    def __enter__(self) -> UserRingBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_ptr", ffi.NULL) != ffi.NULL:
+            warnings.warn(f"{self._what} was never closed; closing it now", ResourceWarning, stacklevel=2)
+            self.close()

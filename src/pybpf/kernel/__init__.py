@@ -1,0 +1,1 @@
+"""What the running kernel holds and can do: object info, features, bpffs/tracefs, syscall names."""

@@ -1,0 +1,82 @@
+"""The pseudo file systems BPF depends on: tracefs, bpffs and cgroup v2.
+
+libbpf attaches tracepoints through tracefs and pins objects on bpffs; on
+machines where neither is mounted by default, pybpf mounts them on demand
+(as root) rather than failing with a bare ENOENT.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from pybpf._sys import libbpf as _libbpf
+from pybpf.errors import BpfError
+
+__all__ = ["TRACEFS", "BPFFS_MAGIC", "ensure_tracefs", "ensure_bpffs", "is_bpffs", "cgroup2_root",
+           "mount", "umount"]
+
+TRACEFS = "/sys/kernel/tracing"
+BPFFS_MAGIC = 0xCAFE4A11
+
+def _fs_magic(path: str) -> int | None:
+    return _libbpf.fs_magic(path)
+
+
+mount = _libbpf.mount
+umount = _libbpf.umount
+
+
+def ensure_tracefs() -> str:
+    """Make sure tracefs is mounted where libbpf looks for it; returns its path."""
+    for path in (TRACEFS, "/sys/kernel/debug/tracing"):
+        if os.path.isdir(os.path.join(path, "events")):
+            return path
+    mount("tracefs", TRACEFS, "tracefs")
+    return TRACEFS
+
+
+def is_bpffs(path: str) -> bool:
+    return _fs_magic(path) == BPFFS_MAGIC
+
+
+def ensure_bpffs(path: str = "/sys/fs/bpf") -> str:
+    """Mount a bpffs at ``path`` (created if needed) unless one is already there."""
+    os.makedirs(path, exist_ok=True)
+    if not is_bpffs(path):
+        mount("bpf", path, "bpf")
+    return path
+
+
+def cgroup2_root() -> str:
+    """Where the cgroup v2 hierarchy is mounted."""
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return fields[1]
+    raise BpfError("no cgroup v2 hierarchy is mounted", errno.ENOENT)
+
+
+def check_pin(ret: int, what: str, path: str) -> None:
+    """Raise a pin failure with the reason bpffs actually has (not just "needs a capability")."""
+    if ret >= 0:
+        return
+    err = -ret
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if err in (errno.EPERM, errno.EACCES, errno.EINVAL) and os.path.isdir(directory) \
+            and not is_bpffs(directory):
+        raise BpfError(f"{what}: {directory} is not on a bpffs (mount one: mount -t bpf bpf {directory})",
+                       err)
+    if err in (errno.EPERM, errno.EACCES):
+        if "." in os.path.basename(path):
+            reason = "bpffs does not allow '.' in pin names"
+        else:
+            reason = "permission denied; this needs CAP_SYS_ADMIN (or CAP_BPF with write access)"
+        raise BpfError(f"{what}: {reason}", err)
+    if err == errno.ENOENT:
+        raise BpfError(f"{what}: the directory {directory} does not exist", err)
+    if err == errno.EEXIST:
+        raise BpfError(f"{what}: something is already pinned there", err)
+    raise _libbpf.make_error(err, what)
+

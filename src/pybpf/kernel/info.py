@@ -1,0 +1,202 @@
+"""What the kernel says about loaded programs, maps and BTF objects.
+
+``prog_info``/``map_info`` read ``BPF_OBJ_GET_INFO_BY_FD``; ``program_ids``/
+``map_ids`` walk every id the kernel holds (like ``bpftool prog/map list``);
+``enable_stats`` keeps ``BPF_STATS_RUN_TIME`` on while its handle is open.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.errors import ClosedError
+
+__all__ = ["ProgramInfo", "MapInfo", "StatsHandle", "prog_info", "map_info", "enable_stats",
+           "program_ids", "map_ids", "btf_ids", "open_prog_by_id", "open_map_by_id", "MAP_FLAG_NAMES",
+           "map_flag_names"]
+
+MAP_FLAG_NAMES = {
+    1 << 0: "NO_PREALLOC", 1 << 1: "NO_COMMON_LRU", 1 << 2: "NUMA_NODE", 1 << 3: "RDONLY",
+    1 << 4: "WRONLY", 1 << 5: "STACK_BUILD_ID", 1 << 6: "ZERO_SEED", 1 << 7: "RDONLY_PROG",
+    1 << 8: "WRONLY_PROG", 1 << 9: "CLONE", 1 << 10: "MMAPABLE", 1 << 11: "PRESERVE_ELEMS",
+    1 << 12: "INNER_MAP", 1 << 13: "LINK", 1 << 14: "PATH_FD", 1 << 15: "VTYPE_BTF_OBJ_FD",
+    1 << 16: "TOKEN_FD", 1 << 17: "SEGV_ON_FAULT", 1 << 18: "NO_USER_CONV",
+}
+
+
+def map_flag_names(flags: int) -> list[str]:
+    names = [name for bit, name in MAP_FLAG_NAMES.items() if flags & bit]
+    unknown = flags & ~sum(MAP_FLAG_NAMES)
+    if unknown:
+        names.append(hex(unknown))
+    return names
+
+
+def _boot_time_ns() -> int:
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    id: int
+    type: str
+    name: str
+    tag: str
+    loaded_at: float            # seconds since the epoch
+    uid: int
+    run_cnt: int
+    run_time_ns: int
+    recursion_misses: int
+    xlated_len: int
+    jited_len: int
+    verified_insns: int
+    btf_id: int
+    gpl_compatible: bool
+    map_ids: tuple[int, ...] = field(default=())
+    memlock: int = 0            # bytes charged, from /proc/self/fdinfo
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    id: int
+    type: str
+    type_id: int
+    name: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    btf_id: int
+    btf_key_type_id: int
+    btf_value_type_id: int
+    map_extra: int
+    memlock: int = 0            # bytes charged, from /proc/self/fdinfo
+
+    @property
+    def flag_names(self) -> list[str]:
+        return map_flag_names(self.flags)
+
+
+def _memlock(fd: int) -> int:
+    """The kernel's memlock charge for a BPF fd (its fdinfo has no other source)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as fdinfo:
+            for line in fdinfo:
+                if line.startswith("memlock:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def prog_info(fd: int) -> ProgramInfo:
+    info = ffi.new("struct bpf_prog_info *")
+    size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
+    _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, info, size), "BPF_OBJ_GET_INFO_BY_FD (program)")
+    map_ids: tuple[int, ...] = ()
+    if info.nr_map_ids:
+        ids = ffi.new("__u32[]", info.nr_map_ids)
+        second = ffi.new("struct bpf_prog_info *")
+        second.nr_map_ids = info.nr_map_ids
+        second.map_ids = int(ffi.cast("uintptr_t", ids))
+        size[0] = ffi.sizeof("struct bpf_prog_info")
+        if lib.bpf_obj_get_info_by_fd(fd, second, size) == 0:
+            map_ids = tuple(ids[i] for i in range(min(second.nr_map_ids, info.nr_map_ids)))
+    return ProgramInfo(
+        id=info.id, type=_libbpf.type_name("prog", info.type), name=ffi.string(info.name).decode(),
+        tag=bytes(info.tag).hex(), loaded_at=(_boot_time_ns() + info.load_time) / 1e9,
+        uid=info.created_by_uid, run_cnt=info.run_cnt, run_time_ns=info.run_time_ns,
+        recursion_misses=info.recursion_misses, xlated_len=info.xlated_prog_len,
+        jited_len=info.jited_prog_len, verified_insns=info.verified_insns, btf_id=info.btf_id,
+        gpl_compatible=bool(info.gpl_compatible_bits & 1), map_ids=map_ids, memlock=_memlock(fd))
+
+
+def map_info(fd: int) -> MapInfo:
+    info = ffi.new("struct bpf_map_info *")
+    size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
+    _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, info, size), "BPF_OBJ_GET_INFO_BY_FD (map)")
+    return MapInfo(
+        id=info.id, type=_libbpf.type_name("map", info.type), type_id=info.type,
+        name=ffi.string(info.name).decode(), key_size=info.key_size, value_size=info.value_size,
+        max_entries=info.max_entries, flags=info.map_flags, btf_id=info.btf_id,
+        btf_key_type_id=info.btf_key_type_id, btf_value_type_id=info.btf_value_type_id,
+        map_extra=info.map_extra, memlock=_memlock(fd))
+
+
+def _ids(next_id: object, what: str) -> Iterator[int]:
+    current = ffi.new("__u32 *", 0)
+    while True:
+        ret = next_id(current[0], current)  # type: ignore[operator]
+        if ret == -errno.ENOENT:
+            return
+        _libbpf.check(ret, f"listing {what} ids", capability="CAP_SYS_ADMIN")
+        yield int(current[0])
+
+
+def program_ids() -> Iterator[int]:
+    """Every program id loaded in the kernel (needs CAP_SYS_ADMIN)."""
+    return _ids(lib.bpf_prog_get_next_id, "program")
+
+
+def map_ids() -> Iterator[int]:
+    return _ids(lib.bpf_map_get_next_id, "map")
+
+
+def btf_ids() -> Iterator[int]:
+    return _ids(lib.bpf_btf_get_next_id, "BTF")
+
+
+def open_prog_by_id(prog_id: int) -> int:
+    """A new fd (caller closes it) for program ``prog_id``."""
+    return _libbpf.check(lib.bpf_prog_get_fd_by_id(prog_id), f"opening program id {prog_id}",
+                         capability="CAP_SYS_ADMIN")
+
+
+def open_map_by_id(map_id: int) -> int:
+    return _libbpf.check(lib.bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}",
+                         capability="CAP_SYS_ADMIN")
+
+
+class StatsHandle:
+    """Keeps kernel run-time statistics (run_cnt, run_time_ns) on until closed."""
+
+    def __init__(self) -> None:
+        self._fd = _libbpf.check(lib.bpf_enable_stats(0), "BPF_ENABLE_STATS(BPF_STATS_RUN_TIME)",
+                                 capability="CAP_SYS_ADMIN")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise ClosedError("stats handle")
+        return self._fd
+
+    def __enter__(self) -> StatsHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def enable_stats() -> StatsHandle:
+    """Turn on BPF run-time stats for as long as the returned handle stays open."""
+    return StatsHandle()
+
+
+

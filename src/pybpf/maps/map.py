@@ -1,0 +1,623 @@
+"""``Map``: a BPF map, typed from BTF, used like a dict or read as numpy arrays.
+
+A Map either belongs to an ``Object`` (libbpf owns the fd; the Map borrows it
+and is closed with the object) or owns an fd of its own (``Map.create``,
+``from_pin``, ``from_id``, ``from_fd``, in ``pybpf.maps.create``). Keys and values are numpy scalars,
+records or arrays whose dtypes come from the map's BTF (raw ``V<n>`` bytes
+without BTF, or the dtypes given to ``create``/``from_*``).
+
+Three ways in, by cost:
+
+* per key (``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``, ``get``,
+  ``update``, ``lookup_and_delete``): one ``bpf()`` syscall each, through
+  key/value buffers preallocated per Map (a lock serializes their use, so a
+  Map may be shared between threads);
+* per batch (``lookup_batch``, ``update_batch``, ``delete_batch``,
+  ``lookup_and_delete_batch``, in ``pybpf.maps.batch``): one syscall per chunk,
+  the kernel writing straight into numpy arrays;
+* no syscall at all: ``view()`` of a ``BPF_F_MMAPABLE`` array map, a numpy
+  array over a Python-owned mmap (``pybpf.maps.views``, which documents what a
+  read guarantees while a program writes).
+
+Per map type: array-like maps have every index ``0..max_entries-1`` (an
+index past it raises ``IndexOutOfRangeError``; elements cannot be deleted;
+``len()`` is ``max_entries``). Hash-like maps: ``len()`` counts the entries
+(one batch lookup pass where the kernel supports it, else one syscall per
+key); iteration walks a snapshot of the keys taken when it starts, so
+deleting while iterating is safe. Per-CPU maps: see ``pybpf.maps.layout``.
+Queue/stack: ``push``/``pop``/``peek``. Map-in-map: ``set_inner``/``inner``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pybpf._sys import libbpf as _libbpf
+from pybpf.maps import batch
+from pybpf.kernel import fs
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.btf.types import Btf, raw_dtype
+from pybpf.errors import BpfError, ClosedError, KeyNotFoundError, NotSupportedError
+from pybpf.maps.fastpath import FastPath
+from pybpf._sys.fd import FdRef, holding_fd
+from pybpf.kernel.info import MapInfo, map_flag_names, map_info
+from pybpf.maps.kindops import KindOps
+from pybpf.maps.layout import Layout
+from pybpf.maps.create import DTypeLike, MapConstructors
+from pybpf.maps.kinds import (
+    ARRAY_LIKE,
+    BPF_F_MMAPABLE,
+    BPF_F_RDONLY,
+    BPF_F_RDONLY_PROG,
+    KEYLESS,
+    LOOKUP_ERRORS,
+    MAP_IN_MAP,
+    MAP_TYPES,
+    PER_CPU,
+    UPDATE_ERRORS,
+    UPDATE_FLAGS,
+    IndexOutOfRangeError,
+    update_flag,
+)
+from pybpf.maps.views import MappedMap
+
+if TYPE_CHECKING:
+    from pybpf.object import Object
+
+__all__ = [
+    "BPF_F_MMAPABLE",
+    "BPF_F_RDONLY_PROG",
+    "MAP_TYPES",
+    "UPDATE_FLAGS",
+    "IndexOutOfRangeError",
+    "Map",
+]
+
+
+class Map(MapConstructors, KindOps):
+    """A BPF map. Index it like a dict; ``lookup_batch()`` for numpy arrays; ``view()`` for zero copy."""
+
+    def __init__(self, *, name: str, obj: Object | None = None, ptr: Any = None, fd: int = -1,
+                 btf: Btf | None = None, key_type_id: int = 0, value_type_id: int = 0,
+                 key_dtype: DTypeLike = None, value_dtype: DTypeLike = None,
+                 info: MapInfo | None = None) -> None:
+        self.name = name
+        self._obj = obj
+        self._ptr = ptr
+        self._own_fd = fd            # >= 0 only for maps this handle owns itself
+        self._info = info            # static facts of an owned map (never change after creation)
+        self._btf = btf
+        self._key_type_id = key_type_id
+        self._value_type_id = value_type_id
+        self._closed = False
+        self._ref: FdRef | None = None  # this handle's own fd, once the map exists (see fdref.py)
+        self._mapping: MappedMap | None = None
+        self._key_dtype: np.dtype | None = np.dtype(key_dtype) if key_dtype is not None else None
+        self._value_dtype: np.dtype | None = np.dtype(value_dtype) if value_dtype is not None else None
+        self._keys: Layout | None = None
+        self._values: Layout | None = None
+        self._lock = threading.Lock()      # guards the shared per-key buffers around a syscall
+        self._setup_lock = threading.RLock()  # guards one-time set-up (fd copy, layouts)
+        self._fast: FastPath | None = None  # set once the map exists and its types qualify
+        self._batch_support: dict[str, bool] = {}
+        # facts cached by _layouts() for the per-key path
+        self._type_name: str | None = None
+        self._keyless = False
+        self._outer = False
+        self._index_limit = 0        # > 0: integer keys must stay below it (array maps)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"type={self.type}"
+        return f"<Map {self.name} {state}>"
+
+    # ---- state -------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedError(f"map {self.name}")
+        if self._obj is not None:
+            self._obj._check_open()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or (self._obj is not None and self._obj.closed)
+
+    @property
+    def loaded(self) -> bool:
+        return self._obj is None or self._obj.state == "loaded"
+
+    @property
+    def fd(self) -> int:
+        """This handle's fd (valid until ``close()``; do not close it yourself)."""
+        ref = self._ref
+        if ref is not None and not self._closed:
+            return ref.fd
+        return self._fd_ref().fd
+
+    def _fd_ref(self) -> FdRef:
+        ref = self._ref
+        if ref is not None and not self._closed:
+            return ref
+        self._check()
+        with self._setup_lock:
+            if self._ref is None:
+                if self._obj is None:
+                    fd, self._own_fd = self._own_fd, -1
+                else:
+                    self._obj._check_state("loaded", f"the fd of map {self.name}")
+                    libbpf_fd = lib.bpf_map__fd(self._ptr)
+                    if libbpf_fd < 0:
+                        raise BpfError(f"map {self.name} was not created", errno.ENOENT)
+                    # our own copy: libbpf closes its fd with the object, maybe while a call runs
+                    fd = os.dup(libbpf_fd)
+                self._ref = FdRef(fd, f"map {self.name}")
+            return self._ref
+
+    def close(self) -> None:
+        """Release this handle. Views made by ``view()`` stay valid."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fast = None
+        if self._mapping is not None:
+            self._mapping.try_close()  # if views still use it, the last one unmaps
+            self._mapping = None
+        if self._ref is not None:
+            self._ref.close()  # now, or when the last call in another thread returns
+        if self._own_fd >= 0:
+            os.close(self._own_fd)
+            self._own_fd = -1
+
+    def __enter__(self) -> Map:  # noqa: PYI034 (python 3.10 has no typing.Self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_own_fd", -1) >= 0 or getattr(self, "_ref", None) is not None:
+            self.close()  # safety net; Object-owned maps close with their object
+
+    # ---- description -------------------------------------------------
+
+    def _attr(self, getter: str) -> int:
+        self._check()
+        if self._ptr is not None:
+            return int(getattr(lib, f"bpf_map__{getter}")(self._ptr))
+        return int(getattr(self._static_info, getter))
+
+    @property
+    def _static_info(self) -> MapInfo:
+        if self._info is None:
+            self._info = self.info
+        return self._info
+
+    @property
+    def type_id(self) -> int:
+        self._check()
+        return int(lib.bpf_map__type(self._ptr)) if self._ptr is not None else self._static_info.type_id
+
+    @property
+    def type(self) -> str:
+        if self._type_name is not None and not self._closed:
+            return self._type_name
+        name = _libbpf.type_name("map", self.type_id)
+        if self._ref is not None:
+            self._type_name = name  # fixed once the map exists
+        return name
+
+    @property
+    def key_size(self) -> int:
+        return self._attr("key_size")
+
+    @property
+    def value_size(self) -> int:
+        return self._attr("value_size")
+
+    @property
+    def max_entries(self) -> int:
+        return self._attr("max_entries")
+
+    @max_entries.setter
+    def max_entries(self, value: int) -> None:
+        self._check_settable("max_entries")
+        _libbpf.check(lib.bpf_map__set_max_entries(self._ptr, int(value)), f"max_entries of {self.name}")
+
+    @property
+    def flags(self) -> int:
+        self._check()
+        return int(lib.bpf_map__map_flags(self._ptr)) if self._ptr is not None else self._static_info.flags
+
+    @property
+    def flag_names(self) -> list[str]:
+        return map_flag_names(self.flags)
+
+    @property
+    def info(self) -> MapInfo:
+        """Kernel-side facts (id, type, name, sizes, max_entries, flags, BTF ids)."""
+        return map_info(self.fd)
+
+    @property
+    def id(self) -> int:
+        return self.info.id
+
+    @property
+    def n_cpus(self) -> int:
+        """Value slots per element: the number of possible CPUs for per-CPU maps, else 0."""
+        return _libbpf.num_possible_cpus() if self.type in PER_CPU else 0
+
+    def _check_settable(self, what: str) -> None:
+        self._check()
+        if self._obj is None:
+            raise BpfError(f"{what} of map {self.name} can only be set before its object is loaded",
+                           errno.EINVAL)
+        self._obj._check_state("open", f"setting {what} of map {self.name}")
+
+    @property
+    def key_dtype(self) -> np.dtype:
+        if self._key_dtype is None:
+            self._key_dtype = self._dtype(self._key_type_id, self.key_size)
+        return self._key_dtype
+
+    @property
+    def value_dtype(self) -> np.dtype:
+        """The dtype of one value (of one CPU's value, for per-CPU maps)."""
+        if self._value_dtype is None:
+            if self.type in MAP_IN_MAP and self.value_size == 4:
+                self._value_dtype = np.dtype(np.uint32)  # an inner map's fd going in, its id coming out
+            else:
+                self._value_dtype = self._dtype(self._value_type_id, self.value_size)
+        return self._value_dtype
+
+    @property
+    def key_type_name(self) -> str | None:
+        """The key's C type from BTF (``struct pair``, ``__u32``), or None without BTF."""
+        return self._btf.c_name(self._key_type_id) if self._btf is not None and self._key_type_id else None
+
+    @property
+    def value_type_name(self) -> str | None:
+        return self._btf.c_name(self._value_type_id) if self._btf is not None and self._value_type_id else None
+
+    def ring_buffer(self, dtype: Any = None, **options: Any) -> Any:
+        """A ``pybpf.RingBuffer`` over this ``BPF_MAP_TYPE_RINGBUF`` map."""
+        from pybpf.events.ringbuf import RingBuffer  # ringbuf builds on maps, not the other way round
+        return RingBuffer(self, dtype, **options)
+
+    def _dtype(self, type_id: int, size: int) -> np.dtype:
+        if self._btf is not None and type_id:
+            dtype = self._btf.dtype(type_id)
+            if dtype.itemsize == size:
+                return dtype
+        return raw_dtype(size) if size else np.dtype("V0")
+
+    def _layouts(self) -> tuple[Layout, Layout]:
+        """Key and value layouts with their reusable buffers (built once the map exists)."""
+        keys, values = self._keys, self._values
+        if keys is not None and values is not None:
+            return keys, values
+        with self._setup_lock:  # several threads may make their first call at once
+            if self._keys is not None and self._values is not None:
+                return self._keys, self._values
+            ref = self._fd_ref()  # sizes are final once the map exists
+            key_dtype, value_dtype = self.key_dtype, self.value_dtype
+            for dtype, size, what in ((key_dtype, self.key_size, "key"), (value_dtype, self.value_size, "value")):
+                if dtype.itemsize != size:
+                    raise BpfError(f"map {self.name}: {what} dtype {dtype} has {dtype.itemsize} bytes but "
+                                   f"the map's {what} size is {size}", errno.EINVAL)
+            keys = Layout(key_dtype, self.key_size, f"key of map {self.name}")
+            values = Layout(value_dtype, self.value_size, f"value of map {self.name}", self.n_cpus)
+            for layout in (keys, values):
+                layout.ptr = ffi.from_buffer(layout.buf)  # one cdata for the Map's lifetime
+                if layout.is_int and not layout.ncpus and layout.dtype.byteorder in "=|":
+                    layout.cptr = ffi.cast(f"{'u' if layout.dtype.kind == 'u' else ''}int{8 * layout.size}_t *",
+                                           layout.ptr)
+            kind = self.type
+            self._keyless = kind in KEYLESS
+            self._outer = kind in MAP_IN_MAP
+            self._index_limit = self.max_entries if kind in ARRAY_LIKE and keys.is_int else 0
+            if not (self._keyless or self._outer or values.ncpus):
+                self._fast = FastPath.build(ref, key_dtype, value_dtype, self._index_limit)
+            # published last: other threads read these without the lock
+            self._keys, self._values = keys, values
+            return keys, values
+
+    # ---- pinning and reuse -------------------------------------------
+
+    def pin(self, path: str) -> None:
+        """Pin in a bpffs at ``path`` so the map outlives this process."""
+        self._check()
+        what = f"pinning map {self.name} at {path}"
+        if self._ptr is not None:
+            previous = lib.bpf_map__pin_path(self._ptr)
+            previous = ffi.string(previous) if previous != ffi.NULL else None
+            ret = lib.bpf_map__pin(self._ptr, os.fsencode(path))
+            if ret < 0:  # libbpf keeps the failed path and would refuse any other one later
+                lib.bpf_map__set_pin_path(self._ptr, previous if previous is not None else ffi.NULL)
+            fs.check_pin(ret, what, path)
+        else:
+            fs.check_pin(lib.bpf_obj_pin(self.fd, os.fsencode(path)), what, path)
+
+    def unpin(self, path: str | None = None) -> None:
+        """Remove the pin (``path`` is needed for maps not opened from an object)."""
+        self._check()
+        if self._ptr is not None:
+            c_path = os.fsencode(path) if path else ffi.NULL
+            _libbpf.check(lib.bpf_map__unpin(self._ptr, c_path), f"unpinning map {self.name}")
+        elif path:
+            os.unlink(path)
+        else:
+            raise ValueError("unpin of a map opened by fd needs the pin path")
+
+    def set_pin_path(self, path: str) -> None:
+        """Before load: pin here on load, or reuse the map already pinned here."""
+        self._check_settable("the pin path")
+        _libbpf.check(lib.bpf_map__set_pin_path(self._ptr, os.fsencode(path)), f"pin path of {self.name}")
+
+    def reuse(self, other: Map | int) -> None:
+        """Before load: use an existing map (another Map or an fd) instead of creating one."""
+        self._check_settable("reuse")
+        fd = other.fd if isinstance(other, Map) else int(other)
+        _libbpf.check(lib.bpf_map__reuse_fd(self._ptr, fd), f"reusing fd {fd} for map {self.name}")
+
+    def freeze(self) -> None:
+        """Make the map read-only to user space for good (programs can still write)."""
+        fd = self.fd
+        if self._mapping is not None and self._mapping.writable and self._mapping.try_close():
+            self._mapping = None  # our own cached writable mapping would make the kernel refuse
+        ret = lib.bpf_map_freeze(fd)
+        if ret == -errno.EBUSY:
+            raise BpfError(f"freezing map {self.name}: a writable view or mmap of it is still alive; "
+                           f"drop it (del the array) first", errno.EBUSY)
+        _libbpf.check(ret, f"freezing map {self.name}")
+
+    # ---- element access (one syscall per call) ---------------------------
+
+    def _encode_key(self, keys: Layout, key: Any) -> None:
+        if self._keyless:
+            raise NotSupportedError(f"map {self.name} ({self.type}) has no keys: use push/pop/peek",
+                                    errno.EINVAL, feature=f"keys of {self.type} maps")
+        keys.encode(key)
+        limit = self._index_limit
+        if limit and not 0 <= (key if type(key) is int else int(keys.one[0])) < limit:
+            raise IndexOutOfRangeError(f"index {int(keys.one[0])} is out of range for {self.type} map "
+                                       f"{self.name} (max_entries {limit}: valid 0..{limit - 1})")
+
+    def lookup(self, key: Any) -> Any:
+        """The value at ``key`` (KeyNotFoundError if absent); a copy, typed from BTF."""
+        fast = self._fast
+        if fast is not None and type(key) is int:
+            found = fast.lookup(key)
+            if found is not None:
+                return found
+        return self._lookup(key)
+
+    @holding_fd
+    def _lookup(self, key: Any) -> Any:
+        fd = self.fd
+        keys, values = self._layouts()
+        with self._lock:
+            self._encode_key(keys, key)
+            ret = lib.bpf_map_lookup_elem(fd, keys.ptr, values.ptr)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"lookup in map {self.name}", overrides=LOOKUP_ERRORS)
+            return values.decode()
+
+    def update(self, key: Any, value: Any, flags: str | int = "any") -> None:
+        """Set ``key`` to ``value``; ``flags``: ``"any"``, ``"noexist"`` (create only), ``"exist"``."""
+        fast = self._fast
+        if fast is not None and type(key) is int and type(flags) is str:
+            fast_flag = UPDATE_FLAGS.get(flags)
+            if fast_flag is not None and fast.update(key, value, fast_flag):
+                return
+        self._update(key, value, flags)
+
+    @holding_fd
+    def _update(self, key: Any, value: Any, flags: str | int) -> None:
+        fd = self.fd
+        flag = update_flag(flags)
+        keys, values = self._layouts()
+        if self._outer:
+            value = _map_fd(value)
+        with self._lock:
+            self._encode_key(keys, key)
+            values.encode(value)
+            ret = lib.bpf_map_update_elem(fd, keys.ptr, values.ptr, flag)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"update of map {self.name}", overrides=UPDATE_ERRORS)
+
+    @holding_fd
+    def delete(self, key: Any) -> None:
+        """Remove ``key`` (KeyNotFoundError if absent). Array maps cannot delete."""
+        fd = self.fd
+        keys, _ = self._layouts()
+        self._refuse_array_delete()
+        with self._lock:
+            self._encode_key(keys, key)
+            ret = lib.bpf_map_delete_elem(fd, keys.ptr)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"delete in map {self.name}", overrides=LOOKUP_ERRORS)
+
+    @holding_fd
+    def lookup_and_delete(self, key: Any) -> Any:
+        """Remove ``key`` and return the value it had, in one syscall."""
+        fd = self.fd
+        keys, values = self._layouts()
+        self._refuse_array_delete()
+        with self._lock:
+            self._encode_key(keys, key)
+            ret = lib.bpf_map_lookup_and_delete_elem(fd, keys.ptr, values.ptr)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"lookup_and_delete in map {self.name}", overrides=LOOKUP_ERRORS)
+            return values.decode()
+
+    def _refuse_array_delete(self) -> None:
+        if self.type in ARRAY_LIKE and self.type not in MAP_IN_MAP and self.type != "prog_array":
+            raise NotSupportedError(f"elements of {self.type} map {self.name} always exist and cannot be "
+                                    f"deleted; write a zero value instead", errno.EINVAL,
+                                    feature=f"delete in {self.type} maps")
+
+    __getitem__ = lookup  # one frame less on the hot path
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.update(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: Any) -> bool:
+        if self.type == "bloom_filter":
+            return self.might_contain(key)
+        try:
+            self.lookup(key)
+            return True
+        except KeyNotFoundError:  # IndexOutOfRangeError included
+            return False
+        except OverflowError:  # a key the key type cannot hold is not in the map
+            return False
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self.lookup(key)
+        except KeyNotFoundError:
+            return default
+
+    # ---- iteration and size ------------------------------------------------
+
+    @holding_fd
+    def _key_snapshot(self) -> list[Any]:
+        # The kernel walk restarts from the first key when the previous one was deleted
+        # meanwhile (by a program, LRU eviction, another thread): keep each key once and
+        # bound the walk so constant churn cannot make it endless.
+        fd = self.fd
+        keys, _ = self._layouts()
+        if self.type in KEYLESS:
+            raise NotSupportedError(f"{self.type} map {self.name} has no keys to iterate: use pop()",
+                                    errno.EINVAL, feature=f"iterating {self.type} maps")
+        size = max(keys.size, 1)
+        current = ffi.new("char[]", size)
+        following = ffi.new("char[]", size)
+        previous: Any = ffi.NULL
+        found: list[Any] = []
+        seen: set[bytes] = set()
+        for _step in range(4 * self.max_entries + 16):
+            ret = lib.bpf_map_get_next_key(fd, previous, following)
+            if ret == -errno.ENOENT:
+                break
+            _libbpf.check(ret, f"iterating map {self.name}")
+            raw = bytes(ffi.buffer(following, keys.size))
+            if raw not in seen:
+                seen.add(raw)
+                array = np.frombuffer(raw, dtype=keys.dtype)
+                found.append(array[0] if not keys.dtype.shape else array.reshape(keys.dtype.shape))
+            ffi.memmove(current, following, size)
+            previous = current
+        return found
+
+    def keys(self) -> Iterator[Any]:
+        """The keys present when iteration starts (one syscall per key)."""
+        return iter(self._key_snapshot())
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.keys()
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, value) pairs, read with one batch pass where the kernel supports it."""
+        keys, values = self.lookup_batch()
+        return zip(list(keys), list(values))
+
+    def values(self) -> Iterator[Any]:
+        _, values = self.lookup_batch()
+        return iter(list(values))
+
+    def __len__(self) -> int:
+        """max_entries for array maps; otherwise the number of entries now (O(n), see module doc)."""
+        if self.type in ARRAY_LIKE:
+            return self.max_entries
+        if self.type in KEYLESS:
+            raise TypeError(f"len() of {self.type} map {self.name} is not known to user space")
+        reader = _STREAM_READERS.get(self.type)
+        if reader is not None:
+            raise TypeError(f"{self.type} map {self.name} has no elements to count: read it with {reader}")
+        return batch.count(self)
+
+    def __bool__(self) -> bool:
+        return True  # a handle is truthy; counting entries would cost syscalls
+
+    # ---- batches (pybpf.maps.batch) ----------------------------------------------
+
+    @property
+    def batch_supported(self) -> bool:
+        """Whether the kernel batches lookups of this map (else the batch calls loop per key)."""
+        return batch.supported(self, "lookup")
+
+    def lookup_batch(self, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every (keys, values) as two numpy arrays; ``chunk`` elements per syscall."""
+        return batch.lookup(self, chunk)
+
+    def lookup_and_delete_batch(self, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``lookup_batch`` but empties the map as it reads."""
+        return batch.lookup(self, chunk, delete=True)
+
+    def update_batch(self, keys: Any, values: Any, flags: str | int = "any") -> None:
+        """Set many keys at once (in order: a later duplicate wins)."""
+        batch.update(self, keys, values, update_flag(flags))
+
+    def delete_batch(self, keys: Any) -> None:
+        """Delete many keys at once; a missing key stops the batch with KeyNotFoundError."""
+        self._refuse_array_delete()
+        batch.delete(self, keys)
+
+    # ---- zero-copy view --------------------------------------------------
+
+    def view(self) -> np.ndarray:
+        """A numpy array over a Python-owned mmap of this BPF_F_MMAPABLE array map.
+
+        Shape ``(max_entries,)``, dtype from BTF, stride the value size rounded
+        up to 8; read-only when the map is frozen or read-only to user space.
+        The view stays valid after the map and its object are closed.
+        """
+        self._check()
+        if self.type != "array" or not self.flags & BPF_F_MMAPABLE:
+            raise NotSupportedError(
+                f"map {self.name} ({self.type}) cannot be viewed: only array maps created with "
+                f"BPF_F_MMAPABLE can be mmapped; read it with lookup_batch() instead",
+                errno.EINVAL, feature="BPF_F_MMAPABLE")
+        if fcntl.fcntl(self.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            # mmap(MAP_SHARED) of a read-only fd loses VM_SHARED, which bpf maps require
+            raise NotSupportedError(
+                f"map {self.name} was opened read-only (BPF_F_RDONLY): the kernel cannot mmap a "
+                f"read-only map fd; read it with lookup_batch() instead", errno.EINVAL,
+                feature="mmap of a read-only map fd")
+        return self._mapped().array(self.value_dtype)
+
+    def _mapped(self) -> MappedMap:
+        if self._mapping is None or self._mapping.closed:
+            what = f"map {self.name}"
+            args = (self.fd, self.value_size, self.max_entries)
+            if self.flags & BPF_F_RDONLY:
+                self._mapping = MappedMap(*args, writable=False, what=what)
+            else:
+                try:
+                    self._mapping = MappedMap(*args, writable=True, what=what)
+                except BpfError:  # frozen: the kernel refuses a writable mapping
+                    self._mapping = MappedMap(*args, writable=False, what=what)
+        return self._mapping
+
+
+_STREAM_READERS = {"ringbuf": "pybpf.RingBuffer", "user_ringbuf": "pybpf.UserRingBuffer",
+                   "perf_event_array": "pybpf.PerfBuffer"}
+
+
+def _map_fd(value: Any) -> Any:
+    """A map-in-map value: the inner map's fd, from a Map or an int fd."""
+    if isinstance(value, Map):
+        return value.fd
+    return value
+

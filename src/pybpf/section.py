@@ -1,0 +1,165 @@
+"""Global variables of a BPF object (``.bss``, ``.data``, ``.rodata``, ``.data.*``).
+
+Before load, reads return copies of the initial image and writes set it
+(typed and range-checked from BTF). After load, ``section[name]`` is a
+zero-copy numpy view over a Python-owned mmap of the section's internal map:
+0-d for scalars (``int()`` reads it live), n-d for arrays, records for
+structs. ``.rodata`` is frozen by libbpf at load and so becomes read-only.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pybpf._sys.libbpf import ffi, lib
+from pybpf.btf.types import Variable
+from pybpf.errors import BpfError, NotSupportedError
+from pybpf.maps.views import MappedMap
+from pybpf.maps.codec import to_array
+
+if TYPE_CHECKING:
+    from pybpf.maps.map import Map
+    from pybpf.object import Object
+
+__all__ = ["Section"]
+
+
+class Section:
+    """The variables of one data section, by name."""
+
+    def __init__(self, obj: Object, section: str, map_: Map | None) -> None:
+        self._obj = obj
+        self.section = section
+        self.map = map_
+        self._mapping: MappedMap | None = None
+        self._variables: dict[str, Variable] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Section {self.section} of {self._obj.name}: {list(self.variables)}>"
+
+    @property
+    def variables(self) -> dict[str, Variable]:
+        if self._variables is None:
+            btf = self._obj.btf
+            found: list[Variable] = []
+            if btf is not None:
+                try:
+                    found = btf.datasec(self.section)
+                except KeyError:
+                    found = []
+            self._variables = {v.name: v for v in found}
+        return self._variables
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.variables
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.variables)
+
+    def __len__(self) -> int:
+        return len(self.variables)
+
+    def keys(self) -> list[str]:
+        return list(self.variables)
+
+    def _variable(self, name: str) -> Variable:
+        self._obj._check_open()
+        try:
+            return self.variables[name]
+        except KeyError:
+            known = ", ".join(self.variables) or "none"
+            raise KeyError(f"{self.section} of {self._obj.name} has no variable {name!r} "
+                           f"(variables: {known})") from None
+
+    def dtype_of(self, name: str) -> np.dtype:
+        var = self._variable(name)
+        btf = self._obj.btf
+        assert btf is not None  # a variable implies BTF
+        dtype = btf.dtype(var.type_id)
+        if dtype.itemsize != var.size:  # should not happen; never guess a layout
+            raise BpfError(f"{self.section}.{name}: BTF type size {dtype.itemsize} != variable size "
+                           f"{var.size}", errno.EINVAL)
+        return dtype
+
+    def _require_map(self) -> Map:
+        if self.map is None:
+            raise BpfError(f"{self._obj.name} has no {self.section} section", errno.ENOENT)
+        return self.map
+
+    # ---- before load: the initial image ------------------------------
+
+    def _initial_image(self) -> Any:
+        map_ = self._require_map()
+        size = ffi.new("size_t *")
+        ptr = lib.bpf_map__initial_value(map_._ptr, size)
+        if ptr == ffi.NULL:
+            raise BpfError(f"{self.section} has no initial image", errno.ENOENT)
+        return ffi.buffer(ptr, size[0])
+
+    # ---- after load: the live mapping ----------------------------------
+
+    def _mapped(self) -> MappedMap:
+        map_ = self._require_map()
+        if self._mapping is None or self._mapping.closed:
+            writable = not self.section.startswith(".rodata")
+            if not map_.flags & (1 << 10):
+                raise NotSupportedError(
+                    f"{self.section} of {self._obj.name} is not mmapable (BPF_F_MMAPABLE missing)",
+                    errno.EINVAL, feature="BPF_F_MMAPABLE")
+            self._mapping = MappedMap(map_.fd, map_.value_size, 1, writable=writable,
+                                      what=f"{self.section} of {self._obj.name}")
+        return self._mapping
+
+    def __getitem__(self, name: str) -> Any:
+        var = self._variable(name)
+        dtype = self.dtype_of(name)
+        if self._obj.state == "open":
+            raw = bytes(self._initial_image()[var.offset:var.offset + var.size])
+            return np.frombuffer(raw, dtype=dtype).reshape(()) if not dtype.shape else \
+                np.frombuffer(raw, dtype=dtype.base).reshape(dtype.shape)
+        mapped = self._mapped()
+        if dtype.shape:  # a C array: n-d view of its element type
+            return mapped.array(dtype.base, shape=dtype.shape, offset=var.offset)
+        return mapped.scalar(dtype, var.offset)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        var = self._variable(name)
+        data = to_array(value, self.dtype_of(name), f"{self.section}.{name}").tobytes()
+        if self._obj.state == "open":
+            image = self._initial_image()
+            image[var.offset:var.offset + var.size] = data
+            return
+        if self.section.startswith(".rodata"):
+            raise BpfError(f"{self.section}.{name} is read-only after load (libbpf freezes .rodata; "
+                           f"set it before load())", errno.EPERM)
+        view = self._mapped().array(np.dtype(np.uint8), shape=(var.size,), offset=var.offset)
+        view[:] = np.frombuffer(data, dtype=np.uint8)
+
+    def view(self) -> np.ndarray:
+        """The whole section as one live record (fields = variables)."""
+        self._obj._check_state("loaded", f"a view of {self.section}")
+        names, formats, offsets = [], [], []
+        for name, var in self.variables.items():
+            names.append(name)
+            formats.append(self.dtype_of(name))
+            offsets.append(var.offset)
+        size = self._require_map().value_size
+        dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+        return self._mapped().scalar(dtype, 0)
+
+    def bytes(self) -> bytes:
+        """A copy of the section's current bytes."""
+        if self._obj.state == "open":
+            return bytes(self._initial_image())
+        mapped = self._mapped()
+        return bytes(mapped.raw()[: self._require_map().value_size])
+
+    def _release(self) -> None:
+        if self._mapping is not None:
+            self._mapping.try_close()  # views still alive keep it mapped
+            self._mapping = None
+

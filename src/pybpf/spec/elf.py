@@ -1,0 +1,565 @@
+"""What a ``.bpf.o`` contains, read purely from its ELF, ``.BTF`` and ``.BTF.ext``.
+
+This module owns the *spec layer*: programs (with the program type libbpf
+would infer from ``SEC()``), BTF-defined maps and the internal
+``.bss/.data/.rodata`` maps, global variables with their initial bytes, and
+CO-RE relocation / func / line records.  It never opens a bpf fd, never calls
+libbpf and works as any user.  Every malformed input becomes
+:class:`pybpf.errors.ObjectFormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass
+
+from pybpf.btf.types import Btf, read_file
+from pybpf.btf.ext import RELO_KINDS, BtfExt, CoreRelo, FuncInfo, LineInfo, parse_btf_ext
+from pybpf.errors import BpfError, ObjectFormatError
+
+__all__ = [
+    "CoreRelo", "FuncInfo", "GlobalSpec", "LineInfo", "MapSpec", "ObjectSpec", "ProgramSpec",
+    "RELO_KINDS", "inspect", "section_program_type",
+]
+
+EM_BPF = 247
+_MACHINES = {3: "x86", 62: "x86-64", 183: "aarch64", 40: "ARM", 243: "RISC-V", 21: "PowerPC64",
+             22: "s390", 8: "MIPS", 20: "PowerPC", 2: "SPARC", 43: "SPARC64", 258: "LoongArch"}
+
+# enum bpf_map_type, in value order (uapi linux/bpf.h, plus newer kernels' additions).
+MAP_TYPES: tuple[str, ...] = (
+    "unspec", "hash", "array", "prog_array", "perf_event_array", "percpu_hash", "percpu_array",
+    "stack_trace", "cgroup_array", "lru_hash", "lru_percpu_hash", "lpm_trie", "array_of_maps",
+    "hash_of_maps", "devmap", "sockmap", "cpumap", "xskmap", "sockhash", "cgroup_storage",
+    "reuseport_sockarray", "percpu_cgroup_storage", "queue", "stack", "sk_storage",
+    "devmap_hash", "struct_ops", "ringbuf", "inode_storage", "task_storage", "bloom_filter",
+    "user_ringbuf", "cgrp_storage", "arena",
+)
+MAP_FLAGS: tuple[str, ...] = (
+    "NO_PREALLOC", "NO_COMMON_LRU", "NUMA_NODE", "RDONLY", "WRONLY", "STACK_BUILD_ID",
+    "ZERO_SEED", "RDONLY_PROG", "WRONLY_PROG", "CLONE", "MMAPABLE", "PRESERVE_ELEMS",
+    "INNER_MAP", "LINK", "PATH_FD", "VTYPE_BTF_OBJ_FD", "TOKEN_FD", "SEGV_ON_FAULT",
+    "NO_USER_CONV",
+)
+_F_RDONLY_PROG, _F_MMAPABLE = 1 << 7, 1 << 10
+# enum bpf_prog_type, in value order.
+PROG_TYPES: tuple[str, ...] = (
+    "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
+    "perf_event", "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops",
+    "sk_skb", "cgroup_device", "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt_seg6local",
+    "lirc_mode2", "sk_reuseport", "flow_dissector", "cgroup_sysctl", "raw_tracepoint_writable",
+    "cgroup_sockopt", "tracing", "struct_ops", "ext", "lsm", "sk_lookup", "syscall", "netfilter",
+)
+
+# libbpf's section_defs (1.1, plus a few later ones), same order and matching rules:
+# "x+" matches "x" or "x/..."; "x/" matches any "x/..."; otherwise an exact match.
+# (prefix, prog_type, expected_attach_type or None, sleepable)
+_SEC_DEFS: tuple[tuple[str, str, str | None, bool], ...] = (
+    ("socket", "socket_filter", None, False),
+    ("sk_reuseport/migrate", "sk_reuseport", "sk_reuseport_select_or_migrate", False),
+    ("sk_reuseport", "sk_reuseport", "sk_reuseport_select", False),
+    ("kprobe+", "kprobe", None, False),
+    ("uprobe+", "kprobe", None, False),
+    ("uprobe.s+", "kprobe", None, True),
+    ("kretprobe+", "kprobe", None, False),
+    ("uretprobe+", "kprobe", None, False),
+    ("uretprobe.s+", "kprobe", None, True),
+    ("kprobe.multi+", "kprobe", "trace_kprobe_multi", False),
+    ("kretprobe.multi+", "kprobe", "trace_kprobe_multi", False),
+    ("uprobe.multi+", "kprobe", "trace_uprobe_multi", False),
+    ("uretprobe.multi+", "kprobe", "trace_uprobe_multi", False),
+    ("ksyscall+", "kprobe", None, False),
+    ("kretsyscall+", "kprobe", None, False),
+    ("usdt+", "kprobe", None, False),
+    ("tc/ingress", "sched_cls", "tcx_ingress", False),
+    ("tc/egress", "sched_cls", "tcx_egress", False),
+    ("tcx/ingress", "sched_cls", "tcx_ingress", False),
+    ("tcx/egress", "sched_cls", "tcx_egress", False),
+    ("tc", "sched_cls", None, False),
+    ("classifier", "sched_cls", None, False),
+    ("action", "sched_act", None, False),
+    ("tracepoint+", "tracepoint", None, False),
+    ("tp+", "tracepoint", None, False),
+    ("raw_tracepoint+", "raw_tracepoint", None, False),
+    ("raw_tp+", "raw_tracepoint", None, False),
+    ("raw_tracepoint.w+", "raw_tracepoint_writable", None, False),
+    ("raw_tp.w+", "raw_tracepoint_writable", None, False),
+    ("tp_btf+", "tracing", "trace_raw_tp", False),
+    ("fentry+", "tracing", "trace_fentry", False),
+    ("fmod_ret+", "tracing", "modify_return", False),
+    ("fexit+", "tracing", "trace_fexit", False),
+    ("fentry.s+", "tracing", "trace_fentry", True),
+    ("fmod_ret.s+", "tracing", "modify_return", True),
+    ("fexit.s+", "tracing", "trace_fexit", True),
+    ("freplace+", "ext", None, False),
+    ("lsm+", "lsm", "lsm_mac", False),
+    ("lsm.s+", "lsm", "lsm_mac", True),
+    ("lsm_cgroup+", "lsm", "lsm_cgroup", False),
+    ("iter+", "tracing", "trace_iter", False),
+    ("iter.s+", "tracing", "trace_iter", True),
+    ("syscall", "syscall", None, True),
+    ("xdp.frags/devmap", "xdp", "xdp_devmap", False),
+    ("xdp/devmap", "xdp", "xdp_devmap", False),
+    ("xdp.frags/cpumap", "xdp", "xdp_cpumap", False),
+    ("xdp/cpumap", "xdp", "xdp_cpumap", False),
+    ("xdp.frags", "xdp", "xdp", False),
+    ("xdp", "xdp", "xdp", False),
+    ("perf_event", "perf_event", None, False),
+    ("lwt_in", "lwt_in", None, False),
+    ("lwt_out", "lwt_out", None, False),
+    ("lwt_xmit", "lwt_xmit", None, False),
+    ("lwt_seg6local", "lwt_seg6local", None, False),
+    ("sockops", "sock_ops", "cgroup_sock_ops", False),
+    ("sk_skb/stream_parser", "sk_skb", "sk_skb_stream_parser", False),
+    ("sk_skb/stream_verdict", "sk_skb", "sk_skb_stream_verdict", False),
+    ("sk_skb", "sk_skb", None, False),
+    ("sk_msg", "sk_msg", "sk_msg_verdict", False),
+    ("lirc_mode2", "lirc_mode2", "lirc_mode2", False),
+    ("flow_dissector", "flow_dissector", "flow_dissector", False),
+    ("cgroup_skb/ingress", "cgroup_skb", "cgroup_inet_ingress", False),
+    ("cgroup_skb/egress", "cgroup_skb", "cgroup_inet_egress", False),
+    ("cgroup/skb", "cgroup_skb", None, False),
+    ("cgroup/sock_create", "cgroup_sock", "cgroup_inet_sock_create", False),
+    ("cgroup/sock_release", "cgroup_sock", "cgroup_inet_sock_release", False),
+    ("cgroup/sock", "cgroup_sock", "cgroup_inet_sock_create", False),
+    ("cgroup/post_bind4", "cgroup_sock", "cgroup_inet4_post_bind", False),
+    ("cgroup/post_bind6", "cgroup_sock", "cgroup_inet6_post_bind", False),
+    ("cgroup/bind4", "cgroup_sock_addr", "cgroup_inet4_bind", False),
+    ("cgroup/bind6", "cgroup_sock_addr", "cgroup_inet6_bind", False),
+    ("cgroup/connect4", "cgroup_sock_addr", "cgroup_inet4_connect", False),
+    ("cgroup/connect6", "cgroup_sock_addr", "cgroup_inet6_connect", False),
+    ("cgroup/sendmsg4", "cgroup_sock_addr", "cgroup_udp4_sendmsg", False),
+    ("cgroup/sendmsg6", "cgroup_sock_addr", "cgroup_udp6_sendmsg", False),
+    ("cgroup/recvmsg4", "cgroup_sock_addr", "cgroup_udp4_recvmsg", False),
+    ("cgroup/recvmsg6", "cgroup_sock_addr", "cgroup_udp6_recvmsg", False),
+    ("cgroup/getpeername4", "cgroup_sock_addr", "cgroup_inet4_getpeername", False),
+    ("cgroup/getpeername6", "cgroup_sock_addr", "cgroup_inet6_getpeername", False),
+    ("cgroup/getsockname4", "cgroup_sock_addr", "cgroup_inet4_getsockname", False),
+    ("cgroup/getsockname6", "cgroup_sock_addr", "cgroup_inet6_getsockname", False),
+    ("cgroup/sysctl", "cgroup_sysctl", "cgroup_sysctl", False),
+    ("cgroup/getsockopt", "cgroup_sockopt", "cgroup_getsockopt", False),
+    ("cgroup/setsockopt", "cgroup_sockopt", "cgroup_setsockopt", False),
+    ("cgroup/dev", "cgroup_device", "cgroup_device", False),
+    ("struct_ops+", "struct_ops", None, False),
+    ("struct_ops.s+", "struct_ops", None, True),
+    ("sk_lookup", "sk_lookup", "sk_lookup", False),
+    ("netfilter", "netfilter", "netfilter", False),
+)
+
+
+def section_program_type(section: str) -> tuple[str | None, str | None, str | None, bool]:
+    """(prog_type, expected_attach_type, attach_target, sleepable) for a SEC() name,
+    using libbpf's matching rules; (None, None, None, False) if libbpf wouldn't know it."""
+    for pfx, ptype, atype, sleepable in _SEC_DEFS:
+        if pfx.endswith("+"):
+            p = pfx[:-1]
+            if section == p:
+                return ptype, atype, None, sleepable
+            if section.startswith(p + "/"):
+                return ptype, atype, section[len(p) + 1:] or None, sleepable
+        elif pfx.endswith("/"):
+            if section.startswith(pfx):
+                return ptype, atype, section[len(pfx):] or None, sleepable
+        elif section == pfx:
+            return ptype, atype, None, sleepable
+    return None, None, None, False
+
+
+@dataclass(slots=True)
+class ProgramSpec:
+    name: str
+    section: str
+    prog_type: str | None  # None: a section libbpf has no definition for
+    expected_attach_type: str | None
+    attach_target: str | None
+    insn_offset: int  # bytes from the start of the section
+    insn_count: int
+    license: str
+    sleepable: bool = False
+    insns: bytes = b""
+
+    @property
+    def prog_type_id(self) -> int:
+        return PROG_TYPES.index(self.prog_type) if self.prog_type in PROG_TYPES else 0
+
+    @property
+    def insn_index(self) -> int:
+        return self.insn_offset // 8
+
+
+@dataclass(slots=True)
+class MapSpec:
+    name: str
+    type: str
+    type_id: int  # numeric BPF_MAP_TYPE_*
+    key_size: int = 0
+    value_size: int = 0
+    max_entries: int = 0
+    flags: int = 0
+    key_type_id: int = 0  # BTF ids; 0 when given by size only
+    value_type_id: int = 0
+    pinning: str = "none"
+    numa_node: int = 0
+    map_extra: int = 0
+    inner: MapSpec | None = None
+    internal: bool = False
+    section: str = ".maps"
+
+    @property
+    def flag_names(self) -> list[str]:
+        names = [n for i, n in enumerate(MAP_FLAGS) if self.flags >> i & 1]
+        rest = self.flags & ~((1 << len(MAP_FLAGS)) - 1)
+        return names + ([hex(rest)] if rest else [])
+
+
+@dataclass(slots=True)
+class GlobalSpec:
+    section: str
+    name: str
+    type_id: int
+    type_name: str
+    offset: int
+    size: int
+    initial: bytes
+    linkage: str
+
+
+@dataclass(slots=True)
+class _Section:
+    index: int
+    name: str
+    type: str
+    flags: int
+    offset: int
+    size: int
+    data: bytes
+
+
+def _fail(where: str, msg: str) -> ObjectFormatError:
+    return ObjectFormatError(f"{where}: {msg}", path=where or None)
+
+
+def _check_header(data: bytes, where: str) -> None:
+    if len(data) < 4 or data[:4] != b"\x7fELF":
+        raise _fail(where, "not an ELF file" if data else "empty file, not an ELF file")
+    if len(data) < 64:
+        raise _fail(where, f"truncated ELF header ({len(data)} bytes)")
+    if data[4] != 2:
+        raise _fail(where, "32-bit ELF, not a 64-bit BPF object")
+    if data[5] != 1:
+        raise _fail(where, "big-endian ELF, not a little-endian BPF object")
+    (machine,) = struct.unpack_from("<H", data, 18)
+    if machine != EM_BPF:
+        arch = _MACHINES.get(machine, f"machine {machine}")
+        raise _fail(where, f"ELF for {arch}, not BPF")
+
+
+def _read_sections(data: bytes, where: str) -> tuple[list[_Section], list[tuple[str, int, int, int, int, int]]]:
+    """All sections, and symbols as (name, value, size, type, bind, shndx)."""
+    from elftools.elf.elffile import ELFFile
+
+    elf = ELFFile(io.BytesIO(data))
+    secs: list[_Section] = []
+    symtab = None
+    for i, s in enumerate(elf.iter_sections()):
+        stype = s["sh_type"]
+        off, size = s["sh_offset"], s["sh_size"]
+        if stype != "SHT_NOBITS" and (off + size > len(data)):
+            raise _fail(where, f"section {s.name!r} ({off}+{size}) runs past the end of the file")
+        body = b"" if stype in ("SHT_NOBITS", "SHT_NULL") else data[off:off + size]
+        secs.append(_Section(i, s.name, str(stype), s["sh_flags"], off, size, body))
+        if stype == "SHT_SYMTAB":
+            symtab = s
+    syms: list[tuple[str, int, int, int, int, int]] = []
+    if symtab is not None:
+        if symtab["sh_entsize"] != 24:
+            raise _fail(where, f"symbol table entry size {symtab['sh_entsize']} is not 24")
+        for sym in symtab.iter_symbols():  # type: ignore[attr-defined]  # a SymbolTableSection
+            info = sym["st_info"]
+            shndx = sym["st_shndx"]
+            shndx = shndx if isinstance(shndx, int) else -1
+            syms.append((sym.name, sym["st_value"], sym["st_size"],
+                         _SYM_TYPES.get(info["type"], -1), _SYM_BINDS.get(info["bind"], -1), shndx))
+    return secs, syms
+
+
+_SYM_TYPES = {"STT_NOTYPE": 0, "STT_OBJECT": 1, "STT_FUNC": 2, "STT_SECTION": 3}
+_SYM_BINDS = {"STB_LOCAL": 0, "STB_GLOBAL": 1, "STB_WEAK": 2}
+_STT_OBJECT, _STT_FUNC, _STB_LOCAL = 1, 2, 0
+_SHF_ALLOC, _SHF_EXECINSTR = 0x2, 0x4
+
+
+def _guard(where: str, fn, *args):  # type: ignore[no-untyped-def]
+    """Run an ELF-reading step, turning any foreign exception into ObjectFormatError."""
+    try:
+        return fn(*args)
+    except BpfError:
+        raise
+    except RecursionError:
+        raise _fail(where, "corrupted object (structure nests too deeply)") from None
+    except Exception as e:  # pyelftools raises many types on corrupt input
+        raise _fail(where, f"corrupted ELF ({type(e).__name__}: {e})") from None
+
+
+def _elf_section_bytes(data: bytes, name: str, where: str) -> bytes | None:
+    """Contents of one section of a BPF ELF (used by Btf.from_file)."""
+    _check_header(data, where)
+    secs, _ = _guard(where, _read_sections, data, where)
+    for s in secs:
+        if s.name == name:
+            return s.data
+    return None
+
+
+def _is_data_section(name: str) -> bool:
+    return name in (".bss", ".data", ".rodata") or name.startswith((".data.", ".rodata."))
+
+
+class ObjectSpec:
+    """Everything a BPF object declares, parsed without loading it."""
+
+    def __init__(self, data: bytes, name: str = "", path: str | None = None) -> None:
+        self.path = path
+        where = path or name or "<bytes>"
+        self._where = where
+        self.name = name or (os.path.basename(path).split(".")[0] if path else "")
+        data = bytes(data)
+        _check_header(data, where)
+        secs, syms = _guard(where, _read_sections, data, where)
+        self.sections = {s.name: s for s in secs}
+        self._secs = secs
+        self._syms = syms
+        lic = self.sections.get("license")
+        self.license = lic.data.split(b"\0", 1)[0].decode("utf-8", "replace") if lic else ""
+        btf_sec = self.sections.get(".BTF")
+        self.btf: Btf | None = None
+        if btf_sec is not None:
+            try:
+                self.btf = Btf.from_bytes(btf_sec.data, name=where)
+            except ObjectFormatError as e:
+                raise _fail(where, f".BTF section: {e}") from None
+            self._fix_datasecs()
+        self.programs: list[ProgramSpec] = self._programs()
+        self.maps: list[MapSpec] = []
+        self.globals: list[GlobalSpec] = []
+        self.func_info: list[FuncInfo] = []
+        self.line_info: list[LineInfo] = []
+        self.core_relocations: list[CoreRelo] = []
+        self._btf_guard(self._parse_btf_parts)
+
+    # ---- construction helpers ----------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ObjectSpec:
+        p = os.fspath(path)
+        return cls(read_file(p), path=p)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "") -> ObjectSpec:
+        return cls(data, name=name)
+
+    def _btf_guard(self, fn) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn()
+        except BpfError as e:
+            if isinstance(e, ObjectFormatError) and str(e).startswith(self._where):
+                raise
+            raise _fail(self._where, str(e)) from None
+        except (IndexError, KeyError, ValueError, struct.error, RecursionError) as e:
+            raise _fail(self._where, f"corrupted BTF ({type(e).__name__}: {e})") from None
+
+    def _fix_datasecs(self) -> None:
+        """Give DATASECs their ELF section sizes and symbol offsets, as libbpf does."""
+        assert self.btf is not None
+        names = set(self.btf.datasecs())
+        for sname in names:
+            sec = self.sections.get(sname)
+            if sec is None:
+                continue
+            offs = {n: v for n, v, _sz, typ, _b, shndx in self._syms
+                    if shndx == sec.index and typ == _STT_OBJECT}
+            self.btf.fix_datasec(sname, sec.size, offs)
+
+    def _programs(self) -> list[ProgramSpec]:
+        progs: list[ProgramSpec] = []
+        for name, value, size, typ, bind, shndx in self._syms:
+            if typ != _STT_FUNC or not 0 <= shndx < len(self._secs):
+                continue
+            sec = self._secs[shndx]
+            if not sec.flags & _SHF_EXECINSTR or sec.name == ".text" or bind == _STB_LOCAL:
+                continue  # .text functions and static functions are subprograms
+            if size == 0:
+                size = max(sec.size - value, 0)
+            if value + size > sec.size:
+                raise _fail(self._where, f"program {name!r} ({value}+{size}) exceeds "
+                                         f"section {sec.name!r}")
+            ptype, atype, target, sleepable = section_program_type(sec.name)
+            progs.append(ProgramSpec(name, sec.name, ptype, atype, target, value, size // 8,
+                                     self.license, sleepable, sec.data[value:value + size]))
+        progs.sort(key=lambda p: (self.sections[p.section].index, p.insn_offset))
+        return progs
+
+    def function_at(self, section: str, insn_offset: int) -> str:
+        """Name of the function symbol (program or subprogram) covering an instruction."""
+        sec = self.sections.get(section)
+        if sec is None:
+            return ""
+        best = ""
+        for name, value, size, typ, _b, shndx in self._syms:
+            if typ == _STT_FUNC and shndx == sec.index and value <= insn_offset < value + max(size, 1):
+                return name
+            if typ == _STT_FUNC and shndx == sec.index and size == 0 and value <= insn_offset:
+                best = name
+        return best
+
+    def _parse_btf_parts(self) -> None:
+        # libbpf's order: BTF-defined maps, then internal maps in section order.
+        if self.btf is not None:
+            self._btf_maps()
+        self._internal_maps()
+        if self.btf is None:
+            return
+        self._globals()
+        ext = self.sections.get(".BTF.ext")
+        if ext is not None:
+            parsed: BtfExt = parse_btf_ext(ext.data, self.btf, self._where, self.function_at)
+            self.func_info, self.line_info = parsed.func_info, parsed.line_info
+            self.core_relocations = parsed.core_relos
+
+    # ---- maps --------------------------------------------------------------------------
+    def _internal_maps(self) -> None:
+        for sec in self._secs:
+            if not _is_data_section(sec.name) or not sec.flags & _SHF_ALLOC or sec.size == 0:
+                continue
+            vt = 0
+            if self.btf is not None:
+                try:
+                    vt = self.btf._datasec_id(sec.name)
+                except KeyError:
+                    vt = 0
+            ro = sec.name.startswith(".rodata")
+            self.maps.append(MapSpec(sec.name, "array", 2, 4, sec.size, 1,
+                                     (_F_RDONLY_PROG if ro else 0) | _F_MMAPABLE,
+                                     0, vt, internal=True, section=sec.name))
+
+    def _btf_maps(self) -> None:
+        btf = self.btf
+        assert btf is not None
+        if ".maps" not in btf.datasecs():
+            return
+        for var in btf.datasec(".maps"):
+            self.maps.append(self._map_from_def(var.name, var.type_id, 0))
+
+    def _map_from_def(self, name: str, tid: int, depth: int) -> MapSpec:
+        btf = self.btf
+        assert btf is not None
+        if depth > 2:
+            raise _fail(self._where, f"map {name!r}: inner maps nest too deeply")
+        st = btf[btf.resolve(tid)]
+        if st.kind != "struct":
+            raise _fail(self._where, f"map {name!r} is a {st.kind}, not a struct definition")
+        ints: dict[str, int] = {}
+        m = MapSpec(name, "unspec", 0)
+        for mname, mtype, _off, _bf in st.members:
+            t = btf[btf.resolve(mtype)]
+            if mname in ("key", "value"):
+                if t.kind != "ptr":
+                    raise _fail(self._where, f"map {name!r}: {mname} is not a pointer type")
+                setattr(m, f"{mname}_type_id", t.type or 0)
+                setattr(m, f"{mname}_size", btf.sizeof(t.type or 0))
+            elif mname == "values":
+                # __array(values, struct inner): a zero-length array of pointers.
+                if t.kind != "array":
+                    raise _fail(self._where, f"map {name!r}: values is not an array")
+                p = btf[btf.resolve(t.type or 0)]
+                target = btf[btf.resolve(p.type or 0)] if p.kind == "ptr" else None
+                if target is not None and target.kind == "struct":
+                    m.inner = self._map_from_def(name + ".inner", target.id, depth + 1)
+            elif t.kind == "ptr":
+                arr = btf[btf.resolve(t.type or 0)]
+                if arr.kind != "array":
+                    raise _fail(self._where, f"map {name!r}: {mname} is not __uint()-encoded")
+                ints[mname] = arr.nelems
+            elif t.kind in ("enum", "enum64") and t.values:  # newer __ulong() encoding
+                ints[mname] = t.values[0][1]
+        if "key_size" in ints and not m.key_type_id:
+            m.key_size = ints["key_size"]
+        if "value_size" in ints and not m.value_type_id:
+            m.value_size = ints["value_size"]
+        m.type_id = ints.get("type", 0)
+        m.type = MAP_TYPES[m.type_id] if m.type_id < len(MAP_TYPES) else f"type_{m.type_id}"
+        m.max_entries = ints.get("max_entries", 0)
+        m.flags = ints.get("map_flags", 0)
+        m.numa_node = ints.get("numa_node", 0)
+        m.map_extra = ints.get("map_extra", 0)
+        pin = ints.get("pinning", 0)
+        m.pinning = {0: "none", 1: "by_name"}.get(pin, f"unknown({pin})")
+        if m.inner is not None and m.type in ("array_of_maps", "hash_of_maps") and not m.value_size:
+            m.value_size = 4  # inner map fds
+        return m
+
+    # ---- globals -----------------------------------------------------------------------
+    def _globals(self) -> None:
+        btf = self.btf
+        assert btf is not None
+        for dsname in btf.datasecs():
+            if not _is_data_section(dsname):
+                continue
+            sec = self.sections.get(dsname)
+            for v in btf.datasec(dsname):
+                if sec is None:
+                    initial = bytes(v.size)
+                elif sec.type == "SHT_NOBITS":
+                    initial = bytes(v.size)
+                else:
+                    if v.offset + v.size > len(sec.data):
+                        raise _fail(self._where, f"variable {v.name!r} ({v.offset}+{v.size}) "
+                                                 f"exceeds section {dsname!r}")
+                    initial = sec.data[v.offset:v.offset + v.size]
+                self.globals.append(GlobalSpec(dsname, v.name, v.type_id, btf.c_name(v.type_id),
+                                               v.offset, v.size, initial, v.linkage))
+
+    # ---- queries -----------------------------------------------------------------------
+    def program(self, name: str) -> ProgramSpec:
+        for p in self.programs:
+            if p.name == name:
+                return p
+        raise KeyError(f"no program {name!r}")
+
+    def map(self, name: str) -> MapSpec:
+        for m in self.maps:
+            if m.name == name:
+                return m
+        raise KeyError(f"no map {name!r}")
+
+    def global_(self, name: str) -> GlobalSpec:
+        for g in self.globals:
+            if g.name == name:
+                return g
+        raise KeyError(f"no global variable {name!r}")
+
+    def source_line(self, section: str, insn_offset: int) -> str | None:
+        """Source text of the line info covering ``insn_offset`` (bytes) in ``section``."""
+        best: LineInfo | None = None
+        for li in self.line_info:
+            if li.section == section and li.insn_offset <= insn_offset:
+                if best is None or li.insn_offset >= best.insn_offset:
+                    best = li
+        return best.line if best is not None else None
+
+    def btf_summary(self) -> dict[str, int]:
+        """Type counts by kind (empty without BTF)."""
+        return self.btf.kind_counts() if self.btf is not None else {}
+
+    def __repr__(self) -> str:
+        return (f"<ObjectSpec {self.name!r}: {len(self.programs)} programs, {len(self.maps)} maps, "
+                f"{len(self.globals)} globals>")
+
+
+def inspect(obj: str | os.PathLike[str] | bytes | bytearray | memoryview, name: str = "") -> ObjectSpec:
+    """ObjectSpec of a path or of the bytes of an object."""
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return ObjectSpec.from_bytes(bytes(obj), name)
+    return ObjectSpec.from_file(obj)
+
