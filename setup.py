@@ -1,5 +1,15 @@
-"""Builds the bundled BPF objects with CMake when a wheel or sdist install
-is made, so an installed pybpf carries its compiled .bpf.o files."""
+"""Builds the bundled BPF objects and stages the BPF include set with CMake
+whenever the package is built (wheel, sdist install or editable install), so
+an installed pybpf carries its compiled ``.bpf.o`` files and the headers that
+``pybpf.include_dir()`` names.
+
+A wheel build writes nothing into the source tree's package: CMake builds in
+setuptools' temporary directory and places its outputs in the wheel's staging
+directory (``build/lib*``). Only an editable install (``make setup``) builds
+into ``src/pybpf/bpf`` and ``src/pybpf/include``, where the source tree's
+package finds them. A missing cmake, clang, llvm-strip or libbpf-dev fails the
+build with a message saying which: a wheel without its objects is never made.
+"""
 
 import shutil
 import subprocess
@@ -11,13 +21,38 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).parent.resolve()
 
 
+class BpfBuildError(SystemExit):
+    pass
+
+
+def _cmake_build(build_dir: Path, bpf_out: Path, include_out: Path) -> None:
+    if not (ROOT / "CMakeLists.txt").exists():  # an sdist without it cannot build the objects
+        raise BpfBuildError("pybpf: CMakeLists.txt is missing: cannot build the bundled BPF objects")
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise BpfBuildError("pybpf: building the package needs cmake, clang, llvm-strip and libbpf's "
+                            "headers to compile the bundled BPF objects; cmake is not on PATH "
+                            "(Debian: apt-get install cmake clang llvm libbpf-dev)")
+    configure = [cmake, "-S", str(ROOT), "-B", str(build_dir),
+                 f"-DPYBPF_BPF_OUT={bpf_out}", f"-DPYBPF_INCLUDE_OUT={include_out}"]
+    for step in (configure, [cmake, "--build", str(build_dir)]):
+        if subprocess.run(step).returncode != 0:
+            raise BpfBuildError(f"pybpf: building the bundled BPF objects failed: {' '.join(step)} "
+                                "(see CMake's message above)")
+    if not list(bpf_out.glob("*.bpf.o")):
+        raise BpfBuildError(f"pybpf: CMake built no .bpf.o into {bpf_out}")
+
+
 class BuildPyWithBpf(build_py):
     def run(self) -> None:
-        if shutil.which("cmake") and (ROOT / "CMakeLists.txt").exists():
-            build_dir = ROOT / "build"
-            subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir)], check=True)
-            subprocess.run(["cmake", "--build", str(build_dir)], check=True)
         super().run()
+        if getattr(self, "editable_mode", False):
+            # the package is the source tree: build where src/pybpf finds the outputs
+            _cmake_build(ROOT / "build", ROOT / "src" / "pybpf" / "bpf", ROOT / "src" / "pybpf" / "include")
+        else:
+            build_temp = Path(self.get_finalized_command("build").build_temp).resolve()
+            package = Path(self.build_lib).resolve() / "pybpf"
+            _cmake_build(build_temp / "cmake", package / "bpf", package / "include")
 
 
 setup(cmdclass={"build_py": BuildPyWithBpf})

@@ -28,6 +28,8 @@ REQUIRE_KERNEL = os.environ.get("PYBPF_REQUIRE_KERNEL") == "1"
 os.environ["COLUMNS"] = "250"
 os.environ["LINES"] = "50"
 ROOT = Path(__file__).resolve().parent.parent
+# Tests run `pybpf` as a command: the one installed beside this interpreter (.venv/bin), first.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
 def needs_kernel(reason: str) -> None:
