@@ -15,15 +15,18 @@ mmapped memory, with no syscall per read.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pybpf._sys.libbpf import VERSION_STRING as LIBBPF_VERSION
 from pybpf.errors import (
     BpfError,
     BpfPermissionError,
     BufferFullError,
+    BuildError,
     ClosedError,
+    CompilerNotFoundError,
     IndexOutOfRangeError,
     KeyNotFoundError,
     MapFullError,
@@ -33,23 +36,52 @@ from pybpf.errors import (
     VerifierError,
     WrongMapTypeError,
 )
-from pybpf.kernel.info import MapInfo, ProgramInfo, StatsHandle, enable_stats
-from pybpf.link.base import Link
-from pybpf.maps.map import Map
-from pybpf.object import Object, open
-from pybpf.program import Program, TestRunResult
-from pybpf.events.perfbuf import PerfBuffer
-from pybpf.events.ringbuf import RingBuffer, RingBufferSet
-from pybpf.events.userringbuf import UserRingBuffer
-from pybpf.section import Section
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use (__getattr__)
+    from pybpf._sys.libbpf import VERSION_STRING as LIBBPF_VERSION
+    from pybpf.events.perfbuf import PerfBuffer
+    from pybpf.events.ringbuf import RingBuffer, RingBufferSet
+    from pybpf.events.userringbuf import UserRingBuffer
+    from pybpf.kernel.info import MapInfo, ProgramInfo, StatsHandle, enable_stats
+    from pybpf.link.base import Link
+    from pybpf.maps.map import Map
+    from pybpf.object import Object, open
+    from pybpf.program import Program, TestRunResult
+    from pybpf.section import Section
+    from pybpf.toolchain import build, include_dir
 
 __version__ = "0.1.0"
+
+# Public name -> (module, attribute). `import pybpf` loads only the errors: libbpf (cffi),
+# numpy and the rest load when a name that needs them is first used (PEP 562).
+_LAZY: dict[str, tuple[str, str]] = {
+    "LIBBPF_VERSION": ("pybpf._sys.libbpf", "VERSION_STRING"),
+    "Link": ("pybpf.link.base", "Link"),
+    "Map": ("pybpf.maps.map", "Map"),
+    "MapInfo": ("pybpf.kernel.info", "MapInfo"),
+    "Object": ("pybpf.object", "Object"),
+    "PerfBuffer": ("pybpf.events.perfbuf", "PerfBuffer"),
+    "Program": ("pybpf.program", "Program"),
+    "ProgramInfo": ("pybpf.kernel.info", "ProgramInfo"),
+    "RingBuffer": ("pybpf.events.ringbuf", "RingBuffer"),
+    "RingBufferSet": ("pybpf.events.ringbuf", "RingBufferSet"),
+    "Section": ("pybpf.section", "Section"),
+    "StatsHandle": ("pybpf.kernel.info", "StatsHandle"),
+    "TestRunResult": ("pybpf.program", "TestRunResult"),
+    "UserRingBuffer": ("pybpf.events.userringbuf", "UserRingBuffer"),
+    "build": ("pybpf.toolchain", "build"),
+    "enable_stats": ("pybpf.kernel.info", "enable_stats"),
+    "include_dir": ("pybpf.toolchain", "include_dir"),
+    "open": ("pybpf.object", "open"),
+}
 
 __all__ = [
     "BpfError",
     "BpfPermissionError",
     "BufferFullError",
+    "BuildError",
     "ClosedError",
+    "CompilerNotFoundError",
     "IndexOutOfRangeError",
     "KeyNotFoundError",
     "LIBBPF_VERSION",
@@ -60,19 +92,40 @@ __all__ = [
     "NotSupportedError",
     "Object",
     "ObjectFormatError",
+    "PerfBuffer",
     "Program",
     "ProgramInfo",
     "RecordFormatError",
+    "RingBuffer",
+    "RingBufferSet",
     "Section",
     "StatsHandle",
     "TestRunResult",
+    "UserRingBuffer",
     "VerifierError",
     "WrongMapTypeError",
+    "build",
     "bundled",
     "bundled_names",
     "enable_stats",
+    "include_dir",
     "open",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'pybpf' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 logging.getLogger("pybpf").addHandler(logging.NullHandler())
 
@@ -90,4 +143,5 @@ def bundled(name: str) -> str:
 
 
 def bundled_names() -> list[str]:
+    """Names of the BPF objects shipped with pybpf (for :func:`bundled`)."""
     return sorted(p.name.removesuffix(".bpf.o") for p in _BUNDLED_DIR.glob("*.bpf.o"))

@@ -16,7 +16,9 @@ __all__ = [
     "BpfError",
     "BpfPermissionError",
     "BufferFullError",
+    "BuildError",
     "ClosedError",
+    "CompilerNotFoundError",
     "IndexOutOfRangeError",
     "KeyNotFoundError",
     "MapFullError",
@@ -150,3 +152,28 @@ class IndexOutOfRangeError(KeyNotFoundError, IndexError):
     def __init__(self, message: str) -> None:
         super().__init__(message, None)
 
+
+
+class BuildError(Exception):
+    """Compiling BPF C into an object failed (:func:`pybpf.build`).
+
+    ``command`` is the command that failed and ``stderr`` what it printed
+    (clang's diagnostics).
+    """
+
+    def __init__(self, message: str, *, command: list[str] | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.command = list(command or [])
+        self.stderr = stderr
+
+
+class CompilerNotFoundError(BuildError, FileNotFoundError):
+    """clang (or llvm-strip) is not installed: ``tool`` names the one missing."""
+
+    def __init__(self, message: str, *, tool: str) -> None:
+        BuildError.__init__(self, message)
+        self.tool = tool
+
+    def __str__(self) -> str:
+        return self.message

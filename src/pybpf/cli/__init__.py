@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from pybpf.cli.btf import btf_app
+from pybpf.cli.build import build_command
 from pybpf.cli.demo import demo_command
 from pybpf.cli.inspect import inspect_command
 from pybpf.cli.kernel import map_app, prog_app
@@ -40,6 +41,7 @@ app.command("inspect")(inspect_command)
 app.command("load")(load_command)
 app.command("test-run")(test_run_command)
 app.command("demo")(demo_command)
+app.command("build")(build_command)
 app.add_typer(btf_app, name="btf")
 app.add_typer(prog_app, name="prog")
 app.add_typer(map_app, name="map")
