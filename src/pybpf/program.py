@@ -22,6 +22,7 @@ from pybpf.kernel.features import kprobes_available
 from pybpf.link.base import IterLink, LibbpfLink, Link, SocketLink, TcLink, XdpLink
 from pybpf.kernel.info import ProgramInfo, prog_info
 from pybpf.link.symbols import resolve_binary
+from pybpf.link.usdt import UsdtLink, attach_usdt, parse_usdt_section
 
 if TYPE_CHECKING:
     from pybpf.object import Object
@@ -171,6 +172,9 @@ class Program:
             fs.ensure_tracefs()
         if program_type == "tracing" and self.section.startswith("iter"):
             return self.attach_iter()
+        usdt = parse_usdt_section(self.section)
+        if usdt is not None:
+            return self.attach_usdt(usdt[0], usdt[1], usdt[2])
         with _libbpf.capture() as log:
             ptr = lib.bpf_program__attach(self._loaded())
         return self._libbpf_link(ptr, f"SEC({self.section})", log=log.text)
@@ -224,6 +228,20 @@ class Program:
             ptr = lib.bpf_program__attach_uprobe_opts(self._loaded(), pid, path.encode(), offset, opts)
         kind = "uretprobe" if retprobe else "uprobe"
         return self._libbpf_link(ptr, f"{kind} {path}:{func_name or hex(offset)}", log=log.text)
+
+    def attach_usdt(self, binary_or_pid: str | int, provider: str, name: str, *, pid: int = -1,
+                    cookie: int = 0) -> UsdtLink:
+        """Attach to the USDT probe ``provider:name`` (every site of it).
+
+        ``binary_or_pid`` is a path, a library or executable name (``libfoo.so.1``,
+        ``python3.11``), or a pid: then the probe is looked up in that process's binary
+        and mapped libraries, and only that process fires it. ``pid`` limits a binary's
+        probe to one process (-1: all). ``cookie`` is what ``bpf_usdt_cookie()`` returns.
+        A missing probe raises an error listing the probes the binary has."""
+        link = attach_usdt(self._loaded(), f"{self.type} program {self.name!r}", binary_or_pid,
+                           provider, name, pid=pid, cookie=cookie, capability=self._capability())
+        self._own(link)
+        return link
 
     def attach_iter(self, *, map_fd: int | None = None) -> IterLink:
         """Attach an iterator (``SEC("iter/...")``); read its output with ``link.read()``."""
@@ -390,7 +408,7 @@ _BARE_SECTIONS = {
     "kprobe": "attach_kprobe(function)", "kretprobe": "attach_kprobe(function, retprobe=True)",
     "tracepoint": "attach_tracepoint(category, name)", "tp": "attach_tracepoint(category, name)",
     "raw_tracepoint": "attach_raw_tracepoint(name)", "raw_tp": "attach_raw_tracepoint(name)",
-    "usdt": "a USDT attach (not in pybpf yet)",
+    "usdt": "attach_usdt(binary_or_pid, provider, name)",
 }
 
 

@@ -102,6 +102,10 @@ struct bpf_uprobe_opts {
     bool retprobe;
     const char *func_name;
 };
+struct bpf_usdt_opts {
+    size_t sz;
+    __u64 usdt_cookie;      /* then `size_t :0;` in libbpf.h: no storage */
+};
 struct bpf_kprobe_opts {
     size_t sz;
     __u64 bpf_cookie;
@@ -134,6 +138,9 @@ struct bpf_link *bpf_program__attach_kprobe_opts(const struct bpf_program *prog,
 struct bpf_link *bpf_program__attach_uprobe_opts(const struct bpf_program *prog, int pid,
                                                  const char *binary_path, size_t func_offset,
                                                  const struct bpf_uprobe_opts *opts);
+struct bpf_link *bpf_program__attach_usdt(const struct bpf_program *prog, int pid,
+                                          const char *binary_path, const char *usdt_provider,
+                                          const char *usdt_name, const struct bpf_usdt_opts *opts);
 struct bpf_link *bpf_program__attach_iter(const struct bpf_program *prog, const struct bpf_iter_attach_opts *opts);
 struct bpf_link *bpf_program__attach_xdp(const struct bpf_program *prog, int ifindex);
 struct bpf_link *bpf_program__attach_cgroup(const struct bpf_program *prog, int cgroup_fd);

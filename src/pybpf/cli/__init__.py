@@ -17,6 +17,7 @@ from pybpf.cli.inspect import inspect_command
 from pybpf.cli.kernel import map_app, prog_app
 from pybpf.cli.render import fail, guarded, set_debug
 from pybpf.cli.run import load_command, test_run_command
+from pybpf.cli.usdt import usdt_app
 
 __all__ = ["app", "main"]
 
@@ -45,6 +46,7 @@ app.command("build")(build_command)
 app.add_typer(btf_app, name="btf")
 app.add_typer(prog_app, name="prog")
 app.add_typer(map_app, name="map")
+app.add_typer(usdt_app, name="usdt")
 
 try:
     from pybpf.bench import bench_command
