@@ -17,6 +17,7 @@ from pybpf.cli.inspect import inspect_command
 from pybpf.cli.kernel import map_app, prog_app
 from pybpf.cli.render import fail, guarded, set_debug
 from pybpf.cli.run import load_command, test_run_command
+from pybpf.cli.tool import TOOL_CONTEXT, tool_command
 from pybpf.cli.usdt import usdt_app
 
 __all__ = ["app", "main"]
@@ -43,6 +44,7 @@ app.command("load")(load_command)
 app.command("test-run")(test_run_command)
 app.command("demo")(demo_command)
 app.command("build")(build_command)
+app.command("tool", context_settings=TOOL_CONTEXT)(guarded(tool_command))
 app.add_typer(btf_app, name="btf")
 app.add_typer(prog_app, name="prog")
 app.add_typer(map_app, name="map")

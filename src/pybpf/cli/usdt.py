@@ -6,15 +6,12 @@ kernel and no privileges beyond reading the files (and ``/proc/PID/maps``).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
+from pybpf.cli.render import console, guarded, print_json, table, usage_error
 from pybpf.spec.usdt import UsdtProbe, process_probes, read_probes
 
-from pybpf.cli.render import console, guarded, print_json, table, usage_error
-
-__all__ = ["usdt_app", "list_command"]
+__all__ = ["list_command", "usdt_app"]
 
 usdt_app = typer.Typer(help="USDT (SystemTap SDT) probes of binaries and processes.",
                        no_args_is_help=True)
@@ -28,8 +25,8 @@ def _args_text(probe: UsdtProbe) -> str:
 @guarded
 def list_command(
     ctx: typer.Context,
-    binary: Optional[str] = typer.Argument(None, help="an ELF file (executable or shared library)"),
-    pid: Optional[int] = typer.Option(None, "--pid", help="every file this process maps"),
+    binary: str | None = typer.Argument(None, help="an ELF file (executable or shared library)"),
+    pid: int | None = typer.Option(None, "--pid", help="every file this process maps"),
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """List USDT probes: provider, name, address, semaphore and decoded argument specs."""

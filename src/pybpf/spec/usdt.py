@@ -22,8 +22,17 @@ from elftools.elf.elffile import ELFFile
 
 from pybpf.errors import BpfError, ObjectFormatError
 
-__all__ = ["UsdtArg", "UsdtProbe", "parse_arg", "parse_args", "read_probes", "process_probes",
-           "mapped_files", "describe_probes", "UsdtArgError"]
+__all__ = [
+    "UsdtArg",
+    "UsdtArgError",
+    "UsdtProbe",
+    "describe_probes",
+    "mapped_files",
+    "parse_arg",
+    "parse_args",
+    "process_probes",
+    "read_probes",
+]
 
 NT_STAPSDT = 3
 _NOTE_NAME = b"stapsdt"
