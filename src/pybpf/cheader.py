@@ -19,11 +19,14 @@ from typing import Any
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.types import Btf
+from pybpf.btf.validate import padding_bits
 from pybpf.errors import ObjectFormatError
 
 __all__ = ["dump_c", "KERNEL_BTF"]
 
 KERNEL_BTF = "/sys/kernel/btf/vmlinux"
+# libbpf writes one `long: 64;` line per 8 bytes of padding (vmlinux needs about 8,000).
+MAX_PADDING_LINES = 1 << 20
 
 _PROLOGUE = """\
 #ifndef __VMLINUX_H__
@@ -63,7 +66,13 @@ def dump_c(path: str = KERNEL_BTF, *, type_names: list[str] | None = None,
     and what they depend on), as libbpf's btf_dump writes them."""
     if os.path.realpath(path) != KERNEL_BTF:
         # libbpf's btf_dump trusts its input (NULL names, cycles crash it): check first.
-        Btf.from_file(path).validate()
+        pure = Btf.from_file(path)
+        pure.validate()
+        lines = padding_bits(pure) // 64
+        if lines > MAX_PADDING_LINES:
+            raise ObjectFormatError(f"{path}: its structs need {lines} lines of padding in C "
+                                    f"(more than {MAX_PADDING_LINES}): members or sizes far past "
+                                    f"their contents; use --format json", path=path)
     btf = _open_btf(path)
     chunks: list[str] = []
 

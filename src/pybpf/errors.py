@@ -20,8 +20,10 @@ __all__ = [
     "ClosedError",
     "CompilerNotFoundError",
     "IndexOutOfRangeError",
+    "InvalidArgumentError",
     "KeyNotFoundError",
     "MapFullError",
+    "MapMemoryError",
     "NotSupportedError",
     "ObjectFormatError",
     "RecordFormatError",
@@ -123,6 +125,24 @@ class KeyNotFoundError(BpfError, KeyError):
 
 class MapFullError(BpfError):
     """An update needed a new element but the map is at max_entries (E2BIG)."""
+
+
+class MapMemoryError(BpfError, MemoryError):
+    """A load's maps would need more memory than the machine has (checked before the kernel
+    is asked); ``needed`` and ``available`` are bytes. Override: ``load(allow_large_maps=True)``."""
+
+    def __init__(self, message: str, errno: int | None = _errno.ENOMEM, *, needed: int = 0,
+                 available: int = 0) -> None:
+        super().__init__(message, errno)
+        self.needed = needed
+        self.available = available
+
+
+class InvalidArgumentError(BpfError, ValueError):
+    """An argument pybpf refuses before any syscall: out of the kernel's range, or of the wrong kind."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, _errno.EINVAL)
 
 
 class RecordFormatError(BpfError, ValueError):

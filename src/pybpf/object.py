@@ -8,18 +8,20 @@ then mappings, then the libbpf object). Views made from it outlive it.
 
 from __future__ import annotations
 
-import builtins
+import contextlib
 import errno
 import logging
 import os
 import re
+import stat
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.btf.types import Btf
+from pybpf.btf.types import KERNEL_BTF_PATH, Btf, read_file
 from pybpf.errors import (
     BpfError,
     BpfPermissionError,
@@ -31,9 +33,10 @@ from pybpf.errors import (
 from pybpf.kernel.features import capabilities
 from pybpf.link.base import Link
 from pybpf.maps.map import Map
+from pybpf.maps.memory import check_map_memory
 from pybpf.program import Program
 from pybpf.section import Section
-from pybpf.spec.elf import ObjectSpec
+from pybpf.spec.elf import ObjectSpec, check_elf_header
 
 __all__ = ["Object", "open"]
 
@@ -43,6 +46,7 @@ T = TypeVar("T")
 _PROG_FAILED = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
 _VERIFIER_LOG = re.compile(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
 _MAP_FAILED = re.compile(r"map '([^']+)': failed to create")
+_PIN_MISMATCH = re.compile(r"couldn't reuse pinned map at '([^']+)': ([^\n]+)")
 _REFUSED_TYPES = {"tracing": "fentry/fexit/fmod_ret", "lsm": "lsm", "ext": "freplace"}
 
 
@@ -85,6 +89,9 @@ class Object:
                  kconfig: str | None = None) -> None:
         self._ptr: Any = ffi.NULL
         self._state = "closed"
+        # Held by load(), close() and every use of libbpf's object or its maps/programs before
+        # load: libbpf frees them in bpf_object__close, which must not run under another call.
+        self._lock = threading.RLock()
         self._links: list[Link] = []
         self._keep: list[Any] = []
         self.load_log = ""
@@ -93,16 +100,18 @@ class Object:
             self.path: str | None = None
             where = object_name or "<bytes>"
         else:
-            self.path = os.fspath(source)
+            self.path = os.fsdecode(os.fspath(source))
             where = self.path
             if not os.path.exists(self.path):
                 raise FileNotFoundError(errno.ENOENT, "no such BPF object", self.path)
-            with builtins.open(self.path, "rb") as f:
-                data = f.read()
+            # regular files only, the ELF header checked before the rest is read
+            data = read_file(self.path, check=lambda head: check_elf_header(head, where), what="BPF object")
+        if object_name is not None:
+            _check_object_name(object_name)
         # Parse purely first: precise errors, and libbpf never sees a malformed ELF.
         self.spec = ObjectSpec(data, name=object_name or "", path=where)
-        if btf_custom_path is not None and not os.path.exists(btf_custom_path):
-            raise FileNotFoundError(errno.ENOENT, "no such BTF file", btf_custom_path)
+        if btf_custom_path is not None:
+            btf_custom_path = _check_custom_btf(btf_custom_path)
 
         self._keep = [c_name := _libbpf.c_str(object_name), c_pin := _libbpf.c_str(pin_root_path),
                       c_kconfig := _libbpf.c_str(kconfig), c_btf := _libbpf.c_str(btf_custom_path)]
@@ -110,7 +119,7 @@ class Object:
                                 kconfig=c_kconfig, btf_custom_path=c_btf)
         with _libbpf.capture(logging.DEBUG) as log:  # libbpf says why an open failed at DEBUG
             if self.path is not None and object_name is None:
-                ptr = lib.bpf_object__open_file(self.path.encode(), opts)
+                ptr = lib.bpf_object__open_file(os.fsencode(self.path), opts)
             else:
                 buf = ffi.from_buffer(data)
                 self._keep.append((data, buf))  # libbpf may refer to the image until close
@@ -121,10 +130,20 @@ class Object:
                                     err, path=where, log=log.text)
         self._ptr = ptr
         self._state = "open"
-        self.name: str = ffi.string(lib.bpf_object__name(ptr)).decode()
-        self._btf: Btf | None = None
-        self._programs = self._collect_programs()
-        self._maps = self._collect_maps()
+        try:
+            # libbpf cuts the object name at 15 bytes, maybe inside a character of a file's name
+            self.name: str = ffi.string(lib.bpf_object__name(ptr)).decode("utf-8", "replace")
+            self._btf: Btf | None = None
+            self._programs = self._collect_programs()
+            self._maps = self._collect_maps()
+        except BaseException as exc:
+            self._ptr, self._state = ffi.NULL, "closed"
+            lib.bpf_object__close(ptr)
+            self._keep.clear()
+            if isinstance(exc, UnicodeDecodeError):
+                raise ObjectFormatError(f"{where}: a program, section or map name is not UTF-8 "
+                                        f"({exc.object!r})", errno.EINVAL, path=where) from None
+            raise
         self._sections: dict[str, Section] = {}
 
     def __repr__(self) -> str:
@@ -143,6 +162,17 @@ class Object:
     def _check_open(self) -> None:
         if self._state == "closed":
             raise ClosedError(f"object {getattr(self, 'name', '?')}")
+
+    @contextlib.contextmanager
+    def _guard(self, wanted: str | None = None, doing: str = "") -> Iterator[Any]:
+        """Hold the object (no close() can free libbpf's memory meanwhile); yields libbpf's
+        object pointer. ``wanted``: the state the call needs, else any but closed."""
+        with self._lock:
+            if wanted is None:
+                self._check_open()
+            else:
+                self._check_state(wanted, doing)
+            yield self._ptr
 
     def _check_state(self, wanted: str, doing: str) -> None:
         self._check_open()
@@ -166,7 +196,9 @@ class Object:
         maps: dict[str, Map] = {}
         ptr = lib.bpf_object__next_map(self._ptr, ffi.NULL)
         while ptr != ffi.NULL:
-            name = ffi.string(lib.bpf_map__name(ptr)).decode()
+            raw = ffi.string(lib.bpf_map__name(ptr))
+            # internal maps are "<object name prefix>.bss": libbpf's cut may split a character
+            name = raw.decode("utf-8", "replace") if lib.bpf_map__is_internal(ptr) else raw.decode()
             maps[name] = Map(name=name, obj=self, ptr=ptr, btf=self.btf,
                              key_type_id=int(lib.bpf_map__btf_key_type_id(ptr)),
                              value_type_id=int(lib.bpf_map__btf_value_type_id(ptr)))
@@ -228,17 +260,28 @@ class Object:
 
     # ---- load ------------------------------------------------------------
 
-    def load(self) -> Object:
-        """CO-RE relocate, create the maps, and load every autoload program."""
-        self._check_state("open", "load()")
-        with _libbpf.capture(logging.DEBUG) as log:
-            ret = lib.bpf_object__load(self._ptr)
-        self.load_log = log.text
-        if ret < 0:
-            self._state = "failed"
-            raise self._load_error(-ret, log.text)
-        self._state = "loaded"
-        return self
+    def load(self, *, allow_large_maps: bool | None = None) -> Object:
+        """CO-RE relocate, create the maps, and load every autoload program.
+
+        Before the kernel is asked, the memory the object's maps would take is estimated
+        (key/value sizes x max_entries, x possible CPUs for per-CPU maps); a load that would
+        need more than the machine's MemAvailable is refused with ``MapMemoryError``, unless
+        ``allow_large_maps=True`` (or the environment has ``PYBPF_ALLOW_LARGE_MAPS=1``).
+        A ``close()`` from another thread waits until the load is done."""
+        with self._lock:
+            self._check_state("open", "load()")
+            if allow_large_maps is None:
+                allow_large_maps = os.environ.get("PYBPF_ALLOW_LARGE_MAPS", "") not in ("", "0")
+            if not allow_large_maps:
+                check_map_memory(self.name, [m._memory_spec() for m in self._maps.values()])
+            with _libbpf.capture(logging.DEBUG) as log:
+                ret = lib.bpf_object__load(self._ptr)
+            self.load_log = log.text
+            if ret < 0:
+                self._state = "failed"
+                raise self._load_error(-ret, log.text)
+            self._state = "loaded"
+            return self
 
     def _load_error(self, err: int, log: str) -> BpfError:
         failed = _PROG_FAILED.findall(log)
@@ -271,6 +314,15 @@ class Object:
                     err, program=name,
                     log=verifier_log, source_line=source)
             return _libbpf.make_error(err, f"loading program {name!r}: {_last_line(log, err)}", log=log)
+        pinned = _PIN_MISMATCH.search(log)
+        if pinned:
+            map_name = _MAP_FAILED.findall(log)
+            which = f"map {map_name[-1]!r}: " if map_name else ""
+            return _libbpf.make_error(
+                err, f"loading object {self.name}: {which}couldn't reuse the map pinned at {pinned[1]}: "
+                     f"{pinned[2]} (libbpf: the pinned map's type, key size, value size, max_entries or "
+                     f"flags differ from this object's definition; unpin it or match the definition)",
+                log=log)
         map_failed = _MAP_FAILED.findall(log)
         if map_failed and err in (errno.EPERM, errno.EACCES):
             return BpfPermissionError(f"creating map {map_failed[-1]!r} was refused: it needs CAP_BPF "
@@ -311,24 +363,26 @@ class Object:
     # ---- close -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Detach links, drop mappings, release every fd. Idempotent."""
-        if self._state == "closed":
-            return
-        errors = []
-        for link in list(self._links):
-            try:
-                link.close()
-            except BpfError as exc:
-                errors.append(exc)
-        self._links.clear()
-        for section in self._sections.values():
-            section._release()
-        for map_ in self._maps.values():
-            map_.close()
-        ptr, self._ptr = self._ptr, ffi.NULL
-        self._state = "closed"
-        lib.bpf_object__close(ptr)
-        self._keep.clear()
+        """Detach links, drop mappings, release every fd. Idempotent. Waits for a ``load()``
+        running in another thread."""
+        with self._lock:
+            if self._state == "closed":
+                return
+            errors = []
+            for link in list(self._links):
+                try:
+                    link.close()
+                except BpfError as exc:
+                    errors.append(exc)
+            self._links.clear()
+            for section in self._sections.values():
+                section._release()
+            for map_ in self._maps.values():
+                map_.close()
+            ptr, self._ptr = self._ptr, ffi.NULL
+            self._state = "closed"
+            lib.bpf_object__close(ptr)
+            self._keep.clear()
         if errors:
             raise errors[0]
 
@@ -345,6 +399,49 @@ class Object:
                 self.close()
             except Exception:
                 pass
+
+
+_OBJ_NAME_BYTES = 15  # libbpf keeps BPF_OBJ_NAME_LEN - 1 bytes of an object's name
+
+
+def _check_object_name(name: str) -> None:
+    """libbpf keeps only 15 bytes of ``object_name``: refuse a name that cut would split."""
+    raw = name.encode("utf-8", "surrogateescape")
+    try:
+        raw[:_OBJ_NAME_BYTES].decode()
+    except UnicodeDecodeError:
+        raise ObjectFormatError(f"object_name {name!r}: libbpf keeps only its first {_OBJ_NAME_BYTES} "
+                                f"bytes, which cuts a character in two; give a shorter name",
+                                errno.EINVAL) from None
+
+
+def _check_custom_btf(path: str | os.PathLike[str]) -> str:
+    """A btf_custom_path must be a regular file of valid BTF (libbpf trusts it for CO-RE)."""
+    p = os.fsdecode(os.fspath(path))
+    if not os.path.exists(p):
+        raise FileNotFoundError(errno.ENOENT, "no such BTF file", p)
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as e:
+        raise ObjectFormatError(f"btf_custom_path {p}: {e.strerror}", e.errno, path=p) from None
+    if not stat.S_ISREG(mode):
+        raise ObjectFormatError(f"btf_custom_path {p}: is {_file_kind(mode)}, not a BTF file",
+                                errno.EINVAL, path=p)
+    if os.path.realpath(p) != KERNEL_BTF_PATH:  # the running kernel's own BTF is trusted
+        try:
+            Btf.from_file(p).validate()
+        except ObjectFormatError as e:
+            raise ObjectFormatError(f"btf_custom_path {e}", e.errno, path=p) from None
+    return p
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _internal_section(map_name: str, section: str) -> bool:

@@ -75,31 +75,35 @@ class Program:
     @property
     def type(self) -> str:
         """libbpf's name of the program type (``tracepoint``, ``xdp``, ``tracing``...)."""
-        return _libbpf.type_name("prog", lib.bpf_program__type(self._live()))
+        with self._obj._guard():
+            return _libbpf.type_name("prog", lib.bpf_program__type(self._ptr))
 
     @property
     def expected_attach_type(self) -> str:
-        return _libbpf.type_name("attach", lib.bpf_program__expected_attach_type(self._live()))
+        with self._obj._guard():
+            return _libbpf.type_name("attach", lib.bpf_program__expected_attach_type(self._ptr))
 
     @property
     def insn_count(self) -> int:
         """Instructions after relocation (libbpf's view, before the verifier)."""
-        return int(lib.bpf_program__insn_cnt(self._live()))
+        with self._obj._guard():
+            return int(lib.bpf_program__insn_cnt(self._ptr))
 
     @property
     def autoload(self) -> bool:
-        return bool(lib.bpf_program__autoload(self._live()))
+        with self._obj._guard() as _:
+            return bool(lib.bpf_program__autoload(self._ptr))
 
     @autoload.setter
     def autoload(self, value: bool) -> None:
-        self._obj._check_state("open", f"setting autoload of {self.name}")
-        _libbpf.check(lib.bpf_program__set_autoload(self._ptr, bool(value)), f"autoload of {self.name}")
+        with self._obj._guard("open", f"setting autoload of {self.name}"):
+            _libbpf.check(lib.bpf_program__set_autoload(self._ptr, bool(value)), f"autoload of {self.name}")
 
     @property
     def fd(self) -> int:
         """The program's fd once loaded (owned by the Object; do not close it)."""
-        self._obj._check_state("loaded", f"the fd of program {self.name}")
-        fd = lib.bpf_program__fd(self._ptr)
+        with self._obj._guard("loaded", f"the fd of program {self.name}"):
+            fd = lib.bpf_program__fd(self._ptr)
         if fd < 0:
             raise BpfError(f"program {self.name} was not loaded (autoload is off)", errno.ENOENT)
         return int(fd)
@@ -121,10 +125,10 @@ class Program:
         return self.info().run_time_ns
 
     def pin(self, path: str) -> None:
-        fs.check_pin(lib.bpf_program__pin(self._live(), path.encode()), f"pinning {self.name} at {path}", path)
+        fs.check_pin(lib.bpf_program__pin(self._live(), os.fsencode(path)), f"pinning {self.name} at {path}", path)
 
     def unpin(self, path: str) -> None:
-        _libbpf.check(lib.bpf_program__unpin(self._live(), path.encode()), f"unpinning {self.name}")
+        _libbpf.check(lib.bpf_program__unpin(self._live(), os.fsencode(path)), f"unpinning {self.name}")
 
     # ---- attaching ---------------------------------------------------
 

@@ -118,9 +118,12 @@ class Section:
         var = self._variable(name)
         dtype = self.dtype_of(name)
         if self._obj.state == "open":
-            raw = bytes(self._initial_image()[var.offset:var.offset + var.size])
-            return np.frombuffer(raw, dtype=dtype).reshape(()) if not dtype.shape else \
-                np.frombuffer(raw, dtype=dtype.base).reshape(dtype.shape)
+            with self._obj._lock:  # close() in another thread frees the image
+                if self._obj.state == "open":
+                    raw = bytes(self._initial_image()[var.offset:var.offset + var.size])
+                    return np.frombuffer(raw, dtype=dtype).reshape(()) if not dtype.shape else \
+                        np.frombuffer(raw, dtype=dtype.base).reshape(dtype.shape)
+            self._obj._check_open()
         mapped = self._mapped()
         if dtype.shape:  # a C array: n-d view of its element type
             return mapped.array(dtype.base, shape=dtype.shape, offset=var.offset)
@@ -130,9 +133,12 @@ class Section:
         var = self._variable(name)
         data = to_array(value, self.dtype_of(name), f"{self.section}.{name}").tobytes()
         if self._obj.state == "open":
-            image = self._initial_image()
-            image[var.offset:var.offset + var.size] = data
-            return
+            with self._obj._lock:  # close() or load() in another thread frees or uses the image
+                if self._obj.state == "open":
+                    image = self._initial_image()
+                    image[var.offset:var.offset + var.size] = data
+                    return
+            self._obj._check_open()
         if self.section.startswith(".rodata"):
             raise BpfError(f"{self.section}.{name} is read-only after load (libbpf freezes .rodata; "
                            f"set it before load())", errno.EPERM)
@@ -154,7 +160,10 @@ class Section:
     def bytes(self) -> bytes:
         """A copy of the section's current bytes."""
         if self._obj.state == "open":
-            return bytes(self._initial_image())
+            with self._obj._lock:
+                if self._obj.state == "open":
+                    return bytes(self._initial_image())
+            self._obj._check_open()
         mapped = self._mapped()
         return bytes(mapped.raw()[: self._require_map().value_size])
 

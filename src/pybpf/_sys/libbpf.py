@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno as _errno
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -195,7 +196,7 @@ def c_str(value: str | bytes | None) -> Any:
     if value is None:
         return ffi.NULL
     if isinstance(value, str):
-        value = value.encode()
+        value = os.fsencode(value)  # paths from os.listdir may hold undecodable bytes
     return ffi.new("char[]", value)
 
 

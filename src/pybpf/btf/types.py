@@ -17,8 +17,11 @@ the values it hands out (:class:`Bitfield`, :func:`raw_dtype`).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -157,13 +160,54 @@ def _bad(name: str, msg: str) -> ObjectFormatError:
     return ObjectFormatError(f"{where}bad BTF: {msg}")
 
 
-def read_file(path: str) -> bytes:
-    """A file's bytes, or ObjectFormatError naming it (for the spec layer's inputs)."""
+# Inputs larger than this are refused before they are read (the kernel's vmlinux BTF is ~6 MiB,
+# a Debian vmlinux ELF ~60 MiB): a sparse or endless file must not cost its size in memory.
+MAX_INPUT_SIZE = 512 << 20
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_file(path: str | bytes, *, check: Callable[[bytes], None] | None = None,
+              what: str = "file") -> bytes:
+    """A regular file's bytes, or ObjectFormatError naming it (for the spec layer's inputs).
+
+    Opened non-blocking (a FIFO with no writer does not hang the open), refused unless it
+    is a regular file no larger than MAX_INPUT_SIZE, and read in bounded chunks; ``check``
+    sees the first 64 bytes before anything more is read (an ELF header check)."""
+    shown = os.fsdecode(path)
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
-        raise ObjectFormatError(f"{path}: cannot read: {e.strerror}", e.errno, path=path) from None
+        raise ObjectFormatError(f"{shown}: cannot read: {e.strerror}", e.errno, path=shown) from None
+    try:
+        st = os.fstat(fd)
+        for test, kind in _FILE_KINDS:
+            if test(st.st_mode):
+                raise ObjectFormatError(f"{shown}: is {kind}, not a {what}", errno.EINVAL, path=shown)
+        if st.st_size > MAX_INPUT_SIZE:
+            raise ObjectFormatError(f"{shown}: {st.st_size} bytes, larger than any {what} pybpf reads "
+                                    f"({MAX_INPUT_SIZE >> 20} MiB)", errno.EFBIG, path=shown)
+        chunks = []
+        total = 0
+        head = os.read(fd, 64)
+        if check is not None:
+            check(head)
+        chunks.append(head)
+        total += len(head)
+        while head:
+            head = os.read(fd, 1 << 20)
+            chunks.append(head)
+            total += len(head)
+            if total > MAX_INPUT_SIZE:  # a file that grows, or a size that lies (sysfs, procfs)
+                raise ObjectFormatError(f"{shown}: larger than any {what} pybpf reads "
+                                        f"({MAX_INPUT_SIZE >> 20} MiB)", errno.EFBIG, path=shown)
+        return b"".join(chunks)
+    except OSError as e:
+        if isinstance(e, ObjectFormatError):
+            raise
+        raise ObjectFormatError(f"{shown}: cannot read: {e.strerror}", e.errno, path=shown) from None
+    finally:
+        os.close(fd)
 
 
 class Btf:
@@ -247,7 +291,16 @@ class Btf:
     def from_file(cls, path: str | os.PathLike[str], *, base: Btf | None = None) -> Btf:
         """Parse a raw BTF file, or the ``.BTF`` section of an ELF object."""
         p = os.fspath(path)
-        data = read_file(p)
+
+        def check(head: bytes) -> None:
+            if head[:4] != b"\x7fELF" and head[:2] not in (b"\x9f\xeb", b"\xeb\x9f"):
+                raise _bad(p, "neither raw BTF (magic 0xeb9f) nor an ELF object"
+                           if head else "empty file, not BTF")
+            if head[:4] == b"\x7fELF":
+                from pybpf.spec.elf import check_elf_header  # lazy: spec imports us
+                check_elf_header(head, p)
+
+        data = read_file(p, check=check, what="BTF file")
         if data[:4] == b"\x7fELF":
             from pybpf.spec.elf import _elf_section_bytes  # lazy: spec imports us
             sec = _elf_section_bytes(data, ".BTF", p)
@@ -398,40 +451,11 @@ class Btf:
         return t
 
     def validate(self) -> None:
-        """Check the whole blob: every type decodes (string offsets and type ids in
-        range) and every chain of pointers/typedefs/qualifiers ends. libbpf trusts
-        what it parses; run this before handing untrusted BTF to it."""
-        chained = {"ptr", "typedef", "const", "volatile", "restrict", "type_tag", "var", "decl_tag", "func"}
-        for tid in range(self._start_id, len(self)):
-            self[tid]
-        for tid in range(self._start_id, len(self)):
-            seen = 0
-            cur = tid
-            while cur and self.kind_of(cur) in chained:
-                seen += 1
-                if seen > len(self):
-                    raise _bad(self.name, f"type [{tid}] is part of a reference cycle")
-                cur = self[cur].type or 0
-        # What C lays out by value must be complete and sized: members, array elements, vars.
-        for tid in range(self._start_id, len(self)):
-            t = self[tid]
-            if t.kind in ("struct", "union"):
-                for name, member_type, _off, _bits in t.members:
-                    self._check_complete(member_type, f"member {name!r} of {t.kind} [{tid}]")
-            elif t.kind == "array":
-                self._check_complete(t.type or 0, f"element of array [{tid}]")
-            elif t.kind == "var":
-                self._check_complete(t.type or 0, f"variable {t.name!r} [{tid}]")
-
-    def _check_complete(self, tid: int, what: str) -> None:
-        target = self.resolve(tid)
-        kind = self.kind_of(target)
-        if kind not in ("int", "ptr", "array", "struct", "union", "enum", "enum64", "float"):
-            raise _bad(self.name, f"{what} has incomplete type {kind} [{target}]")
-        try:
-            self.sizeof(target)
-        except (ObjectFormatError, NotSupportedError) as exc:
-            raise _bad(self.name, f"{what}: {exc}") from None
+        """Check every type this blob defines to the kernel's BTF rules (see
+        :mod:`pybpf.btf.validate`). libbpf trusts what it parses: run this before
+        handing untrusted BTF to it."""
+        from pybpf.btf.validate import validate_btf  # lazy: validate builds on this module
+        validate_btf(self)
 
     # ---- lookup ------------------------------------------------------------------------
     def _name_index(self) -> dict[str, list[int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -24,6 +25,8 @@ from pybpf.maps.codec import to_bytes
 
 __all__ = ["UserRingBuffer"]
 
+_WAIT_SLICE_MS = 50  # how long a waiting submit() stays in C at a time
+
 
 class UserRingBuffer:
     """Producer side of a user ring buffer.
@@ -36,6 +39,7 @@ class UserRingBuffer:
 
     def __init__(self, map: Map, dtype: Any = None) -> None:
         self._ptr: Any = ffi.NULL
+        self._closing = False
         if not _libbpf.has_symbol("user_ring_buffer__new"):
             raise NotSupportedError(f"user ring buffers need libbpf >= 1.1; this is {_libbpf.VERSION_STRING}",
                                     feature="user_ring_buffer")
@@ -95,10 +99,11 @@ class UserRingBuffer:
                 raise ClosedError(self._what)
             if timeout is None:
                 sample = lib.user_ring_buffer__reserve(self._ptr, len(data))
+                err = ffi.errno if sample == ffi.NULL else 0
             else:
-                sample = lib.user_ring_buffer__reserve_blocking(self._ptr, len(data), max(int(timeout * 1000), 0))
+                sample, err = self._reserve_waiting(len(data), timeout)
             if sample == ffi.NULL:
-                err = ffi.errno or errno.ENOSPC
+                err = err or errno.ENOSPC
                 if err in (errno.ENOSPC, errno.ETIMEDOUT, errno.ENODATA):
                     raise BufferFullError(f"{self._what} has no room for a {len(data)}-byte sample"
                                           f"{'' if timeout is None else f' after {timeout} s'}")
@@ -106,7 +111,27 @@ class UserRingBuffer:
             ffi.memmove(sample, data, len(data))
             lib.user_ring_buffer__submit(self._ptr, sample)
 
+    def _reserve_waiting(self, size: int, timeout: float) -> tuple[Any, int]:
+        """Wait up to ``timeout`` s for room, in short slices: between them Ctrl-C (a signal
+        handler runs only between C calls) and a close() from another thread get through."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            left = deadline - time.monotonic()
+            slice_ms = max(0, min(int(left * 1000), _WAIT_SLICE_MS))
+            sample = lib.user_ring_buffer__reserve_blocking(self._ptr, size, slice_ms)
+            if sample != ffi.NULL:
+                return sample, 0
+            err = ffi.errno
+            if err not in (errno.ENOSPC, errno.ETIMEDOUT, errno.ENODATA, errno.EINTR, errno.EAGAIN):
+                return sample, err
+            if self._closing:
+                raise ClosedError(self._what)
+            if left <= 0:
+                return sample, err
+
     def close(self) -> None:
+        """Free the ring; a submit() waiting for room in another thread raises ClosedError."""
+        self._closing = True  # a waiting submit sees this within one slice, then lets go of the lock
         with self._lock:
             ptr, self._ptr = self._ptr, ffi.NULL
         if ptr != ffi.NULL:

@@ -11,13 +11,14 @@ import errno
 import os
 
 from pybpf._sys import libbpf as _libbpf
-from pybpf.errors import BpfError
+from pybpf.errors import BpfError, BpfPermissionError
 
 __all__ = ["TRACEFS", "BPFFS_MAGIC", "ensure_tracefs", "ensure_bpffs", "is_bpffs", "cgroup2_root",
            "mount", "umount"]
 
 TRACEFS = "/sys/kernel/tracing"
 BPFFS_MAGIC = 0xCAFE4A11
+TRACEFS_MAGIC = 0x74726163
 
 def _fs_magic(path: str) -> int | None:
     return _libbpf.fs_magic(path)
@@ -32,6 +33,16 @@ def ensure_tracefs() -> str:
     for path in (TRACEFS, "/sys/kernel/debug/tracing"):
         if os.path.isdir(os.path.join(path, "events")):
             return path
+    if _fs_magic(TRACEFS) == TRACEFS_MAGIC:  # mounted, but this user cannot look inside
+        try:
+            mode = f" (mode {os.stat(TRACEFS).st_mode & 0o7777:o}, owner uid {os.stat(TRACEFS).st_uid})"
+        except OSError:
+            mode = ""
+        raise BpfPermissionError(
+            f"tracefs is mounted at {TRACEFS}{mode} but this user (uid {os.getuid()}) cannot read "
+            f"{TRACEFS}/events, which libbpf needs to attach tracepoints: run as root, or give this "
+            f"user read access to tracefs (e.g. mount it with gid= and mode=)", errno.EACCES,
+            capability="read access to tracefs")
     mount("tracefs", TRACEFS, "tracefs")
     return TRACEFS
 

@@ -166,9 +166,12 @@ def open_map_by_id(map_id: int) -> int:
 class StatsHandle:
     """Keeps kernel run-time statistics (run_cnt, run_time_ns) on until closed."""
 
+    _fd = -1  # a failed __init__ (no CAP_SYS_ADMIN) leaves nothing for __del__ to close
+
     def __init__(self) -> None:
         self._fd = _libbpf.check(lib.bpf_enable_stats(0), "BPF_ENABLE_STATS(BPF_STATS_RUN_TIME)",
                                  capability="CAP_SYS_ADMIN")
+
 
     def close(self) -> None:
         if self._fd >= 0:

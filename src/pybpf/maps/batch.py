@@ -31,7 +31,7 @@ import numpy as np
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.errors import BpfError, KeyNotFoundError, NotSupportedError
+from pybpf.errors import BpfError, InvalidArgumentError, KeyNotFoundError, NotSupportedError
 from pybpf._sys.fd import holding_fd
 from pybpf.maps.layout import Layout
 from pybpf.maps.kinds import ARRAY_LIKE, KEYLESS, MAP_IN_MAP, UNSUPPORTED, UPDATE_ERRORS, IndexOutOfRangeError
@@ -131,10 +131,14 @@ def lookup(m: Map, chunk: int | None = None, *, delete: bool = False) -> tuple[n
     if delete and m.type in ARRAY_LIKE:
         raise NotSupportedError(f"lookup_and_delete_batch of {m.type} map {m.name}: array elements cannot "
                                 f"be deleted", errno.EINVAL, feature=f"deleting from {m.type} maps")
-    if chunk is not None and chunk <= 0:
-        raise ValueError(f"chunk must be a positive number of elements, got {chunk}")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
+                              or not 0 < int(chunk) <= 0xFFFF_FFFF):
+        raise InvalidArgumentError(f"chunk must be a number of elements in 1..4294967295 (the kernel's "
+                                   f"u32), got {chunk!r}")
     keys, values = m._layouts()
     max_entries = m.max_entries
+    if chunk is not None:  # a batch never returns more than the map holds: no bigger buffers
+        chunk = min(int(chunk), max(max_entries, 1))
     if not supported(m, op):
         return _lookup_per_key(m, keys, values, delete)
     if m.type in ARRAY_LIKE:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from pybpf._sys.libbpf import ErrorFactory
-from pybpf.errors import BpfError, BpfPermissionError, IndexOutOfRangeError, KeyNotFoundError, MapFullError
+from pybpf.errors import (BpfError, BpfPermissionError, IndexOutOfRangeError, InvalidArgumentError, KeyNotFoundError,
+                          MapFullError)
 
 __all__ = [
     "ARRAY_LIKE",
@@ -95,12 +96,17 @@ def parse_flags(flags: int | str | Iterable[str]) -> int:
 
 def update_flag(flags: str | int) -> int:
     """``"any"``/``"noexist"``/``"exist"`` (or the BPF_* number) for an update."""
-    if isinstance(flags, int):
-        return flags
+    if isinstance(flags, (int, np.integer)) and not isinstance(flags, bool):
+        if not 0 <= int(flags) < 1 << 64:
+            raise InvalidArgumentError(f"update flags must be one of {list(UPDATE_FLAGS)} or a BPF_* "
+                                       f"number in 0..2**64-1 (the kernel's u64), got {int(flags)}")
+        return int(flags)
     try:
+        if not isinstance(flags, str):
+            raise TypeError(flags)
         return UPDATE_FLAGS[flags]
-    except KeyError:
-        raise ValueError(f"update flags must be one of {list(UPDATE_FLAGS)}, got {flags!r}") from None
+    except (KeyError, TypeError):
+        raise InvalidArgumentError(f"update flags must be one of {list(UPDATE_FLAGS)}, got {flags!r}") from None
 
 
 def check_map_name(name: str) -> None:

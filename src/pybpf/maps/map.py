@@ -44,12 +44,13 @@ from pybpf.maps import batch
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.types import Btf, raw_dtype
-from pybpf.errors import BpfError, ClosedError, KeyNotFoundError, NotSupportedError
+from pybpf.errors import BpfError, ClosedError, InvalidArgumentError, KeyNotFoundError, NotSupportedError
 from pybpf.maps.fastpath import FastPath
 from pybpf._sys.fd import FdRef, holding_fd
 from pybpf.kernel.info import MapInfo, map_flag_names, map_info
 from pybpf.maps.kindops import KindOps
 from pybpf.maps.layout import Layout
+from pybpf.maps.memory import MapMemory
 from pybpf.maps.create import DTypeLike, MapConstructors
 from pybpf.maps.kinds import (
     ARRAY_LIKE,
@@ -79,6 +80,15 @@ __all__ = [
     "IndexOutOfRangeError",
     "Map",
 ]
+
+
+def _u32(value: Any, what: str) -> int:
+    """An int the kernel's __u32 can hold, or InvalidArgumentError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(f"{what} must be an int, not {type(value).__name__}")
+    if not 0 <= int(value) <= 0xFFFF_FFFF:
+        raise InvalidArgumentError(f"{what} must be in 0..4294967295 (the kernel's u32), not {int(value)}")
+    return int(value)
 
 
 class Map(MapConstructors, KindOps):
@@ -190,8 +200,20 @@ class Map(MapConstructors, KindOps):
     def _attr(self, getter: str) -> int:
         self._check()
         if self._ptr is not None:
-            return int(getattr(lib, f"bpf_map__{getter}")(self._ptr))
+            assert self._obj is not None
+            with self._obj._guard():  # libbpf's map lives until the object closes
+                return int(getattr(lib, f"bpf_map__{getter}")(self._ptr))
         return int(getattr(self._static_info, getter))
+
+    def _memory_spec(self) -> MapMemory:
+        """What Object.load() needs to estimate this map's kernel memory."""
+        assert self._ptr is not None
+        reused = lib.bpf_map__fd(self._ptr) >= 0  # reuse() gave it an existing map's fd
+        type_name = _libbpf.type_name("map", int(lib.bpf_map__type(self._ptr)))
+        return MapMemory(self.name, type_name, int(lib.bpf_map__key_size(self._ptr)),
+                         int(lib.bpf_map__value_size(self._ptr)), int(lib.bpf_map__max_entries(self._ptr)),
+                         int(lib.bpf_map__map_flags(self._ptr)),
+                         _libbpf.num_possible_cpus() if type_name in PER_CPU else 1, created=not reused)
 
     @property
     def _static_info(self) -> MapInfo:
@@ -201,8 +223,7 @@ class Map(MapConstructors, KindOps):
 
     @property
     def type_id(self) -> int:
-        self._check()
-        return int(lib.bpf_map__type(self._ptr)) if self._ptr is not None else self._static_info.type_id
+        return self._attr("type") if self._ptr is not None else self._static_info.type_id
 
     @property
     def type(self) -> str:
@@ -227,13 +248,13 @@ class Map(MapConstructors, KindOps):
 
     @max_entries.setter
     def max_entries(self, value: int) -> None:
-        self._check_settable("max_entries")
-        _libbpf.check(lib.bpf_map__set_max_entries(self._ptr, int(value)), f"max_entries of {self.name}")
+        value = _u32(value, f"max_entries of map {self.name}")
+        with self._settable("max_entries"):
+            _libbpf.check(lib.bpf_map__set_max_entries(self._ptr, value), f"max_entries of {self.name}")
 
     @property
     def flags(self) -> int:
-        self._check()
-        return int(lib.bpf_map__map_flags(self._ptr)) if self._ptr is not None else self._static_info.flags
+        return self._attr("map_flags") if self._ptr is not None else self._static_info.flags
 
     @property
     def flag_names(self) -> list[str]:
@@ -259,6 +280,12 @@ class Map(MapConstructors, KindOps):
             raise BpfError(f"{what} of map {self.name} can only be set before its object is loaded",
                            errno.EINVAL)
         self._obj._check_state("open", f"setting {what} of map {self.name}")
+
+    def _settable(self, what: str) -> Any:
+        """Hold the (open) object for a setter: no close() frees libbpf's map meanwhile."""
+        self._check_settable(what)
+        assert self._obj is not None
+        return self._obj._guard("open", f"setting {what} of map {self.name}")
 
     @property
     def key_dtype(self) -> np.dtype:
@@ -357,14 +384,14 @@ class Map(MapConstructors, KindOps):
 
     def set_pin_path(self, path: str) -> None:
         """Before load: pin here on load, or reuse the map already pinned here."""
-        self._check_settable("the pin path")
-        _libbpf.check(lib.bpf_map__set_pin_path(self._ptr, os.fsencode(path)), f"pin path of {self.name}")
+        with self._settable("the pin path"):
+            _libbpf.check(lib.bpf_map__set_pin_path(self._ptr, os.fsencode(path)), f"pin path of {self.name}")
 
     def reuse(self, other: Map | int) -> None:
         """Before load: use an existing map (another Map or an fd) instead of creating one."""
-        self._check_settable("reuse")
         fd = other.fd if isinstance(other, Map) else int(other)
-        _libbpf.check(lib.bpf_map__reuse_fd(self._ptr, fd), f"reusing fd {fd} for map {self.name}")
+        with self._settable("reuse"):
+            _libbpf.check(lib.bpf_map__reuse_fd(self._ptr, fd), f"reusing fd {fd} for map {self.name}")
 
     def freeze(self) -> None:
         """Make the map read-only to user space for good (programs can still write)."""

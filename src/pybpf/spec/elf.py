@@ -21,7 +21,7 @@ from pybpf.errors import BpfError, ObjectFormatError
 
 __all__ = [
     "CoreRelo", "FuncInfo", "GlobalSpec", "LineInfo", "MapSpec", "ObjectSpec", "ProgramSpec",
-    "RELO_KINDS", "inspect", "section_program_type",
+    "RELO_KINDS", "check_elf_header", "inspect", "section_program_type",
 ]
 
 EM_BPF = 247
@@ -241,7 +241,8 @@ def _fail(where: str, msg: str) -> ObjectFormatError:
     return ObjectFormatError(f"{where}: {msg}", path=where or None)
 
 
-def _check_header(data: bytes, where: str) -> None:
+def check_elf_header(data: bytes, where: str) -> None:
+    """ObjectFormatError unless ``data`` starts with a 64-bit little-endian BPF ELF header."""
     if len(data) < 4 or data[:4] != b"\x7fELF":
         raise _fail(where, "not an ELF file" if data else "empty file, not an ELF file")
     if len(data) < 64:
@@ -268,6 +269,8 @@ def _read_sections(data: bytes, where: str) -> tuple[list[_Section], list[tuple[
         off, size = s["sh_offset"], s["sh_size"]
         if stype != "SHT_NOBITS" and (off + size > len(data)):
             raise _fail(where, f"section {s.name!r} ({off}+{size}) runs past the end of the file")
+        if "\ufffd" in s.name:  # pyelftools decodes with errors="replace"
+            raise _fail(where, f"section [{i}] has a name that is not UTF-8 ({s.name!r})")
         body = b"" if stype in ("SHT_NOBITS", "SHT_NULL") else data[off:off + size]
         secs.append(_Section(i, s.name, str(stype), s["sh_flags"], off, size, body))
         if stype == "SHT_SYMTAB":
@@ -280,6 +283,8 @@ def _read_sections(data: bytes, where: str) -> tuple[list[_Section], list[tuple[
             info = sym["st_info"]
             shndx = sym["st_shndx"]
             shndx = shndx if isinstance(shndx, int) else -1
+            if "\ufffd" in sym.name:
+                raise _fail(where, f"symbol {sym.name!r} has a name that is not UTF-8")
             syms.append((sym.name, sym["st_value"], sym["st_size"],
                          _SYM_TYPES.get(info["type"], -1), _SYM_BINDS.get(info["bind"], -1), shndx))
     return secs, syms
@@ -305,7 +310,7 @@ def _guard(where: str, fn, *args):  # type: ignore[no-untyped-def]
 
 def _elf_section_bytes(data: bytes, name: str, where: str) -> bytes | None:
     """Contents of one section of a BPF ELF (used by Btf.from_file)."""
-    _check_header(data, where)
+    check_elf_header(data, where)
     secs, _ = _guard(where, _read_sections, data, where)
     for s in secs:
         if s.name == name:
@@ -326,7 +331,7 @@ class ObjectSpec:
         self._where = where
         self.name = name or (os.path.basename(path).split(".")[0] if path else "")
         data = bytes(data)
-        _check_header(data, where)
+        check_elf_header(data, where)
         secs, syms = _guard(where, _read_sections, data, where)
         self.sections = {s.name: s for s in secs}
         self._secs = secs
@@ -353,7 +358,7 @@ class ObjectSpec:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ObjectSpec:
         p = os.fspath(path)
-        return cls(read_file(p), path=p)
+        return cls(read_file(p, check=lambda head: check_elf_header(head, p), what="BPF object"), path=p)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "") -> ObjectSpec:
@@ -414,6 +419,10 @@ class ObjectSpec:
         return best
 
     def _parse_btf_parts(self) -> None:
+        # libbpf trusts the BTF it parses (a bitfield on an array divides by zero in CO-RE):
+        # the kernel's BTF rules first, on the DATASECs as libbpf will fix them up.
+        if self.btf is not None:
+            self.btf.validate()
         # libbpf's order: BTF-defined maps, then internal maps in section order.
         if self.btf is not None:
             self._btf_maps()
@@ -511,6 +520,9 @@ class ObjectSpec:
                 if sec is None:
                     initial = bytes(v.size)
                 elif sec.type == "SHT_NOBITS":
+                    if v.offset + v.size > sec.size:
+                        raise _fail(self._where, f"variable {v.name!r} ({v.offset}+{v.size}) "
+                                                 f"exceeds section {dsname!r}")
                     initial = bytes(v.size)
                 else:
                     if v.offset + v.size > len(sec.data):
