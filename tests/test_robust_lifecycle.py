@@ -57,16 +57,16 @@ def test_close_during_load(bundled, kernel):
 
 def test_setters_racing_close(bundled):
     out = _survives(f"""
-        import threading, pybpf
+        import random, threading, time, pybpf
         raised = 0
         for i in range(60):
             obj = pybpf.open({bundled("counters")!r})
-            go = threading.Event()
+            running = threading.Event()
             def poke():
                 global raised
-                go.wait()
+                running.set()
                 try:
-                    for n in range(2000):
+                    for n in range(20000):
                         obj.rodata["want_tgid"] = n
                         obj.rodata["want_tgid"]
                         obj.data["increment"] = n
@@ -79,7 +79,8 @@ def test_setters_racing_close(bundled):
                     raised += 1
             t = threading.Thread(target=poke)
             t.start()
-            go.set()
+            running.wait()
+            time.sleep(random.random() * 0.01)
             obj.close()
             t.join()
         print("closed-errors", raised)
