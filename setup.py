@@ -11,8 +11,10 @@ package finds them. A missing cmake, clang, llvm-strip or libbpf-dev fails the
 build with a message saying which: a wheel without its objects is never made.
 """
 
+import atexit
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from setuptools import setup
@@ -55,4 +57,17 @@ class BuildPyWithBpf(build_py):
             _cmake_build(build_temp / "cmake", package / "bpf", package / "include")
 
 
-setup(cmdclass={"build_py": BuildPyWithBpf})
+def _scratch_dir() -> str:
+    """A fresh directory for this build's intermediate files, removed when the build ends: no
+    build/ or egg-info left in the source tree, and no stale build/lib leaking into a wheel."""
+    path = tempfile.mkdtemp(prefix="pybpf-build-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+_SCRATCH = _scratch_dir()
+setup(
+    cmdclass={"build_py": BuildPyWithBpf},
+    options={"build": {"build_base": str(Path(_SCRATCH) / "build")},
+             "egg_info": {"egg_base": _SCRATCH}},
+)
