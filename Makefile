@@ -16,7 +16,8 @@
 # Shared by every part of the project: append what you need (one list, space-separated).
 APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool cmake make iproute2 util-linux \
                 python3 python3-venv \
-                gcc python3.11 systemtap-sdt-dev
+                gcc python3.11 systemtap-sdt-dev \
+                clang-19
 
 PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 VENV := $(CURDIR)/.venv

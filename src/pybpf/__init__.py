@@ -27,6 +27,7 @@ from pybpf.errors import (
     BuildError,
     ClosedError,
     CompilerNotFoundError,
+    CoreRelocationError,
     IndexOutOfRangeError,
     InvalidArgumentError,
     KeyNotFoundError,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first
     from pybpf.object import Object, open
     from pybpf.program import Program, TestRunResult
     from pybpf.section import Section
+    from pybpf.spec.core import check
     from pybpf.toolchain import build, include_dir
 
 __version__ = "0.1.0"
@@ -72,6 +74,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "TestRunResult": ("pybpf.program", "TestRunResult"),
     "UserRingBuffer": ("pybpf.events.userringbuf", "UserRingBuffer"),
     "build": ("pybpf.toolchain", "build"),
+    "check": ("pybpf.spec.core", "check"),
     "enable_stats": ("pybpf.kernel.info", "enable_stats"),
     "include_dir": ("pybpf.toolchain", "include_dir"),
     "open": ("pybpf.object", "open"),
@@ -84,6 +87,7 @@ __all__ = [
     "BuildError",
     "ClosedError",
     "CompilerNotFoundError",
+    "CoreRelocationError",
     "IndexOutOfRangeError",
     "InvalidArgumentError",
     "KeyNotFoundError",
@@ -111,6 +115,7 @@ __all__ = [
     "build",
     "bundled",
     "bundled_names",
+    "check",
     "enable_stats",
     "include_dir",
     "open",

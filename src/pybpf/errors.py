@@ -19,6 +19,7 @@ __all__ = [
     "BuildError",
     "ClosedError",
     "CompilerNotFoundError",
+    "CoreRelocationError",
     "IndexOutOfRangeError",
     "InvalidArgumentError",
     "KeyNotFoundError",
@@ -95,6 +96,29 @@ class VerifierError(BpfError):
         super().__init__(message, errno, log=log)
         self.program = program
         self.source_line = source_line
+
+
+class CoreRelocationError(BpfError):
+    """A CO-RE relocation failed on the target kernel (libbpf 1.1 poisons the instruction,
+    and the verifier reports ``invalid func unknown#195896080``, or the load stops).
+
+    ``program`` and ``insn`` (within the program) locate it, ``access`` is libbpf's spec
+    (``0:1:2``), ``path`` the C access (``task_struct.real_parent``), ``kind`` libbpf's
+    relocation kind and ``missing`` what the target lacks, as the offline engine
+    (:func:`pybpf.check`) finds it; ``target`` names the BTF relocated against.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, *, program: str = "", insn: int = -1,
+                 access: str = "", path: str = "", kind: str = "", missing: str = "", target: str = "",
+                 log: str = "") -> None:
+        super().__init__(message, errno, log=log)
+        self.program = program
+        self.insn = insn
+        self.access = access
+        self.path = path
+        self.kind = kind
+        self.missing = missing
+        self.target = target
 
 
 class ObjectFormatError(BpfError, ValueError):

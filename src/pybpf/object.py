@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
+from pybpf.btf.hub import find_btf
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf, read_file
 from pybpf.errors import (
     BpfError,
@@ -36,6 +37,7 @@ from pybpf.maps.map import Map
 from pybpf.maps.memory import check_map_memory
 from pybpf.program import Program
 from pybpf.section import Section
+from pybpf.spec.core import relocation_error
 from pybpf.spec.elf import ObjectSpec, check_elf_header
 
 __all__ = ["Object", "open"]
@@ -75,10 +77,13 @@ class _Named(Mapping[str, T]):
 
 def open(source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None = None,
          object_name: str | None = None, pin_root_path: str | None = None,
-         kconfig: str | None = None) -> Object:
-    """Open a BPF object (a path or the bytes of a ``.bpf.o``); nothing is in the kernel yet."""
+         kconfig: str | None = None, btf_path: str | os.PathLike[str] | None = None) -> Object:
+    """Open a BPF object (a path or the bytes of a ``.bpf.o``); nothing is in the kernel yet.
+
+    Without ``/sys/kernel/btf/vmlinux``, a BTF for the running kernel is looked up under
+    ``btf_path`` (or ``$PYBPF_BTF_PATH``) in BTFHub's layout (:func:`pybpf.btf.hub.find_btf`)."""
     return Object(source, btf_custom_path=btf_custom_path, object_name=object_name,
-                  pin_root_path=pin_root_path, kconfig=kconfig)
+                  pin_root_path=pin_root_path, kconfig=kconfig, btf_path=btf_path)
 
 
 class Object:
@@ -86,7 +91,7 @@ class Object:
 
     def __init__(self, source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None = None,
                  object_name: str | None = None, pin_root_path: str | None = None,
-                 kconfig: str | None = None) -> None:
+                 kconfig: str | None = None, btf_path: str | os.PathLike[str] | None = None) -> None:
         self._ptr: Any = ffi.NULL
         self._state = "closed"
         # Held by load(), close() and every use of libbpf's object or its maps/programs before
@@ -112,6 +117,9 @@ class Object:
         self.spec = ObjectSpec(data, name=object_name or "", path=where)
         if btf_custom_path is not None:
             btf_custom_path = _check_custom_btf(btf_custom_path)
+        elif self.spec.core_relocations:
+            btf_custom_path = find_btf(btf_path)  # None when the kernel has its own BTF
+        self._btf_custom_path = btf_custom_path
 
         self._keep = [c_name := _libbpf.c_str(object_name), c_pin := _libbpf.c_str(pin_root_path),
                       c_kconfig := _libbpf.c_str(kconfig), c_btf := _libbpf.c_str(btf_custom_path)]
@@ -284,6 +292,9 @@ class Object:
             return self
 
     def _load_error(self, err: int, log: str) -> BpfError:
+        core = relocation_error(self.spec, log, target=self._btf_custom_path, errno=err)
+        if core is not None:
+            return core
         failed = _PROG_FAILED.findall(log)
         verifier = _VERIFIER_LOG.findall(log)
         verifier_log = verifier[-1] if verifier else ""

@@ -12,6 +12,7 @@ import typer
 
 from pybpf.cli.btf import btf_app
 from pybpf.cli.build import build_command
+from pybpf.cli.check import check_command
 from pybpf.cli.demo import demo_command
 from pybpf.cli.inspect import inspect_command
 from pybpf.cli.kernel import map_app, prog_app
@@ -40,6 +41,7 @@ def _global_options(
 
 
 app.command("inspect")(inspect_command)
+app.command("check")(check_command)
 app.command("load")(load_command)
 app.command("test-run")(test_run_command)
 app.command("demo")(demo_command)

@@ -14,7 +14,7 @@ import errno
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -115,3 +115,40 @@ def dump_command(
     else:
         ids = range(1, len(btf))
     print_json({"file": path, "types": [type_json(btf[tid]) for tid in ids]})
+
+
+@btf_app.command("extract")
+@guarded
+def extract_command(
+    image: Path = typer.Argument(..., help="a bzImage/vmlinuz, an ELF vmlinux, a .ko or raw BTF",
+                                 show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="where to write the raw BTF"),
+    base: Optional[Path] = typer.Option(None, "--base", help="the vmlinux BTF a module's split BTF builds on"),
+) -> None:
+    """Extract the BTF of a kernel image (gzip, xz, lzma, lz4, zstd, bzip2), vmlinux or module."""
+    from pybpf.btf.extract import extract_btf
+    raw = extract_btf(str(image), base=str(base) if base is not None else None)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_bytes(raw)
+    tmp.replace(output)
+    types = len(Btf.from_bytes(raw, base=Btf.from_bytes(extract_btf(str(base))) if base else None))
+    sys.stderr.write(f"{output}: {len(raw)} bytes of BTF, {types} types\n")
+
+
+@btf_app.command("min")
+@guarded
+def min_command(
+    objects: List[Path] = typer.Argument(..., help="the .bpf.o files whose relocations must resolve",
+                                         show_default=False),
+    full: Path = typer.Option(..., "--btf", help="the full target BTF (raw BTF or vmlinux)"),
+    output: Path = typer.Option(..., "--output", "-o", help="where to write the minimal BTF"),
+) -> None:
+    """A minimal BTF: only the types the objects' CO-RE relocations need (bpftool gen min_core_btf)."""
+    from pybpf.btf.minimize import minimize
+    src = Btf.from_file(str(full))
+    result = minimize([str(o) for o in objects], src)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_bytes(result.data)
+    tmp.replace(output)
+    sys.stderr.write(f"{output}: {len(result.data)} bytes, {result.types} types for {result.relocations} "
+                     f"relocations (full: {len(src._data)} bytes, {len(src) - 1} types)\n")
