@@ -118,7 +118,8 @@ class Object:
         if btf_custom_path is not None:
             btf_custom_path = _check_custom_btf(btf_custom_path)
         elif self.spec.core_relocations:
-            btf_custom_path = find_btf(btf_path)  # None when the kernel has its own BTF
+            found = find_btf(btf_path)  # None when the kernel has its own BTF
+            btf_custom_path = _check_custom_btf(found) if found is not None else None
         self._btf_custom_path = btf_custom_path
 
         self._keep = [c_name := _libbpf.c_str(object_name), c_pin := _libbpf.c_str(pin_root_path),
@@ -438,12 +439,18 @@ def _check_custom_btf(path: str | os.PathLike[str]) -> str:
     if not stat.S_ISREG(mode):
         raise ObjectFormatError(f"btf_custom_path {p}: is {_file_kind(mode)}, not a BTF file",
                                 errno.EINVAL, path=p)
-    if os.path.realpath(p) != KERNEL_BTF_PATH:  # the running kernel's own BTF is trusted
+    st = os.stat(p)
+    key = (os.path.realpath(p), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if os.path.realpath(p) != KERNEL_BTF_PATH and key not in _VALID_BTFS:  # the kernel's own is trusted
         try:
             Btf.from_file(p).validate()
         except ObjectFormatError as e:
             raise ObjectFormatError(f"btf_custom_path {e}", e.errno, path=p) from None
+        _VALID_BTFS.add(key)  # a whole vmlinux BTF takes seconds to validate: once per file version
     return p
+
+
+_VALID_BTFS: set[tuple[str, int, int, int, int]] = set()
 
 
 def _file_kind(mode: int) -> str:
