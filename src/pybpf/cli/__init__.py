@@ -14,6 +14,7 @@ from pybpf.cli.btf import btf_app
 from pybpf.cli.build import build_command
 from pybpf.cli.check import check_command
 from pybpf.cli.demo import demo_command
+from pybpf.cli.gen import gen_command
 from pybpf.cli.inspect import inspect_command
 from pybpf.cli.kernel import map_app, prog_app
 from pybpf.cli.render import fail, guarded, set_debug
@@ -46,6 +47,7 @@ app.command("load")(load_command)
 app.command("test-run")(test_run_command)
 app.command("demo")(demo_command)
 app.command("build")(build_command)
+app.command("gen")(gen_command)
 app.command("tool", context_settings=TOOL_CONTEXT)(guarded(tool_command))
 app.add_typer(btf_app, name="btf")
 app.add_typer(prog_app, name="prog")
