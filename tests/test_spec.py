@@ -290,7 +290,8 @@ def test_pure_and_unprivileged(multi_obj: Path, request: pytest.FixtureRequest) 
     shutil.copy(multi_obj, obj)
     (pkg / "__init__.py").write_text("")
     src = Path(__file__).parent.parent / "src" / "pybpf"
-    shutil.copy(src / "errors.py", pkg / "errors.py")
+    for name in ("errors.py", "kinds.py"):
+        shutil.copy(src / name, pkg / name)
     for sub in ("btf", "spec"):
         shutil.copytree(src / sub, pkg / sub)
     for d in [iso, *(p for p in iso.rglob("*") if p.is_dir())]:

@@ -18,6 +18,7 @@ from pybpf._sys import libbpf as _libbpf
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, NotSupportedError
+from pybpf.kinds import AttachType, ProgType
 from pybpf.kernel.features import kprobes_available
 from pybpf.link.base import IterLink, LibbpfLink, Link, SocketLink, TcLink, XdpLink
 from pybpf.kernel.info import ProgramInfo, prog_info
@@ -32,10 +33,6 @@ __all__ = ["Program", "TestRunResult", "XDP_MODES"]
 XDP_MODES = {"skb": 1 << 1, "generic": 1 << 1, "drv": 1 << 2, "native": 1 << 2, "hw": 1 << 3}
 _XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 _TC_POINTS = {"ingress": 1, "egress": 2}
-_NET_TYPES = {"xdp", "sched_cls", "sched_act", "cgroup_skb", "socket_filter", "sk_skb", "sk_msg",
-              "flow_dissector", "lwt_in", "lwt_out", "lwt_xmit", "sk_lookup", "netfilter"}
-_REFUSED_TRACING = {"tracing", "lsm", "ext"}
-_NO_REPEAT_TYPES = {"raw_tracepoint", "raw_tracepoint_writable", "tracing", "syscall"}
 
 
 @dataclass(frozen=True)
@@ -76,12 +73,18 @@ class Program:
     def type(self) -> str:
         """libbpf's name of the program type (``tracepoint``, ``xdp``, ``tracing``...)."""
         with self._obj._guard():
-            return _libbpf.type_name("prog", lib.bpf_program__type(self._ptr))
+            return ProgType.name_of(lib.bpf_program__type(self._ptr))
+
+    @property
+    def prog_type(self) -> ProgType:
+        """The program's kind, with its traits (``p.prog_type.networking``...)."""
+        with self._obj._guard():
+            return ProgType(lib.bpf_program__type(self._ptr))
 
     @property
     def expected_attach_type(self) -> str:
         with self._obj._guard():
-            return _libbpf.type_name("attach", lib.bpf_program__expected_attach_type(self._ptr))
+            return AttachType.name_of(lib.bpf_program__expected_attach_type(self._ptr))
 
     @property
     def insn_count(self) -> int:
@@ -133,7 +136,7 @@ class Program:
     # ---- attaching ---------------------------------------------------
 
     def _capability(self) -> str:
-        return "CAP_NET_ADMIN" if self.type in _NET_TYPES else "CAP_PERFMON"
+        return "CAP_NET_ADMIN" if self.prog_type.networking else "CAP_PERFMON"
 
     def _own(self, link: Link) -> Link:
         self._obj._register_link(link)
@@ -355,7 +358,7 @@ class Program:
         ``duration_ns`` is the kernel's mean per run.
         """
         fd = self.fd
-        no_repeat = self.type in _NO_REPEAT_TYPES
+        no_repeat = self.prog_type.test_run_without_repeat
         if no_repeat:  # the kernel refuses repeat, data and ctx_out for these types
             repeat = 0
             if ctx_out_size is None:

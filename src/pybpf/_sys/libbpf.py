@@ -254,17 +254,5 @@ def umount(target: str) -> None:
         raise make_error(ffi.errno, f"unmounting {target}", capability="CAP_SYS_ADMIN")
 
 
-def type_name(kind: str, value: int) -> str:
-    """libbpf's name for a prog/map/attach/link type number ('unknown(N)' if none)."""
-    fn = {
-        "prog": lib.libbpf_bpf_prog_type_str,
-        "map": lib.libbpf_bpf_map_type_str,
-        "attach": lib.libbpf_bpf_attach_type_str,
-        "link": lib.libbpf_bpf_link_type_str,
-    }[kind]
-    name = string_or_none(fn(value))
-    return name if name is not None else f"unknown({value})"
-
-
 def num_possible_cpus() -> int:
     return check(lib.libbpf_num_possible_cpus(), "libbpf_num_possible_cpus")

@@ -15,7 +15,8 @@ import numpy as np
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.maps.map import MAP_TYPES, Map
+from pybpf.kinds import MapType
+from pybpf.maps.map import Map
 
 __all__ = [
     "KEY_SIZE",
@@ -62,7 +63,7 @@ def create_map(map_type: str, entries: int, value_size: int, name: str) -> Map:
         return Map.create(map_type, key_dtype=np.dtype("<u4"), value_dtype=value, max_entries=entries,
                           flags=flags, name=name)
     opts = _libbpf.new_opts("struct bpf_map_create_opts", map_flags=flags)
-    fd = _libbpf.check(lib.bpf_map_create(MAP_TYPES[map_type], name.encode(), KEY_SIZE, value_size,
+    fd = _libbpf.check(lib.bpf_map_create(MapType.parse(map_type), name.encode(), KEY_SIZE, value_size,
                                           entries, opts), f"creating {map_type} map {name}")
     return Map.from_fd(fd, dup=False)
 

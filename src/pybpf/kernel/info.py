@@ -16,26 +16,14 @@ from dataclasses import dataclass, field
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import ClosedError
+from pybpf.kinds import MapFlag, MapType, ProgType
 
 __all__ = ["ProgramInfo", "MapInfo", "StatsHandle", "prog_info", "map_info", "enable_stats",
-           "program_ids", "map_ids", "btf_ids", "open_prog_by_id", "open_map_by_id", "MAP_FLAG_NAMES",
-           "map_flag_names"]
-
-MAP_FLAG_NAMES = {
-    1 << 0: "NO_PREALLOC", 1 << 1: "NO_COMMON_LRU", 1 << 2: "NUMA_NODE", 1 << 3: "RDONLY",
-    1 << 4: "WRONLY", 1 << 5: "STACK_BUILD_ID", 1 << 6: "ZERO_SEED", 1 << 7: "RDONLY_PROG",
-    1 << 8: "WRONLY_PROG", 1 << 9: "CLONE", 1 << 10: "MMAPABLE", 1 << 11: "PRESERVE_ELEMS",
-    1 << 12: "INNER_MAP", 1 << 13: "LINK", 1 << 14: "PATH_FD", 1 << 15: "VTYPE_BTF_OBJ_FD",
-    1 << 16: "TOKEN_FD", 1 << 17: "SEGV_ON_FAULT", 1 << 18: "NO_USER_CONV",
-}
-
+           "program_ids", "map_ids", "btf_ids", "open_prog_by_id", "open_map_by_id", "map_flag_names"]
 
 def map_flag_names(flags: int) -> list[str]:
-    names = [name for bit, name in MAP_FLAG_NAMES.items() if flags & bit]
-    unknown = flags & ~sum(MAP_FLAG_NAMES)
-    if unknown:
-        names.append(hex(unknown))
-    return names
+    """The ``BPF_F_*`` names of a map's flags (see :class:`pybpf.kinds.MapFlag`)."""
+    return MapFlag.names(flags)
 
 
 def _boot_time_ns() -> int:
@@ -109,7 +97,7 @@ def prog_info(fd: int) -> ProgramInfo:
         if lib.bpf_obj_get_info_by_fd(fd, second, size) == 0:
             map_ids = tuple(ids[i] for i in range(min(second.nr_map_ids, info.nr_map_ids)))
     return ProgramInfo(
-        id=info.id, type=_libbpf.type_name("prog", info.type), name=ffi.string(info.name).decode(),
+        id=info.id, type=ProgType.name_of(info.type), name=ffi.string(info.name).decode(),
         tag=bytes(info.tag).hex(), loaded_at=(_boot_time_ns() + info.load_time) / 1e9,
         uid=info.created_by_uid, run_cnt=info.run_cnt, run_time_ns=info.run_time_ns,
         recursion_misses=info.recursion_misses, xlated_len=info.xlated_prog_len,
@@ -122,7 +110,7 @@ def map_info(fd: int) -> MapInfo:
     size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
     _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, info, size), "BPF_OBJ_GET_INFO_BY_FD (map)")
     return MapInfo(
-        id=info.id, type=_libbpf.type_name("map", info.type), type_id=info.type,
+        id=info.id, type=MapType.name_of(info.type), type_id=info.type,
         name=ffi.string(info.name).decode(), key_size=info.key_size, value_size=info.value_size,
         max_entries=info.max_entries, flags=info.map_flags, btf_id=info.btf_id,
         btf_key_type_id=info.btf_key_type_id, btf_value_type_id=info.btf_value_type_id,

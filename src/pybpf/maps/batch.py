@@ -34,7 +34,7 @@ from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, InvalidArgumentError, KeyNotFoundError, NotSupportedError
 from pybpf._sys.fd import holding_fd
 from pybpf.maps.layout import Layout
-from pybpf.maps.kinds import ARRAY_LIKE, KEYLESS, MAP_IN_MAP, UNSUPPORTED, UPDATE_ERRORS, IndexOutOfRangeError
+from pybpf.maps.checks import UNSUPPORTED, UPDATE_ERRORS, IndexOutOfRangeError
 
 if TYPE_CHECKING:
     from pybpf.maps.map import Map
@@ -83,7 +83,7 @@ def _opts(elem_flags: int = 0) -> Any:
 
 
 def _require_keys(m: Map, op: str) -> None:
-    if m.type in KEYLESS:
+    if m.map_type.keyless:
         raise NotSupportedError(f"{op} of {m.type} map {m.name}: it has no keys; use pop()", errno.EINVAL,
                                 feature=f"{op} of {m.type} maps")
 
@@ -128,7 +128,7 @@ def lookup(m: Map, chunk: int | None = None, *, delete: bool = False) -> tuple[n
     op = "lookup_and_delete" if delete else "lookup"
     fd = m.fd
     _require_keys(m, f"{op}_batch")
-    if delete and m.type in ARRAY_LIKE:
+    if delete and m.map_type.array_like:
         raise NotSupportedError(f"lookup_and_delete_batch of {m.type} map {m.name}: array elements cannot "
                                 f"be deleted", errno.EINVAL, feature=f"deleting from {m.type} maps")
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
@@ -141,7 +141,7 @@ def lookup(m: Map, chunk: int | None = None, *, delete: bool = False) -> tuple[n
         chunk = min(int(chunk), max(max_entries, 1))
     if not supported(m, op):
         return _lookup_per_key(m, keys, values, delete)
-    if m.type in ARRAY_LIKE:
+    if m.map_type.array_like:
         chunk = chunk or max_entries
         store = _Growing(keys, values, max_entries)
     else:
@@ -228,7 +228,7 @@ def _partial(error: BpfError, processed: int) -> BpfError:
 
 
 def _check_indices(m: Map, keys: Layout, raw: np.ndarray, n: int) -> None:
-    if m.type in ARRAY_LIKE and keys.is_int and n:
+    if m.map_type.array_like and keys.is_int and n:
         indices = keys._typed(raw, n)
         worst = int(indices.max())
         if worst >= m.max_entries:
@@ -245,7 +245,7 @@ def update(m: Map, keys: Any, values: Any, flag: int) -> None:
     k_layout, v_layout = m._layouts()
     key_raw = k_layout.encode_many(keys)
     n = key_raw.size // k_layout.elem_size if k_layout.elem_size else 0
-    if m.type in MAP_IN_MAP:
+    if m.map_type.map_in_map:
         values = [v.fd if hasattr(v, "fd") else v for v in values]
     value_raw = v_layout.encode_many(values, n)
     if value_raw.size // max(v_layout.elem_size, 1) != n and not (n == 0 and value_raw.size <= 1):

@@ -19,14 +19,8 @@ from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.types import Btf
 from pybpf.errors import BpfError, WrongMapTypeError
 from pybpf.kernel.info import MapInfo, map_flag_names, map_info
-from pybpf.maps.kinds import (
-    BPF_F_NO_PREALLOC,
-    MAP_TYPES,
-    check_map_name,
-    element_size,
-    map_type_number,
-    parse_flags,
-)
+from pybpf.kinds import MapFlag, MapType
+from pybpf.maps.checks import check_map_name, element_size, parse_flags
 
 if TYPE_CHECKING:
     from pybpf.maps.map import Map
@@ -62,20 +56,20 @@ class MapConstructors:
         the template of an ``array_of_maps``/``hash_of_maps``. An ``lpm_trie``
         gets ``BPF_F_NO_PREALLOC``, which the kernel requires.
         """
-        type_num = map_type_number(map_type)
+        type_num = MapType.parse(map_type)
         k_size = element_size(key_dtype, key_size, "key")
         v_size = element_size(value_dtype, value_size, "value")
         flag = parse_flags(flags)
-        if type_num == MAP_TYPES["lpm_trie"]:
-            flag |= BPF_F_NO_PREALLOC
+        if type_num is MapType.LPM_TRIE:
+            flag |= MapFlag.NO_PREALLOC
         check_map_name(name)
-        if max_entries <= 0 and type_num != MAP_TYPES["ringbuf"]:
+        if max_entries <= 0 and not type_num.sized_in_bytes:
             raise ValueError(f"max_entries must be positive, got {max_entries}")
         # Every Map is a MapConstructors (Map itself cannot be imported here: maps imports us).
         inner_fd = inner_map.fd if isinstance(inner_map, MapConstructors) else int(inner_map or 0)
         opts = _libbpf.new_opts("struct bpf_map_create_opts", map_flags=flag, map_extra=map_extra,
                                 inner_map_fd=inner_fd)
-        type_label = _libbpf.type_name("map", type_num)
+        type_label = type_num.c_name
         fd = _libbpf.check(lib.bpf_map_create(type_num, name.encode() or ffi.NULL, k_size, v_size,
                                               max_entries, opts),
                            f"creating {type_label} map {name!r} (key {k_size} B, value {v_size} B, "

@@ -18,7 +18,7 @@ from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import KeyNotFoundError, NotSupportedError
 from pybpf._sys.fd import holding_fd
-from pybpf.maps.kinds import MAP_IN_MAP, UPDATE_ERRORS
+from pybpf.maps.checks import UPDATE_ERRORS
 
 if TYPE_CHECKING:
     import threading
@@ -103,7 +103,7 @@ class KindOps:
     # ---- map-in-map ----------------------------------------------------
 
     def _require_outer(self, op: str) -> None:
-        if self.type not in MAP_IN_MAP:
+        if not self.map_type.map_in_map:
             raise NotSupportedError(f"{op}() is for array_of_maps/hash_of_maps; map {self.name} is a "
                                     f"{self.type}", errno.EINVAL, feature=op)
 

@@ -52,18 +52,10 @@ from pybpf.maps.kindops import KindOps
 from pybpf.maps.layout import Layout
 from pybpf.maps.memory import MapMemory
 from pybpf.maps.create import DTypeLike, MapConstructors
-from pybpf.maps.kinds import (
-    ARRAY_LIKE,
-    BPF_F_MMAPABLE,
-    BPF_F_RDONLY,
-    BPF_F_RDONLY_PROG,
-    KEYLESS,
+from pybpf.kinds import MapFlag, MapType
+from pybpf.maps.checks import (
     LOOKUP_ERRORS,
-    MAP_IN_MAP,
-    MAP_TYPES,
-    PER_CPU,
     UPDATE_ERRORS,
-    UPDATE_FLAGS,
     IndexOutOfRangeError,
     update_flag,
 )
@@ -73,10 +65,6 @@ if TYPE_CHECKING:
     from pybpf.object import Object
 
 __all__ = [
-    "BPF_F_MMAPABLE",
-    "BPF_F_RDONLY_PROG",
-    "MAP_TYPES",
-    "UPDATE_FLAGS",
     "IndexOutOfRangeError",
     "Map",
 ]
@@ -229,10 +217,15 @@ class Map(MapConstructors, KindOps):
     def type(self) -> str:
         if self._type_name is not None and not self._closed:
             return self._type_name
-        name = _libbpf.type_name("map", self.type_id)
+        name = MapType.name_of(self.type_id)
         if self._ref is not None:
             self._type_name = name  # fixed once the map exists
         return name
+
+    @property
+    def map_type(self) -> MapType:
+        """The map's kind, with its traits (``m.map_type.per_cpu``...)."""
+        return MapType(self.type_id)
 
     @property
     def key_size(self) -> int:
@@ -272,7 +265,7 @@ class Map(MapConstructors, KindOps):
     @property
     def n_cpus(self) -> int:
         """Value slots per element: the number of possible CPUs for per-CPU maps, else 0."""
-        return _libbpf.num_possible_cpus() if self.type in PER_CPU else 0
+        return _libbpf.num_possible_cpus() if self.map_type.per_cpu else 0
 
     def _check_settable(self, what: str) -> None:
         self._check()
@@ -297,7 +290,7 @@ class Map(MapConstructors, KindOps):
     def value_dtype(self) -> np.dtype:
         """The dtype of one value (of one CPU's value, for per-CPU maps)."""
         if self._value_dtype is None:
-            if self.type in MAP_IN_MAP and self.value_size == 4:
+            if self.map_type.map_in_map and self.value_size == 4:
                 self._value_dtype = np.dtype(np.uint32)  # an inner map's fd going in, its id coming out
             else:
                 self._value_dtype = self._dtype(self._value_type_id, self.value_size)
@@ -345,10 +338,10 @@ class Map(MapConstructors, KindOps):
                 if layout.is_int and not layout.ncpus and layout.dtype.byteorder in "=|":
                     layout.cptr = ffi.cast(f"{'u' if layout.dtype.kind == 'u' else ''}int{8 * layout.size}_t *",
                                            layout.ptr)
-            kind = self.type
-            self._keyless = kind in KEYLESS
-            self._outer = kind in MAP_IN_MAP
-            self._index_limit = self.max_entries if kind in ARRAY_LIKE and keys.is_int else 0
+            kind = self.map_type
+            self._keyless = kind.keyless
+            self._outer = kind.map_in_map
+            self._index_limit = self.max_entries if kind.array_like and keys.is_int else 0
             if not (self._keyless or self._outer or values.ncpus):
                 self._fast = FastPath.build(ref, key_dtype, value_dtype, self._index_limit)
             # published last: other threads read these without the lock
@@ -440,7 +433,7 @@ class Map(MapConstructors, KindOps):
         """Set ``key`` to ``value``; ``flags``: ``"any"``, ``"noexist"`` (create only), ``"exist"``."""
         fast = self._fast
         if fast is not None and type(key) is int and type(flags) is str:
-            fast_flag = UPDATE_FLAGS.get(flags)
+            fast_flag = update_flag(flags) if flags in ("any", "noexist", "exist") else None
             if fast_flag is not None and fast.update(key, value, fast_flag):
                 return
         self._update(key, value, flags)
@@ -485,7 +478,8 @@ class Map(MapConstructors, KindOps):
             return values.decode()
 
     def _refuse_array_delete(self) -> None:
-        if self.type in ARRAY_LIKE and self.type not in MAP_IN_MAP and self.type != "prog_array":
+        kind = self.map_type
+        if kind.array_like and not kind.map_in_map and kind is not MapType.PROG_ARRAY:
             raise NotSupportedError(f"elements of {self.type} map {self.name} always exist and cannot be "
                                     f"deleted; write a zero value instead", errno.EINVAL,
                                     feature=f"delete in {self.type} maps")
@@ -499,7 +493,7 @@ class Map(MapConstructors, KindOps):
         self.delete(key)
 
     def __contains__(self, key: Any) -> bool:
-        if self.type == "bloom_filter":
+        if self.map_type is MapType.BLOOM_FILTER:
             return self.might_contain(key)
         try:
             self.lookup(key)
@@ -524,7 +518,7 @@ class Map(MapConstructors, KindOps):
         # bound the walk so constant churn cannot make it endless.
         fd = self.fd
         keys, _ = self._layouts()
-        if self.type in KEYLESS:
+        if self.map_type.keyless:
             raise NotSupportedError(f"{self.type} map {self.name} has no keys to iterate: use pop()",
                                     errno.EINVAL, feature=f"iterating {self.type} maps")
         size = max(keys.size, 1)
@@ -565,9 +559,9 @@ class Map(MapConstructors, KindOps):
 
     def __len__(self) -> int:
         """max_entries for array maps; otherwise the number of entries now (O(n), see module doc)."""
-        if self.type in ARRAY_LIKE:
+        if self.map_type.array_like:
             return self.max_entries
-        if self.type in KEYLESS:
+        if self.map_type.keyless:
             raise TypeError(f"len() of {self.type} map {self.name} is not known to user space")
         reader = _STREAM_READERS.get(self.type)
         if reader is not None:
@@ -611,7 +605,7 @@ class Map(MapConstructors, KindOps):
         The view stays valid after the map and its object are closed.
         """
         self._check()
-        if self.type != "array" or not self.flags & BPF_F_MMAPABLE:
+        if self.map_type is not MapType.ARRAY or not self.flags & MapFlag.MMAPABLE:
             raise NotSupportedError(
                 f"map {self.name} ({self.type}) cannot be viewed: only array maps created with "
                 f"BPF_F_MMAPABLE can be mmapped; read it with lookup_batch() instead",
@@ -628,7 +622,7 @@ class Map(MapConstructors, KindOps):
         if self._mapping is None or self._mapping.closed:
             what = f"map {self.name}"
             args = (self.fd, self.value_size, self.max_entries)
-            if self.flags & BPF_F_RDONLY:
+            if self.flags & MapFlag.RDONLY:
                 self._mapping = MappedMap(*args, writable=False, what=what)
             else:
                 try:

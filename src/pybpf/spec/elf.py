@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pybpf.btf.types import Btf, read_file
 from pybpf.btf.ext import RELO_KINDS, BtfExt, CoreRelo, FuncInfo, LineInfo, parse_btf_ext
 from pybpf.errors import BpfError, ObjectFormatError
+from pybpf.kinds import MapFlag, MapType, ProgType
 
 __all__ = [
     "CoreRelo", "FuncInfo", "GlobalSpec", "LineInfo", "MapSpec", "ObjectSpec", "ProgramSpec",
@@ -27,31 +28,6 @@ __all__ = [
 EM_BPF = 247
 _MACHINES = {3: "x86", 62: "x86-64", 183: "aarch64", 40: "ARM", 243: "RISC-V", 21: "PowerPC64",
              22: "s390", 8: "MIPS", 20: "PowerPC", 2: "SPARC", 43: "SPARC64", 258: "LoongArch"}
-
-# enum bpf_map_type, in value order (uapi linux/bpf.h, plus newer kernels' additions).
-MAP_TYPES: tuple[str, ...] = (
-    "unspec", "hash", "array", "prog_array", "perf_event_array", "percpu_hash", "percpu_array",
-    "stack_trace", "cgroup_array", "lru_hash", "lru_percpu_hash", "lpm_trie", "array_of_maps",
-    "hash_of_maps", "devmap", "sockmap", "cpumap", "xskmap", "sockhash", "cgroup_storage",
-    "reuseport_sockarray", "percpu_cgroup_storage", "queue", "stack", "sk_storage",
-    "devmap_hash", "struct_ops", "ringbuf", "inode_storage", "task_storage", "bloom_filter",
-    "user_ringbuf", "cgrp_storage", "arena",
-)
-MAP_FLAGS: tuple[str, ...] = (
-    "NO_PREALLOC", "NO_COMMON_LRU", "NUMA_NODE", "RDONLY", "WRONLY", "STACK_BUILD_ID",
-    "ZERO_SEED", "RDONLY_PROG", "WRONLY_PROG", "CLONE", "MMAPABLE", "PRESERVE_ELEMS",
-    "INNER_MAP", "LINK", "PATH_FD", "VTYPE_BTF_OBJ_FD", "TOKEN_FD", "SEGV_ON_FAULT",
-    "NO_USER_CONV",
-)
-_F_RDONLY_PROG, _F_MMAPABLE = 1 << 7, 1 << 10
-# enum bpf_prog_type, in value order.
-PROG_TYPES: tuple[str, ...] = (
-    "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
-    "perf_event", "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops",
-    "sk_skb", "cgroup_device", "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt_seg6local",
-    "lirc_mode2", "sk_reuseport", "flow_dissector", "cgroup_sysctl", "raw_tracepoint_writable",
-    "cgroup_sockopt", "tracing", "struct_ops", "ext", "lsm", "sk_lookup", "syscall", "netfilter",
-)
 
 # libbpf's section_defs (1.1, plus a few later ones), same order and matching rules:
 # "x+" matches "x" or "x/..."; "x/" matches any "x/..."; otherwise an exact match.
@@ -182,7 +158,7 @@ class ProgramSpec:
 
     @property
     def prog_type_id(self) -> int:
-        return PROG_TYPES.index(self.prog_type) if self.prog_type in PROG_TYPES else 0
+        return int(ProgType.parse(self.prog_type)) if self.prog_type else 0
 
     @property
     def insn_index(self) -> int:
@@ -209,9 +185,7 @@ class MapSpec:
 
     @property
     def flag_names(self) -> list[str]:
-        names = [n for i, n in enumerate(MAP_FLAGS) if self.flags >> i & 1]
-        rest = self.flags & ~((1 << len(MAP_FLAGS)) - 1)
-        return names + ([hex(rest)] if rest else [])
+        return MapFlag.names(self.flags)
 
 
 @dataclass(slots=True)
@@ -449,7 +423,7 @@ class ObjectSpec:
                     vt = 0
             ro = sec.name.startswith(".rodata")
             self.maps.append(MapSpec(sec.name, "array", 2, 4, sec.size, 1,
-                                     (_F_RDONLY_PROG if ro else 0) | _F_MMAPABLE,
+                                     (MapFlag.RDONLY_PROG if ro else 0) | MapFlag.MMAPABLE,
                                      0, vt, internal=True, section=sec.name))
 
     def _btf_maps(self) -> None:
@@ -497,7 +471,7 @@ class ObjectSpec:
         if "value_size" in ints and not m.value_type_id:
             m.value_size = ints["value_size"]
         m.type_id = ints.get("type", 0)
-        m.type = MAP_TYPES[m.type_id] if m.type_id < len(MAP_TYPES) else f"type_{m.type_id}"
+        m.type = MapType.name_of(m.type_id)
         m.max_entries = ints.get("max_entries", 0)
         m.flags = ints.get("map_flags", 0)
         m.numa_node = ints.get("numa_node", 0)
