@@ -499,8 +499,15 @@ def test_from_file_raw_and_elf(tmp_path: Path) -> None:
     assert len(Btf.from_file(p)) == max(ids.values()) + 1
     with pytest.raises(ObjectFormatError):
         Btf.from_file(tmp_path / "missing")
-    with pytest.raises(ObjectFormatError, match="not BPF"):
+    # any ELF may carry .BTF (vmlinux, modules are x86-64 ELF): one without it says so
+    with pytest.raises(ObjectFormatError, match="/bin/true: ELF object has no .BTF section"):
         Btf.from_file("/bin/true")
+    elf = bytearray(Path("/bin/true").read_bytes())
+    elf[0x28:0x30] = (len(elf) - 8).to_bytes(8, "little")  # section headers past the end
+    bad = tmp_path / "bad.elf"
+    bad.write_bytes(bytes(elf))
+    with pytest.raises(ObjectFormatError, match="section header table out of bounds"):
+        Btf.from_file(bad)
 
 
 def _check_all(btf: Btf) -> None:

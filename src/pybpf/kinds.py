@@ -16,7 +16,7 @@ import enum
 from collections.abc import Iterable
 from typing import TypeVar
 
-__all__ = ["AttachType", "LinkType", "MapFlag", "MapType", "ProgType", "UpdateFlag"]
+__all__ = ["AttachType", "LinkType", "MapFlag", "MapType", "ObjectState", "ProgType", "UpdateFlag"]
 
 
 _E = TypeVar("_E", bound="_Named")
@@ -385,3 +385,17 @@ class LinkType(_Named):
     @classmethod
     def _prefix(cls) -> str:
         return "BPF_LINK_TYPE_"
+
+
+class ObjectState(str, enum.Enum):
+    """Where an ``Object`` is in its life: open -> (edit) -> loaded (or failed) -> closed.
+
+    A ``str`` enum, so ``obj.state == "loaded"`` keeps working for callers."""
+
+    OPEN = "open"
+    LOADED = "loaded"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+    def __str__(self) -> str:
+        return self.value

@@ -23,6 +23,7 @@ from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.hub import find_btf
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf, read_file
+from pybpf.kinds import ObjectState
 from pybpf.errors import (
     BpfError,
     BpfPermissionError,
@@ -93,7 +94,7 @@ class Object:
                  object_name: str | None = None, pin_root_path: str | None = None,
                  kconfig: str | None = None, btf_path: str | os.PathLike[str] | None = None) -> None:
         self._ptr: Any = ffi.NULL
-        self._state = "closed"
+        self._state = ObjectState.CLOSED
         # Held by load(), close() and every use of libbpf's object or its maps/programs before
         # load: libbpf frees them in bpf_object__close, which must not run under another call.
         self._lock = threading.RLock()
@@ -138,7 +139,7 @@ class Object:
             raise ObjectFormatError(f"{where}: libbpf cannot open this object: {_last_line(log.text, err)}",
                                     err, path=where, log=log.text)
         self._ptr = ptr
-        self._state = "open"
+        self._state = ObjectState.OPEN
         try:
             # libbpf cuts the object name at 15 bytes, maybe inside a character of a file's name
             self.name: str = ffi.string(lib.bpf_object__name(ptr)).decode("utf-8", "replace")
@@ -146,7 +147,7 @@ class Object:
             self._programs = self._collect_programs()
             self._maps = self._collect_maps()
         except BaseException as exc:
-            self._ptr, self._state = ffi.NULL, "closed"
+            self._ptr, self._state = ffi.NULL, ObjectState.CLOSED
             lib.bpf_object__close(ptr)
             self._keep.clear()
             if isinstance(exc, UnicodeDecodeError):
@@ -161,32 +162,34 @@ class Object:
     # ---- state ---------------------------------------------------------
 
     @property
-    def state(self) -> str:
+    def state(self) -> ObjectState:
         return self._state
 
     @property
     def closed(self) -> bool:
-        return self._state == "closed"
+        return self._state is ObjectState.CLOSED
 
-    def _check_open(self) -> None:
-        if self._state == "closed":
+    def check_open(self) -> None:
+        """Raise ClosedError once the object is closed."""
+        if self._state is ObjectState.CLOSED:
             raise ClosedError(f"object {getattr(self, 'name', '?')}")
 
     @contextlib.contextmanager
-    def _guard(self, wanted: str | None = None, doing: str = "") -> Iterator[Any]:
+    def _guard(self, wanted: ObjectState | None = None, doing: str = "") -> Iterator[Any]:
         """Hold the object (no close() can free libbpf's memory meanwhile); yields libbpf's
         object pointer. ``wanted``: the state the call needs, else any but closed."""
         with self._lock:
             if wanted is None:
-                self._check_open()
+                self.check_open()
             else:
-                self._check_state(wanted, doing)
+                self.require_state(wanted, doing)
             yield self._ptr
 
-    def _check_state(self, wanted: str, doing: str) -> None:
-        self._check_open()
+    def require_state(self, wanted: ObjectState, doing: str) -> None:
+        """Raise (ClosedError, or BpfError saying when ``doing`` is possible) unless in ``wanted``."""
+        self.check_open()
         if self._state != wanted:
-            hint = {"open": "before load()", "loaded": "after a successful load()"}[wanted]
+            hint = {ObjectState.OPEN: "before load()", ObjectState.LOADED: "after a successful load()"}[wanted]
             raise BpfError(f"{doing} is only possible {hint}; object {self.name} is {self._state}",
                            errno.EINVAL)
 
@@ -217,7 +220,7 @@ class Object:
     @property
     def btf(self) -> Btf | None:
         """The object's BTF as libbpf fixed it up at open (DATASEC sizes and offsets)."""
-        self._check_open()
+        self.check_open()
         if self._btf is None:
             ptr = lib.bpf_object__btf(self._ptr)
             if ptr == ffi.NULL:
@@ -231,18 +234,18 @@ class Object:
 
     @property
     def programs(self) -> Mapping[str, Program]:
-        self._check_open()
+        self.check_open()
         return _Named(self._programs, "program", f"object {self.name}")
 
     @property
     def maps(self) -> Mapping[str, Map]:
         """Every map by libbpf's name, internal ones (``<obj>.bss``...) included."""
-        self._check_open()
+        self.check_open()
         return _Named(self._maps, "map", f"object {self.name}")
 
     def section(self, name: str) -> Section:
         """Global variables of a data section: ``.bss``, ``.data``, ``.rodata``, ``.data.foo``..."""
-        self._check_open()
+        self.check_open()
         found = self._sections.get(name)
         if found is None:
             found = Section(self, name, self._internal_map(name))
@@ -278,7 +281,7 @@ class Object:
         ``allow_large_maps=True`` (or the environment has ``PYBPF_ALLOW_LARGE_MAPS=1``).
         A ``close()`` from another thread waits until the load is done."""
         with self._lock:
-            self._check_state("open", "load()")
+            self.require_state(ObjectState.OPEN, "load()")
             if allow_large_maps is None:
                 allow_large_maps = os.environ.get("PYBPF_ALLOW_LARGE_MAPS", "") not in ("", "0")
             if not allow_large_maps:
@@ -287,9 +290,9 @@ class Object:
                 ret = lib.bpf_object__load(self._ptr)
             self.load_log = log.text
             if ret < 0:
-                self._state = "failed"
+                self._state = ObjectState.FAILED
                 raise self._load_error(-ret, log.text)
-            self._state = "loaded"
+            self._state = ObjectState.LOADED
             return self
 
     def _load_error(self, err: int, log: str) -> BpfError:
@@ -343,7 +346,8 @@ class Object:
 
     # ---- links -------------------------------------------------------------
 
-    def _register_link(self, link: Link) -> None:
+    def register_link(self, link: Link) -> None:
+        """Own ``link`` too: close it at ``close()`` if its caller has not."""
         self._links.append(link)
         link._on_close.append(self._forget_link)
 
@@ -356,7 +360,7 @@ class Object:
     def attach(self) -> list[Link]:
         """Auto-attach every loaded program whose SEC() names its target (the others are skipped:
         attach them with the explicit verbs)."""
-        self._check_state("loaded", "attach()")
+        self.require_state(ObjectState.LOADED, "attach()")
         links = []
         for program in self._programs.values():
             if program.autoload and lib.bpf_program__autoattach(program._ptr) and program.auto_attachable:
@@ -378,7 +382,7 @@ class Object:
         """Detach links, drop mappings, release every fd. Idempotent. Waits for a ``load()``
         running in another thread."""
         with self._lock:
-            if self._state == "closed":
+            if self._state is ObjectState.CLOSED:
                 return
             errors = []
             for link in list(self._links):
@@ -392,7 +396,7 @@ class Object:
             for map_ in self._maps.values():
                 map_.close()
             ptr, self._ptr = self._ptr, ffi.NULL
-            self._state = "closed"
+            self._state = ObjectState.CLOSED
             lib.bpf_object__close(ptr)
             self._keep.clear()
         if errors:
@@ -405,7 +409,7 @@ class Object:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_state", "closed") != "closed":
+        if getattr(self, "_state", ObjectState.CLOSED) is not ObjectState.CLOSED:
             warnings.warn(f"{self!r} was never closed; closing it now", ResourceWarning, stacklevel=2)
             try:
                 self.close()

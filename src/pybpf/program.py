@@ -7,32 +7,63 @@ also closes any link still open when it closes.
 
 from __future__ import annotations
 
-import builtins
 import errno
+import functools
 import os
-import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Concatenate, ContextManager, ParamSpec, Protocol, TypeVar
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, NotSupportedError
-from pybpf.kinds import AttachType, ProgType
-from pybpf.kernel.features import kprobes_available
-from pybpf.link.base import IterLink, LibbpfLink, Link, SocketLink, TcLink, XdpLink
+from pybpf.kinds import AttachType, ObjectState, ProgType
 from pybpf.kernel.info import ProgramInfo, prog_info
-from pybpf.link.symbols import resolve_binary
-from pybpf.link.usdt import UsdtLink, attach_usdt, parse_usdt_section
+from pybpf.link import (
+    cgroup,
+    explicit_usage,
+    iterator,
+    kprobe,
+    lsm,
+    perf_event,
+    raw_tracepoint,
+    sockfilter,
+    tc,
+    trace,
+    tracepoint,
+    uprobe,
+    usdt,
+    xdp,
+)
+from pybpf.link.base import AttachTarget, Link, libbpf_link
+from pybpf.link.usdt import parse_usdt_section
 
-if TYPE_CHECKING:
-    from pybpf.object import Object
 
-__all__ = ["Program", "TestRunResult", "XDP_MODES"]
 
-XDP_MODES = {"skb": 1 << 1, "generic": 1 << 1, "drv": 1 << 2, "native": 1 << 2, "hw": 1 << 3}
-_XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
-_TC_POINTS = {"ingress": 1, "egress": 2}
+class ProgramOwner(Protocol):
+    """What a program needs of the object it belongs to (``pybpf.Object`` is one)."""
+
+    def check_open(self) -> None: ...
+
+    def require_state(self, wanted: ObjectState, doing: str) -> None: ...
+
+    def register_link(self, link: Link) -> None: ...
+
+    def _guard(self, wanted: ObjectState | None = None, doing: str = "") -> ContextManager[Any]: ...
+
+__all__ = ["Program", "TestRunResult"]
+
+L = TypeVar("L", bound=Link)
+P = ParamSpec("P")
+
+
+def _verb(attach: Callable[Concatenate[AttachTarget, P], L]) -> Callable[Concatenate[Program, P], L]:
+    """A ``Program`` method from an attach kind's ``attach(prog, ...)``: the link it returns
+    is registered with the program's Object, which closes it if the caller does not."""
+    @functools.wraps(attach)
+    def verb(self: Program, *args: P.args, **kwargs: P.kwargs) -> L:
+        return self._own(attach(self, *args, **kwargs))
+    return verb
 
 
 @dataclass(frozen=True)
@@ -50,7 +81,7 @@ class TestRunResult:
 class Program:
     """A BPF program inside an Object."""
 
-    def __init__(self, obj: Object, ptr: Any) -> None:
+    def __init__(self, obj: ProgramOwner, ptr: Any) -> None:
         self._obj = obj
         self._ptr = ptr
         self.name: str = ffi.string(lib.bpf_program__name(ptr)).decode()
@@ -62,11 +93,11 @@ class Program:
     # ---- description -------------------------------------------------
 
     def _live(self) -> Any:
-        self._obj._check_open()
+        self._obj.check_open()
         return self._ptr
 
     def _loaded(self) -> Any:
-        self._obj._check_state("loaded", f"attaching program {self.name}")
+        self._obj.require_state(ObjectState.LOADED, f"attaching program {self.name}")
         return self._ptr
 
     @property
@@ -99,13 +130,13 @@ class Program:
 
     @autoload.setter
     def autoload(self, value: bool) -> None:
-        with self._obj._guard("open", f"setting autoload of {self.name}"):
+        with self._obj._guard(ObjectState.OPEN, f"setting autoload of {self.name}"):
             _libbpf.check(lib.bpf_program__set_autoload(self._ptr, bool(value)), f"autoload of {self.name}")
 
     @property
     def fd(self) -> int:
         """The program's fd once loaded (owned by the Object; do not close it)."""
-        with self._obj._guard("loaded", f"the fd of program {self.name}"):
+        with self._obj._guard(ObjectState.LOADED, f"the fd of program {self.name}"):
             fd = lib.bpf_program__fd(self._ptr)
         if fd < 0:
             raise BpfError(f"program {self.name} was not loaded (autoload is off)", errno.ENOENT)
@@ -135,216 +166,52 @@ class Program:
 
     # ---- attaching ---------------------------------------------------
 
-    def _capability(self) -> str:
-        return "CAP_NET_ADMIN" if self.prog_type.networking else "CAP_PERFMON"
+    def libbpf_program(self) -> Any:
+        """The libbpf ``struct bpf_program *`` of this loaded program (for :mod:`pybpf.link`)."""
+        return self._loaded()
 
-    def _own(self, link: Link) -> Link:
-        self._obj._register_link(link)
+    def _own(self, link: L) -> L:
+        self._obj.register_link(link)
         return link
-
-    def _libbpf_link(self, ptr: Any, what: str, cls: builtins.type[LibbpfLink] = LibbpfLink,
-                     log: str = "") -> LibbpfLink:
-        if ptr == ffi.NULL:
-            err = ffi.errno or errno.EINVAL
-            raise self._attach_error(err, what, log)
-        return self._own(cls(ptr, f"{self.name} -> {what}"))  # type: ignore[return-value]
-
-    def _attach_error(self, err: int, what: str, log: str = "") -> BpfError:
-        message = f"attaching {self.type} program {self.name!r} to {what}"
-        if self.type == "kprobe" and self.section.startswith(("kprobe", "kretprobe")) \
-                and not kprobes_available():
-            return NotSupportedError(
-                f"{message}: kprobes are not available in this kernel (no kprobe PMU and no "
-                f"kprobe_events in tracefs: the kernel was built without CONFIG_KPROBES)",
-                err, feature="kprobe", log=log)
-        if err == errno.ENOENT and log:
-            last = log.strip().splitlines()[-1].removeprefix("libbpf: ")
-            return BpfError(f"{message}: {last}", err, log=log)
-        return _libbpf.make_error(err, message, capability=self._capability(), log=log)
 
     @property
     def auto_attachable(self) -> bool:
         """Whether the SEC() name says where to attach (so ``attach()`` can work)."""
-        return _explicit_verb(self.type, self.section) is None
+        return explicit_usage(self.prog_type, self.section) is None
 
     def attach(self) -> Link:
         """Attach according to the program's SEC() (libbpf's auto-attach)."""
         self._loaded()
-        program_type = self.type
-        verb = _explicit_verb(program_type, self.section)
-        if verb is not None:
+        usage = explicit_usage(self.prog_type, self.section)
+        if usage is not None:
             raise BpfError(f"program {self.name!r} (SEC({self.section!r})) has no target in its section; "
-                           f"use {verb}", errno.EINVAL)
-        if program_type in ("tracepoint", "kprobe") and not self.section.startswith(("kprobe", "kretprobe")):
-            fs.ensure_tracefs()
-        if program_type == "tracing" and self.section.startswith("iter"):
+                           f"use {usage}", errno.EINVAL)
+        if iterator.is_iterator(self):
             return self.attach_iter()
-        usdt = parse_usdt_section(self.section)
-        if usdt is not None:
-            return self.attach_usdt(usdt[0], usdt[1], usdt[2])
+        usdt_target = parse_usdt_section(self.section)
+        if usdt_target is not None:
+            return self.attach_usdt(*usdt_target)
+        if self.prog_type in (ProgType.TRACEPOINT, ProgType.KPROBE) \
+                and not self.section.startswith(("kprobe", "kretprobe")):
+            fs.ensure_tracefs()
         with _libbpf.capture() as log:
             ptr = lib.bpf_program__attach(self._loaded())
-        return self._libbpf_link(ptr, f"SEC({self.section})", log=log.text)
+        return self._own(libbpf_link(self, ptr, f"SEC({self.section})", log.text))
 
-    def attach_tracepoint(self, category: str, name: str) -> Link:
-        fs.ensure_tracefs()
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_tracepoint(self._loaded(), category.encode(), name.encode())
-        return self._libbpf_link(ptr, f"tracepoint {category}:{name}", log=log.text)
-
-    def attach_raw_tracepoint(self, name: str) -> Link:
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_raw_tracepoint(self._loaded(), name.encode())
-        return self._libbpf_link(ptr, f"raw tracepoint {name}", log=log.text)
-
-    def attach_trace(self) -> Link:
-        """fentry/fexit/fmod_ret/tp_btf: attach to the target named at load time."""
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_trace(self._loaded())
-        return self._libbpf_link(ptr, f"BTF target of SEC({self.section})", log=log.text)
-
-    def attach_lsm(self) -> Link:
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_lsm(self._loaded())
-        return self._libbpf_link(ptr, f"LSM hook of SEC({self.section})", log=log.text)
-
-    def attach_kprobe(self, func_name: str, *, retprobe: bool = False, offset: int = 0) -> Link:
-        opts = _libbpf.new_opts("struct bpf_kprobe_opts", retprobe=retprobe, offset=offset)
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_kprobe_opts(self._loaded(), func_name.encode(), opts)
-        kind = "kretprobe" if retprobe else "kprobe"
-        return self._libbpf_link(ptr, f"{kind} {func_name}", log=log.text)
-
-    def attach_uprobe(self, binary: str, func: str | int, *, pid: int = -1, retprobe: bool = False,
-                      cookie: int = 0) -> Link:
-        """Attach to a function of ``binary`` (a path, or a library name such as
-        ``libc.so.6`` resolved through this process's maps and ldconfig) by name or
-        by file offset; ``pid=-1`` means every process."""
-        path = resolve_binary(binary)
-        func_name = c_name = None
-        offset = 0
-        if isinstance(func, str):
-            c_name = ffi.new("char[]", func.encode())
-            func_name = func
-        else:
-            offset = int(func)
-        opts = _libbpf.new_opts("struct bpf_uprobe_opts", retprobe=retprobe, bpf_cookie=cookie)
-        if c_name is not None:
-            opts.func_name = c_name
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_uprobe_opts(self._loaded(), pid, path.encode(), offset, opts)
-        kind = "uretprobe" if retprobe else "uprobe"
-        return self._libbpf_link(ptr, f"{kind} {path}:{func_name or hex(offset)}", log=log.text)
-
-    def attach_usdt(self, binary_or_pid: str | int, provider: str, name: str, *, pid: int = -1,
-                    cookie: int = 0) -> UsdtLink:
-        """Attach to the USDT probe ``provider:name`` (every site of it).
-
-        ``binary_or_pid`` is a path, a library or executable name (``libfoo.so.1``,
-        ``python3.11``), or a pid: then the probe is looked up in that process's binary
-        and mapped libraries, and only that process fires it. ``pid`` limits a binary's
-        probe to one process (-1: all). ``cookie`` is what ``bpf_usdt_cookie()`` returns.
-        A missing probe raises an error listing the probes the binary has."""
-        link = attach_usdt(self._loaded(), f"{self.type} program {self.name!r}", binary_or_pid,
-                           provider, name, pid=pid, cookie=cookie, capability=self._capability())
-        self._own(link)
-        return link
-
-    def attach_iter(self, *, map_fd: int | None = None) -> IterLink:
-        """Attach an iterator (``SEC("iter/...")``); read its output with ``link.read()``."""
-        if map_fd is None:
-            opts = ffi.NULL
-            keep: tuple[Any, ...] = ()
-        else:
-            info = ffi.new("union bpf_iter_link_info *")
-            info.map.map_fd = map_fd
-            opts = _libbpf.new_opts("struct bpf_iter_attach_opts", link_info=info,
-                                    link_info_len=ffi.sizeof("union bpf_iter_link_info"))
-            keep = (info,)
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_iter(self._loaded(), opts)
-        del keep
-        return self._libbpf_link(ptr, f"iterator SEC({self.section})", IterLink,  # type: ignore[return-value]
-                                 log=log.text)
-
-    def attach_xdp(self, interface: str | int, mode: str | None = None) -> Link:
-        """Attach to an interface; ``mode`` None lets the kernel choose (a bpf_link),
-        or one of ``skb``/``generic``, ``drv``/``native``, ``hw`` (netlink)."""
-        ifindex = _ifindex(interface)
-        if mode is None:
-            with _libbpf.capture() as log:
-                ptr = lib.bpf_program__attach_xdp(self._loaded(), ifindex)
-            return self._libbpf_link(ptr, f"XDP on {interface}", log=log.text)
-        try:
-            flags = XDP_MODES[mode] | _XDP_FLAGS_UPDATE_IF_NOEXIST
-        except KeyError:
-            raise ValueError(f"XDP mode must be one of {sorted(XDP_MODES)}, not {mode!r}") from None
-        fd = self.fd
-        with _libbpf.capture() as log:
-            ret = lib.bpf_xdp_attach(ifindex, fd, flags, ffi.NULL)
-        if ret < 0:
-            raise self._attach_error(-ret, f"XDP ({mode} mode) on {interface}", log.text)
-        return self._own(XdpLink(ifindex, fd, flags, f"{self.name} -> XDP {mode} on {interface}"))
-
-    def attach_tc(self, interface: str | int, direction: str = "ingress", *, priority: int = 0,
-                  handle: int = 0) -> Link:
-        """Add a tc filter on the interface's clsact qdisc (created if absent)."""
-        if direction not in _TC_POINTS:
-            raise ValueError(f"tc direction must be 'ingress' or 'egress', not {direction!r}")
-        ifindex = _ifindex(interface)
-        hook = _libbpf.new_opts("struct bpf_tc_hook", ifindex=ifindex, attach_point=_TC_POINTS[direction])
-        fd = self.fd
-        with _libbpf.capture() as log:
-            ret = lib.bpf_tc_hook_create(hook)
-        if ret < 0 and ret != -errno.EEXIST:
-            raise self._attach_error(-ret, f"tc {direction} hook on {interface}", log.text)
-        created = ret == 0
-        opts = _libbpf.new_opts("struct bpf_tc_opts", prog_fd=fd, handle=handle, priority=priority)
-        with _libbpf.capture() as log:
-            ret = lib.bpf_tc_attach(hook, opts)
-        if ret < 0:
-            if created:
-                lib.bpf_tc_hook_destroy(hook)
-            raise self._attach_error(-ret, f"tc {direction} on {interface}", log.text)
-        return self._own(TcLink(hook, opts, f"{self.name} -> tc {direction} on {interface}"))
-
-    def attach_cgroup(self, path: str) -> Link:
-        """Attach to a cgroup v2 directory (a bpf_link: detached when closed)."""
-        try:
-            cgroup_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise BpfError(f"cannot open cgroup {path}: {exc.strerror}", exc.errno) from None
-        try:
-            with _libbpf.capture() as log:
-                ptr = lib.bpf_program__attach_cgroup(self._loaded(), cgroup_fd)
-        finally:
-            os.close(cgroup_fd)  # the link holds its own reference to the cgroup
-        return self._libbpf_link(ptr, f"cgroup {path}", log=log.text)
-
-    def attach_socket(self, sock: socket.socket | int) -> Link:
-        """Set the program as a socket filter (SO_ATTACH_BPF) on ``sock``."""
-        fd = self.fd
-        fileno = sock.fileno() if isinstance(sock, socket.socket) else int(sock)
-        try:
-            with socket.socket(fileno=os.dup(fileno)) as dup:
-                dup.setsockopt(socket.SOL_SOCKET, 50, fd)  # SO_ATTACH_BPF
-        except OSError as exc:
-            raise self._attach_error(exc.errno or errno.EINVAL, f"socket fd {fileno}") from None
-        return self._own(SocketLink(sock, f"{self.name} -> socket fd {fileno}"))
-
-    def attach_perf_event(self, perf_fd: int) -> Link:
-        """Attach to a perf event fd. The caller keeps its fd; the link holds a dup."""
-        try:
-            dup = os.dup(perf_fd)
-        except OSError as exc:
-            raise BpfError(f"attaching {self.name!r}: perf event fd {perf_fd} is not open", exc.errno) from None
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach_perf_event(self._loaded(), dup)
-        if ptr == ffi.NULL:
-            err = ffi.errno
-            os.close(dup)
-            raise self._attach_error(err or errno.EINVAL, f"perf event fd {perf_fd}", log.text)
-        return self._own(LibbpfLink(ptr, f"{self.name} -> perf event fd {perf_fd}"))
+    # One verb per attach kind (pybpf/link/<kind>.py), each owned by this program's Object.
+    attach_tracepoint = _verb(tracepoint.attach)
+    attach_raw_tracepoint = _verb(raw_tracepoint.attach)
+    attach_trace = _verb(trace.attach)
+    attach_lsm = _verb(lsm.attach)
+    attach_kprobe = _verb(kprobe.attach)
+    attach_uprobe = _verb(uprobe.attach)
+    attach_usdt = _verb(usdt.attach)
+    attach_iter = _verb(iterator.attach)
+    attach_xdp = _verb(xdp.attach)
+    attach_tc = _verb(tc.attach)
+    attach_cgroup = _verb(cgroup.attach)
+    attach_socket = _verb(sockfilter.attach)
+    attach_perf_event = _verb(perf_event.attach)
 
     # ---- running -----------------------------------------------------
 
@@ -399,43 +266,3 @@ class Program:
         ctx_out = bytes(ffi.buffer(ctx_out_buf, opts.ctx_size_out)) if ctx_out_buf != ffi.NULL else None
         return TestRunResult(retval=int(opts.retval), data_out=data_out, duration_ns=int(opts.duration),
                              ctx_out=ctx_out)
-
-
-_TARGETLESS = {
-    "xdp": "attach_xdp(interface)",
-    "sched_cls": "attach_tc(interface, 'ingress'|'egress')",
-    "socket_filter": "attach_socket(sock)",
-    "perf_event": "attach_perf_event(perf_fd)",
-}
-_CGROUP_TYPES = {"cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "cgroup_sysctl", "cgroup_device",
-                 "cgroup_sockopt"}
-# sections that name a target only after a "/": SEC("uprobe") alone names none
-_BARE_SECTIONS = {
-    "uprobe": "attach_uprobe(binary, function)", "uretprobe": "attach_uprobe(binary, function, retprobe=True)",
-    "kprobe": "attach_kprobe(function)", "kretprobe": "attach_kprobe(function, retprobe=True)",
-    "tracepoint": "attach_tracepoint(category, name)", "tp": "attach_tracepoint(category, name)",
-    "raw_tracepoint": "attach_raw_tracepoint(name)", "raw_tp": "attach_raw_tracepoint(name)",
-    "usdt": "attach_usdt(binary_or_pid, provider, name)",
-}
-
-
-def _explicit_verb(program_type: str, section: str) -> str | None:
-    """The explicit attach call a program needs, or None when its SEC() is enough."""
-    if program_type in _TARGETLESS:
-        return _TARGETLESS[program_type]
-    if program_type in _CGROUP_TYPES:
-        return "attach_cgroup(path)"
-    prefix, _, target = section.partition("/")
-    if prefix.split(".", 1)[0] in _BARE_SECTIONS and not target:
-        return _BARE_SECTIONS[prefix.split(".", 1)[0]]
-    return None
-
-
-def _ifindex(interface: str | int) -> int:
-    if isinstance(interface, int):
-        return interface
-    index = _libbpf.if_nametoindex(interface)
-    if index == 0:
-        raise BpfError(f"no network interface named {interface!r} in this network namespace", errno.ENODEV)
-    return index
-

@@ -10,20 +10,40 @@ structs. ``.rodata`` is frozen by libbpf at load and so becomes read-only.
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.btf.types import Variable
+from pybpf.btf.types import Btf, Variable
+from pybpf.kinds import ObjectState
 from pybpf.errors import BpfError, NotSupportedError
 from pybpf.maps.views import MappedMap
 from pybpf.maps.codec import to_array
 
 if TYPE_CHECKING:
     from pybpf.maps.map import Map
-    from pybpf.object import Object
+
+
+class SectionOwner(Protocol):
+    """What a global-variable section needs of its object (``pybpf.Object`` is one)."""
+
+    name: str
+
+    @property
+    def btf(self) -> Btf | None: ...
+
+    @property
+    def state(self) -> ObjectState: ...
+
+    def check_open(self) -> None: ...
+
+    def require_state(self, wanted: ObjectState, doing: str) -> None: ...
+
+    @property
+    def _lock(self) -> threading.RLock: ...
 
 __all__ = ["Section"]
 
@@ -31,7 +51,7 @@ __all__ = ["Section"]
 class Section:
     """The variables of one data section, by name."""
 
-    def __init__(self, obj: Object, section: str, map_: Map | None) -> None:
+    def __init__(self, obj: SectionOwner, section: str, map_: Map | None) -> None:
         self._obj = obj
         self.section = section
         self.map = map_
@@ -67,7 +87,7 @@ class Section:
         return list(self.variables)
 
     def _variable(self, name: str) -> Variable:
-        self._obj._check_open()
+        self._obj.check_open()
         try:
             return self.variables[name]
         except KeyError:
@@ -117,13 +137,13 @@ class Section:
     def __getitem__(self, name: str) -> Any:
         var = self._variable(name)
         dtype = self.dtype_of(name)
-        if self._obj.state == "open":
+        if self._obj.state is ObjectState.OPEN:
             with self._obj._lock:  # close() in another thread frees the image
-                if self._obj.state == "open":
+                if self._obj.state is ObjectState.OPEN:
                     raw = bytes(self._initial_image()[var.offset:var.offset + var.size])
                     return np.frombuffer(raw, dtype=dtype).reshape(()) if not dtype.shape else \
                         np.frombuffer(raw, dtype=dtype.base).reshape(dtype.shape)
-            self._obj._check_open()
+            self._obj.check_open()
         mapped = self._mapped()
         if dtype.shape:  # a C array: n-d view of its element type
             return mapped.array(dtype.base, shape=dtype.shape, offset=var.offset)
@@ -132,13 +152,13 @@ class Section:
     def __setitem__(self, name: str, value: Any) -> None:
         var = self._variable(name)
         data = to_array(value, self.dtype_of(name), f"{self.section}.{name}").tobytes()
-        if self._obj.state == "open":
+        if self._obj.state is ObjectState.OPEN:
             with self._obj._lock:  # close() or load() in another thread frees or uses the image
-                if self._obj.state == "open":
+                if self._obj.state is ObjectState.OPEN:
                     image = self._initial_image()
                     image[var.offset:var.offset + var.size] = data
                     return
-            self._obj._check_open()
+            self._obj.check_open()
         if self.section.startswith(".rodata"):
             raise BpfError(f"{self.section}.{name} is read-only after load (libbpf freezes .rodata; "
                            f"set it before load())", errno.EPERM)
@@ -147,7 +167,7 @@ class Section:
 
     def view(self) -> np.ndarray:
         """The whole section as one live record (fields = variables)."""
-        self._obj._check_state("loaded", f"a view of {self.section}")
+        self._obj.require_state(ObjectState.LOADED, f"a view of {self.section}")
         names, formats, offsets = [], [], []
         for name, var in self.variables.items():
             names.append(name)
@@ -159,11 +179,11 @@ class Section:
 
     def bytes(self) -> bytes:
         """A copy of the section's current bytes."""
-        if self._obj.state == "open":
+        if self._obj.state is ObjectState.OPEN:
             with self._obj._lock:
-                if self._obj.state == "open":
+                if self._obj.state is ObjectState.OPEN:
                     return bytes(self._initial_image())
-            self._obj._check_open()
+            self._obj.check_open()
         mapped = self._mapped()
         return bytes(mapped.raw()[: self._require_map().value_size])
 

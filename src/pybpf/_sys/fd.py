@@ -77,7 +77,7 @@ def holding_fd(method: F) -> F:
     """Run a Map method with the map's fd held for the whole call (see FdRef)."""
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        ref = self._fd_ref()
+        ref = self.fd_ref()
         ref.enter()
         try:
             return method(self, *args, **kwargs)

@@ -3,7 +3,7 @@
 This module owns the translation of the type graph parsed by :mod:`pybpf.btf.types`
 into numpy dtypes (``Btf.dtype``) and the bitfield listing (``Btf.bitfields``).
 It is pure spec: numpy and the parser only, never the bpf() syscall or libbpf.
-It builds on :mod:`pybpf.btf.types` (one-way); ``Btf`` reaches these functions
+It builds on :mod:`pybpf.btf.model` only (one-way); ``Btf`` reaches these functions
 through a lazy import so the parser stays importable on its own.
 
 Bitfields (documented choice): a struct's numpy dtype never contains a field
@@ -18,15 +18,13 @@ a bytes-like buffer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pybpf.btf.types import _MAX_DEPTH, Bitfield, BtfType, _bad, raw_dtype
+from pybpf.btf.model import _MAX_DEPTH, Bitfield, BtfType, TypeGraph, _bad, raw_dtype
 from pybpf.errors import NotSupportedError, ObjectFormatError
 
-if TYPE_CHECKING:
-    from pybpf.btf.types import Btf
+Btf = TypeGraph  # the annotations below name what they get: a parsed BTF
 
 __all__ = ["bitfields_of", "dtype_of"]
 

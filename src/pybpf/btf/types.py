@@ -27,6 +27,47 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from pybpf.btf.dtype import bitfields_of, dtype_of
+from pybpf.btf.elfsection import elf_section
+from pybpf.btf.model import (  # noqa: F401 (re-exported: the parser's vocabulary)
+    BTF_MAGIC,
+    KERNEL_BTF_PATH,
+    KIND_NAMES,
+    _UNKN,
+    _INT,
+    _PTR,
+    _ARRAY,
+    _STRUCT,
+    _UNION,
+    _ENUM,
+    _FWD,
+    _TYPEDEF,
+    _VOLATILE,
+    _CONST,
+    _RESTRICT,
+    _FUNC,
+    _FUNC_PROTO,
+    _VAR,
+    _DATASEC,
+    _FLOAT,
+    _DECL_TAG,
+    _TYPE_TAG,
+    _ENUM64,
+    _EXTRA_FIXED,
+    _EXTRA_PER_ITEM,
+    _MODIFIERS,
+    _QUALIFIER_WORDS,
+    _INT_SIGNED,
+    _INT_CHAR,
+    _INT_BOOL,
+    _LINKAGE_NAMES,
+    _MAX_DEPTH,
+    BtfType,
+    Variable,
+    Bitfield,
+    raw_dtype,
+    _bad,
+)
 from pybpf.errors import NotSupportedError, ObjectFormatError
 
 __all__ = [
@@ -37,128 +78,6 @@ __all__ = [
     "KIND_NAMES",
     "raw_dtype",
 ]
-
-BTF_MAGIC = 0xEB9F
-KERNEL_BTF_PATH = "/sys/kernel/btf/vmlinux"
-
-# Index = BTF_KIND_* value (linux/btf.h).
-KIND_NAMES: tuple[str, ...] = (
-    "unkn", "int", "ptr", "array", "struct", "union", "enum", "fwd", "typedef",
-    "volatile", "const", "restrict", "func", "func_proto", "var", "datasec",
-    "float", "decl_tag", "type_tag", "enum64",
-)
-(_UNKN, _INT, _PTR, _ARRAY, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF, _VOLATILE,
- _CONST, _RESTRICT, _FUNC, _FUNC_PROTO, _VAR, _DATASEC, _FLOAT, _DECL_TAG,
- _TYPE_TAG, _ENUM64) = range(20)
-
-# Bytes after the 12-byte common header: fixed part, and per-vlen-item part.
-_EXTRA_FIXED = {_INT: 4, _ARRAY: 12, _VAR: 4, _DECL_TAG: 4}
-_EXTRA_PER_ITEM = {_STRUCT: 12, _UNION: 12, _ENUM: 8, _FUNC_PROTO: 8, _DATASEC: 12, _ENUM64: 12}
-
-_MODIFIERS = frozenset({_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG})
-_QUALIFIER_WORDS = {_CONST: "const", _VOLATILE: "volatile", _RESTRICT: "restrict"}
-_INT_SIGNED, _INT_CHAR, _INT_BOOL = 1, 2, 4
-_LINKAGE_NAMES = {0: "static", 1: "global", 2: "extern"}
-
-# Deeper nesting than this is treated as a cycle in malformed input.
-_MAX_DEPTH = 128
-
-
-def raw_dtype(size: int) -> np.dtype:
-    """Opaque bytes of ``size``: the dtype used when an object has no BTF."""
-    return np.dtype(f"V{int(size)}")
-
-
-@dataclass(slots=True)
-class BtfType:
-    """One decoded BTF type; attributes that don't apply to a kind keep defaults."""
-
-    id: int
-    kind: str
-    name: str = ""
-    vlen: int = 0
-    kflag: bool = False
-    size: int | None = None
-    type: int | None = None
-    # int
-    encoding: str = ""
-    bits: int = 0
-    bit_offset: int = 0
-    # array
-    nelems: int = 0
-    index_type: int = 0
-    # struct/union: (name, type_id, bit_offset, bitfield_size)
-    members: list[tuple[str, int, int, int]] = field(default_factory=list)
-    # enum/enum64: (name, value)
-    values: list[tuple[str, int]] = field(default_factory=list)
-    # func_proto: (name, type_id)
-    params: list[tuple[str, int]] = field(default_factory=list)
-    # var / func
-    linkage: str = ""
-    # datasec: (type_id, offset, size)
-    vars: list[tuple[int, int, int]] = field(default_factory=list)
-    # decl_tag
-    component_idx: int = -1
-    signed: bool = False  # enum/enum64 signedness (kflag, or negative values)
-
-
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """A variable of a DATASEC: ``type_id`` is the variable's type (not the VAR id)."""
-
-    name: str
-    type_id: int
-    offset: int
-    size: int
-    section: str
-    linkage: str = "global"
-    var_id: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Bitfield:
-    """Where a bitfield lives: ``byte_offset`` is that of its storage field in
-    the record, ``bit_shift`` counts from that field's least significant bit."""
-
-    name: str
-    byte_offset: int
-    bit_shift: int
-    bit_size: int
-    signed: bool
-    storage: str
-    storage_size: int
-
-    def _bytes(self, rec: Any) -> bytes:
-        if isinstance(rec, (bytes, bytearray, memoryview)):
-            return bytes(rec[self.byte_offset:self.byte_offset + self.storage_size])
-        return np.asarray(rec).tobytes()[self.byte_offset:self.byte_offset + self.storage_size]
-
-    def get(self, rec: Any) -> int:
-        """The value in a numpy record (or whole-struct bytes)."""
-        raw = int.from_bytes(self._bytes(rec), "little")
-        v = (raw >> self.bit_shift) & ((1 << self.bit_size) - 1)
-        if self.signed and v >> (self.bit_size - 1):
-            v -= 1 << self.bit_size
-        return v
-
-    def set(self, rec: Any, value: int) -> None:
-        """Store ``value`` into a writable numpy record/0-d array or a bytearray."""
-        mask = ((1 << self.bit_size) - 1) << self.bit_shift
-        raw = int.from_bytes(self._bytes(rec), "little")
-        raw = (raw & ~mask) | ((int(value) << self.bit_shift) & mask)
-        new = raw.to_bytes(self.storage_size, "little")
-        if isinstance(rec, (bytearray, memoryview)):
-            rec[self.byte_offset:self.byte_offset + self.storage_size] = new
-            return
-        arr = np.asarray(rec)
-        view = arr.reshape(1).view(np.uint8)
-        view[self.byte_offset:self.byte_offset + self.storage_size] = np.frombuffer(new, np.uint8)
-
-
-def _bad(name: str, msg: str) -> ObjectFormatError:
-    where = f"{name}: " if name else ""
-    return ObjectFormatError(f"{where}bad BTF: {msg}")
-
 
 # Inputs larger than this are refused before they are read (the kernel's vmlinux BTF is ~6 MiB,
 # a Debian vmlinux ELF ~60 MiB): a sparse or endless file must not cost its size in memory.
@@ -296,14 +215,11 @@ class Btf:
             if head[:4] != b"\x7fELF" and head[:2] not in (b"\x9f\xeb", b"\xeb\x9f"):
                 raise _bad(p, "neither raw BTF (magic 0xeb9f) nor an ELF object"
                            if head else "empty file, not BTF")
-            if head[:4] == b"\x7fELF":
-                from pybpf.spec.elf import check_elf_header  # lazy: spec imports us
-                check_elf_header(head, p)
+            # an ELF's headers are checked by elf_section (any ELF may carry .BTF: vmlinux, modules)
 
         data = read_file(p, check=check, what="BTF file")
         if data[:4] == b"\x7fELF":
-            from pybpf.spec.elf import _elf_section_bytes  # lazy: spec imports us
-            sec = _elf_section_bytes(data, ".BTF", p)
+            sec = elf_section(data, ".BTF", p)
             if sec is None:
                 raise ObjectFormatError(f"{p}: ELF object has no .BTF section", path=p)
             data = sec
@@ -614,13 +530,11 @@ class Btf:
     # ---- numpy dtypes (pybpf.btf.dtype) ------------------------------------------------
     def dtype(self, tid: int) -> np.dtype:
         """numpy dtype with the exact layout of type ``tid`` (bitfields: see :mod:`pybpf.btf.dtype`)."""
-        from pybpf.btf.dtype import dtype_of  # lazy: btf_dtype builds on this module
         return dtype_of(self, tid)
 
     def bitfields(self, tid: int) -> list[Bitfield]:
         """Every bitfield of struct/union ``tid`` (anonymous members flattened, named
         nested records as ``outer.inner``), with offsets relative to ``tid``."""
-        from pybpf.btf.dtype import bitfields_of  # lazy: btf_dtype builds on this module
         return bitfields_of(self, tid)
 
     def __repr__(self) -> str:

@@ -48,7 +48,7 @@ def record_dtype(map: Map, dtype: Any, reader: str) -> np.dtype | None:
     if dtype is None:
         return None
     if isinstance(dtype, str) and not _is_numpy_name(dtype):
-        btf = map._obj.btf if map._obj is not None else map._btf
+        btf = map.btf
         if btf is None:
             raise RecordFormatError(f"{reader} of map {map.name!r}: cannot resolve struct {dtype!r}: "
                                     f"the map's object has no BTF; give a numpy dtype")

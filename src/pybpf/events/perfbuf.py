@@ -22,7 +22,8 @@ from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, RecordFormatError
 from pybpf.events.base import EventSource, check_map, record_dtype
-from pybpf.maps.map import Map
+from pybpf.kinds import MapType
+from pybpf.maps.map import Map, register_stream_reader
 
 __all__ = ["PerfBuffer"]
 
@@ -148,3 +149,6 @@ class PerfBuffer(EventSource):
         if pb != ffi.NULL:
             lib.perf_buffer__free(pb)
             self._pb = ffi.NULL
+
+
+register_stream_reader(MapType.PERF_EVENT_ARRAY, "pybpf.PerfBuffer", PerfBuffer)

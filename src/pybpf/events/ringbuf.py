@@ -34,7 +34,8 @@ from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, BufferFullError, ClosedError, RecordFormatError, WrongMapTypeError
 from pybpf.events.base import EventSource, check_map, limit, record_dtype
-from pybpf.maps.map import Map
+from pybpf.kinds import MapType
+from pybpf.maps.map import Map, register_stream_reader
 from pybpf.events.ringreader import HDR_SIZE, TSO, RingReader
 
 __all__ = [
@@ -456,3 +457,6 @@ class RingBufferSet(EventSource):
 
     def _nap(self) -> bool:
         return any(rb._nap() for rb in self.members)
+
+
+register_stream_reader(MapType.RINGBUF, "pybpf.RingBuffer", RingBuffer)

@@ -20,7 +20,8 @@ from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BufferFullError, ClosedError, NotSupportedError, RecordFormatError
 from pybpf.events.base import check_map, record_dtype
-from pybpf.maps.map import Map
+from pybpf.kinds import MapType
+from pybpf.maps.map import Map, register_stream_reader
 from pybpf.maps.codec import to_bytes
 
 __all__ = ["UserRingBuffer"]
@@ -147,3 +148,6 @@ class UserRingBuffer:
         if getattr(self, "_ptr", ffi.NULL) != ffi.NULL:
             warnings.warn(f"{self._what} was never closed; closing it now", ResourceWarning, stacklevel=2)
             self.close()
+
+
+register_stream_reader(MapType.USER_RINGBUF, "pybpf.UserRingBuffer", UserRingBuffer)

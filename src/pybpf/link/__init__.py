@@ -1,1 +1,53 @@
-"""Links: one attachment of a program to a hook, one file per attach kind."""
+"""Links: one attachment of a program to a hook, one file per attach kind.
+
+Each kind file defines ``attach(prog, ...)`` (and its own ``Link`` subclass where the
+attachment is not a libbpf ``bpf_link``) and declares itself as ``KIND``, an
+:class:`~pybpf.link.base.AttachKind`.  ``KINDS`` below is the registry: a new attach kind is
+a new file plus one line here and one verb line in :class:`pybpf.Program`.
+"""
+
+from __future__ import annotations
+
+from pybpf.kinds import ProgType
+from pybpf.link import (
+    cgroup,
+    iterator,
+    kprobe,
+    lsm,
+    perf_event,
+    raw_tracepoint,
+    sockfilter,
+    tc,
+    trace,
+    tracepoint,
+    uprobe,
+    usdt,
+    xdp,
+)
+from pybpf.link.base import AttachKind, Link
+
+__all__ = ["KINDS", "AttachKind", "Link", "explicit_usage"]
+
+KINDS: tuple[AttachKind, ...] = (
+    tracepoint.KIND,
+    raw_tracepoint.KIND,
+    trace.KIND,
+    lsm.KIND,
+    kprobe.KIND,
+    uprobe.KIND,
+    usdt.KIND,
+    iterator.KIND,
+    xdp.KIND,
+    tc.KIND,
+    cgroup.KIND,
+    sockfilter.KIND,
+    perf_event.KIND,
+)
+
+
+def explicit_usage(prog_type: ProgType, section: str) -> str | None:
+    """The explicit attach call a program needs, or None when its ``SEC()`` is enough."""
+    for kind in KINDS:
+        if kind.needs_verb(prog_type, section):
+            return kind.usage
+    return None

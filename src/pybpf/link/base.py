@@ -1,10 +1,14 @@
-"""Links: one attachment of a program to a hook, detached by ``close()``.
+"""What every attach kind shares: the ``Link`` base, libbpf's ``bpf_link``, attach errors.
 
-Most attachments are libbpf ``struct bpf_link`` objects.  tc filters (libbpf
-1.1 has no tcx links), socket filters and mode-specific XDP attachments are
-not, so they get their own ``Link`` subclasses with the same verbs.  Every
-link has one owner: ``close()`` detaches and releases; ``pin()`` makes the
-attachment outlive the process (close then only drops this handle).
+A ``Link`` is one attachment of a program to a hook.  Most are libbpf ``struct bpf_link``
+objects (``LibbpfLink``); tc filters (libbpf 1.1 has no tcx links), socket filters and
+mode-specific XDP attachments are not, so their kind files define their own ``Link``
+subclasses with the same verbs.  Every link has one owner: ``close()`` detaches and
+releases; ``pin()`` makes the attachment outlive the process (close then only drops this
+handle).
+
+The attach kinds themselves live one per file beside this one and see the program through
+the small ``AttachTarget`` protocol, never through ``Program``/``Object``.
 """
 
 from __future__ import annotations
@@ -12,18 +16,38 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from abc import ABC, abstractmethod
 import warnings
-from typing import Any, Callable
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.errors import BpfError, ClosedError
+from pybpf.errors import BpfError, ClosedError, NotSupportedError
+from pybpf.kernel.features import kprobes_available
+from pybpf.kinds import ProgType
 
-__all__ = ["Link", "LibbpfLink", "IterLink", "TcLink", "XdpLink", "SocketLink"]
+__all__ = ["AttachKind", "AttachTarget", "Link", "LibbpfLink", "attach_error", "libbpf_link"]
 
-SO_DETACH_BPF = 27  # == SO_DETACH_FILTER
+
+class AttachTarget(Protocol):
+    """What an attach kind needs of a program (``pybpf.Program`` is one)."""
+
+    name: str
+    section: str
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def prog_type(self) -> ProgType: ...
+
+    @property
+    def fd(self) -> int: ...
+
+    def libbpf_program(self) -> Any:
+        """The libbpf ``struct bpf_program *`` of a loaded program."""
 
 
 class Link(ABC):
@@ -113,89 +137,45 @@ class LibbpfLink(Link):
         lib.bpf_link__destroy(ptr)
 
 
-class IterLink(LibbpfLink):
-    """A BPF iterator link; each ``read()`` runs the iterator once."""
-
-    def read(self) -> bytes:
-        """Run the iterator and return everything it wrote."""
-        fd = _libbpf.check(lib.bpf_iter_create(self.fd), f"creating iterator for {self.description}")
-        chunks = []
-        try:
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        return b"".join(chunks)
-
-    def read_text(self) -> str:
-        return self.read().decode("utf-8", "replace")
+def attach_error(prog: AttachTarget, err: int, what: str, log: str = "") -> BpfError:
+    """The typed error for a failed attach of ``prog`` to ``what``, with libbpf's reason."""
+    message = f"attaching {prog.type} program {prog.name!r} to {what}"
+    if prog.prog_type is ProgType.KPROBE and prog.section.startswith(("kprobe", "kretprobe")) \
+            and not kprobes_available():
+        return NotSupportedError(
+            f"{message}: kprobes are not available in this kernel (no kprobe PMU and no "
+            f"kprobe_events in tracefs: the kernel was built without CONFIG_KPROBES)",
+            err, feature="kprobe", log=log)
+    if err == errno.ENOENT and log:
+        last = log.strip().splitlines()[-1].removeprefix("libbpf: ")
+        return BpfError(f"{message}: {last}", err, log=log)
+    capability = "CAP_NET_ADMIN" if prog.prog_type.networking else "CAP_PERFMON"
+    return _libbpf.make_error(err, message, capability=capability, log=log)
 
 
-class TcLink(Link):
-    """A tc filter added with ``bpf_tc_attach``; close removes this filter only.
-
-    The clsact qdisc stays, as with libbpf and tc itself: other filters (other
-    links, other tools) may hang off it, and an empty clsact qdisc costs nothing."""
-
-    def __init__(self, hook: Any, opts: Any, description: str) -> None:
-        super().__init__(description)
-        self._hook, self._opts = hook, opts
-
-    @property
-    def handle(self) -> int:
-        return int(self._opts.handle)
-
-    @property
-    def priority(self) -> int:
-        return int(self._opts.priority)
-
-    def _detach(self) -> None:
-        # bpf_tc_detach wants handle/priority only: prog_fd, flags and prog_id must be zero.
-        detach_opts = _libbpf.new_opts("struct bpf_tc_opts", handle=self._opts.handle,
-                                       priority=self._opts.priority)
-        ret = lib.bpf_tc_detach(self._hook, detach_opts)
-        # ENOENT/ENODEV: the filter, interface or namespace is gone; EINVAL: so is the qdisc
-        if ret < 0 and -ret not in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
-            raise _libbpf.make_error(-ret, f"detaching tc filter {self.description}",
-                                     capability="CAP_NET_ADMIN")
+def libbpf_link(prog: AttachTarget, ptr: Any, what: str, log: str = "",
+                cls: type[LibbpfLink] | None = None) -> LibbpfLink:
+    """Wrap what a ``bpf_program__attach_*`` call returned, or raise its error."""
+    if ptr == ffi.NULL:
+        raise attach_error(prog, ffi.errno or errno.EINVAL, what, log)
+    return (cls or LibbpfLink)(ptr, f"{prog.name} -> {what}")
 
 
-class XdpLink(Link):
-    """An XDP program attached in an explicit mode through netlink."""
+@dataclass(frozen=True)
+class AttachKind:
+    """One attach kind, as its file declares it: the ``Program`` verb that attaches it, and
+    when a program's ``SEC()`` alone does not say where to attach (then ``attach()`` names
+    ``usage`` instead of guessing)."""
 
-    def __init__(self, ifindex: int, prog_fd: int, flags: int, description: str) -> None:
-        super().__init__(description)
-        self.ifindex, self._prog_fd, self._flags = ifindex, prog_fd, flags
+    verb: str
+    usage: str
+    prog_types: frozenset[ProgType] = frozenset()  # programs of these types always need the verb
+    bare_sections: frozenset[str] = frozenset()    # SEC() prefixes that name a target after "/"
+    names_target: Callable[[str], bool] = bool     # is what follows the "/" a whole target?
 
-    def _detach(self) -> None:
-        opts = _libbpf.new_opts("struct bpf_xdp_attach_opts", old_prog_fd=self._prog_fd)
-        ret = lib.bpf_xdp_detach(self.ifindex, self._flags, opts)
-        if ret < 0 and ret not in (-19, -2):  # ENODEV/ENOENT: interface gone
-            raise _libbpf.make_error(-ret, f"detaching XDP {self.description}", capability="CAP_NET_ADMIN")
-
-
-class SocketLink(Link):
-    """A socket filter set with SO_ATTACH_BPF; close detaches it from the socket."""
-
-    def __init__(self, sock: socket.socket | int, description: str) -> None:
-        super().__init__(description)
-        self._sock = sock
-
-    def _detach(self) -> None:
-        sock = self._sock
-        if isinstance(sock, socket.socket):
-            if sock.fileno() < 0:
-                return  # socket already closed: nothing left to detach
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_BPF, 0)
-            except OSError:
-                pass
-        else:
-            try:
-                with socket.socket(fileno=os.dup(sock)) as dup:
-                    dup.setsockopt(socket.SOL_SOCKET, SO_DETACH_BPF, 0)
-            except OSError:
-                pass
+    def needs_verb(self, prog_type: ProgType, section: str) -> bool:
+        """Whether a program of this type and section must be attached with ``verb``."""
+        if prog_type in self.prog_types:
+            return True
+        prefix, _, target = section.partition("/")
+        return prefix.split(".", 1)[0] in self.bare_sections and not self.names_target(target)

@@ -17,11 +17,11 @@ from typing import Any
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError
-from pybpf.link.base import LibbpfLink
+from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink
 from pybpf.link.symbols import resolve_binary
 from pybpf.spec.usdt import UsdtProbe, describe_probes, process_probes, read_probes
 
-__all__ = ["UsdtLink", "attach_usdt", "find_usdt_probe", "parse_usdt_section"]
+__all__ = ["KIND", "UsdtLink", "attach", "attach_usdt", "find_usdt_probe", "parse_usdt_section"]
 
 
 class UsdtLink(LibbpfLink):
@@ -115,3 +115,22 @@ def attach_usdt(prog: Any, description: str, binary_or_pid: str | int, provider:
             raise BpfError(f"{message}: {last}", err, log=text)
         raise _libbpf.make_error(err, message, capability=capability, log=text)
     return UsdtLink(ptr, f"{description} -> {what}", probe, pid, cookie)
+
+
+def attach(prog: AttachTarget, binary_or_pid: str | int, provider: str, name: str, *, pid: int = -1,
+           cookie: int = 0) -> UsdtLink:
+    """Attach to the USDT probe ``provider:name`` (every site of it).
+
+    ``binary_or_pid`` is a path, a library or executable name (``libfoo.so.1``,
+    ``python3.11``), or a pid: then the probe is looked up in that process's binary
+    and mapped libraries, and only that process fires it. ``pid`` limits a binary's
+    probe to one process (-1: all). ``cookie`` is what ``bpf_usdt_cookie()`` returns.
+    A missing probe raises an error listing the probes the binary has."""
+    capability = "CAP_NET_ADMIN" if prog.prog_type.networking else "CAP_PERFMON"
+    return attach_usdt(prog.libbpf_program(), f"{prog.type} program {prog.name!r}", binary_or_pid,
+                       provider, name, pid=pid, cookie=cookie, capability=capability)
+
+
+KIND = AttachKind("attach_usdt", "attach_usdt(binary_or_pid, provider, name)",
+                  bare_sections=frozenset({"usdt"}),
+                  names_target=lambda target: target.count(":") >= 2 and all(target.rsplit(":", 2)))

@@ -25,21 +25,55 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, InvalidArgumentError, KeyNotFoundError, NotSupportedError
-from pybpf._sys.fd import holding_fd
+from pybpf._sys.fd import FdRef, holding_fd
 from pybpf.maps.layout import Layout
 from pybpf.maps.checks import UNSUPPORTED, UPDATE_ERRORS, IndexOutOfRangeError
 
 if TYPE_CHECKING:
-    from pybpf.maps.map import Map
+    import threading
 
-__all__ = ["DEFAULT_CHUNK", "count", "delete", "lookup", "supported", "update"]
+    from pybpf.kinds import MapType
+
+__all__ = ["DEFAULT_CHUNK", "BatchTarget", "count", "delete", "lookup", "supported", "update"]
+
+
+class BatchTarget(Protocol):
+    """What batch operations need of a map (``pybpf.Map`` is one): its fd, its kind, its
+    key/value codecs, the lock around its shared buffers, and a cache of which batch
+    operations the kernel has for it."""
+
+    name: str
+
+    @property
+    def fd(self) -> int: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def map_type(self) -> MapType: ...
+
+    @property
+    def max_entries(self) -> int: ...
+
+    @property
+    def element_lock(self) -> threading.Lock: ...
+
+    @property
+    def batch_support(self) -> dict[str, bool]: ...
+
+    def layouts(self) -> tuple[Layout, Layout]: ...
+
+    def key_snapshot(self) -> list[Any]: ...
+
+    def fd_ref(self) -> FdRef: ...
 
 _log = logging.getLogger("pybpf.maps.map")
 
@@ -53,9 +87,9 @@ def _ptr(array: np.ndarray, offset: int = 0) -> Any:
 
 
 @holding_fd
-def supported(m: Map, op: str) -> bool:
+def supported(m: BatchTarget, op: str) -> bool:
     """Whether the kernel has a batch ``op`` for this map (probed once, with count 0)."""
-    found = m._batch_support.get(op)
+    found = m.batch_support.get(op)
     if found is None:
         fd = m.fd
         count = ffi.new("__u32 *", 0)
@@ -74,7 +108,7 @@ def supported(m: Map, op: str) -> bool:
         if not found:
             _log.debug("map %s (%s): the kernel has no batch %s; looping one syscall per key",
                        m.name, m.type, op)
-        m._batch_support[op] = found
+        m.batch_support[op] = found
     return found
 
 
@@ -82,7 +116,7 @@ def _opts(elem_flags: int = 0) -> Any:
     return _libbpf.new_opts("struct bpf_map_batch_opts", elem_flags=elem_flags)
 
 
-def _require_keys(m: Map, op: str) -> None:
+def _require_keys(m: BatchTarget, op: str) -> None:
     if m.map_type.keyless:
         raise NotSupportedError(f"{op} of {m.type} map {m.name}: it has no keys; use pop()", errno.EINVAL,
                                 feature=f"{op} of {m.type} maps")
@@ -123,7 +157,7 @@ def _empty(layout: Layout) -> np.ndarray:
 
 
 @holding_fd
-def lookup(m: Map, chunk: int | None = None, *, delete: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def lookup(m: BatchTarget, chunk: int | None = None, *, delete: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(keys, values) of every element, optionally deleting them as they are read."""
     op = "lookup_and_delete" if delete else "lookup"
     fd = m.fd
@@ -135,7 +169,7 @@ def lookup(m: Map, chunk: int | None = None, *, delete: bool = False) -> tuple[n
                               or not 0 < int(chunk) <= 0xFFFF_FFFF):
         raise InvalidArgumentError(f"chunk must be a number of elements in 1..4294967295 (the kernel's "
                                    f"u32), got {chunk!r}")
-    keys, values = m._layouts()
+    keys, values = m.layouts()
     max_entries = m.max_entries
     if chunk is not None:  # a batch never returns more than the map holds: no bigger buffers
         chunk = min(int(chunk), max(max_entries, 1))
@@ -173,13 +207,13 @@ def lookup(m: Map, chunk: int | None = None, *, delete: bool = False) -> tuple[n
 
 
 @holding_fd
-def _lookup_per_key(m: Map, keys: Layout, values: Layout, delete: bool) -> tuple[np.ndarray, np.ndarray]:
+def _lookup_per_key(m: BatchTarget, keys: Layout, values: Layout, delete: bool) -> tuple[np.ndarray, np.ndarray]:
     fd = m.fd
-    found = m._key_snapshot()
+    found = m.key_snapshot()
     store = _Growing(keys, values, len(found))
     call = lib.bpf_map_lookup_and_delete_elem if delete else lib.bpf_map_lookup_elem
     n = 0
-    with m._lock:
+    with m.element_lock:
         for key in found:
             keys.encode(key)
             ret = call(fd, keys.ptr, values.ptr)
@@ -193,12 +227,12 @@ def _lookup_per_key(m: Map, keys: Layout, values: Layout, delete: bool) -> tuple
 
 
 @holding_fd
-def count(m: Map) -> int:
+def count(m: BatchTarget) -> int:
     """The number of elements now: chunked batch lookups into reused buffers, or per key."""
     fd = m.fd
-    keys, values = m._layouts()
+    keys, values = m.layouts()
     if not supported(m, "lookup"):
-        return len(m._key_snapshot())
+        return len(m.key_snapshot())
     chunk = min(DEFAULT_CHUNK, m.max_entries)
     store = _Growing(keys, values, chunk)
     token_size = max(keys.size, 8)
@@ -227,7 +261,7 @@ def _partial(error: BpfError, processed: int) -> BpfError:
     return error
 
 
-def _check_indices(m: Map, keys: Layout, raw: np.ndarray, n: int) -> None:
+def _check_indices(m: BatchTarget, keys: Layout, raw: np.ndarray, n: int) -> None:
     if m.map_type.array_like and keys.is_int and n:
         indices = keys._typed(raw, n)
         worst = int(indices.max())
@@ -238,11 +272,11 @@ def _check_indices(m: Map, keys: Layout, raw: np.ndarray, n: int) -> None:
 
 
 @holding_fd
-def update(m: Map, keys: Any, values: Any, flag: int) -> None:
+def update(m: BatchTarget, keys: Any, values: Any, flag: int) -> None:
     """Write every (key, value) in order; on failure ``.processed`` of them were applied."""
     fd = m.fd
     _require_keys(m, "update_batch")
-    k_layout, v_layout = m._layouts()
+    k_layout, v_layout = m.layouts()
     key_raw = k_layout.encode_many(keys)
     n = key_raw.size // k_layout.elem_size if k_layout.elem_size else 0
     if m.map_type.map_in_map:
@@ -272,11 +306,11 @@ def update(m: Map, keys: Any, values: Any, flag: int) -> None:
 
 
 @holding_fd
-def delete(m: Map, keys: Any) -> None:
+def delete(m: BatchTarget, keys: Any) -> None:
     """Delete every key in order; a missing key stops it (``.processed`` were deleted)."""
     fd = m.fd
     _require_keys(m, "delete_batch")
-    k_layout, _ = m._layouts()
+    k_layout, _ = m.layouts()
     key_raw = k_layout.encode_many(keys)
     n = key_raw.size // k_layout.elem_size if k_layout.elem_size else 0
     if n == 0:

@@ -34,8 +34,9 @@ import errno
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ContextManager, Protocol
 
 import numpy as np
 
@@ -44,16 +45,18 @@ from pybpf.maps import batch
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.types import Btf, raw_dtype
-from pybpf.errors import BpfError, ClosedError, InvalidArgumentError, KeyNotFoundError, NotSupportedError
+from pybpf.errors import BpfError, ClosedError, InvalidArgumentError, KeyNotFoundError, NotSupportedError, WrongMapTypeError
 from pybpf.maps.fastpath import FastPath
 from pybpf._sys.fd import FdRef, holding_fd
 from pybpf.kernel.info import MapInfo, map_flag_names, map_info
-from pybpf.maps.kindops import KindOps
 from pybpf.maps.layout import Layout
 from pybpf.maps.memory import MapMemory
-from pybpf.maps.create import DTypeLike, MapConstructors
-from pybpf.kinds import MapFlag, MapType
+from pybpf.maps.create import load_kernel_btf, require_map_fd
+from pybpf.kinds import MapFlag, MapType, ObjectState
 from pybpf.maps.checks import (
+    check_map_name,
+    element_size,
+    parse_flags,
     LOOKUP_ERRORS,
     UPDATE_ERRORS,
     IndexOutOfRangeError,
@@ -61,8 +64,27 @@ from pybpf.maps.checks import (
 )
 from pybpf.maps.views import MappedMap
 
-if TYPE_CHECKING:
-    from pybpf.object import Object
+
+
+class MapOwner(Protocol):
+    """What a map that belongs to an object needs of it (``pybpf.Object`` is one)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def state(self) -> ObjectState: ...
+
+    @property
+    def btf(self) -> Btf | None: ...
+
+    def check_open(self) -> None: ...
+
+    def require_state(self, wanted: ObjectState, doing: str) -> None: ...
+
+    def _guard(self, wanted: ObjectState | None = None, doing: str = "") -> ContextManager[Any]: ...
+
+DTypeLike = Any  # anything np.dtype() accepts
 
 __all__ = [
     "IndexOutOfRangeError",
@@ -79,10 +101,10 @@ def _u32(value: Any, what: str) -> int:
     return int(value)
 
 
-class Map(MapConstructors, KindOps):
+class Map:
     """A BPF map. Index it like a dict; ``lookup_batch()`` for numpy arrays; ``view()`` for zero copy."""
 
-    def __init__(self, *, name: str, obj: Object | None = None, ptr: Any = None, fd: int = -1,
+    def __init__(self, *, name: str, obj: MapOwner | None = None, ptr: Any = None, fd: int = -1,
                  btf: Btf | None = None, key_type_id: int = 0, value_type_id: int = 0,
                  key_dtype: DTypeLike = None, value_dtype: DTypeLike = None,
                  info: MapInfo | None = None) -> None:
@@ -121,7 +143,7 @@ class Map(MapConstructors, KindOps):
         if self._closed:
             raise ClosedError(f"map {self.name}")
         if self._obj is not None:
-            self._obj._check_open()
+            self._obj.check_open()
 
     @property
     def closed(self) -> bool:
@@ -129,7 +151,7 @@ class Map(MapConstructors, KindOps):
 
     @property
     def loaded(self) -> bool:
-        return self._obj is None or self._obj.state == "loaded"
+        return self._obj is None or self._obj.state is ObjectState.LOADED
 
     @property
     def fd(self) -> int:
@@ -138,6 +160,30 @@ class Map(MapConstructors, KindOps):
         if ref is not None and not self._closed:
             return ref.fd
         return self._fd_ref().fd
+
+    # ---- what pybpf.maps.batch uses (its BatchTarget protocol) -----------
+
+    @property
+    def element_lock(self) -> threading.Lock:
+        """The lock around this handle's shared key/value buffers."""
+        return self._lock
+
+    @property
+    def batch_support(self) -> dict[str, bool]:
+        """Which batch operations the kernel was found to have for this map."""
+        return self._batch_support
+
+    def layouts(self) -> tuple[Layout, Layout]:
+        """The key and value codecs (made on first use)."""
+        return self._layouts()
+
+    def key_snapshot(self) -> list[Any]:
+        """Every key, read once (unique, bounded by max_entries)."""
+        return self._key_snapshot()
+
+    def fd_ref(self) -> FdRef:
+        """The owner of this handle's fd (calls hold it while they use the fd)."""
+        return self._fd_ref()
 
     def _fd_ref(self) -> FdRef:
         ref = self._ref
@@ -149,7 +195,7 @@ class Map(MapConstructors, KindOps):
                 if self._obj is None:
                     fd, self._own_fd = self._own_fd, -1
                 else:
-                    self._obj._check_state("loaded", f"the fd of map {self.name}")
+                    self._obj.require_state(ObjectState.LOADED, f"the fd of map {self.name}")
                     libbpf_fd = lib.bpf_map__fd(self._ptr)
                     if libbpf_fd < 0:
                         raise BpfError(f"map {self.name} was not created", errno.ENOENT)
@@ -197,11 +243,12 @@ class Map(MapConstructors, KindOps):
         """What Object.load() needs to estimate this map's kernel memory."""
         assert self._ptr is not None
         reused = lib.bpf_map__fd(self._ptr) >= 0  # reuse() gave it an existing map's fd
-        type_name = _libbpf.type_name("map", int(lib.bpf_map__type(self._ptr)))
+        kind = MapType(int(lib.bpf_map__type(self._ptr)))
+        type_name = kind.c_name
         return MapMemory(self.name, type_name, int(lib.bpf_map__key_size(self._ptr)),
                          int(lib.bpf_map__value_size(self._ptr)), int(lib.bpf_map__max_entries(self._ptr)),
                          int(lib.bpf_map__map_flags(self._ptr)),
-                         _libbpf.num_possible_cpus() if type_name in PER_CPU else 1, created=not reused)
+                         _libbpf.num_possible_cpus() if kind.per_cpu else 1, created=not reused)
 
     @property
     def _static_info(self) -> MapInfo:
@@ -272,13 +319,13 @@ class Map(MapConstructors, KindOps):
         if self._obj is None:
             raise BpfError(f"{what} of map {self.name} can only be set before its object is loaded",
                            errno.EINVAL)
-        self._obj._check_state("open", f"setting {what} of map {self.name}")
+        self._obj.require_state(ObjectState.OPEN, f"setting {what} of map {self.name}")
 
     def _settable(self, what: str) -> Any:
         """Hold the (open) object for a setter: no close() frees libbpf's map meanwhile."""
         self._check_settable(what)
         assert self._obj is not None
-        return self._obj._guard("open", f"setting {what} of map {self.name}")
+        return self._obj._guard(ObjectState.OPEN, f"setting {what} of map {self.name}")
 
     @property
     def key_dtype(self) -> np.dtype:
@@ -297,6 +344,11 @@ class Map(MapConstructors, KindOps):
         return self._value_dtype
 
     @property
+    def btf(self) -> Btf | None:
+        """The BTF this map's types and its object's structs come from, if any."""
+        return self._obj.btf if self._obj is not None else self._btf
+
+    @property
     def key_type_name(self) -> str | None:
         """The key's C type from BTF (``struct pair``, ``__u32``), or None without BTF."""
         return self._btf.c_name(self._key_type_id) if self._btf is not None and self._key_type_id else None
@@ -307,8 +359,12 @@ class Map(MapConstructors, KindOps):
 
     def ring_buffer(self, dtype: Any = None, **options: Any) -> Any:
         """A ``pybpf.RingBuffer`` over this ``BPF_MAP_TYPE_RINGBUF`` map."""
-        from pybpf.events.ringbuf import RingBuffer  # ringbuf builds on maps, not the other way round
-        return RingBuffer(self, dtype, **options)
+        # events builds on maps, not the other way round: the reader registers itself
+        reader = _STREAM_READERS.get(MapType.RINGBUF)
+        if reader is None or self.map_type is not MapType.RINGBUF:
+            raise WrongMapTypeError(f"ring_buffer() needs a ringbuf map, but map {self.name!r} is a "
+                                    f"{self.type} map")
+        return reader.factory(self, dtype, **options)
 
     def _dtype(self, type_id: int, size: int) -> np.dtype:
         if self._btf is not None and type_id:
@@ -563,9 +619,10 @@ class Map(MapConstructors, KindOps):
             return self.max_entries
         if self.map_type.keyless:
             raise TypeError(f"len() of {self.type} map {self.name} is not known to user space")
-        reader = _STREAM_READERS.get(self.type)
+        reader = _STREAM_READERS.get(self.map_type)
         if reader is not None:
-            raise TypeError(f"{self.type} map {self.name} has no elements to count: read it with {reader}")
+            raise TypeError(f"{self.type} map {self.name} has no elements to count: read it with "
+                            f"{reader.name}")
         return batch.count(self)
 
     def __bool__(self) -> bool:
@@ -631,9 +688,170 @@ class Map(MapConstructors, KindOps):
                     self._mapping = MappedMap(*args, writable=False, what=what)
         return self._mapping
 
+    # ---- constructors of maps this handle owns ---------------------------
 
-_STREAM_READERS = {"ringbuf": "pybpf.RingBuffer", "user_ringbuf": "pybpf.UserRingBuffer",
-                   "perf_event_array": "pybpf.PerfBuffer"}
+    @classmethod
+    def create(cls, map_type: str | int, *,
+               key_dtype: DTypeLike = None, key_size: int | None = None,
+               value_dtype: DTypeLike = None, value_size: int | None = None, max_entries: int,
+               flags: int | str | Iterable[str] = 0, name: str = "",
+               inner_map: Map | int | None = None, map_extra: int = 0) -> Map:
+        """A new map made with ``bpf_map_create`` (no BTF: give dtypes to get typed values).
+
+        ``map_type`` is a name (``"hash"``, ``"array"``...) or number; ``flags``
+        an int or names (``"mmapable"``, ``"no_prealloc"``...); ``inner_map`` is
+        the template of an ``array_of_maps``/``hash_of_maps``. An ``lpm_trie``
+        gets ``BPF_F_NO_PREALLOC``, which the kernel requires.
+        """
+        type_num = MapType.parse(map_type)
+        k_size = element_size(key_dtype, key_size, "key")
+        v_size = element_size(value_dtype, value_size, "value")
+        flag = parse_flags(flags)
+        if type_num is MapType.LPM_TRIE:
+            flag |= MapFlag.NO_PREALLOC
+        check_map_name(name)
+        if max_entries <= 0 and not type_num.sized_in_bytes:
+            raise ValueError(f"max_entries must be positive, got {max_entries}")
+        inner_fd = inner_map.fd if isinstance(inner_map, Map) else int(inner_map or 0)
+        opts = _libbpf.new_opts("struct bpf_map_create_opts", map_flags=flag, map_extra=map_extra,
+                                inner_map_fd=inner_fd)
+        type_label = type_num.c_name
+        fd = _libbpf.check(lib.bpf_map_create(type_num, name.encode() or ffi.NULL, k_size, v_size,
+                                              max_entries, opts),
+                           f"creating {type_label} map {name!r} (key {k_size} B, value {v_size} B, "
+                           f"max_entries {max_entries}, flags {map_flag_names(flag)})")
+        try:
+            return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def from_fd(cls, fd: int, *, dup: bool = True,
+                key_dtype: DTypeLike = None,
+                value_dtype: DTypeLike = None) -> Map:
+        """Wrap a map fd; with ``dup`` (the default) the caller keeps its own fd."""
+        try:
+            own = os.dup(fd) if dup else fd
+        except OSError as exc:
+            raise BpfError(f"fd {fd} is not open", exc.errno) from None
+        try:
+            require_map_fd(own, fd)
+            info = map_info(own)
+            btf = load_kernel_btf(info.btf_id) if info.btf_id else None
+            return cls(name=info.name or f"id:{info.id}", fd=own, btf=btf, key_type_id=info.btf_key_type_id,
+                       value_type_id=info.btf_value_type_id, key_dtype=key_dtype,
+                       value_dtype=value_dtype, info=info)
+        except BaseException:
+            os.close(own)
+            raise
+
+    @classmethod
+    def from_pin(cls, path: str, *,
+                 key_dtype: DTypeLike = None, value_dtype: DTypeLike = None) -> Map:
+        """Open the map pinned at ``path`` in a bpffs."""
+        fd = _libbpf.check(lib.bpf_obj_get(os.fsencode(path)), f"opening pinned map {path}",
+                           overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such pin", e)})
+        return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
+
+    @classmethod
+    def from_id(cls, map_id: int, *,
+                key_dtype: DTypeLike = None, value_dtype: DTypeLike = None) -> Map:
+        """Open the map with kernel id ``map_id`` (needs CAP_SYS_ADMIN)."""
+        fd = _libbpf.check(lib.bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}",
+                           capability="CAP_SYS_ADMIN",
+                           overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such map", e)})
+        return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
+
+    # ---- queue / stack -------------------------------------------------
+
+    def _require_keyless(self, op: str, kinds: tuple[str, ...] = ("queue", "stack")) -> None:
+        if self.type not in kinds:
+            raise NotSupportedError(f"{op}() is for {' and '.join(kinds)} maps; map {self.name} is a "
+                                    f"{self.type}", errno.EINVAL, feature=op)
+
+    @holding_fd
+    def push(self, value: Any, *, overwrite: bool = False) -> None:
+        """Add ``value``; when full raise MapFullError, or with ``overwrite`` drop the oldest."""
+        fd = self.fd
+        self._require_keyless("push", ("queue", "stack", "bloom_filter"))
+        _, values = self._layouts()
+        with self._lock:
+            values.encode(value)
+            ret = lib.bpf_map_update_elem(fd, ffi.NULL, values.ptr, 2 if overwrite else 0)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"push to {self.type} map {self.name}", overrides=UPDATE_ERRORS)
+
+    @holding_fd
+    def _take(self, op: str, remove: bool) -> Any:
+        fd = self.fd
+        self._require_keyless(op)
+        _, values = self._layouts()
+        call = lib.bpf_map_lookup_and_delete_elem if remove else lib.bpf_map_lookup_elem
+        with self._lock:
+            ret = call(fd, ffi.NULL, values.ptr)
+            if ret < 0:
+                raise _libbpf.make_error(-ret, f"{op} from {self.type} map {self.name}", overrides={
+                    errno.ENOENT: lambda w, e, l: KeyNotFoundError(f"{w}: the {self.type} is empty", e)})
+            return values.decode()
+
+    def pop(self) -> Any:
+        """Remove and return the next value (oldest for a queue, newest for a stack)."""
+        return self._take("pop", True)
+
+    def peek(self) -> Any:
+        """The value ``pop()`` would return, left in place."""
+        return self._take("peek", False)
+
+    @holding_fd
+    def might_contain(self, value: Any) -> bool:
+        """Bloom filter: False if ``value`` was certainly never pushed, True if it may have been."""
+        fd = self.fd
+        self._require_keyless("might_contain", ("bloom_filter",))
+        _, values = self._layouts()
+        with self._lock:
+            values.encode(value)
+            ret = lib.bpf_map_lookup_elem(fd, ffi.NULL, values.ptr)
+        if ret == -errno.ENOENT:
+            return False
+        _libbpf.check(ret, f"bloom filter lookup in map {self.name}")
+        return True
+
+    # ---- map-in-map ----------------------------------------------------
+
+    def _require_outer(self, op: str) -> None:
+        if not self.map_type.map_in_map:
+            raise NotSupportedError(f"{op}() is for array_of_maps/hash_of_maps; map {self.name} is a "
+                                    f"{self.type}", errno.EINVAL, feature=op)
+
+    def set_inner(self, key: Any, inner: Map | int) -> None:
+        """Store map ``inner`` (a Map or a map fd) at ``key`` of this map-in-map."""
+        self._require_outer("set_inner")
+        self.update(key, inner)
+
+    def inner_id(self, key: Any) -> int:
+        """The kernel id of the inner map at ``key``."""
+        self._require_outer("inner_id")
+        return int(self.lookup(key))
+
+    def inner(self, key: Any, **dtypes: Any) -> Map:
+        """A new handle (close it) on the inner map at ``key``."""
+        return type(self).from_id(self.inner_id(key), **dtypes)
+
+@dataclass(frozen=True)
+class StreamReader:
+    """The reader class of a stream map type (registered by :mod:`pybpf.events`)."""
+
+    name: str                       # as users spell it: "pybpf.RingBuffer"
+    factory: Callable[..., Any]
+
+
+_STREAM_READERS: dict[MapType, StreamReader] = {}
+
+
+def register_stream_reader(map_type: MapType, name: str, factory: Callable[..., Any]) -> None:
+    """Called by each event reader module for the map type it reads."""
+    _STREAM_READERS[map_type] = StreamReader(name, factory)
 
 
 def _map_fd(value: Any) -> Any:

@@ -282,16 +282,6 @@ def _guard(where: str, fn, *args):  # type: ignore[no-untyped-def]
         raise _fail(where, f"corrupted ELF ({type(e).__name__}: {e})") from None
 
 
-def _elf_section_bytes(data: bytes, name: str, where: str) -> bytes | None:
-    """Contents of one section of a BPF ELF (used by Btf.from_file)."""
-    check_elf_header(data, where)
-    secs, _ = _guard(where, _read_sections, data, where)
-    for s in secs:
-        if s.name == name:
-            return s.data
-    return None
-
-
 def _is_data_section(name: str) -> bool:
     return name in (".bss", ".data", ".rodata") or name.startswith((".data.", ".rodata."))
 

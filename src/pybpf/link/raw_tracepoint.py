@@ -1,0 +1,19 @@
+"""Raw tracepoints (``SEC("raw_tp/NAME")``): the tracepoint's raw arguments, no tracefs."""
+
+from __future__ import annotations
+
+from pybpf._sys.libbpf import capture, lib
+from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+
+__all__ = ["KIND", "attach"]
+
+
+def attach(prog: AttachTarget, name: str) -> LibbpfLink:
+    """Attach to the raw tracepoint ``name`` (for example ``sys_enter``)."""
+    with capture() as log:
+        ptr = lib.bpf_program__attach_raw_tracepoint(prog.libbpf_program(), name.encode())
+    return libbpf_link(prog, ptr, f"raw tracepoint {name}", log.text)
+
+
+KIND = AttachKind("attach_raw_tracepoint", "attach_raw_tracepoint(name)",
+                  bare_sections=frozenset({"raw_tracepoint", "raw_tp"}))

@@ -1,0 +1,21 @@
+"""Tracepoints (``SEC("tracepoint/CATEGORY/NAME")``), attached through tracefs by libbpf."""
+
+from __future__ import annotations
+
+from pybpf._sys.libbpf import capture, lib
+from pybpf.kernel import fs
+from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+
+__all__ = ["KIND", "attach"]
+
+
+def attach(prog: AttachTarget, category: str, name: str) -> LibbpfLink:
+    """Attach to the tracepoint ``category:name`` (for example ``syscalls:sys_enter_getppid``)."""
+    fs.ensure_tracefs()
+    with capture() as log:
+        ptr = lib.bpf_program__attach_tracepoint(prog.libbpf_program(), category.encode(), name.encode())
+    return libbpf_link(prog, ptr, f"tracepoint {category}:{name}", log.text)
+
+
+KIND = AttachKind("attach_tracepoint", "attach_tracepoint(category, name)",
+                  bare_sections=frozenset({"tracepoint", "tp"}))
