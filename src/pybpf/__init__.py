@@ -128,6 +128,8 @@ def __getattr__(name: str) -> Any:
     except KeyError:
         raise AttributeError(f"module 'pybpf' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module), attr)
+    if name == "Map":
+        importlib.import_module("pybpf.events")  # Map.ring_buffer() and friends register there
     globals()[name] = value  # later lookups are plain attribute reads
     return value
 

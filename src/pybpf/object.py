@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
+import pybpf.events  # noqa: F401 (registers the stream readers of maps)
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.hub import find_btf

@@ -8,24 +8,66 @@ only wires them together and holds the global ``--debug`` switch.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import typer
+import typer.core
 
-from pybpf.cli.btf import btf_app
-from pybpf.cli.build import build_command
-from pybpf.cli.check import check_command
-from pybpf.cli.demo import demo_command
-from pybpf.cli.gen import gen_command
-from pybpf.cli.inspect import inspect_command
-from pybpf.cli.kernel import map_app, prog_app
-from pybpf.cli.render import fail, guarded, set_debug
-from pybpf.cli.run import load_command, test_run_command
-from pybpf.cli.tool import TOOL_CONTEXT, tool_command
-from pybpf.cli.usdt import usdt_app
+from pybpf.cli.render import guarded, set_debug
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]
+
+# Command name -> (module, attribute[, context settings attribute]): a typer app (a command
+# group) or a command function.
+# A command's module is imported only when that command runs (or help lists it), so a
+# command pays only for what it needs: `pybpf inspect` never loads libbpf.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "inspect": ("pybpf.cli.inspect", "inspect_command"),
+    "check": ("pybpf.cli.check", "check_command"),
+    "load": ("pybpf.cli.run", "load_command"),
+    "test-run": ("pybpf.cli.run", "test_run_command"),
+    "demo": ("pybpf.cli.demo", "demo_command"),
+    "build": ("pybpf.cli.build", "build_command"),
+    "gen": ("pybpf.cli.gen", "gen_command"),
+    "btf": ("pybpf.cli.btf", "btf_app"),
+    "prog": ("pybpf.cli.kernel", "prog_app"),
+    "map": ("pybpf.cli.kernel", "map_app"),
+    "usdt": ("pybpf.cli.usdt", "usdt_app"),
+    "tool": ("pybpf.cli.tool", "tool_command", "TOOL_CONTEXT"),
+    "bench": ("pybpf.cli.benchcmd", "bench_command"),
+}
+
+
+class _LazyGroup(typer.core.TyperGroup):
+    """A command group that imports a command's module on first use."""
+
+    # (typer may bundle its own click: the context and commands are typed loosely here)
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        known = super().get_command(ctx, cmd_name)
+        if known is not None or cmd_name not in COMMANDS:
+            return known
+        module_name, attr, *context_attr = COMMANDS[cmd_name]
+        module = importlib.import_module(module_name)
+        target: Any = getattr(module, attr)
+        if isinstance(target, typer.Typer):
+            command: Any = typer.main.get_group(target)
+        else:
+            single = typer.Typer(add_completion=False)
+            context = getattr(module, context_attr[0]) if context_attr else None
+            single.command(cmd_name, context_settings=context)(target if context is None else guarded(target))
+            command = typer.main.get_command(single)
+        command.name = cmd_name
+        self.add_command(command, cmd_name)
+        return command
+
 
 app = typer.Typer(
     name="pybpf",
+    cls=_LazyGroup,
     help="CO-RE eBPF from Python: inspect, load, run and watch BPF objects.",
     no_args_is_help=True,
     add_completion=False,
@@ -39,33 +81,6 @@ def _global_options(
     debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error"),
 ) -> None:
     set_debug(debug)
-
-
-app.command("inspect")(inspect_command)
-app.command("check")(check_command)
-app.command("load")(load_command)
-app.command("test-run")(test_run_command)
-app.command("demo")(demo_command)
-app.command("build")(build_command)
-app.command("gen")(gen_command)
-app.command("tool", context_settings=TOOL_CONTEXT)(guarded(tool_command))
-app.add_typer(btf_app, name="btf")
-app.add_typer(prog_app, name="prog")
-app.add_typer(map_app, name="map")
-app.add_typer(usdt_app, name="usdt")
-
-try:
-    from pybpf.bench import bench_command
-except ImportError as _bench_missing:  # the harness is optional at install time
-    _why = str(_bench_missing)
-
-    @app.command("bench")
-    @guarded
-    def _bench_unavailable() -> None:
-        """Benchmarks (needs the benchmark harness, pybpf.bench)."""
-        fail(f"pybpf bench needs the benchmark harness (pybpf.bench): {_why}")
-else:
-    app.command("bench")(guarded(bench_command))
 
 
 def main() -> None:

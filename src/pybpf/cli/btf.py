@@ -18,8 +18,8 @@ from typing import Any, List, Optional
 
 import typer
 
+from pybpf.btf.types import KERNEL_BTF_PATH as KERNEL_BTF
 from pybpf.btf.types import Btf, BtfType
-from pybpf.cheader import KERNEL_BTF, dump_c
 from pybpf.errors import BpfError, ObjectFormatError
 
 from pybpf.cli.render import guarded, print_json, usage_error
@@ -94,6 +94,7 @@ def dump_command(
     if kernel == (file is not None):
         usage_error(ctx, "give either a FILE or --kernel")
     path = KERNEL_BTF if kernel else str(file)
+    from pybpf.cheader import dump_c  # libbpf's btf_dump: loaded only for C output
     btf = Btf.from_file(path)  # pure parse first: clean errors for malformed input
     if fmt is Format.c:
         try:
