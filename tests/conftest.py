@@ -32,6 +32,47 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
+def _open_fds() -> dict[int, str]:
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the directory's own fd, gone already
+    return fds
+
+
+_FDS_AT_START: dict[int, str] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _FDS_AT_START.update(_open_fds())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The fd-leak gate (cilium/ebpf's fd tracer in spirit): after the whole suite, this
+    process holds exactly the fds it held before it. A leak fails the run and names the fds."""
+    import gc
+
+    gc.collect()
+    leaked = {fd: what for fd, what in _open_fds().items() if _FDS_AT_START.get(fd) != what}
+    if leaked and session.testscollected and not getattr(session.config.option, "collectonly", False):
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            "fd leak gate: fds opened during the suite and never closed: "
+            + ", ".join(f"{fd} -> {what}" for fd, what in sorted(leaked.items())), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@contextlib.contextmanager
+def skip_if_not_supported() -> Iterator[None]:
+    """Turn pybpf's own NotSupportedError into a skip (a failure under PYBPF_REQUIRE_KERNEL=1),
+    as cilium/ebpf's SkipIfNotSupported: the library says what this kernel lacks."""
+    try:
+        yield
+    except pybpf.NotSupportedError as exc:
+        needs_kernel(f"not supported here: {exc}")
+
+
 def needs_kernel(reason: str) -> None:
     """Skip (or, under PYBPF_REQUIRE_KERNEL=1, fail) for a missing kernel feature."""
     if REQUIRE_KERNEL:

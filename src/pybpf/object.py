@@ -15,10 +15,10 @@ import os
 import re
 import stat
 import threading
-import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
+from pybpf._sys.resource import Resource
 import pybpf.events  # noqa: F401 (registers the stream readers of maps)
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
@@ -88,7 +88,7 @@ def open(source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None 
                   pin_root_path=pin_root_path, kconfig=kconfig, btf_path=btf_path)
 
 
-class Object:
+class Object(Resource):
     """A BPF object. States: ``open`` -> ``loaded`` -> ``closed`` (or ``failed`` after a failed load)."""
 
     def __init__(self, source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None = None,
@@ -403,19 +403,6 @@ class Object:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> Object:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_state", ObjectState.CLOSED) is not ObjectState.CLOSED:
-            warnings.warn(f"{self!r} was never closed; closing it now", ResourceWarning, stacklevel=2)
-            try:
-                self.close()
-            except Exception:
-                pass
 
 
 _OBJ_NAME_BYTES = 15  # libbpf keeps BPF_OBJ_NAME_LEN - 1 bytes of an object's name

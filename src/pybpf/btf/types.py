@@ -22,8 +22,7 @@ import os
 import stat
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 

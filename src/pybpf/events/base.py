@@ -21,12 +21,12 @@ import os
 import select
 import threading
 import time
-import warnings
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
 
+from pybpf._sys.resource import Resource
 from pybpf.errors import BpfError, BpfPermissionError, ClosedError, RecordFormatError, WrongMapTypeError
 from pybpf.maps.map import Map
 
@@ -98,7 +98,7 @@ def map_ring(fd: int, length: int, offset: int, writable: bool, what: str) -> mm
         raise BpfError(f"cannot mmap {what}: {exc.strerror}", exc.errno) from None
 
 
-class EventSource(ABC):
+class EventSource(Resource):
     """An epoll set plus an eventfd, and a count of the calls using them.
 
     ``close()`` never blocks and never frees memory under a running call: it
@@ -248,19 +248,6 @@ class EventSource(ABC):
             finally:
                 self._leave()
 
-    def __enter__(self) -> EventSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            warnings.warn(f"{self._what} was never closed; closing it now", ResourceWarning, stacklevel=2)
-            try:
-                self.close()
-            except Exception:
-                pass
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import errno
 import threading
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 
+from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BufferFullError, ClosedError, NotSupportedError, RecordFormatError
@@ -29,7 +29,7 @@ __all__ = ["UserRingBuffer"]
 _WAIT_SLICE_MS = 50  # how long a waiting submit() stays in C at a time
 
 
-class UserRingBuffer:
+class UserRingBuffer(Resource):
     """Producer side of a user ring buffer.
 
     ``submit(value)`` writes one sample: bytes, or (with a ``dtype``) anything
@@ -138,16 +138,6 @@ class UserRingBuffer:
         if ptr != ffi.NULL:
             lib.user_ring_buffer__free(ptr)
 
-    def __enter__(self) -> UserRingBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_ptr", ffi.NULL) != ffi.NULL:
-            warnings.warn(f"{self._what} was never closed; closing it now", ResourceWarning, stacklevel=2)
-            self.close()
 
 
 register_stream_reader(MapType.USER_RINGBUF, "pybpf.UserRingBuffer", UserRingBuffer)

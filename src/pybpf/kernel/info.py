@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import ClosedError
@@ -151,7 +152,7 @@ def open_map_by_id(map_id: int) -> int:
                          capability="CAP_SYS_ADMIN")
 
 
-class StatsHandle:
+class StatsHandle(Resource):
     """Keeps kernel run-time statistics (run_cnt, run_time_ns) on until closed."""
 
     _fd = -1  # a failed __init__ (no CAP_SYS_ADMIN) leaves nothing for __del__ to close
@@ -175,14 +176,6 @@ class StatsHandle:
             raise ClosedError("stats handle")
         return self._fd
 
-    def __enter__(self) -> StatsHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def enable_stats() -> StatsHandle:

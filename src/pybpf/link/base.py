@@ -14,13 +14,11 @@ the small ``AttachTarget`` protocol, never through ``Program``/``Object``.
 from __future__ import annotations
 
 import errno
-import os
-import socket
-import warnings
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
@@ -50,7 +48,7 @@ class AttachTarget(Protocol):
         """The libbpf ``struct bpf_program *`` of a loaded program."""
 
 
-class Link(ABC):
+class Link(Resource):
     """An attachment. Use as a context manager or call ``close()`` to detach."""
 
     def __init__(self, description: str) -> None:
@@ -89,19 +87,6 @@ class Link(ABC):
     def pin(self, path: str) -> None:
         raise BpfError(f"{type(self).__name__} cannot be pinned: only bpf_link attachments can")
 
-    def __enter__(self) -> Link:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            warnings.warn(f"{self!r} was never closed; detaching it now", ResourceWarning, stacklevel=2)
-            try:
-                self.close()
-            except Exception:
-                pass
 
 
 class LibbpfLink(Link):

@@ -40,6 +40,7 @@ from typing import Any, ContextManager, Protocol
 
 import numpy as np
 
+from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
 from pybpf.maps import batch
 from pybpf.kernel import fs
@@ -101,7 +102,7 @@ def _u32(value: Any, what: str) -> int:
     return int(value)
 
 
-class Map:
+class Map(Resource):
     """A BPF map. Index it like a dict; ``lookup_batch()`` for numpy arrays; ``view()`` for zero copy."""
 
     def __init__(self, *, name: str, obj: MapOwner | None = None, ptr: Any = None, fd: int = -1,
@@ -218,16 +219,6 @@ class Map:
         if self._own_fd >= 0:
             os.close(self._own_fd)
             self._own_fd = -1
-
-    def __enter__(self) -> Map:  # noqa: PYI034 (python 3.10 has no typing.Self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_own_fd", -1) >= 0 or getattr(self, "_ref", None) is not None:
-            self.close()  # safety net; Object-owned maps close with their object
 
     # ---- description -------------------------------------------------
 
