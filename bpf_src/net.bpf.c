@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Packet programs: XDP, tc, cgroup_skb and a socket filter, each counting
+/* Packet programs: XDP, tc, cgroup_skb, a socket filter and sk_lookup, each counting
  * what it sees in .bss, plus an XDP program that rewrites a packet for
  * BPF_PROG_TEST_RUN.
  */
@@ -12,6 +12,7 @@ __u64 xdp_packets = 0;
 __u64 tc_packets = 0;
 __u64 cgroup_packets = 0;
 __u64 socket_packets = 0;
+__u64 sk_lookups = 0;
 
 SEC("xdp")
 int xdp_count(struct xdp_md *ctx)
@@ -52,6 +53,14 @@ int socket_count(struct __sk_buff *skb)
 {
 	__sync_fetch_and_add(&socket_packets, 1);
 	return skb->len; /* keep the whole packet */
+}
+
+/* Runs when the namespace it is attached to looks up a socket for a new connection. */
+SEC("sk_lookup")
+int lookup_count(struct bpf_sk_lookup *ctx)
+{
+	__sync_fetch_and_add(&sk_lookups, 1);
+	return SK_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -321,3 +321,27 @@ def test_targetless_sections_are_explained_and_skipped_by_object_attach(bundled,
             obj.programs["on_enter"].attach()
         links = obj.attach()  # the iterator attaches; the bare uprobes and perf_event are skipped
         assert [link.description for link in links] == ["dump_tasks -> iterator SEC(iter/task)"]
+
+
+def test_sk_lookup_on_netns_counts_each_connection(bundled, kernel, netns):
+    """attach_netns (the kind added after the layers move: link/netns.py, one registry line,
+    one verb line): sk_lookup runs once per new connection into that namespace."""
+    with pybpf.open(bundled("net")) as obj:
+        obj.load()
+        assert not obj.programs["lookup_count"].auto_attachable
+        with pytest.raises(pybpf.BpfError, match=r"attach_netns\(netns_path_or_fd\)"):
+            obj.programs["lookup_count"].attach()
+        with enter_netns(netns):
+            server = socket.socket()
+            server.bind(("127.0.0.1", 0))
+            server.listen(8)
+            port = server.getsockname()[1]
+            with obj.programs["lookup_count"].attach_netns(f"/run/netns/{netns}") as link:
+                assert "netns" in link.description
+                for _ in range(3):
+                    with socket.create_connection(("127.0.0.1", port), timeout=5):
+                        server.accept()[0].close()
+            with socket.create_connection(("127.0.0.1", port), timeout=5):  # detached: not counted
+                server.accept()[0].close()
+            server.close()
+        assert int(obj.bss["sk_lookups"]) == 3

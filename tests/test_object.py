@@ -212,3 +212,16 @@ def _raw_btf_section(path: str) -> bytes:
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         pybpf.open(tmp_path / "nope.bpf.o")
+
+
+def test_spec_reflects_edits_and_file_spec_is_the_file(bundled, kernel) -> None:
+    """obj.spec shows the edits made before load; obj.file_spec stays the file as read."""
+    with pybpf.open(bundled("counters")) as obj:
+        before = {m.name: m.max_entries for m in obj.spec.maps}
+        obj.maps["pairs"].max_entries = before["pairs"] * 2
+        assert {m.name: m.max_entries for m in obj.spec.maps}["pairs"] == before["pairs"] * 2
+        assert {m.name: m.max_entries for m in obj.file_spec.maps} == before
+        internal = {m.name: m.value_size for m in obj.spec.maps if m.internal}
+        assert internal[".bss"] == obj.maps[[n for n in obj.maps if n.endswith(".bss")][0]].value_size
+    with pytest.raises(pybpf.ClosedError):
+        obj.spec

@@ -9,6 +9,8 @@ then mappings, then the libbpf object). Views made from it outlive it.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import errno
 import logging
 import os
@@ -40,7 +42,7 @@ from pybpf.maps.memory import check_map_memory
 from pybpf.program import Program
 from pybpf.section import Section
 from pybpf.spec.core import relocation_error
-from pybpf.spec.elf import ObjectSpec, check_elf_header
+from pybpf.spec.elf import MapSpec, ObjectSpec, check_elf_header
 
 __all__ = ["Object", "open"]
 
@@ -116,7 +118,7 @@ class Object(Resource):
         if object_name is not None:
             _check_object_name(object_name)
         # Parse purely first: precise errors, and libbpf never sees a malformed ELF.
-        self.spec = ObjectSpec(data, name=object_name or "", path=where)
+        self.file_spec = ObjectSpec(data, name=object_name or "", path=where)
         if btf_custom_path is not None:
             btf_custom_path = _check_custom_btf(btf_custom_path)
         elif self.spec.core_relocations:
@@ -237,6 +239,24 @@ class Object(Resource):
     def programs(self) -> Mapping[str, Program]:
         self.check_open()
         return _Named(self._programs, "program", f"object {self.name}")
+
+    @property
+    def spec(self) -> ObjectSpec:
+        """What the object declares now: the file as read (``file_spec``) with the edits made
+        since open (each map's ``max_entries``, key/value sizes and flags, as libbpf holds them)."""
+        self.check_open()
+        edited = copy.copy(self.file_spec)
+        edited.maps = [self._edited_map_spec(m) for m in self.file_spec.maps]
+        return edited
+
+    def _edited_map_spec(self, spec: MapSpec) -> MapSpec:
+        # libbpf names internal maps "<object name, cut to fit 15 bytes>.<section>"
+        libbpf_name = f"{self.name[:max(15 - len(spec.name), 0)]}{spec.name}" if spec.internal else spec.name
+        live = self._maps.get(spec.name) or self._maps.get(libbpf_name)
+        if live is None:
+            return spec
+        return dataclasses.replace(spec, max_entries=live.max_entries, key_size=live.key_size,
+                                   value_size=live.value_size, flags=live.flags)
 
     @property
     def maps(self) -> Mapping[str, Map]:

@@ -25,6 +25,7 @@ from pybpf.link import (
     iterator,
     kprobe,
     lsm,
+    netns,
     perf_event,
     raw_tracepoint,
     sockfilter,
@@ -212,6 +213,7 @@ class Program:
     attach_cgroup = _verb(cgroup.attach)
     attach_socket = _verb(sockfilter.attach)
     attach_perf_event = _verb(perf_event.attach)
+    attach_netns = _verb(netns.attach)
 
     # ---- running -----------------------------------------------------
 

@@ -14,6 +14,7 @@ from pybpf.link import (
     iterator,
     kprobe,
     lsm,
+    netns,
     perf_event,
     raw_tracepoint,
     sockfilter,
@@ -42,6 +43,7 @@ KINDS: tuple[AttachKind, ...] = (
     cgroup.KIND,
     sockfilter.KIND,
     perf_event.KIND,
+    netns.KIND,
 )
 
 
