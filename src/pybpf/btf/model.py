@@ -136,7 +136,8 @@ def _bad(name: str, msg: str) -> ObjectFormatError:
 
 
 class TypeGraph(Protocol):
-    """What the numpy side needs of a parsed BTF (``pybpf.btf.Btf`` is one)."""
+    """What the modules built on the parse (numpy dtypes, validation) need of a parsed BTF
+    (``pybpf.btf.Btf`` is one)."""
 
     name: str
     _dtypes: dict[int, np.dtype]
@@ -150,3 +151,10 @@ class TypeGraph(Protocol):
     def sizeof(self, tid: int) -> int: ...
 
     def dtype(self, tid: int) -> np.dtype: ...
+
+    def __len__(self) -> int: ...
+
+    @property
+    def start_id(self) -> int: ...
+
+    def kind_of(self, tid: int) -> str: ...

@@ -28,6 +28,7 @@ import numpy as np
 
 from pybpf.btf.dtype import bitfields_of, dtype_of
 from pybpf.btf.elfsection import elf_section
+from pybpf.btf.validate import validate_btf
 from pybpf.btf.model import (  # noqa: F401 (re-exported: the parser's vocabulary)
     BTF_MAGIC,
     KERNEL_BTF_PATH,
@@ -369,7 +370,6 @@ class Btf:
         """Check every type this blob defines to the kernel's BTF rules (see
         :mod:`pybpf.btf.validate`). libbpf trusts what it parses: run this before
         handing untrusted BTF to it."""
-        from pybpf.btf.validate import validate_btf  # lazy: validate builds on this module
         validate_btf(self)
 
     # ---- lookup ------------------------------------------------------------------------

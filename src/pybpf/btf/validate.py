@@ -30,12 +30,10 @@ Pure: stdlib only, no libbpf.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from pybpf.btf.model import BtfType, TypeGraph
 from pybpf.errors import NotSupportedError, ObjectFormatError
 
-if TYPE_CHECKING:
-    from pybpf.btf.types import Btf, BtfType
+Btf = TypeGraph  # the annotations below name what they get: a parsed BTF
 
 __all__ = ["validate_btf", "padding_bits", "MAX_RESOLVE_DEPTH"]
 
