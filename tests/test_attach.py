@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from pathlib import Path
 
 import pybpf
 from pybpf import BpfError
@@ -101,7 +102,7 @@ def test_iterator_output(bundled, kernel):
     tids = {int(line.split()[1]) for line in lines}
     assert all(int(line.split()[0]) == os.getpid() for line in lines)
     assert os.getpid() in tids and set(map(int, os.listdir("/proc/self/task"))) <= tids
-    comm = open("/proc/self/comm").read().strip()
+    comm = Path("/proc/self/comm").read_text().strip()
     assert any(line.split(maxsplit=2)[2] == comm for line in lines)
 
 

@@ -7,6 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from pathlib import Path
 
 import pybpf
 from pybpf import BpfError, ClosedError
@@ -183,7 +184,7 @@ def test_btf_custom_path_relocates_against_given_btf(bundled, kernel, tmp_path):
     """Load against a BTF file we produce (a copy of the kernel's raw BTF); the test
     below shows the file is really the one used, with a BTF that lacks task_struct."""
     custom = tmp_path / "vmlinux.btf"
-    custom.write_bytes(open("/sys/kernel/btf/vmlinux", "rb").read())
+    custom.write_bytes(Path("/sys/kernel/btf/vmlinux").read_bytes())
     with pybpf.open(bundled("counters"), btf_custom_path=str(custom)) as obj:
         obj.rodata["want_tgid"] = os.getpid()
         obj.load()

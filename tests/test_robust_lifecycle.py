@@ -15,6 +15,7 @@ import textwrap
 import time
 
 import pytest
+from pathlib import Path
 
 import pybpf
 from tests.conftest import ROOT, needs_kernel, run_unprivileged
@@ -180,7 +181,7 @@ def test_unreadable_tracefs_is_named(kernel, bundled):
     # the object is copied where nobody can read it
     result = _run_with_bpf_caps(textwrap.dedent(f"""
         import pybpf
-        with pybpf.open(bytes.fromhex({open(bundled("counters"), "rb").read().hex()!r}),
+        with pybpf.open(bytes.fromhex({Path(bundled("counters")).read_bytes().hex()!r}),
                         object_name="counters") as obj:
             obj.load()
             try:

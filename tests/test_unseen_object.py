@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 import pytest
+from pathlib import Path
 
 import pybpf
 from tests.conftest import ROOT
@@ -98,7 +99,7 @@ def test_unseen_object_through_the_public_api(unseen_object, kernel):
         assert list(obj.maps["by_slot"].view()) == [0, 0, 3, 0]
         value = obj.maps["by_pid"][os.getpid()]
         assert int(value["n"]) == 3 and int(value["ppid"]) == os.getppid()
-        assert value["comm"] == open("/proc/self/comm", "rb").read().strip()[:15]
+        assert value["comm"] == Path("/proc/self/comm").read_bytes().strip()[:15]
 
 
 NO_DATA_SECTION = r"""
