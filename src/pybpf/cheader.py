@@ -18,13 +18,13 @@ from typing import Any
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.btf.types import Btf
+from pybpf.btf.types import KERNEL_BTF_PATH, Btf
 from pybpf.btf.validate import padding_bits
 from pybpf.errors import ObjectFormatError
 
 __all__ = ["dump_c", "KERNEL_BTF"]
 
-KERNEL_BTF = "/sys/kernel/btf/vmlinux"
+KERNEL_BTF = KERNEL_BTF_PATH
 # libbpf writes one `long: 64;` line per 8 bytes of padding (vmlinux needs about 8,000).
 MAX_PADDING_LINES = 1 << 20
 

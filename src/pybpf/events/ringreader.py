@@ -24,7 +24,6 @@ serialises calls.
 
 from __future__ import annotations
 
-import mmap
 import platform
 import sys
 import weakref
@@ -32,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from pybpf.maps.views import PAGE_SIZE
 from pybpf.errors import RecordFormatError
 from pybpf.events.base import map_ring
 
 __all__ = ["HDR_SIZE", "PAGE_SIZE", "TSO", "RingReader"]
 
-PAGE_SIZE = mmap.PAGESIZE
 HDR_SIZE = 8                 # u32 len (with the two flag bits) + u32 page offset
 BUSY_BIT = 1 << 31           # reserved, not yet committed
 DISCARD_BIT = 1 << 30        # committed as discarded: skip it

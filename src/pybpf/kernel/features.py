@@ -11,6 +11,7 @@ import os
 import platform
 from dataclasses import dataclass
 
+from pybpf.btf.model import KERNEL_BTF_PATH
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 
@@ -35,7 +36,7 @@ CAPABILITIES = {
     "CAP_BPF": 39,
 }
 
-KERNEL_BTF = "/sys/kernel/btf/vmlinux"
+KERNEL_BTF = KERNEL_BTF_PATH
 
 
 def _effective_mask() -> int:

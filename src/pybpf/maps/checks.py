@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pybpf._sys.libbpf import ErrorFactory
+from pybpf._sys.libbpf import ENOTSUPP, ErrorFactory
 from pybpf.errors import (BpfError, BpfPermissionError, IndexOutOfRangeError, InvalidArgumentError, KeyNotFoundError,
                           MapFullError)
 from pybpf.kinds import MapFlag, UpdateFlag
@@ -73,7 +73,6 @@ def element_size(dtype: Any, size: int | None, what: str) -> int:
     return int(size)
 
 
-ENOTSUPP = 524  # what the kernel returns for a map type without the operation
 UNSUPPORTED = (ENOTSUPP, errno.EOPNOTSUPP)
 
 
