@@ -43,6 +43,15 @@ def _open_fds() -> dict[int, str]:
 
 
 _FDS_AT_START: dict[int, str] = {}
+_FD_FIRST_SEEN: dict[tuple[int, str], str] = {}  # (fd, target) -> the test after which it was open
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    for fd, what in _open_fds().items():
+        if _FDS_AT_START.get(fd) != what:
+            _FD_FIRST_SEEN.setdefault((fd, what), item.nodeid)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -59,7 +68,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if leaked and session.testscollected and not getattr(session.config.option, "collectonly", False):
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "fd leak gate: fds opened during the suite and never closed: "
-            + ", ".join(f"{fd} -> {what}" for fd, what in sorted(leaked.items())), red=True)
+            + ", ".join(f"{fd} -> {what} (open since {_FD_FIRST_SEEN.get((fd, what), '?')})"
+                        for fd, what in sorted(leaked.items())), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

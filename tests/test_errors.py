@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,7 +67,7 @@ def test_non_bpf_elf_object(tmp_path):
 
 
 def test_truncated_objects(bundled, tmp_path):
-    data = open(bundled("counters"), "rb").read()
+    data = Path(bundled("counters")).read_bytes()
     for cut in (16, 63, 64, 500, len(data) // 3, len(data) // 2, len(data) - 100):
         with pytest.raises(ObjectFormatError):
             pybpf.open(data[:cut])
@@ -79,7 +80,7 @@ def test_mutated_objects_never_crash(bundled, data):
 
     Each attempt runs in a subprocess so that a crash inside libbpf would show up as a
     failed test (a non-zero signal exit) instead of taking the test run down."""
-    original = open(bundled("net"), "rb").read()
+    original = Path(bundled("net")).read_bytes()
     mutated = bytearray(original)
     for _ in range(data.draw(st.integers(1, 8))):
         index = data.draw(st.integers(0, len(mutated) - 1))
@@ -224,4 +225,5 @@ def test_pin_errors_say_what_bpffs_wants(bundled, kernel, bpffs, tmp_path):
         slots.pin(f"{bpffs}/slots")
         with pytest.raises(BpfError, match="already pinned"):
             obj.programs["on_getppid"].pin(f"{bpffs}/slots")
-        assert pybpf.Map.from_pin(f"{bpffs}/slots").info.id == slots.info.id
+        with pybpf.Map.from_pin(f"{bpffs}/slots") as pinned:
+            assert pinned.info.id == slots.info.id

@@ -9,6 +9,7 @@ runs the same cases every time.
 from __future__ import annotations
 
 import pytest
+from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from tests import fuzzing
@@ -54,7 +55,7 @@ def test_known_crashers_are_typed_errors(target: str, what: str, bundled, tmp_pa
     if target == "load":
         if not fuzzing.can_load():
             pytest.skip("needs root with CAP_BPF")
-        data = set_bitfield(open(bundled("probes"), "rb").read(), "task_struct", "comm", 216)
+        data = set_bitfield(Path(bundled("probes")).read_bytes(), "task_struct", "comm", 216)
     else:
         b = BtfBuilder()
         (_pointer_array_cycle if "cycle" in what else _var_member)(b)

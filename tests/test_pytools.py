@@ -61,9 +61,14 @@ def run_tool(tool: str, script: str, *tool_args: str, script_args: tuple[str, ..
         return result, [json.loads(x) for x in out.splitlines() if x.strip()], line + err
     finally:
         for proc in (target, tool_proc):
-            if proc is not None and proc.poll() is None:
+            if proc is None:
+                continue
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
 
 
 def test_tools_are_discovered():

@@ -42,8 +42,10 @@ class Resource(ABC):
             return
         if closed:
             return
-        warnings.warn(f"{self!r} was never closed; closing it now", ResourceWarning, stacklevel=2)
         try:
-            self.close()
-        except Exception:
-            pass
+            warnings.warn(f"{self!r} was never closed; closing it now", ResourceWarning, stacklevel=2)
+        finally:  # even when warnings are errors: release it
+            try:
+                self.close()
+            except Exception:
+                pass
