@@ -166,10 +166,12 @@ class Object(Resource):
 
     @property
     def state(self) -> ObjectState:
+        """Where the object is in its life (open, loaded, failed, closed)."""
         return self._state
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has run."""
         return self._state is ObjectState.CLOSED
 
     def check_open(self) -> None:
@@ -237,6 +239,7 @@ class Object(Resource):
 
     @property
     def programs(self) -> Mapping[str, Program]:
+        """The object's programs by name."""
         self.check_open()
         return _Named(self._programs, "program", f"object {self.name}")
 
@@ -281,14 +284,17 @@ class Object(Resource):
 
     @property
     def bss(self) -> Section:
+        """The ``.bss`` globals (zero-copy views after load)."""
         return self.section(".bss")
 
     @property
     def data(self) -> Section:
+        """The ``.data`` globals."""
         return self.section(".data")
 
     @property
     def rodata(self) -> Section:
+        """The ``.rodata`` globals (settable before load, read-only after)."""
         return self.section(".rodata")
 
     # ---- load ------------------------------------------------------------
@@ -395,6 +401,7 @@ class Object(Resource):
 
     @property
     def links(self) -> list[Link]:
+        """The links of this object still attached."""
         return list(self._links)
 
     # ---- close -----------------------------------------------------------------

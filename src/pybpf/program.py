@@ -115,6 +115,7 @@ class Program:
 
     @property
     def expected_attach_type(self) -> str:
+        """libbpf's name of the expected attach type."""
         with self._obj._guard():
             return AttachType.name_of(lib.bpf_program__expected_attach_type(self._ptr))
 
@@ -126,6 +127,7 @@ class Program:
 
     @property
     def autoload(self) -> bool:
+        """Whether ``load()`` loads this program."""
         with self._obj._guard() as _:
             return bool(lib.bpf_program__autoload(self._ptr))
 
@@ -145,6 +147,7 @@ class Program:
 
     @property
     def id(self) -> int:
+        """The program's kernel id."""
         return self.info().id
 
     def info(self) -> ProgramInfo:
@@ -153,16 +156,20 @@ class Program:
 
     @property
     def run_cnt(self) -> int:
+        """Runs counted by the kernel (with ``enable_stats()`` on)."""
         return self.info().run_cnt
 
     @property
     def run_time_ns(self) -> int:
+        """Nanoseconds spent in the program (with ``enable_stats()`` on)."""
         return self.info().run_time_ns
 
     def pin(self, path: str) -> None:
+        """Pin the program on bpffs at ``path``."""
         fs.check_pin(lib.bpf_program__pin(self._live(), os.fsencode(path)), f"pinning {self.name} at {path}", path)
 
     def unpin(self, path: str) -> None:
+        """Remove the program's pin at ``path``."""
         _libbpf.check(lib.bpf_program__unpin(self._live(), os.fsencode(path)), f"unpinning {self.name}")
 
     # ---- attaching ---------------------------------------------------

@@ -63,6 +63,7 @@ class Section:
 
     @property
     def variables(self) -> dict[str, Variable]:
+        """The section's variables by name (offsets and types from BTF)."""
         if self._variables is None:
             btf = self._obj.btf
             found: list[Variable] = []
@@ -84,6 +85,7 @@ class Section:
         return len(self.variables)
 
     def keys(self) -> list[str]:
+        """The variable names."""
         return list(self.variables)
 
     def _variable(self, name: str) -> Variable:
@@ -96,6 +98,7 @@ class Section:
                            f"(variables: {known})") from None
 
     def dtype_of(self, name: str) -> np.dtype:
+        """The numpy dtype of variable ``name``."""
         var = self._variable(name)
         btf = self._obj.btf
         assert btf is not None  # a variable implies BTF

@@ -30,6 +30,7 @@ WARM_KEYS = 1024  # per-key cases warm up on this many keys: their state needs n
 
 @dataclass(frozen=True)
 class Config:
+    """What one benchmark run measures: map sizes, repetitions, which cases."""
     entries: tuple[int, ...]
     value_sizes: tuple[int, ...]
     repeats: int = 3          # timed repeats of the one-syscall-per-element cases (seconds each at 1M)
@@ -50,6 +51,7 @@ FULL = Config(entries=(1024, 65536, 1 << 20), value_sizes=(8, 64), repeats=5, fa
 
 @dataclass
 class Result:
+    """One case's timings (Python and C samples) and their checks."""
     case: str
     impl: str
     map_type: str
@@ -63,13 +65,16 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        """Whether every sample's checksum matched the expected one."""
         return self.checksum is not None and self.checksum == self.expected
 
     @property
     def median(self) -> float:
+        """The median nanoseconds per element of the Python samples."""
         return median(self.samples)
 
     def to_json(self) -> dict:
+        """The case as the JSON report stores it."""
         return {
             "case": self.case, "impl": self.impl, "map_type": self.map_type, "entries": self.entries,
             "value_size": self.value_size,
@@ -233,6 +238,7 @@ class Runner:
 
 
 def run_all(config: Config, binary: Path, progress: Callable[[str], None] = lambda s: None) -> list[Result]:
+    """Run every case of ``config``, Python and C interleaved, reporting progress."""
     runner = Runner(config, binary, progress)
     steps = list(runner.plan())
     for i, (label, step) in enumerate(steps, 1):

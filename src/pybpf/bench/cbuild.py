@@ -36,6 +36,7 @@ class Sample(tuple):
     __slots__ = ()
 
     def __new__(cls, ns: int, checksum: int, count: int) -> Sample:  # noqa: PYI034
+        """A sample: total nanoseconds, the checksum it computed, elements done."""
         return super().__new__(cls, (ns, checksum, count))
 
     ns = property(lambda self: self[0])
@@ -44,6 +45,7 @@ class Sample(tuple):
 
 
 def sources() -> list[Path]:
+    """The C baseline sources shipped with the package."""
     files = sorted(SOURCE_DIR.glob("map_*.[ch]"))
     if not any(f.suffix == ".c" for f in files):
         raise BuildError(f"no C baseline sources in {SOURCE_DIR}; reinstall pybpf")
@@ -58,6 +60,7 @@ def _compiler() -> str:
 
 
 def compiler_version() -> str:
+    """The C compiler's version line, recorded with the figures."""
     try:
         out = subprocess.run([_compiler(), "--version"], capture_output=True, text=True, check=False).stdout
     except (BuildError, OSError):
@@ -107,6 +110,7 @@ class CBaseline:
                                       pass_fds=(fd,) if fd >= 0 else ())
 
     def run(self) -> Sample:
+        """Run one C pass and parse its sample."""
         return self._ask("run")
 
     def warm(self, keys: int) -> Sample:
@@ -127,6 +131,7 @@ class CBaseline:
         return Sample(int(line[0]), int(line[1]), int(line[2]))
 
     def close(self) -> None:
+        """Stop the C baseline process."""
         if self._proc.stdin is not None:
             self._proc.stdin.close()
         try:

@@ -39,6 +39,7 @@ def _libbpf_package() -> str | None:
 
 
 def describe() -> dict:
+    """The machine, kernel, libbpf and Python the figures come from."""
     uname = os.uname()
     return {
         "hostname": socket.gethostname(),

@@ -31,6 +31,7 @@ clock = time.perf_counter_ns
 
 
 def batch_path() -> str:
+    """Which batch path this kernel gives (kernel batch or per-key fallback)."""
     return ("Map.lookup_batch / Map.update_batch" if hasattr(Map, "lookup_batch")
             else "bpf_map_lookup_batch / bpf_map_update_batch via _libbpf (Map has no batch methods yet)")
 

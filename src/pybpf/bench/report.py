@@ -70,6 +70,7 @@ def _configs(results: list[Result]) -> list[tuple[int, int]]:
 
 
 def to_json(results: list[Result], config: Config, machine: dict, paths: dict) -> dict:
+    """The whole run as JSON: results, ratios, configuration, machine."""
     entries, value_size = config.reference
     if (entries, value_size) not in _configs(results):
         entries, value_size = _configs(results)[0]
@@ -91,6 +92,7 @@ def _ns(value: float) -> str:
 
 
 def render(report: dict, console: Console) -> None:
+    """Print the run's tables (and ratios) to ``console``."""
     m = report["machine"]
     table = Table(title=f"pybpf bench on {m['hostname']}: kernel {m['kernel']}, libbpf {m['libbpf']}, "
                         f"{m['cpu']} x{m['cpus']}, {m['python']}",

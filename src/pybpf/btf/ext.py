@@ -27,6 +27,7 @@ _MAX_RECORDS = 1 << 22  # cap on records per section: a guard against absurd cou
 
 @dataclass(frozen=True, slots=True)
 class FuncInfo:
+    """A ``.BTF.ext`` func_info record: the BTF FUNC of an instruction offset."""
     section: str
     insn_offset: int  # bytes from the start of the ELF section
     type_id: int  # a BTF FUNC
@@ -35,6 +36,7 @@ class FuncInfo:
 
 @dataclass(frozen=True, slots=True)
 class LineInfo:
+    """A ``.BTF.ext`` line_info record: source file, line and column of an instruction."""
     section: str
     insn_offset: int
     file_name: str
@@ -45,6 +47,7 @@ class LineInfo:
 
 @dataclass(frozen=True, slots=True)
 class CoreRelo:
+    """A ``.BTF.ext`` CO-RE relocation: instruction, local type, access string, kind."""
     program: str  # function symbol containing the instruction ("" if none)
     section: str
     insn_offset: int
@@ -57,6 +60,7 @@ class CoreRelo:
 
 @dataclass(slots=True)
 class BtfExt:
+    """The decoded ``.BTF.ext`` section, records grouped by ELF section."""
     func_info: list[FuncInfo]
     line_info: list[LineInfo]
     core_relos: list[CoreRelo]

@@ -144,17 +144,22 @@ class TypeGraph(Protocol):
 
     def __getitem__(self, tid: int) -> BtfType: ...
 
-    def resolve(self, tid: int) -> int: ...
+    def resolve(self, tid: int) -> int:
+        """The id behind typedefs and qualifiers."""
 
     def _strip_quals(self, tid: int) -> int: ...
 
-    def sizeof(self, tid: int) -> int: ...
+    def sizeof(self, tid: int) -> int:
+        """The size in bytes of type ``tid``."""
 
-    def dtype(self, tid: int) -> np.dtype: ...
+    def dtype(self, tid: int) -> np.dtype:
+        """The numpy dtype of type ``tid``."""
 
     def __len__(self) -> int: ...
 
     @property
-    def start_id(self) -> int: ...
+    def start_id(self) -> int:
+        """The first type id this blob defines."""
 
-    def kind_of(self, tid: int) -> str: ...
+    def kind_of(self, tid: int) -> str:
+        """The kind name of ``tid``, without decoding it."""

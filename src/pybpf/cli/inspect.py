@@ -61,6 +61,7 @@ def _initial_value(btf: Btf | None, type_id: int, initial: bytes) -> Any:
 
 
 def describe_btf(btf: Btf | None) -> dict[str, Any]:
+    """Type and kind counts of a BTF, for ``inspect``'s output."""
     kinds = btf.kind_counts() if btf is not None else {}
     return {"types": sum(kinds.values()), "kinds": kinds}
 

@@ -52,10 +52,12 @@ def _all(ids: Iterator[int], open_fd: Callable[[int], int], read: Callable[[int]
 
 
 def programs() -> list[info.ProgramInfo]:
+    """Every program the kernel holds, by id."""
     return _all(info.program_ids(), info.open_prog_by_id, info.prog_info)
 
 
 def maps() -> list[info.MapInfo]:
+    """Every map the kernel holds, by id."""
     return _all(info.map_ids(), info.open_map_by_id, info.map_info)
 
 

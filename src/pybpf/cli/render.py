@@ -44,6 +44,7 @@ _CLICK_EXCEPTION: type[Exception] = next(c for c in typer.BadParameter.__mro__
 
 
 def set_debug(enabled: bool) -> None:
+    """Show full tracebacks of errors (``--debug``)."""
     global _debug
     _debug = enabled or os.environ.get("PYBPF_DEBUG") == "1"
 
@@ -68,6 +69,7 @@ def console() -> Console:
 
 
 def err_console() -> Console:
+    """The console for errors (stderr)."""
     return Console(stderr=True, width=_width(), highlight=False)
 
 
@@ -90,6 +92,7 @@ def usage_error(ctx: typer.Context, message: str) -> NoReturn:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    """Print ``message`` as the one-line error and exit with ``code``."""
     err_console().print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
@@ -161,6 +164,7 @@ def jsonable(value: Any) -> Any:
 
 
 def print_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout."""
     sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
     sys.stdout.flush()
 
@@ -169,6 +173,7 @@ def print_json(data: Any) -> None:
 
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]],
           caption: str | None = None, min_width: int | None = None) -> Table:
+    """A rich table with these columns and rows."""
     out = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
                 min_width=min_width)
     for column in columns:

@@ -124,6 +124,7 @@ class EventSource(Resource):
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has run."""
         return self._closed
 
     def fileno(self) -> int:

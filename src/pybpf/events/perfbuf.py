@@ -68,6 +68,7 @@ class PerfBuffer(EventSource):
 
     @property
     def lost_total(self) -> int:
+        """Samples the kernel dropped, over all CPUs."""
         return int(self.lost.sum())
 
     def _on_sample(self, ctx: Any, cpu: int, data: Any, size: int) -> None:

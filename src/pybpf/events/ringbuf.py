@@ -421,6 +421,7 @@ class RingBufferSet(EventSource):
             self.add(rb)
 
     def add(self, rb: RingBuffer) -> None:
+        """Poll ``rb`` with the others."""
         self._check()
         fd = rb.fileno()
         self._epoll.register(fd, select.EPOLLIN)
@@ -428,6 +429,7 @@ class RingBufferSet(EventSource):
 
     @property
     def members(self) -> list[RingBuffer]:
+        """The ring buffers of the set."""
         return [rb for rb in self._members.values() if not rb.closed]
 
     def _take(self) -> list[tuple[RingBuffer, Any]]:

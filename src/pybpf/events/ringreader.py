@@ -86,6 +86,7 @@ class RingReader:
         self._pins: list[tuple[int, weakref.ref[np.ndarray]]] = []
 
     def close(self) -> None:
+        """Unmap the ring (once no view of it is alive)."""
         self._cons = self._prod = self._data = self._words = None  # type: ignore[assignment]
         self._spares = []
         self._pins = []
@@ -105,6 +106,7 @@ class RingReader:
 
     @property
     def producer(self) -> int:
+        """The kernel's producer position."""
         return int(self._prod[0])
 
     def unread(self) -> int:

@@ -61,6 +61,7 @@ class UserRingBuffer(Resource):
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has run."""
         return self._ptr == ffi.NULL
 
     def _encode(self, value: Any) -> bytes:
@@ -77,6 +78,7 @@ class UserRingBuffer(Resource):
             raise RecordFormatError(str(exc).strip("'\"")) from None
 
     def submit(self, value: Any, *, timeout: float | None = None) -> None:
+        """Send one record to the BPF side (wait up to ``timeout`` seconds for room)."""
         self._put(self._encode(value), timeout)
 
     def submit_many(self, records: Any, *, timeout: float | None = None) -> int:

@@ -58,10 +58,12 @@ def capabilities() -> frozenset[str]:
 
 
 def has_capability(name: str) -> bool:
+    """Whether this process has the capability ``name`` (``CAP_BPF``)."""
     return name in capabilities()
 
 
 def libbpf_version() -> tuple[int, int]:
+    """The system libbpf's (major, minor) version."""
     return _libbpf.VERSION
 
 
@@ -73,6 +75,7 @@ def prog_type_supported(prog_type: int) -> bool:
 
 @functools.cache
 def map_type_supported(map_type: int) -> bool:
+    """Whether this kernel creates maps of type ``map_type``."""
     return lib.libbpf_probe_bpf_map_type(map_type, ffi.NULL) == 1
 
 
@@ -103,6 +106,7 @@ class Features:
 
 
 def detect() -> Features:
+    """What this kernel and libbpf can do, detected once per process."""
     return Features(
         kernel=platform.release(),
         libbpf=_libbpf.VERSION_STRING,

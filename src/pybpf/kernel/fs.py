@@ -48,6 +48,7 @@ def ensure_tracefs() -> str:
 
 
 def is_bpffs(path: str) -> bool:
+    """Whether ``path`` is on a BPF file system."""
     return _fs_magic(path) == BPFFS_MAGIC
 
 

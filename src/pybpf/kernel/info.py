@@ -33,6 +33,7 @@ def _boot_time_ns() -> int:
 
 @dataclass(frozen=True)
 class ProgramInfo:
+    """What BPF_OBJ_GET_INFO_BY_FD says of a loaded program."""
     id: int
     type: str
     name: str
@@ -53,6 +54,7 @@ class ProgramInfo:
 
 @dataclass(frozen=True)
 class MapInfo:
+    """What BPF_OBJ_GET_INFO_BY_FD says of a map."""
     id: int
     type: str
     type_id: int
@@ -69,6 +71,7 @@ class MapInfo:
 
     @property
     def flag_names(self) -> list[str]:
+        """The ``BPF_F_*`` names of the map's flags."""
         return map_flag_names(self.flags)
 
 
@@ -85,6 +88,7 @@ def _memlock(fd: int) -> int:
 
 
 def prog_info(fd: int) -> ProgramInfo:
+    """The kernel's facts about the program behind ``fd``."""
     info = ffi.new("struct bpf_prog_info *")
     size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
     _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, info, size), "BPF_OBJ_GET_INFO_BY_FD (program)")
@@ -107,6 +111,7 @@ def prog_info(fd: int) -> ProgramInfo:
 
 
 def map_info(fd: int) -> MapInfo:
+    """The kernel's facts about the map behind ``fd``."""
     info = ffi.new("struct bpf_map_info *")
     size = ffi.new("__u32 *", ffi.sizeof("struct bpf_map_info"))
     _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, info, size), "BPF_OBJ_GET_INFO_BY_FD (map)")
@@ -134,10 +139,12 @@ def program_ids() -> Iterator[int]:
 
 
 def map_ids() -> Iterator[int]:
+    """The id of every map the kernel holds."""
     return _ids(lib.bpf_map_get_next_id, "map")
 
 
 def btf_ids() -> Iterator[int]:
+    """The id of every BTF object the kernel holds."""
     return _ids(lib.bpf_btf_get_next_id, "BTF")
 
 
@@ -148,6 +155,7 @@ def open_prog_by_id(prog_id: int) -> int:
 
 
 def open_map_by_id(map_id: int) -> int:
+    """A new fd of the map with id ``map_id`` (the caller closes it)."""
     return _libbpf.check(lib.bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}",
                          capability="CAP_SYS_ADMIN")
 
@@ -163,15 +171,18 @@ class StatsHandle(Resource):
 
 
     def close(self) -> None:
+        """Turn the statistics off again (unless another handle keeps them on)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` has run."""
         return self._fd < 0
 
     def fileno(self) -> int:
+        """The BPF_ENABLE_STATS fd."""
         if self._fd < 0:
             raise ClosedError("stats handle")
         return self._fd

@@ -36,13 +36,16 @@ class AttachTarget(Protocol):
     section: str
 
     @property
-    def type(self) -> str: ...
+    def type(self) -> str:
+        """libbpf's name of the program type."""
 
     @property
-    def prog_type(self) -> ProgType: ...
+    def prog_type(self) -> ProgType:
+        """The program's kind."""
 
     @property
-    def fd(self) -> int: ...
+    def fd(self) -> int:
+        """The loaded program's fd."""
 
     def libbpf_program(self) -> Any:
         """The libbpf ``struct bpf_program *`` of a loaded program."""
@@ -62,6 +65,7 @@ class Link(Resource):
 
     @property
     def closed(self) -> bool:
+        """True once the link is detached and released."""
         return self._closed
 
     def _check(self) -> None:
@@ -85,6 +89,7 @@ class Link(Resource):
             self._on_close.clear()
 
     def pin(self, path: str) -> None:
+        """Pin the attachment on bpffs (only bpf_link attachments can be pinned)."""
         raise BpfError(f"{type(self).__name__} cannot be pinned: only bpf_link attachments can")
 
 
@@ -98,11 +103,13 @@ class LibbpfLink(Link):
 
     @property
     def fd(self) -> int:
+        """The link's fd (owned by the link; do not close it)."""
         self._check()
         return int(lib.bpf_link__fd(self._ptr))
 
     @property
     def pin_path(self) -> str | None:
+        """Where the link is pinned, if it is."""
         self._check()
         return _libbpf.string_or_none(lib.bpf_link__pin_path(self._ptr))
 
@@ -113,6 +120,7 @@ class LibbpfLink(Link):
                      f"pinning link {self.description} at {path}", path)
 
     def unpin(self) -> None:
+        """Remove the pin (the attachment then ends with this handle)."""
         self._check()
         _libbpf.check(lib.bpf_link__unpin(self._ptr), f"unpinning link {self.description}")
 

@@ -52,28 +52,37 @@ class BatchTarget(Protocol):
     name: str
 
     @property
-    def fd(self) -> int: ...
+    def fd(self) -> int:
+        """The map's fd."""
 
     @property
-    def type(self) -> str: ...
+    def type(self) -> str:
+        """libbpf's name of the map type."""
 
     @property
-    def map_type(self) -> MapType: ...
+    def map_type(self) -> MapType:
+        """The map's kind."""
 
     @property
-    def max_entries(self) -> int: ...
+    def max_entries(self) -> int:
+        """The map's max_entries."""
 
     @property
-    def element_lock(self) -> threading.Lock: ...
+    def element_lock(self) -> threading.Lock:
+        """The lock around the shared key/value buffers."""
 
     @property
-    def batch_support(self) -> dict[str, bool]: ...
+    def batch_support(self) -> dict[str, bool]:
+        """Which batch operations the kernel has for this map."""
 
-    def layouts(self) -> tuple[Layout, Layout]: ...
+    def layouts(self) -> tuple[Layout, Layout]:
+        """The key and value codecs."""
 
-    def key_snapshot(self) -> list[Any]: ...
+    def key_snapshot(self) -> list[Any]:
+        """Every key, read once."""
 
-    def fd_ref(self) -> FdRef: ...
+    def fd_ref(self) -> FdRef:
+        """The owner of the map's fd."""
 
 _log = logging.getLogger("pybpf.maps.map")
 

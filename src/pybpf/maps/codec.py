@@ -17,6 +17,7 @@ __all__ = ["describe", "to_array", "to_bytes"]
 
 
 def describe(dtype: np.dtype) -> str:
+    """A dtype as error messages name it."""
     if dtype.names:
         return f"struct of {dtype.itemsize} bytes with fields {list(dtype.names)}"
     if dtype.subdtype is not None:

@@ -71,7 +71,8 @@ class MapOwner(Protocol):
     """What a map that belongs to an object needs of it (``pybpf.Object`` is one)."""
 
     @property
-    def closed(self) -> bool: ...
+    def closed(self) -> bool:
+        """True once the object is closed."""
 
     @property
     def state(self) -> ObjectState: ...
@@ -148,10 +149,12 @@ class Map(Resource):
 
     @property
     def closed(self) -> bool:
+        """True once this handle (or its object) is closed."""
         return self._closed or (self._obj is not None and self._obj.closed)
 
     @property
     def loaded(self) -> bool:
+        """Whether the map exists in the kernel (its object is loaded, or it is owned)."""
         return self._obj is None or self._obj.state is ObjectState.LOADED
 
     @property
@@ -249,10 +252,12 @@ class Map(Resource):
 
     @property
     def type_id(self) -> int:
+        """The map type's number (``BPF_MAP_TYPE_*``)."""
         return self._attr("type") if self._ptr is not None else self._static_info.type_id
 
     @property
     def type(self) -> str:
+        """libbpf's name of the map type (``hash``, ``array``...)."""
         if self._type_name is not None and not self._closed:
             return self._type_name
         name = MapType.name_of(self.type_id)
@@ -267,14 +272,17 @@ class Map(Resource):
 
     @property
     def key_size(self) -> int:
+        """Bytes per key."""
         return self._attr("key_size")
 
     @property
     def value_size(self) -> int:
+        """Bytes per value (per CPU for per-CPU maps)."""
         return self._attr("value_size")
 
     @property
     def max_entries(self) -> int:
+        """The map's capacity (bytes of the ring for ring buffers)."""
         return self._attr("max_entries")
 
     @max_entries.setter
@@ -285,10 +293,12 @@ class Map(Resource):
 
     @property
     def flags(self) -> int:
+        """The map's ``BPF_F_*`` flags."""
         return self._attr("map_flags") if self._ptr is not None else self._static_info.flags
 
     @property
     def flag_names(self) -> list[str]:
+        """The names of the map's flags."""
         return map_flag_names(self.flags)
 
     @property
@@ -298,6 +308,7 @@ class Map(Resource):
 
     @property
     def id(self) -> int:
+        """The map's kernel id."""
         return self.info.id
 
     @property
@@ -320,6 +331,7 @@ class Map(Resource):
 
     @property
     def key_dtype(self) -> np.dtype:
+        """The dtype of one key (from BTF, or raw bytes without it)."""
         if self._key_dtype is None:
             self._key_dtype = self._dtype(self._key_type_id, self.key_size)
         return self._key_dtype
@@ -346,6 +358,7 @@ class Map(Resource):
 
     @property
     def value_type_name(self) -> str | None:
+        """The value's C type from BTF, or None without BTF."""
         return self._btf.c_name(self._value_type_id) if self._btf is not None and self._value_type_id else None
 
     def ring_buffer(self, dtype: Any = None, **options: Any) -> Any:
@@ -551,6 +564,7 @@ class Map(Resource):
             return False
 
     def get(self, key: Any, default: Any = None) -> Any:
+        """The value at ``key``, or ``default`` when it has none."""
         try:
             return self.lookup(key)
         except KeyNotFoundError:
@@ -601,6 +615,7 @@ class Map(Resource):
         return zip(list(keys), list(values))
 
     def values(self) -> Iterator[Any]:
+        """Every value, in the kernel's key order."""
         _, values = self.lookup_batch()
         return iter(list(values))
 

@@ -73,6 +73,7 @@ class MappedMap:
 
     @property
     def closed(self) -> bool:
+        """True once the mapping is released."""
         return self._mmap.closed
 
     def _exported(self) -> np.ndarray:
@@ -103,6 +104,7 @@ class MappedMap:
         return view
 
     def raw(self) -> Any:
+        """The Python ``mmap`` behind the views."""
         return self._mmap
 
     def close(self) -> None:

@@ -145,6 +145,7 @@ def section_program_type(section: str) -> tuple[str | None, str | None, str | No
 
 @dataclass(slots=True)
 class ProgramSpec:
+    """A program as the ELF declares it (type inferred from ``SEC()`` as libbpf would)."""
     name: str
     section: str
     prog_type: str | None  # None: a section libbpf has no definition for
@@ -158,15 +159,18 @@ class ProgramSpec:
 
     @property
     def prog_type_id(self) -> int:
+        """The program type's number (0 when libbpf would not know the section)."""
         return int(ProgType.parse(self.prog_type)) if self.prog_type else 0
 
     @property
     def insn_index(self) -> int:
+        """Index of the program's first instruction in its section."""
         return self.insn_offset // 8
 
 
 @dataclass(slots=True)
 class MapSpec:
+    """A map as the ELF declares it (a BTF-defined map or an internal data map)."""
     name: str
     type: str
     type_id: int  # numeric BPF_MAP_TYPE_*
@@ -185,11 +189,13 @@ class MapSpec:
 
     @property
     def flag_names(self) -> list[str]:
+        """The names of the map's flags."""
         return MapFlag.names(self.flags)
 
 
 @dataclass(slots=True)
 class GlobalSpec:
+    """A global variable: its section, size, initial bytes and linkage."""
     section: str
     name: str
     type_id: int
@@ -321,11 +327,13 @@ class ObjectSpec:
     # ---- construction helpers ----------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ObjectSpec:
+        """The spec of the object file at ``path``."""
         p = os.fspath(path)
         return cls(read_file(p, check=lambda head: check_elf_header(head, p), what="BPF object"), path=p)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "") -> ObjectSpec:
+        """The spec of an object image in memory."""
         return cls(data, name=name)
 
     def _btf_guard(self, fn) -> None:  # type: ignore[no-untyped-def]
@@ -498,18 +506,21 @@ class ObjectSpec:
 
     # ---- queries -----------------------------------------------------------------------
     def program(self, name: str) -> ProgramSpec:
+        """The program called ``name`` (KeyError if none)."""
         for p in self.programs:
             if p.name == name:
                 return p
         raise KeyError(f"no program {name!r}")
 
     def map(self, name: str) -> MapSpec:
+        """The map called ``name`` (KeyError if none)."""
         for m in self.maps:
             if m.name == name:
                 return m
         raise KeyError(f"no map {name!r}")
 
     def global_(self, name: str) -> GlobalSpec:
+        """The global variable called ``name`` (KeyError if none)."""
         for g in self.globals:
             if g.name == name:
                 return g

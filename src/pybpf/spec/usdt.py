@@ -103,6 +103,7 @@ class UsdtProbe:
     args: tuple[UsdtArg, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """The probe as plain data (``pybpf usdt list --json``)."""
         out = asdict(self)
         out["args"] = [asdict(arg) | {"c_type": arg.c_type} for arg in self.args]
         return out
