@@ -31,7 +31,7 @@ import pybpf
 from pybpf.btf import Btf
 from pybpf.btf import hub
 from pybpf.btf.extract import decompress_kernel, extract_btf
-from pybpf.btf.minimize import minimize
+from pybpf.spec.minimize import minimize
 from pybpf.btf.relo import KIND_SHORT, RelocInput, Relocator
 from pybpf.btf.types import BtfType
 from pybpf.btf.write import write_btf

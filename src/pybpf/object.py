@@ -121,7 +121,7 @@ class Object(Resource):
         self.file_spec = ObjectSpec(data, name=object_name or "", path=where)
         if btf_custom_path is not None:
             btf_custom_path = _check_custom_btf(btf_custom_path)
-        elif self.spec.core_relocations:
+        elif self.file_spec.core_relocations:
             found = find_btf(btf_path)  # None when the kernel has its own BTF
             btf_custom_path = _check_custom_btf(found) if found is not None else None
         self._btf_custom_path = btf_custom_path
@@ -323,7 +323,7 @@ class Object(Resource):
             return self
 
     def _load_error(self, err: int, log: str) -> BpfError:
-        core = relocation_error(self.spec, log, target=self._btf_custom_path, errno=err)
+        core = relocation_error(self.file_spec, log, target=self._btf_custom_path, errno=err)
         if core is not None:
             return core
         failed = _PROG_FAILED.findall(log)

@@ -40,6 +40,7 @@ class BtfLookup:
     release: str
 
     def relative(self) -> str:
+        """The BTFHub-layout path: ``<os id>/<version id>/<arch>/<release>``."""
         return os.path.join(self.os_id, self.version_id, self.arch, self.release)
 
 

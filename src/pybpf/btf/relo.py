@@ -178,11 +178,13 @@ class Spec:
     bit_offset: int = 0
 
     def copy(self) -> Spec:
+        """An independent copy (the matcher extends copies per candidate)."""
         return Spec(self.btf, self.root_type_id, self.kind, list(self.raw),
                     [_Acc(a.type_id, a.idx, a.name) for a in self.acc], self.bit_offset)
 
     @property
     def access(self) -> str:
+        """The raw access string as clang wrote it (``0:1:2``)."""
         return ":".join(str(i) for i in self.raw)
 
     def c_path(self) -> str:
@@ -692,6 +694,7 @@ class RelocResult:
     reason: str = ""  # why it failed or was poisoned
 
     def as_dict(self) -> dict[str, object]:
+        """The result as plain data (``pybpf check --json``)."""
         return {"insn": self.insn, "kind": self.kind, "access": self.access, "path": self.path,
                 "value": self.value, "ok": self.ok, "poisoned": self.poisoned, "fatal": self.fatal,
                 "index": self.index, "section": self.section, "local_type": self.local_type,
@@ -891,6 +894,7 @@ class Relocator:
         return f"{local.c_path()} ({', '.join(n or '' for n in names)}) does not match on this target"
 
     def resolve_all(self, relos: Iterable[RelocInput]) -> list[RelocResult]:
+        """Resolve every relocation of ``relos``, in order."""
         return [self.resolve(r) for r in relos]
 
 

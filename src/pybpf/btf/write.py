@@ -3,7 +3,7 @@
 This module owns the encoding of the BTF type and string sections (the inverse of
 :mod:`pybpf.btf.types`): types are written in the order given, as ids 1..N, with
 their references already expressed in that numbering; names are deduplicated
-into a fresh string section. Used by :mod:`pybpf.btf.minimize`.
+into a fresh string section. Used by :mod:`pybpf.spec.minimize`.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def min_command(
     output: Path = typer.Option(..., "--output", "-o", help="where to write the minimal BTF"),
 ) -> None:
     """A minimal BTF: only the types the objects' CO-RE relocations need (bpftool gen min_core_btf)."""
-    from pybpf.btf.minimize import minimize
+    from pybpf.spec.minimize import minimize
     src = Btf.from_file(str(full))
     result = minimize([str(o) for o in objects], src)
     tmp = output.with_name(output.name + ".tmp")

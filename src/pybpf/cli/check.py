@@ -38,6 +38,7 @@ def _target(path: str) -> Target:
 
 
 def targets_from(files: list[Path], directory: Optional[Path]) -> list[Target]:
+    """The target BTFs named by ``--btf`` files and the files under ``--btf-dir``."""
     out = [_target(str(p)) for p in files]
     if directory is not None:
         if not directory.is_dir():

@@ -28,6 +28,7 @@ from typing import Iterable
 from pybpf.btf.relo import ENUMVAL_KINDS, FIELD_KINDS, Relocator, Spec
 from pybpf.btf.types import Btf, BtfType
 from pybpf.btf.write import write_btf
+from pybpf.spec.core import _as_spec, relocation_inputs
 
 __all__ = ["minimize", "MinimalBtf"]
 
@@ -131,7 +132,6 @@ class _Keep:
 
 
 def _objects_relocations(objs: Iterable[object]) -> list[tuple[Btf, list]]:  # type: ignore[type-arg]
-    from pybpf.spec.core import _as_spec, relocation_inputs  # lazy: spec builds on btf
     out = []
     for obj in objs:
         spec = _as_spec(obj)
