@@ -84,12 +84,11 @@ def _extract(pkg: str, out_btf: str, quiet: bool) -> dict[str, object]:
             raise RuntimeError(f"apt-get download {pkg} produced no .deb")
         deb = os.path.join(tmp, debs[0])
         version = _run(["dpkg-deb", "-f", deb, "Version"]).stdout.strip()
-        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
-        # the image, its config, and one small module (split BTF, for `btf extract --base`)
-        subprocess.run(["tar", "-x", "-C", tmp, "--wildcards", "./boot/vmlinuz-*", "./boot/config-*",
-                        f"./lib/modules/*/kernel/fs/nls/{MODULE}.ko*"],
-                       stdin=tar.stdout, check=False, stderr=subprocess.DEVNULL)
-        tar.wait()
+        with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE) as tar:
+            # the image, its config, and one small module (split BTF, for `btf extract --base`)
+            subprocess.run(["tar", "-x", "-C", tmp, "--wildcards", "./boot/vmlinuz-*", "./boot/config-*",
+                            f"./lib/modules/*/kernel/fs/nls/{MODULE}.ko*"],
+                           stdin=tar.stdout, check=False, stderr=subprocess.DEVNULL)
         module = ""
         for root, _dirs, files in os.walk(os.path.join(tmp, "lib")):
             for f in files:
