@@ -483,3 +483,26 @@ def test_bitfield_shifts_and_anonymous_members() -> None:
            for k, v in (("byte_off", 0), ("byte_sz", 4), ("lshift_u64", 56), ("rshift_u64", 59), ("signed", 0))}
     # bit offset 35: 4-byte load at 4, shifted as libbpf computes it
     assert got == {"byte_off": 4, "byte_sz": 4, "lshift_u64": 64 - (35 + 5 - 32), "rshift_u64": 59, "signed": 0}
+
+
+def test_verdicts_match_what_loading_here_does(kernel, corpus) -> None:
+    """A poisoned instruction fails a load only if reachable: the check's per-program verdicts
+    (constant propagation over the patched program) against real loads on this kernel."""
+    from pybpf.spec.core import kernel_target, program_report
+    target = kernel_target()
+    guarded = 0
+    for name, obj in corpus.items():
+        if name in ("refused", "rejected"):  # refused for other reasons (lockdown, verifier)
+            continue
+        spec = inspect(obj)
+        results = relocate(spec, target)
+        guarded += sum(r.dead_code for r in results)
+        predicted = all(p["ok"] for p in program_report(spec, results))
+        try:
+            with pybpf.open(obj) as o:
+                o.load()
+            loaded = True
+        except CoreRelocationError:
+            loaded = False
+        assert loaded == predicted, name
+    assert guarded > 0  # core_kinds guards task_struct___old.state with bpf_core_field_exists()

@@ -101,39 +101,26 @@ def _str(btf: Btf, off: int, where: str) -> str:
 
 
 def access_path(btf: Btf, type_id: int, access: str, kind: str) -> str:
-    """Spell an access string out: ``task_struct.real_parent``, ``enum foo::BAR``."""
-    root = btf[type_id]
+    """Spell an access string out: ``task_struct.real_parent``, ``enum foo::BAR``.
+
+    Field accesses are parsed by the CO-RE engine (:func:`pybpf.btf.relo.parse_spec`, as
+    libbpf parses them), so ``pybpf inspect`` and ``pybpf check`` show the same path."""
+    from pybpf.btf.relo import KIND_SHORT, RelocError, parse_spec  # relo builds on types, not on ext
     if kind.startswith("type_"):
         return btf.c_name(type_id)
-    try:
-        idx = [int(x) for x in access.split(":")] if access else []
-    except ValueError:
-        raise ObjectFormatError(f"bad CO-RE access string {access!r}") from None
     if kind.startswith("enumval_"):
+        try:
+            idx = int(access)
+        except ValueError:
+            raise ObjectFormatError(f"bad CO-RE access string {access!r}") from None
         r = btf[btf.resolve(type_id)]
-        if not idx or idx[0] >= len(r.values):
+        if idx < 0 or idx >= len(r.values):
             raise ObjectFormatError(f"CO-RE enum access {access!r} out of range for {btf.c_name(type_id)}")
-        return f"{btf.c_name(type_id)}::{r.values[idx[0]][0]}"
-    r = btf[btf.resolve(type_id)]
-    name = r.name or root.name or "(anon)"
-    parts = [name if not idx or idx[0] == 0 else f"{name}[{idx[0]}]"]
-    cur = r
-    for i in idx[1:]:
-        if cur.kind in ("struct", "union"):
-            if i >= len(cur.members):
-                raise ObjectFormatError(f"CO-RE access {access!r}: member {i} out of range "
-                                        f"for {btf.c_name(cur.id)}")
-            mname, mtype, _, _ = cur.members[i]
-            if mname:  # anonymous struct/union members don't appear in C spelling
-                parts.append("." + mname)
-            cur = btf[btf.resolve(mtype)]
-        elif cur.kind == "array":
-            parts.append(f"[{i}]")
-            cur = btf[btf.resolve(cur.type or 0)]
-        else:
-            raise ObjectFormatError(f"CO-RE access {access!r} steps into {cur.kind} "
-                                    f"{btf.c_name(cur.id)}")
-    return "".join(parts)
+        return f"{btf.c_name(type_id)}::{r.values[idx][0]}"
+    try:
+        return parse_spec(btf, type_id, access, KIND_SHORT.get(kind, kind)).c_path()
+    except RelocError as e:
+        raise ObjectFormatError(f"CO-RE access {access!r} on {btf.c_name(type_id)}: {e.why}") from None
 
 
 def parse_btf_ext(data: bytes, btf: Btf, where: str, program_at) -> BtfExt:  # type: ignore[no-untyped-def]

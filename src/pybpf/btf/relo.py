@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 from pybpf.btf.types import Btf
 
 __all__ = [
-    "KIND_SHORT", "RelocResult", "RelocInput", "Relocator", "essential_name",
+    "KIND_SHORT", "RelocError", "RelocResult", "RelocInput", "Relocator", "essential_name",
     "FIELD_KINDS", "TYPE_KINDS", "ENUMVAL_KINDS", "essential_index", "parse_spec", "spec_match",
     "resolve_size", "Spec",
 ]
@@ -65,8 +65,8 @@ _SIZE_BYTES = {0x18: 8, 0x00: 4, 0x08: 2, 0x10: 1}
 _BYTES_SIZE = {v: k for k, v in _SIZE_BYTES.items()}
 
 
-class _Fail(Exception):
-    """A libbpf error return (-errno) with libbpf's explanation."""
+class RelocError(Exception):
+    """A libbpf error return (-errno) with libbpf's explanation (``why``)."""
 
     def __init__(self, err: int, why: str) -> None:
         super().__init__(why)
@@ -96,7 +96,7 @@ def _skip(btf: Btf, tid: int) -> int:
         if tid == 0 or btf.kind_of(tid) not in _MODS:
             return tid
         tid = btf[tid].type or 0
-    raise _Fail(errno.EINVAL, f"type [{tid}]: modifier chain too deep")
+    raise RelocError(errno.EINVAL, f"type [{tid}]: modifier chain too deep")
 
 
 def _kind(btf: Btf, tid: int) -> str:
@@ -109,7 +109,7 @@ def _kind_compat(k1: str, k2: str) -> bool:
 
 
 def resolve_size(btf: Btf, tid: int) -> int:
-    """btf__resolve_size (a pointer is 8 bytes); _Fail(EINVAL/E2BIG) where libbpf fails."""
+    """btf__resolve_size (a pointer is 8 bytes); RelocError(EINVAL/E2BIG) where libbpf fails."""
     nelems = 1
     for _ in range(32):  # MAX_RESOLVE_DEPTH
         k = _kind(btf, tid)
@@ -125,15 +125,15 @@ def resolve_size(btf: Btf, tid: int) -> int:
         if k == "array":
             t = btf[tid]
             if t.nelems and nelems > _U32_MAX // t.nelems:
-                raise _Fail(errno.E2BIG, f"array [{tid}] is too big")
+                raise RelocError(errno.E2BIG, f"array [{tid}] is too big")
             nelems *= t.nelems
             tid = t.type or 0
             continue
-        raise _Fail(errno.EINVAL, f"type [{tid}] ({k}) has no size")
+        raise RelocError(errno.EINVAL, f"type [{tid}] ({k}) has no size")
     else:
-        raise _Fail(errno.EINVAL, f"type [{tid}] nests too deeply")
+        raise RelocError(errno.EINVAL, f"type [{tid}] nests too deeply")
     if nelems and size > _U32_MAX // nelems:
-        raise _Fail(errno.E2BIG, f"type [{tid}] is too big")
+        raise RelocError(errno.E2BIG, f"type [{tid}] is too big")
     return nelems * size
 
 
@@ -213,29 +213,29 @@ def _is_flex_arr(btf: Btf, acc: _Acc, nelems: int) -> bool:
 def parse_spec(btf: Btf, type_id: int, access: str, kind: str) -> Spec:
     """bpf_core_parse_spec: the local spec of a relocation (``kind`` is libbpf's short name)."""
     if not access or access[0] == ":":
-        raise _Fail(errno.EINVAL, f"empty access string {access!r}")
+        raise RelocError(errno.EINVAL, f"empty access string {access!r}")
     spec = Spec(btf, type_id, kind)
     if kind in TYPE_KINDS:
         if access != "0":
-            raise _Fail(errno.EINVAL, f"type relocation with access string {access!r}")
+            raise RelocError(errno.EINVAL, f"type relocation with access string {access!r}")
         return spec
     try:
         raw = [int(x) for x in access.split(":")]
     except ValueError:
-        raise _Fail(errno.EINVAL, f"bad access string {access!r}") from None
+        raise RelocError(errno.EINVAL, f"bad access string {access!r}") from None
     if len(raw) > _SPEC_MAX_LEN:
-        raise _Fail(errno.E2BIG, "access string too long")
+        raise RelocError(errno.E2BIG, "access string too long")
     spec.raw = raw
     tid = _skip(btf, type_id)
     t = btf[tid]
     spec.acc.append(_Acc(tid, raw[0], None))
     if kind in ENUMVAL_KINDS:
         if t.kind not in _ENUMS or len(raw) > 1 or raw[0] >= t.vlen or raw[0] < 0:
-            raise _Fail(errno.EINVAL, f"enum value access {access!r} on {btf.c_name(type_id)}")
+            raise RelocError(errno.EINVAL, f"enum value access {access!r} on {btf.c_name(type_id)}")
         spec.acc[0].name = t.values[raw[0]][0]
         return spec
     if kind not in FIELD_KINDS:
-        raise _Fail(errno.EINVAL, f"unknown relocation kind {kind}")
+        raise RelocError(errno.EINVAL, f"unknown relocation kind {kind}")
     sz = resolve_size(btf, tid)
     spec.bit_offset = raw[0] * sz * 8
     for i in range(1, len(raw)):
@@ -244,7 +244,7 @@ def parse_spec(btf: Btf, type_id: int, access: str, kind: str) -> Spec:
         idx = raw[i]
         if t.kind in _COMPOSITE:
             if idx >= t.vlen or idx < 0:
-                raise _Fail(errno.EINVAL, f"member {idx} out of range in {btf.c_name(tid)}")
+                raise RelocError(errno.EINVAL, f"member {idx} out of range in {btf.c_name(tid)}")
             mname, mtype, moff, _bits = t.members[idx]
             spec.bit_offset += moff
             if mname:
@@ -254,13 +254,13 @@ def parse_spec(btf: Btf, type_id: int, access: str, kind: str) -> Spec:
             elem = _skip(btf, t.type or 0)
             flex = _is_flex_arr(btf, spec.acc[-1], t.nelems)
             if not flex and idx >= t.nelems:
-                raise _Fail(errno.EINVAL, f"index {idx} out of range of {btf.c_name(tid)}")
+                raise RelocError(errno.EINVAL, f"index {idx} out of range of {btf.c_name(tid)}")
             spec.acc.append(_Acc(elem, idx, None))
             sz = resolve_size(btf, elem)
             spec.bit_offset += idx * sz * 8
             tid = elem
         else:
-            raise _Fail(errno.EINVAL, f"access {access!r} (at idx {i}) steps into {t.kind} [{tid}]")
+            raise RelocError(errno.EINVAL, f"access {access!r} (at idx {i}) steps into {t.kind} [{tid}]")
     return spec
 
 
@@ -274,7 +274,7 @@ def _types_are_compat(lb: Btf, lid: int, tb: Btf, tid: int, level: int = 32) -> 
     while True:
         depth -= 1
         if depth < 0:
-            raise _Fail(errno.EINVAL, "type compatibility check nests too deeply")
+            raise RelocError(errno.EINVAL, "type compatibility check nests too deeply")
         lid, tid = _skip(lb, lid), _skip(tb, tid)
         lk, tk = _kind(lb, lid), _kind(tb, tid)
         if not _kind_compat(lk, tk):
@@ -295,7 +295,7 @@ def _types_are_compat(lb: Btf, lid: int, tb: Btf, tid: int, level: int = 32) -> 
                 return 0
             for (_, lp), (_, tp) in zip(lt.params, tt.params):
                 if level <= 0:
-                    raise _Fail(errno.EINVAL, "function prototypes nest too deeply")
+                    raise RelocError(errno.EINVAL, "function prototypes nest too deeply")
                 r = _types_are_compat(lb, _skip(lb, lp), tb, _skip(tb, tp), level - 1)
                 if r <= 0:
                     return r
@@ -366,12 +366,12 @@ def _composites_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool, le
 def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False, level: int = 32) -> int:
     """__bpf_core_types_match (type_matches)."""
     if level <= 0:
-        raise _Fail(errno.EINVAL, "type match nests too deeply")
+        raise RelocError(errno.EINVAL, "type match nests too deeply")
     depth = 32
     while True:
         depth -= 1
         if depth < 0:
-            raise _Fail(errno.EINVAL, "type match nests too deeply")
+            raise RelocError(errno.EINVAL, "type match nests too deeply")
         lid, tid = _skip(lb, lid), _skip(tb, tid)
         if not _names_match(_name(lb, lid), _name(tb, tid)):
             return 0
@@ -447,7 +447,7 @@ def _match_member(lb: Btf, lacc: _Acc, tb: Btf, tid: int, spec: Spec) -> tuple[i
     lname = lmember[0]
     for i, (tname, ttype, toff, _bits) in enumerate(tt.members):
         if len(spec.raw) == _SPEC_MAX_LEN:
-            raise _Fail(errno.E2BIG, "struct/union/array nesting too deep")
+            raise RelocError(errno.E2BIG, "struct/union/array nesting too deep")
         spec.bit_offset += toff
         spec.raw.append(i)
         if not tname:
@@ -503,7 +503,7 @@ def spec_match(local: Spec, tb: Btf, targ_id: int) -> tuple[int, Spec]:
                     return 0, targ
                 tid = _skip(tb, tt.type or 0)
             if len(targ.raw) == _SPEC_MAX_LEN:
-                raise _Fail(errno.E2BIG, "struct/union/array nesting too deep")
+                raise RelocError(errno.E2BIG, "struct/union/array nesting too deep")
             targ.acc.append(_Acc(tid, lacc.idx, None))
             targ.raw.append(lacc.idx)
             targ.bit_offset += lacc.idx * resolve_size(tb, tid) * 8
@@ -538,7 +538,7 @@ def _calc_field(kind: str, spec: Spec | None, insn_idx: int, local: bool) -> tup
             return spec.bit_offset // 8, resolve_size(btf, acc.type_id), acc.type_id, True
         if kind == "byte_sz":
             return resolve_size(btf, acc.type_id), 0, 0, True
-        raise _Fail(errno.EINVAL, f"relo {kind} at insn #{insn_idx} can't be applied to array access")
+        raise RelocError(errno.EINVAL, f"relo {kind} at insn #{insn_idx} can't be applied to array access")
     t = btf[acc.type_id]
     _mname, mtype, _moff, bit_sz = t.members[acc.idx]
     field_type_id = _skip(btf, mtype)
@@ -548,11 +548,11 @@ def _calc_field(kind: str, spec: Spec | None, insn_idx: int, local: bool) -> tup
     if bitfield:
         byte_sz = (mt.size or 0) if mt is not None else 0
         if byte_sz <= 0:
-            raise _Fail(errno.EINVAL, f"bitfield of {btf.c_name(acc.type_id)} has no storage size")
+            raise RelocError(errno.EINVAL, f"bitfield of {btf.c_name(acc.type_id)} has no storage size")
         byte_off = bit_off // 8 // byte_sz * byte_sz
         while bit_off + bit_sz - byte_off * 8 > byte_sz * 8:
             if byte_sz >= 8:
-                raise _Fail(errno.E2BIG, f"relo {kind} at insn #{insn_idx} can't be satisfied for bitfield")
+                raise RelocError(errno.E2BIG, f"relo {kind} at insn #{insn_idx} can't be satisfied for bitfield")
             byte_sz *= 2
             byte_off = bit_off // 8 // byte_sz * byte_sz
     else:
@@ -582,7 +582,7 @@ def _calc_field(kind: str, spec: Spec | None, insn_idx: int, local: bool) -> tup
         val = 64 - bit_sz
         validate = True
     else:
-        raise _Fail(errno.EOPNOTSUPP, f"unrecognized CO-RE relocation {kind}")
+        raise RelocError(errno.EOPNOTSUPP, f"unrecognized CO-RE relocation {kind}")
     return val & _U64, field_sz, (field_type_id if kind == "byte_off" and not bitfield else 0), validate
 
 
@@ -595,7 +595,7 @@ def _calc_type(kind: str, spec: Spec | None) -> tuple[int, bool]:
         return 1, True
     if kind == "type_size":
         return resolve_size(spec.btf, spec.root_type_id), True
-    raise _Fail(errno.EOPNOTSUPP, f"unrecognized CO-RE relocation {kind}")
+    raise RelocError(errno.EOPNOTSUPP, f"unrecognized CO-RE relocation {kind}")
 
 
 def _calc_enumval(kind: str, spec: Spec | None) -> int:
@@ -640,7 +640,7 @@ def _calc_relo(kind: str, insn_idx: int, local: Spec, targ: Spec | None) -> _Res
             res.orig_val = _calc_enumval(kind, local)
             res.new_val = _calc_enumval(kind, targ)
         else:
-            raise _Fail(errno.EOPNOTSUPP, f"unrecognized CO-RE relocation {kind}")
+            raise RelocError(errno.EOPNOTSUPP, f"unrecognized CO-RE relocation {kind}")
     except _Poison:
         res.poison = True
     return res
@@ -692,11 +692,13 @@ class RelocResult:
     target_path: str = ""
     candidates: int = 0
     reason: str = ""  # why it failed or was poisoned
+    dead_code: bool = False  # poisoned, but no path reaches the instruction (pybpf.spec.reach)
 
     def as_dict(self) -> dict[str, object]:
         """The result as plain data (``pybpf check --json``)."""
         return {"insn": self.insn, "kind": self.kind, "access": self.access, "path": self.path,
-                "value": self.value, "ok": self.ok, "poisoned": self.poisoned, "fatal": self.fatal,
+                "value": self.value, "ok": self.ok, "poisoned": self.poisoned, "dead_code": self.dead_code,
+                "fatal": self.fatal,
                 "index": self.index, "section": self.section, "local_type": self.local_type,
                 "target_type_id": self.target_type_id, "target_access": self.target_access,
                 "target_path": self.target_path, "reason": self.reason}
@@ -737,7 +739,7 @@ class Relocator:
     def _find_cands(self, local_id: int) -> list[tuple[Btf, int]]:
         lname = _name(self.local, local_id)
         if not lname:
-            raise _Fail(errno.EINVAL, f"target candidate search failed for anonymous "
+            raise RelocError(errno.EINVAL, f"target candidate search failed for anonymous "
                                       f"[{local_id}] {_kind(self.local, local_id)}")
         ess = essential_name(lname)
         lk = _kind(self.local, local_id)
@@ -764,14 +766,14 @@ class Relocator:
         try:
             local = parse_spec(self.local, r.type_id, r.access, r.kind)
             path = local.c_path()
-        except _Fail as e:
+        except RelocError as e:
             return RelocResult(**base, path=path, value=None, orig=None, ok=False, fatal=True,  # type: ignore[arg-type]
                                reason=f"parsing [{r.type_id}] {local_type} + {r.access} failed: {e.why}")
         base["path"] = path
         try:
             res, targ, ncands = self._calc(r, local)
             return self._patch(r, res, targ, ncands, base, local)
-        except _Fail as e:
+        except RelocError as e:
             return RelocResult(**base, value=None, orig=None, ok=False, fatal=True, reason=e.why)  # type: ignore[arg-type]
 
     def _calc(self, r: RelocInput, local: Spec) -> tuple[_Res, Spec | None, int]:
@@ -783,13 +785,13 @@ class Relocator:
             cands = self._find_cands(r.type_id)
             self._cands[r.type_id] = cands
         if not _name(self.local, r.type_id):
-            raise _Fail(errno.EOPNOTSUPP, f"<{r.kind}> relocation doesn't support anonymous types")
+            raise RelocError(errno.EOPNOTSUPP, f"<{r.kind}> relocation doesn't support anonymous types")
         kept: list[tuple[Btf, int]] = []
         best: tuple[_Res, Spec] | None = None
         for btf, cid in cands:
             found, cand = spec_match(local, btf, cid)
             if found < 0:
-                raise _Fail(errno.EINVAL, f"error matching candidate [{cid}]")
+                raise RelocError(errno.EINVAL, f"error matching candidate [{cid}]")
             if not found:
                 continue
             self.last_matches.append(cand)
@@ -797,11 +799,11 @@ class Relocator:
             if best is None:
                 best = (cres, cand)
             elif cand.bit_offset != best[1].bit_offset:
-                raise _Fail(errno.EINVAL, f"field offset ambiguity: {cand.bit_offset} != "
+                raise RelocError(errno.EINVAL, f"field offset ambiguity: {cand.bit_offset} != "
                                           f"{best[1].bit_offset} (candidates [{best[1].root_type_id}] "
                                           f"and [{cid}] of {_name(self.local, r.type_id)})")
             elif cres.poison != best[0].poison or cres.new_val != best[0].new_val:
-                raise _Fail(errno.EINVAL, f"relocation decision ambiguity: candidates "
+                raise RelocError(errno.EINVAL, f"relocation decision ambiguity: candidates "
                                           f"[{best[1].root_type_id}] and [{cid}] give "
                                           f"{best[0].new_val} and {cres.new_val}")
             kept.append((btf, cid))
@@ -823,23 +825,23 @@ class Relocator:
                                reason=self._missing(r, local), **tinfo)  # type: ignore[arg-type]
         raw = r.insn_bytes
         if len(raw) < 8:
-            raise _Fail(errno.EINVAL, f"insn #{r.insn} is outside the program")
+            raise RelocError(errno.EINVAL, f"insn #{r.insn} is outside the program")
         code, dst, src, off, imm = _insn_fields(raw, 0)
         cls = code & 7
         orig, new = res.orig_val, res.new_val
         if cls in (_ALU, _ALU64):
             if code & 0x08:
-                raise _Fail(errno.EINVAL, f"insn #{r.insn} (ALU/ALU64) has a register source")
+                raise RelocError(errno.EINVAL, f"insn #{r.insn} (ALU/ALU64) has a register source")
             if res.validate and (imm & _U64) != orig:
-                raise _Fail(errno.EINVAL, f"unexpected insn #{r.insn} (ALU/ALU64) value: got {imm & _U32_MAX}, "
+                raise RelocError(errno.EINVAL, f"unexpected insn #{r.insn} (ALU/ALU64) value: got {imm & _U32_MAX}, "
                                           f"exp {orig} -> {new}")
             return RelocResult(**base, value=new, orig=imm & _U64, ok=True, patch="imm", **tinfo)  # type: ignore[arg-type]
         if cls in (_LDX, _ST, _STX):
             if res.validate and (off & _U64) != orig:
-                raise _Fail(errno.EINVAL, f"unexpected insn #{r.insn} (LDX/ST/STX) value: got {off & 0xFFFF}, "
+                raise RelocError(errno.EINVAL, f"unexpected insn #{r.insn} (LDX/ST/STX) value: got {off & 0xFFFF}, "
                                           f"exp {orig} -> {new}")
             if new > _SHRT_MAX:
-                raise _Fail(errno.ERANGE, f"insn #{r.insn} (LDX/ST/STX) value too big: {new}")
+                raise RelocError(errno.ERANGE, f"insn #{r.insn} (LDX/ST/STX) value too big: {new}")
             if res.fail_memsz_adjust:
                 return RelocResult(**base, value=None, orig=off & _U64, ok=False, poisoned=True,  # type: ignore[arg-type]
                                    reason=f"insn #{r.insn} (LDX/ST/STX) accesses field incorrectly: the field's "
@@ -849,25 +851,25 @@ class Relocator:
             if res.new_sz != res.orig_sz:
                 have = _SIZE_BYTES.get(code & 0x18, -1)
                 if have != res.orig_sz:
-                    raise _Fail(errno.EINVAL, f"insn #{r.insn} (LDX/ST/STX) unexpected mem size: got {have}, "
+                    raise RelocError(errno.EINVAL, f"insn #{r.insn} (LDX/ST/STX) unexpected mem size: got {have}, "
                                               f"exp {res.orig_sz}")
                 if res.new_sz not in _BYTES_SIZE:
-                    raise _Fail(errno.EINVAL, f"insn #{r.insn} (LDX/ST/STX) invalid new mem size: {res.new_sz}")
+                    raise RelocError(errno.EINVAL, f"insn #{r.insn} (LDX/ST/STX) invalid new mem size: {res.new_sz}")
                 mem = (res.orig_sz, res.new_sz)
             return RelocResult(**base, value=new, orig=off & _U64, ok=True, patch="off", mem_size=mem,  # type: ignore[arg-type]
                                **tinfo)  # type: ignore[arg-type]
         if cls == _LD:
             if code != 0x18 or src != 0 or off != 0 or len(raw) < 16:
-                raise _Fail(errno.EINVAL, f"insn #{r.insn} (LDIMM64) has unexpected form")
+                raise RelocError(errno.EINVAL, f"insn #{r.insn} (LDIMM64) has unexpected form")
             code2, dst2, src2, off2, imm2 = _insn_fields(raw, 1)
             if code2 or dst2 or src2 or off2:
-                raise _Fail(errno.EINVAL, f"insn #{r.insn} (LDIMM64) has unexpected form")
+                raise RelocError(errno.EINVAL, f"insn #{r.insn} (LDIMM64) has unexpected form")
             imm64 = (imm & _U32_MAX) | ((imm2 & _U32_MAX) << 32)
             if res.validate and imm64 != orig:
-                raise _Fail(errno.EINVAL, f"unexpected insn #{r.insn} (LDIMM64) value: got {imm64}, "
+                raise RelocError(errno.EINVAL, f"unexpected insn #{r.insn} (LDIMM64) value: got {imm64}, "
                                           f"exp {orig} -> {new}")
             return RelocResult(**base, value=new, orig=imm64, ok=True, patch="imm64", **tinfo)  # type: ignore[arg-type]
-        raise _Fail(errno.EINVAL, f"trying to relocate unrecognized insn #{r.insn}, code:{code:#x}")
+        raise RelocError(errno.EINVAL, f"trying to relocate unrecognized insn #{r.insn}, code:{code:#x}")
 
     def _missing(self, r: RelocInput, local: Spec) -> str:
         """Name what the target lacks, for a poisoned relocation."""

@@ -54,7 +54,7 @@ def _value(r: dict[str, Any]) -> str:
     if r["fatal"]:
         return "FAILS"
     if r["poisoned"]:
-        return "poisoned"
+        return "poisoned (dead code)" if r["dead_code"] else "poisoned"
     return str(r["value"])
 
 
@@ -81,7 +81,7 @@ def check_command(
             rows = []
             for p in t["programs"]:
                 for r in p["relocations"]:
-                    if verbose or not r["ok"]:
+                    if verbose or (not r["ok"] and not r["dead_code"]):
                         rows.append((p["name"], r["insn"], r["kind"], r["path"], r["access"], _value(r),
                                      r["reason"] or ""))
             verdicts = ", ".join(f"{p['name']}: {p['verdict']}" for p in t["programs"]) or "no programs"

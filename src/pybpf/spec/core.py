@@ -13,8 +13,10 @@ loaded by default and libbpf skips their relocations), and runs the engine of
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import re
+import struct
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -23,6 +25,7 @@ from pybpf.btf.relo import KIND_SHORT, RelocInput, RelocResult, Relocator
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf
 from pybpf.errors import CoreRelocationError, ObjectFormatError
 from pybpf.spec.elf import ObjectSpec, inspect
+from pybpf.spec.reach import reachable
 
 __all__ = ["Target", "check", "libbpf_relocations", "relocation_error", "relocation_inputs", "relocate", "load_target", "kernel_target"]
 
@@ -95,12 +98,61 @@ def relocation_inputs(spec: ObjectSpec, *, include_skipped: bool = False) -> lis
 
 
 def relocate(spec: ObjectSpec, target: Target | Btf) -> list[RelocResult]:
-    """Every relocation of ``spec`` resolved against ``target``, in libbpf's order."""
+    """Every relocation of ``spec`` resolved against ``target``, in libbpf's order; a poisoned
+    instruction no path reaches once the others are patched is marked ``dead_code``."""
     if spec.btf is None:
         return []
     t = target if isinstance(target, Target) else Target(target.name, target)
     engine = Relocator(spec.btf, t.btf, t.modules)
-    return engine.resolve_all(relocation_inputs(spec))
+    return _mark_dead_code(spec, engine.resolve_all(relocation_inputs(spec)))
+
+
+def _function_ranges(spec: ObjectSpec) -> dict[tuple[str, str], tuple[int, int]]:
+    """(section, function) -> (first byte, byte length), as libbpf splits sections into functions."""
+    starts: dict[str, list[tuple[int, int, str]]] = {}
+    for name, value, size, typ, _bind, shndx in spec._syms:
+        if typ == _STT_FUNC and 0 <= shndx < len(spec._secs):
+            starts.setdefault(spec._secs[shndx].name, []).append((value, size, name))
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for sec, funcs in starts.items():
+        funcs.sort()
+        end = len(spec.sections[sec].data) if sec in spec.sections else 0
+        for i, (value, size, name) in enumerate(funcs):
+            if not size:
+                size = (funcs[i + 1][0] if i + 1 < len(funcs) else end) - value
+            out[(sec, name)] = (value, max(size, 0))
+    return out
+
+
+def _mark_dead_code(spec: ObjectSpec, results: list[RelocResult]) -> list[RelocResult]:
+    poisoned = {(r.section, r.program) for r in results if r.poisoned}
+    if not poisoned:
+        return results
+    ranges = _function_ranges(spec)
+    dead: set[tuple[str, str, int]] = set()
+    for sec, prog in poisoned:
+        rng = ranges.get((sec, prog))
+        section = spec.sections.get(sec)
+        if rng is None or section is None:
+            continue
+        start, size = rng
+        raw = bytearray(section.data[start:start + size])
+        for r in results:  # patch what libbpf patches: the constants the guards test
+            if r.section != sec or r.program != prog or r.value is None or not 0 <= 8 * r.insn < len(raw):
+                continue
+            at = 8 * r.insn
+            if r.patch == "imm":
+                struct.pack_into("<I", raw, at + 4, r.value & 0xFFFFFFFF)
+            elif r.patch == "off" and r.value <= 0x7FFF:
+                struct.pack_into("<h", raw, at + 2, r.value)
+            elif r.patch == "imm64" and at + 16 <= len(raw):
+                struct.pack_into("<II", raw, at + 4, r.value & 0xFFFFFFFF, 0)
+                struct.pack_into("<I", raw, at + 12, (r.value >> 32) & 0xFFFFFFFF)
+        targets = {r.insn for r in results if r.poisoned and r.section == sec and r.program == prog}
+        hit = reachable(bytes(raw), targets)
+        dead |= {(sec, prog, i) for i in targets - hit}
+    return [dataclasses.replace(r, dead_code=True) if r.poisoned and (r.section, r.program, r.insn) in dead
+            else r for r in results]
 
 
 def _as_spec(obj: Any) -> ObjectSpec:
@@ -130,16 +182,18 @@ def program_report(spec: ObjectSpec, results: list[RelocResult]) -> list[dict[st
     for name in names:
         mine = [r for r in results if r.program == name]
         fatal = [r for r in mine if r.fatal]
-        poisoned = [r for r in mine if r.poisoned]
+        poisoned = [r for r in mine if r.poisoned and not r.dead_code]
+        guarded = [r for r in mine if r.poisoned and r.dead_code]
         if fatal:
             verdict = "fails"
-            why = f"relocation #{fatal[0].index} at insn {fatal[0].insn} fails: {fatal[0].reason}"
+            why = (f"relocation #{fatal[0].index} at instruction {fatal[0].insn} fails: {fatal[0].reason}; "
+                   f"the whole object fails to load")
         elif poisoned:
-            verdict = "poisoned"
-            why = "; ".join(f"{r.reason}: program `{name}` will fail at instruction {r.insn} "
-                            f"unless it is dead code" for r in poisoned)
+            verdict = "fails"
+            why = "; ".join(f"{r.reason}: program `{name}` will fail at instruction {r.insn}" for r in poisoned)
         else:
-            verdict, why = "ok", ""
+            verdict = "ok"
+            why = "; ".join(f"{r.reason} (instruction {r.insn} is dead code: guarded)" for r in guarded)
         out.append({"name": name, "ok": verdict == "ok", "verdict": verdict, "reason": why,
                     "relocations": [r.as_dict() for r in mine]})
     return out
@@ -236,7 +290,7 @@ def relocation_error(spec: ObjectSpec, log: str, *, target: str | None = None,
         prog = progs[-1] if progs else ""
         m = _POISON_CALL.findall(log)
         at = int(m[-1]) if m else -1
-        mine = [r for r in results if r.poisoned and r.program == prog]
+        mine = sorted((r for r in results if r.poisoned and r.program == prog), key=lambda r: r.dead_code)
         chosen = next((r for r in mine if r.insn == at), None) or (mine[0] if mine else None) or \
             next((r for r in results if r.poisoned), None)
     if chosen is None:
