@@ -68,14 +68,19 @@ def fail(message: str) -> None:
 
 
 @contextmanager
-def loaded(name: str, rodata: Mapping[str, Any] | None = None,
-           programs: list[str] | None = None) -> Iterator[pybpf.Object]:
-    """Open the bundled object ``name``, set rodata, load, attach (all or ``programs``)."""
+def loaded(name: str, rodata: Mapping[str, Any] | None = None, programs: list[str] | None = None,
+           before_attach: Callable[[pybpf.Object], None] | None = None) -> Iterator[pybpf.Object]:
+    """Open the bundled object ``name``, set rodata, load, attach (all or ``programs``).
+
+    ``before_attach(obj)`` runs between load and attach (fill filter maps there).
+    """
     obj = pybpf.open(pybpf.bundled(name))
     try:
         for key, value in (rodata or {}).items():
             obj.rodata[key] = value
         obj.load()
+        if before_attach is not None:
+            before_attach(obj)
         if programs is None:
             obj.attach()
         else:
