@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "map": ("pybpf.cli.kernel", "map_app"),
     "usdt": ("pybpf.cli.usdt", "usdt_app"),
     "tool": ("pybpf.cli.tool", "tool_command", "TOOL_CONTEXT"),
+    "export": ("pybpf.cli.export", "export_command"),
     "bench": ("pybpf.cli.benchcmd", "bench_command"),
 }
 

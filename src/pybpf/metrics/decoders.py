@@ -1,0 +1,92 @@
+"""Label decoders: a raw key field (a number, a ``char[]``, address bytes) -> label text.
+
+Owns the table of decoder names a metrics config may use (``decoder = "syscall"``)
+and the per-value cache that makes decoding 10k series per scrape cheap: each
+distinct raw value is decoded once per collector. The decoding itself lives in
+:mod:`pybpf.toolkit`, where tools use it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pybpf import toolkit
+
+__all__ = ["DECODERS", "CachedDecoder", "decoder_names"]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, np.bytes_)):
+        return toolkit.cstr(value)
+    if isinstance(value, np.ndarray):
+        return " ".join(str(v) for v in value.tolist())
+    return str(value)
+
+
+def _ipv4(value: Any) -> str:
+    return toolkit.ip_address(value if isinstance(value, (int, np.integer)) else bytes(value)[:4], 2)
+
+
+def _ipv6(value: Any) -> str:
+    return toolkit.ip_address(bytes(value)[:16], 10)
+
+
+def _inet(value: Any) -> str:
+    if isinstance(value, (int, np.integer)):
+        return _ipv4(value)
+    data = bytes(value)
+    # a 16-byte field holding a v4 address in its first 4 bytes (zeros after), as tracepoints store them
+    if len(data) == 4 or (len(data) == 16 and not any(data[4:])):
+        return toolkit.ip_address(data[:4], 2)
+    return toolkit.ip_address(data, 10)
+
+
+DECODERS: dict[str, Callable[[Any], str]] = {
+    "none": _text,
+    "cstring": lambda v: toolkit.cstr(v),
+    "syscall": lambda v: toolkit.syscall_name(int(v)),
+    "ksym": lambda v: toolkit.ksym(int(v)),
+    "ipv4": _ipv4,
+    "ipv6": _ipv6,
+    "inet": _inet,
+    "cgroup": lambda v: toolkit.cgroup_path(int(v)),
+    "errno": lambda v: toolkit.errno_name(int(v)),
+    "tcp_state": lambda v: toolkit.tcp_state(int(v)),
+    "hex": lambda v: f"0x{int(v):x}",
+}
+
+
+def decoder_names() -> list[str]:
+    """The names a config's ``decoder =`` accepts."""
+    return sorted(DECODERS)
+
+
+class CachedDecoder:
+    """One decoder with a cache of raw value -> text (cleared when it passes ``limit`` entries)."""
+
+    __slots__ = ("_cache", "_fn", "_limit", "name")
+
+    def __init__(self, name: str, limit: int = 200_000) -> None:
+        self.name = name
+        self._fn = DECODERS[name]
+        self._cache: dict[Any, str] = {}
+        self._limit = limit
+
+    def __call__(self, value: Any) -> str:
+        try:
+            return self._cache[value]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable (an array field): decode every time
+            return self._fn(value)
+        if len(self._cache) >= self._limit:
+            self._cache.clear()
+        text = self._cache[value] = self._fn(value)
+        return text
+
+    def many(self, values: list[Any]) -> list[str]:
+        """Decode a column of raw values."""
+        return [self(v) for v in values]

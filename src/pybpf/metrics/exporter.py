@@ -1,0 +1,92 @@
+"""The exporter behind ``pybpf export``: load each config's object, attach, serve ``/metrics``.
+
+Owns the lifetime of what it loads: every object is opened, given its rodata,
+loaded and attached here, and closed by :meth:`Exporter.close` (links, maps and
+the libbpf object, in that order), which also stops the HTTP server.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+
+import pybpf
+from pybpf.metrics.collector import BpfCollector, ObjectMetrics
+from pybpf.metrics.config import Config, ConfigError, load_config
+
+__all__ = ["Exporter"]
+
+
+class Exporter:
+    """Objects loaded from configs, one registry with their collector, and an optional HTTP server."""
+
+    def __init__(self, configs: Iterable[str | Path | Config]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = BpfCollector()
+        self.objects: list[pybpf.Object] = []
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        try:
+            for item in configs:
+                cfg = item if isinstance(item, Config) else load_config(item)
+                self.collector.add(self._load(cfg))
+        except BaseException:
+            self.close()
+            raise
+        self.registry.register(self.collector)
+
+    def _load(self, cfg: Config) -> ObjectMetrics:
+        obj = pybpf.open(cfg.object_path())
+        self.objects.append(obj)
+        for name, value in cfg.rodata.items():
+            try:
+                obj.rodata[name] = value
+            except (KeyError, LookupError) as exc:
+                raise cfg.error(("object", "rodata", name), f"no .rodata variable {name!r} in {cfg.object}"
+                                f" ({', '.join(obj.rodata)})") from exc
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise cfg.error(("object", "rodata", name), str(exc)) from exc
+        metrics = None
+        obj.load()
+        metrics = ObjectMetrics(cfg, obj)  # checks maps/fields/globals before anything attaches
+        if cfg.programs is None:
+            obj.attach()
+        else:
+            for i, prog in enumerate(cfg.programs):
+                if prog not in obj.programs:
+                    raise cfg.error(("object", "programs", i), f"no program {prog!r} in {cfg.object}; "
+                                    f"programs: {', '.join(obj.programs)}")
+                obj.programs[prog].attach()
+        return metrics
+
+    def exposition(self) -> bytes:
+        """One scrape's text, as ``/metrics`` serves it."""
+        return generate_latest(self.registry)
+
+    def serve(self, addr: str = "127.0.0.1", port: int = 9435) -> int:
+        """Start serving ``/metrics`` in a thread; returns the port (useful with ``port=0``)."""
+        self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        """Stop the server (if any) and close every object (links first)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        while self.objects:
+            self.objects.pop().close()
+
+    def __enter__(self) -> Exporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
