@@ -17,7 +17,8 @@
 APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool cmake make iproute2 util-linux \
                 python3 python3-venv \
                 gcc python3.11 systemtap-sdt-dev \
-                clang-19
+                clang-19 \
+                prometheus libbpf-tools
 
 PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
 VENV := $(CURDIR)/.venv

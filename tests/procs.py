@@ -1,0 +1,100 @@
+"""Running tracing tools as real processes in tests: our `pybpf tool`/`pybpf export` and their
+C twins from Debian's libbpf-tools, with their output collected line by line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, needs_kernel
+
+LIBBPF_TOOLS = "/usr/sbin"
+
+
+def pybpf_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pybpf.cli", *args]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    e["PYTHONUNBUFFERED"] = "1"
+    return e
+
+
+def c_tool(name: str) -> list[str]:
+    """The libbpf-tools binary, line-buffered (stdbuf), or skip/fail when not installed."""
+    path = os.path.join(LIBBPF_TOOLS, name)
+    if not os.path.exists(path):
+        needs_kernel(f"needs Debian's libbpf-tools ({path}; make setup installs it)")
+    return ["stdbuf", "-oL", path]
+
+
+class Proc:
+    """A process whose stdout and stderr lines are collected by reader threads."""
+
+    def __init__(self, argv: list[str], **kw: object) -> None:
+        self.argv = argv
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env(), **kw)  # type: ignore[call-overload]
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [threading.Thread(target=self._read, args=(self.p.stdout, self.out), daemon=True),
+                         threading.Thread(target=self._read, args=(self.p.stderr, self.err), daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _read(stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.05)
+        if pred():
+            return
+        pytest.fail(f"{self.argv[0:4]}: timed out waiting for {what or pred}; rc={self.p.poll()}\n"
+                    f"stdout: {self.out[-20:]}\nstderr: {self.err[-20:]}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        """Send ``sig``, wait for the exit and the readers; returns the exit code."""
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            rc = self.p.wait()
+            pytest.fail(f"{self.argv[:4]} did not stop on signal {sig}; stderr: {self.err[-20:]}")
+        for t in self._threads:
+            t.join(5)
+        return rc
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def unique_binary(tmp: Path, source: str, prefix: str) -> Path:
+    """A copy of ``source`` under a unique name (so its comm picks out the test's workload)."""
+    name = f"{prefix}{os.getpid() % 100000:05d}"[:15]
+    dest = tmp / name
+    shutil.copy(source, dest)
+    dest.chmod(0o755)
+    return dest
