@@ -206,7 +206,7 @@ def _plain_column(col: np.ndarray) -> list[Any]:
     return col.tolist()
 
 
-def _family(spec: MetricSpec, label_names: list[str]) -> Metric:
+def _family(spec: MetricSpec, label_names: list[str]) -> CounterMetricFamily | GaugeMetricFamily:
     if spec.kind == "counter":
         return CounterMetricFamily(spec.name, spec.help, labels=label_names)
     return GaugeMetricFamily(spec.name, spec.help, labels=label_names)

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 import pybpf
+from pybpf.events.base import EventSource
 
-__all__ = ["Stop", "emit_json", "loaded", "run_events", "fail"]
+__all__ = ["Stop", "emit_json", "fail", "loaded", "ready_message", "run_events"]
 
 
 class Stop:
@@ -91,7 +92,7 @@ def loaded(name: str, rodata: Mapping[str, Any] | None = None, programs: list[st
         obj.close()
 
 
-def run_events(rb: pybpf.RingBuffer, handle: Callable[[np.ndarray], None], stop: Stop,
+def run_events(rb: EventSource, handle: Callable[[np.ndarray], None], stop: Stop,
                ready: Callable[[], None] | None = None) -> None:
     """Feed ring buffer batches to ``handle`` until ``stop``; what is left is drained last."""
     if ready is not None:
@@ -100,7 +101,7 @@ def run_events(rb: pybpf.RingBuffer, handle: Callable[[np.ndarray], None], stop:
         batch = rb.poll(0.1)
         if len(batch):
             handle(batch)
-    batch = rb.drain()
+    batch = rb.poll(0)
     if len(batch):
         handle(batch)
 
