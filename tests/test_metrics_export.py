@@ -224,3 +224,20 @@ def test_a_real_prometheus_server_scrapes_the_exporter(tmp_path: Path) -> None:
         exporter.stop(signal.SIGTERM)
         shutil.rmtree(data, ignore_errors=True)
     assert not data.exists()
+
+
+def test_the_readme_config_example_loads_and_serves() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("### Config format", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    cfg = parse_config(block, "README.md")
+    assert {s.kind for s in cfg.metrics} == {"counter", "gauge", "histogram"}
+    with Exporter([cfg]) as ex:
+        time.sleep(0.2)
+        fams = _families(ex.exposition().decode())
+    assert fams["pybpf_runqueue_latency_seconds"].type == "histogram"
+    assert _value(fams, "pybpf_runqueue_wait_seconds") > 0
+    slots = [s for s in fams["pybpf_runqueue_latency_slot_events"].samples]
+    assert slots and all(s.value > 0 and s.labels["slot"].isdigit() for s in slots)
+    total = sum(s.value for s in slots)
+    count = _value(fams, "pybpf_runqueue_latency_seconds", le="+Inf")
+    assert count == total   # one read of `hist` per scrape serves both metrics: the same snapshot
