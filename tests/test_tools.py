@@ -204,8 +204,9 @@ def test_runqlat_histogram_total_agrees_with_libbpf_tools() -> None:
         work.kill()
     mine, c = _parse_hist(ours.out), _parse_hist(theirs.out)
     total_mine, total_c = sum(mine.values()), sum(c.values())
-    # each of the n sleeps ends in a wake-up and a switch-in; preemptions add a few more
-    assert total_mine >= n and total_c >= n
+    # most of the n sleeps end in a wake-up and a switch-in (not all: a timer that fires before the
+    # task has left the CPU makes none), preemptions add a few: the workload made hundreds of events
+    assert total_c >= n // 2 and total_mine >= n // 2
     # the same events by both: totals agree within 2% (a wake-up racing an attach, at most a few)
     assert abs(total_mine - total_c) <= max(3, 0.02 * total_c), (mine, c)
     # slots with a tenth of the events or more are slots in the C histogram too (same bounds)
