@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Any, List, Optional
+from typing import Any, List
 
 import typer
 

@@ -240,6 +240,7 @@ class ObjectMetrics:
         self.metrics = [_Metric(cfg, spec, obj) for spec in cfg.metrics]
 
     def collect(self) -> Iterator[Metric]:
+        """This config's metric families, each map read once for all of them."""
         cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for metric in self.metrics:
             yield metric.collect(cache)
@@ -256,12 +257,15 @@ class BpfCollector(Collector):
         self.sources = list(sources)
 
     def add(self, source: ObjectMetrics) -> None:
+        """Serve one more config's metrics."""
         self.sources.append(source)
 
     def describe(self) -> list[Metric]:
+        """Nothing: registering must not read the maps (prometheus_client calls this then)."""
         return []  # no collect() at registration time
 
     def collect(self) -> Iterator[Metric]:
+        """Every source's metric families, read now (called by prometheus_client per scrape)."""
         for source in self.sources:
             yield from source.collect()
 

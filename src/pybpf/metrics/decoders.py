@@ -76,6 +76,7 @@ class CachedDecoder:
         self._limit = limit
 
     def __call__(self, value: Any) -> str:
+        """The label text of one raw value (cached)."""
         try:
             return self._cache[value]
         except KeyError:

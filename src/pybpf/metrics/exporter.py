@@ -7,7 +7,6 @@ the libbpf object, in that order), which also stops the HTTP server.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 
 import pybpf
 from pybpf.metrics.collector import BpfCollector, ObjectMetrics
-from pybpf.metrics.config import Config, ConfigError, load_config
+from pybpf.metrics.config import Config, load_config
 
 __all__ = ["Exporter"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-import numpy as np
 import typer
 
 from pybpf.toolkit import log2_bounds, print_log2_hist, strftime_hms

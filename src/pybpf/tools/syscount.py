@@ -13,7 +13,6 @@ import errno as errno_mod
 import time
 from typing import Optional
 
-import numpy as np
 import typer
 
 from pybpf.kernel.syscalls import SYSCALLS, syscall_name

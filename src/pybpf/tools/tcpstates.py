@@ -8,7 +8,6 @@ a ``transitions`` counter map for ``pybpf export tcpstates``.
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 import numpy as np
