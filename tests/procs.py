@@ -81,14 +81,21 @@ class Proc:
             self.p.kill()
             rc = self.p.wait()
             pytest.fail(f"{self.argv[:4]} did not stop on signal {sig}; stderr: {self.err[-20:]}")
+        self._close()
+        return rc
+
+    def _close(self) -> None:
         for t in self._threads:
             t.join(5)
-        return rc
+        for stream in (self.p.stdout, self.p.stderr):
+            if stream is not None:
+                stream.close()
 
     def kill(self) -> None:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+        self._close()
 
 
 def unique_binary(tmp: Path, source: str, prefix: str) -> Path:

@@ -116,10 +116,25 @@ def test_opensnoop_sees_the_same_opens_as_libbpf_tools(tmp_path: Path) -> None:
     assert mine == c                                # same events, same order
 
 
-def _workload(code: str) -> subprocess.Popen[str]:
-    """A Python process that waits for a line on stdin, then runs ``code`` and exits."""
-    return subprocess.Popen([sys.executable, "-c", f"import sys, os, time\nsys.stdin.readline()\n{code}"],
-                            stdin=subprocess.PIPE, text=True)
+class _Work(subprocess.Popen):  # type: ignore[type-arg]
+    def kill(self) -> None:
+        if self.poll() is None:
+            super().kill()
+            self.wait()
+        for stream in (self.stdin, self.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+def _workload(code: str) -> _Work:
+    """A Python process that starts up, says ready, waits for a line on stdin, runs ``code``, exits.
+
+    Started before the tools and waited for, so both tools see exactly what follows its start-up.
+    """
+    work = _Work([sys.executable, "-c", f"import sys, os, time\nprint('ready', flush=True)\n"
+                  f"sys.stdin.readline()\n{code}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert work.stdout is not None and work.stdout.readline() == "ready\n"
+    return work
 
 
 def _parse_syscount(lines: list[str]) -> dict[str, int]:
