@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pybpf._sys.resource import Resource
 import pybpf.events  # noqa: F401 (registers the stream readers of maps)
 from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.hub import find_btf
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf, read_file
@@ -100,7 +101,8 @@ class Object(Resource):
         self._state = ObjectState.CLOSED
         # Held by load(), close() and every use of libbpf's object or its maps/programs before
         # load: libbpf frees them in bpf_object__close, which must not run under another call.
-        self._lock = threading.RLock()
+        self._lock: threading.RLock
+        fresh_locks(self, _lock=threading.RLock)  # new ones in a fork()ed child (pybpf._sys.forksafe)
         self._links: list[Link] = []
         self._keep: list[Any] = []
         self.load_log = ""

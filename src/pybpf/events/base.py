@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pybpf._sys.forksafe import on_fork_child
 from pybpf._sys.resource import Resource
 from pybpf.errors import BpfError, BpfPermissionError, ClosedError, RecordFormatError, WrongMapTypeError
 from pybpf.maps.map import Map
@@ -112,6 +113,7 @@ class EventSource(Resource):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = 0
+        on_fork_child(self, EventSource._after_fork)
         self._closed = True       # the subclass opens it once fully built
         self._released = False
         self._epoll = select.epoll()
@@ -121,6 +123,12 @@ class EventSource(Resource):
             self._epoll.close()
             raise
         self._epoll.register(self._wake, select.EPOLLIN)
+
+    @staticmethod
+    def _after_fork(source: EventSource) -> None:
+        """In a fork()ed child: the calls in flight were other threads' (see pybpf._sys.forksafe)."""
+        source._lock = threading.Lock()
+        source._active = 0
 
     @property
     def closed(self) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, BufferFullError, ClosedError, RecordFormatError, WrongMapTypeError
@@ -113,7 +114,8 @@ class RingBuffer(EventSource):
         self._pending: deque[bytes] = deque()     # libbpf reader: records beyond max_records
         self._rb: Any = ffi.NULL                  # libbpf ring_buffer (callback mode / libbpf reader)
         self._cb_handle: Any = None
-        self._read_lock = threading.Lock()
+        self._read_lock: threading.Lock
+        fresh_locks(self, _read_lock=threading.Lock)
         self._borrowing = False                   # a borrow() block is open
         self._fd = os.dup(map.fd)
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
@@ -48,7 +49,8 @@ class UserRingBuffer(Resource):
         self.name = map.name
         self._what = f"user ring buffer {map.name}"
         self.dtype = record_dtype(map, dtype, "UserRingBuffer")
-        self._lock = threading.Lock()
+        self._lock: threading.Lock
+        fresh_locks(self, _lock=threading.Lock)
         with _libbpf.capture() as log:
             ptr = lib.user_ring_buffer__new(map.fd, ffi.NULL)
         if ptr == ffi.NULL:

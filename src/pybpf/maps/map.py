@@ -42,6 +42,7 @@ import numpy as np
 
 from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.forksafe import fresh_locks
 from pybpf.maps import batch
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
@@ -125,8 +126,11 @@ class Map(Resource):
         self._value_dtype: np.dtype | None = np.dtype(value_dtype) if value_dtype is not None else None
         self._keys: Layout | None = None
         self._values: Layout | None = None
-        self._lock = threading.Lock()      # guards the shared per-key buffers around a syscall
-        self._setup_lock = threading.RLock()  # guards one-time set-up (fd copy, layouts)
+        # _lock guards the shared per-key buffers around a syscall, _setup_lock one-time set-up
+        # (fd copy, layouts); a fork()ed child gets new ones (pybpf._sys.forksafe)
+        self._lock: threading.Lock
+        self._setup_lock: threading.RLock
+        fresh_locks(self, _lock=threading.Lock, _setup_lock=threading.RLock)
         self._fast: FastPath | None = None  # set once the map exists and its types qualify
         self._batch_support: dict[str, bool] = {}
         # facts cached by _layouts() for the per-key path
