@@ -91,8 +91,19 @@ def seed_objects() -> dict[str, bytes]:
     return _SEEDS
 
 
+_REGIONS: dict[bytes, dict[str, tuple[int, int]]] = {}
+
+
 def _regions(data: bytes) -> dict[str, tuple[int, int]]:
-    """Byte ranges worth mutating on their own: sections that libbpf parses, the header table."""
+    """Byte ranges worth mutating on their own: sections that libbpf parses, the header table
+    (parsed once per seed)."""
+    found = _REGIONS.get(data)
+    if found is None:
+        found = _REGIONS[data] = _parse_regions(data)
+    return found
+
+
+def _parse_regions(data: bytes) -> dict[str, tuple[int, int]]:
     regions = {"file": (0, len(data))}
     try:
         from elftools.elf.elffile import ELFFile
