@@ -149,3 +149,151 @@ def test_sigint_during_a_blocking_call(kernel, bundled, what):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "interrupted after" in result.stdout, result.stdout + result.stderr[-2000:]
     assert float(result.stdout.split()[-1]) < 30  # far from the 60 s the call would wait
+
+
+# Every public call of a kind, in a thread, while the main thread closes the object: the call
+# either works or raises ClosedError, never another error (EBADF, "mmap closed", NoneType...),
+# and never acts on an fd number given back to the kernel (and maybe to another map).
+_CLOSE_SCRIPT = r"""
+import collections, random, threading, time, traceback
+import numpy as np, pybpf
+B = {bundled!r}
+kind = {kind!r}
+odd = collections.Counter()
+sample = {{}}
+
+def race(make, calls, rounds=40):
+    for r in range(rounds):
+        target, closer, rest = make()
+        running = threading.Event()
+        def go():
+            running.set()
+            for _ in range(5000):
+                for name, call in calls.items():
+                    try:
+                        call(target)
+                    except pybpf.ClosedError:
+                        return
+                    except (pybpf.KeyNotFoundError, pybpf.BufferFullError):
+                        pass
+                    except Exception as e:
+                        key = (name, type(e).__name__, str(e)[:100])
+                        odd[key] += 1
+                        sample[key] = traceback.format_exc()[-800:]
+                        return
+        # other maps keep taking the lowest free fd numbers: a call that uses a number after
+        # its owner gave it back finds one of them there
+        churn_stop = threading.Event()
+        def churn():
+            while not churn_stop.is_set():
+                pybpf.Map.create("array", key_size=4, value_size=8, max_entries=1).close()
+        t = threading.Thread(target=go)
+        c = threading.Thread(target=churn)
+        t.start()
+        c.start()
+        running.wait()
+        time.sleep(random.random() * 0.004)
+        closer.close()
+        t.join()
+        churn_stop.set()
+        c.join()
+        for x in rest:
+            x.close()
+
+def same_map(m, info):
+    if info.id != m._expected_id:
+        raise AssertionError(f"info of another map: id {{info.id}}, not {{m._expected_id}}")
+
+def owned_hash():
+    m = pybpf.Map.create("hash", key_dtype=np.uint32, value_dtype=np.uint64, max_entries=64)
+    m[1] = 1
+    m._expected_id = m.id
+    return m, m, []
+
+def owned_array():
+    m = pybpf.Map.create("array", key_dtype=np.uint32, value_dtype=np.uint64, max_entries=64,
+                         flags=["mmapable"])
+    m._expected_id = m.id
+    return m, m, []
+
+MAP_CALLS = {{
+    "getitem": lambda m: m[1], "getitem-bytes": lambda m: m[b"\x01\0\0\0"],
+    "setitem": lambda m: m.__setitem__(1, 2), "update": lambda m: m.update(1, 2),
+    "contains": lambda m: 1 in m, "get": lambda m: m.get(1), "len": lambda m: len(m),
+    "keys": lambda m: list(m.keys()), "items": lambda m: list(m.items()),
+    "lookup_batch": lambda m: m.lookup_batch(),
+    "update_batch": lambda m: m.update_batch(np.array([1], np.uint32), np.array([3], np.uint64)),
+    "info": lambda m: same_map(m, m.info), "fd": lambda m: m.fd,
+    "type": lambda m: m.type, "max_entries": lambda m: m.max_entries,
+}}
+
+def loaded(name):
+    def make():
+        obj = pybpf.open(B[name])
+        obj.load()
+        return obj, obj, []
+    return make
+
+def object_map():
+    obj = pybpf.open(B["counters"])
+    obj.load()
+    m = obj.maps["slots"]
+    m._expected_id = m.id
+    return m, obj, []
+
+OBJECT_CALLS = {{
+    "bss[]": lambda o: int(o.bss["hits"]), "bss.view": lambda o: o.bss.view(),
+    "bss[]=": lambda o: o.bss.__setitem__("hits", 3), "data.bytes": lambda o: o.data.bytes(),
+    "maps[].get": lambda o: o.maps["pairs"].get(1), "maps[].info": lambda o: o.maps["pairs"].info,
+    "maps[].view": lambda o: o.maps["slots"].view(),
+    "programs[].info": lambda o: o.programs["on_getppid"].info(),
+    "programs[].fd": lambda o: o.programs["on_getppid"].fd,
+    "attach": lambda o: o.programs["on_getppid"].attach().close(),
+}}
+NET_CALLS = {{
+    "test_run": lambda o: o.programs["xdp_count"].test_run(data_in=bytes(64), repeat=5),
+    "info": lambda o: o.programs["xdp_count"].info(),
+}}
+
+def ring():
+    obj = pybpf.open(B["ringbuf_events"])
+    obj.load()
+    rb = pybpf.RingBuffer(obj.maps["events"], dtype="event")
+    return rb, rb, [obj]
+
+RING_CALLS = {{"poll": lambda r: r.poll(0), "drain": lambda r: r.drain(), "drain_bytes": lambda r: r.drain_bytes(),
+              "fileno": lambda r: r.fileno()}}
+
+def user_ring():
+    obj = pybpf.open(B["ringbuf_user"])
+    obj.load()
+    urb = pybpf.UserRingBuffer(obj.maps["requests"])
+    return urb, urb, [obj]
+
+USER_CALLS = {{"submit": lambda u: u.submit(bytes(16)), "submit-wait": lambda u: u.submit(bytes(16), timeout=0.01)}}
+
+{{
+    "owned-hash": lambda: race(owned_hash, MAP_CALLS),
+    "owned-array": lambda: race(owned_array, dict(MAP_CALLS, view=lambda m: m.view(), viewsum=lambda m: m.view().sum())),
+    "object": lambda: race(loaded("counters"), OBJECT_CALLS),
+    "object-map": lambda: race(object_map, MAP_CALLS),
+    "program": lambda: race(loaded("net"), NET_CALLS),
+    "ringbuf": lambda: race(ring, RING_CALLS),
+    "userringbuf": lambda: race(user_ring, USER_CALLS),
+}}[kind]()
+for key, n in odd.most_common():
+    print(n, key)
+    print(sample[key])
+print("odd errors", sum(odd.values()))
+"""
+
+CLOSE_KINDS = ["owned-hash", "owned-array", "object", "object-map", "program", "ringbuf", "userringbuf"]
+
+
+@pytest.mark.parametrize("kind", CLOSE_KINDS)
+def test_calls_racing_close_raise_closed_error(kernel, bundled, kind):
+    names = ("counters", "net", "ringbuf_events", "ringbuf_user")
+    script = _CLOSE_SCRIPT.format(bundled={n: bundled(n) for n in names}, kind=kind)
+    result = run_python(script, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "odd errors 0" in result.stdout, result.stdout[-4000:]
