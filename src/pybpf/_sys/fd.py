@@ -1,4 +1,5 @@
-"""``FdRef``: an fd that calls in several threads may be using when its owner closes it.
+"""``FdRef``: the owner of one fd that calls in several threads may be using when its
+owner closes it (a Map's copy of its fd, a Program's copy of libbpf's program fd).
 
 cffi releases the GIL during every syscall, so ``Map.close()`` in one thread
 can run while another thread is inside ``bpf_map_lookup_elem(fd, ...)``. If
@@ -12,16 +13,23 @@ The registration is a ``list.append``/``list.pop`` (atomic under the GIL) and
 two attribute reads: cheap enough for the per-key path. The order makes it
 safe: a caller appends, then checks ``closing``; the closer sets ``closing``,
 then checks for callers. One of the two always sees the other.
+
+Every use of the number goes through the ref (``with ref as fd:`` or ``holding_fd``), never
+through a number read earlier: ``fd`` attributes handed to users are for their own calls.
+In a ``fork()``ed child the calls in flight were other threads' and are forgotten
+(``pybpf._sys.forksafe``), so the child can still close the fd.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pybpf._sys.forksafe import on_fork_child
 from pybpf.errors import ClosedError
 
 __all__ = ["FdRef", "holding_fd"]
@@ -32,7 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class FdRef:
     """An owned fd, closed once its owner has closed it and no call is using it."""
 
-    __slots__ = ("fd", "what", "users", "closing", "_lock")
+    __slots__ = ("fd", "what", "users", "closing", "_lock", "__weakref__")
 
     def __init__(self, fd: int, what: str) -> None:
         self.fd = fd
@@ -40,6 +48,19 @@ class FdRef:
         self.users: list[None] = []  # one entry per call in flight
         self.closing = False
         self._lock = threading.Lock()
+        on_fork_child(self, FdRef._after_fork)
+
+    @classmethod
+    def copy_of(cls, fd: int, what: str) -> FdRef:
+        """Own a copy of an fd someone else owns (libbpf's, closed with its object)."""
+        return cls(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3), what)
+
+    @staticmethod
+    def _after_fork(ref: FdRef) -> None:
+        ref.users = []  # the child has none of the threads that were in calls
+        ref._lock = threading.Lock()
+        if ref.closing:
+            ref.finish()
 
     def enter(self) -> int:
         """Register a call; the returned fd stays valid until ``leave()``."""
