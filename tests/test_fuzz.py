@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from tests import fuzzing
 
-_SLICE = settings(max_examples=120, database=None, deadline=None, derandomize=True,
+_SLICE = settings(max_examples=80, database=None, deadline=None, derandomize=True,
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 
 
@@ -36,7 +36,7 @@ def test_fuzzed_inputs_without_the_kernel(case: tuple[str, bytes]) -> None:
 
 
 @seed(11)
-@settings(_SLICE, max_examples=60)
+@settings(_SLICE, max_examples=40)
 @given(fuzzing.cases(("load",)))
 def test_fuzzed_objects_through_load(kernel, case: tuple[str, bytes]) -> None:
     _check(*case)
