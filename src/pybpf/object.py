@@ -421,6 +421,8 @@ class Object(Resource):
                 except BpfError as exc:
                     errors.append(exc)
             self._links.clear()
+            for program in self._programs.values():
+                program.release()
             for section in self._sections.values():
                 section._release()
             for map_ in self._maps.values():

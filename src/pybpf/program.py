@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Concatenate, ContextManager, ParamSpec, Protocol, TypeVar
 
 from pybpf._sys import libbpf as _libbpf
+from pybpf._sys.fd import FdRef
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, NotSupportedError
@@ -63,7 +64,10 @@ def _verb(attach: Callable[Concatenate[AttachTarget, P], L]) -> Callable[Concate
     is registered with the program's Object, which closes it if the caller does not."""
     @functools.wraps(attach)
     def verb(self: Program, *args: P.args, **kwargs: P.kwargs) -> L:
-        return self._own(attach(self, *args, **kwargs))
+        # the object held: no close() in another thread frees libbpf's program (or gives its fd
+        # back) while the kind attaches it
+        with self._obj._guard(ObjectState.LOADED, f"attaching program {self.name}"):
+            return self._own(attach(self, *args, **kwargs))
     return verb
 
 
@@ -85,6 +89,7 @@ class Program:
     def __init__(self, obj: ProgramOwner, ptr: Any) -> None:
         self._obj = obj
         self._ptr = ptr
+        self._ref: FdRef | None = None  # our copy of libbpf's fd, made on first use after load
         self.name: str = ffi.string(lib.bpf_program__name(ptr)).decode()
         self.section: str = ffi.string(lib.bpf_program__section_name(ptr)).decode()
 
@@ -138,12 +143,28 @@ class Program:
 
     @property
     def fd(self) -> int:
-        """The program's fd once loaded (owned by the Object; do not close it)."""
+        """The program's fd once loaded (valid until the object closes; do not close it)."""
+        return self.fd_ref().fd
+
+    def fd_ref(self) -> FdRef:
+        """The owner of this program's own copy of libbpf's fd: calls hold it while they use
+        the number (``with prog.fd_ref() as fd:``), so an Object.close() in another thread
+        cannot give it back to the kernel meanwhile."""
+        ref = self._ref
+        if ref is not None and not ref.closing:
+            return ref
         with self._obj._guard(ObjectState.LOADED, f"the fd of program {self.name}"):
-            fd = lib.bpf_program__fd(self._ptr)
-        if fd < 0:
-            raise BpfError(f"program {self.name} was not loaded (autoload is off)", errno.ENOENT)
-        return int(fd)
+            if self._ref is None:
+                fd = lib.bpf_program__fd(self._ptr)
+                if fd < 0:
+                    raise BpfError(f"program {self.name} was not loaded (autoload is off)", errno.ENOENT)
+                self._ref = FdRef.copy_of(fd, f"program {self.name}")
+            return self._ref
+
+    def release(self) -> None:
+        """For Object.close(): the fd copy goes now, or when the last call using it returns."""
+        if self._ref is not None:
+            self._ref.close()
 
     @property
     def id(self) -> int:
@@ -152,7 +173,8 @@ class Program:
 
     def info(self) -> ProgramInfo:
         """Kernel-side facts: id, tag, run_cnt, run_time_ns (when stats are enabled)..."""
-        return prog_info(self.fd)
+        with self.fd_ref() as fd:
+            return prog_info(fd)
 
     @property
     def run_cnt(self) -> int:
@@ -166,11 +188,14 @@ class Program:
 
     def pin(self, path: str) -> None:
         """Pin the program on bpffs at ``path``."""
-        fs.check_pin(lib.bpf_program__pin(self._live(), os.fsencode(path)), f"pinning {self.name} at {path}", path)
+        with self._obj._guard():
+            fs.check_pin(lib.bpf_program__pin(self._ptr, os.fsencode(path)), f"pinning {self.name} at {path}",
+                         path)
 
     def unpin(self, path: str) -> None:
         """Remove the program's pin at ``path``."""
-        _libbpf.check(lib.bpf_program__unpin(self._live(), os.fsencode(path)), f"unpinning {self.name}")
+        with self._obj._guard():
+            _libbpf.check(lib.bpf_program__unpin(self._ptr, os.fsencode(path)), f"unpinning {self.name}")
 
     # ---- attaching ---------------------------------------------------
 
@@ -202,9 +227,10 @@ class Program:
         if self.prog_type in (ProgType.TRACEPOINT, ProgType.KPROBE) \
                 and not self.section.startswith(("kprobe", "kretprobe")):
             fs.ensure_tracefs()
-        with _libbpf.capture() as log:
-            ptr = lib.bpf_program__attach(self._loaded())
-        return self._own(libbpf_link(self, ptr, f"SEC({self.section})", log.text))
+        with self._obj._guard(ObjectState.LOADED, f"attaching program {self.name}"):
+            with _libbpf.capture() as log:
+                ptr = lib.bpf_program__attach(self._loaded())
+            return self._own(libbpf_link(self, ptr, f"SEC({self.section})", log.text))
 
     # One verb per attach kind (pybpf/link/<kind>.py), each owned by this program's Object.
     attach_tracepoint = _verb(tracepoint.attach)
@@ -233,7 +259,7 @@ class Program:
         test run the kernel refuses otherwise (raw tracepoints, tracing, syscall).
         ``duration_ns`` is the kernel's mean per run.
         """
-        fd = self.fd
+        ref = self.fd_ref()
         no_repeat = self.prog_type.test_run_without_repeat
         if no_repeat:  # the kernel refuses repeat, data and ctx_out for these types
             repeat = 0
@@ -258,7 +284,8 @@ class Program:
                 ctx_out_buf = ffi.new("char[]", size)
                 opts.ctx_out = ctx_out_buf
                 opts.ctx_size_out = size
-        ret = lib.bpf_prog_test_run_opts(fd, opts)
+        with ref as fd:  # a close() meanwhile gives the fd back only once the run is over
+            ret = lib.bpf_prog_test_run_opts(fd, opts)
         if ret < 0:
             err = -ret
             if err == errno.ENOTSUP or err == _libbpf.ENOTSUPP:

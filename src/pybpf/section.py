@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -46,6 +46,8 @@ class SectionOwner(Protocol):
     def _lock(self) -> threading.RLock: ...
 
 __all__ = ["Section"]
+
+T = TypeVar("T")
 
 
 class Section:
@@ -126,6 +128,7 @@ class Section:
     # ---- after load: the live mapping ----------------------------------
 
     def _mapped(self) -> MappedMap:
+        """The section's mapping, made on first use (call with the object's lock held)."""
         map_ = self._require_map()
         if self._mapping is None or self._mapping.closed:
             writable = not self.section.startswith(".rodata")
@@ -133,9 +136,17 @@ class Section:
                 raise NotSupportedError(
                     f"{self.section} of {self._obj.name} is not mmapable (BPF_F_MMAPABLE missing)",
                     errno.EINVAL, feature="BPF_F_MMAPABLE")
-            self._mapping = MappedMap(map_.fd, map_.value_size, 1, writable=writable,
-                                      what=f"{self.section} of {self._obj.name}")
+            with map_.fd_ref() as fd:  # the number is this map's until the mmap holds its own
+                self._mapping = MappedMap(fd, map_.value_size, 1, writable=writable,
+                                          what=f"{self.section} of {self._obj.name}")
         return self._mapping
+
+    def _exported(self, export: Callable[[MappedMap], T]) -> T:
+        """``export(mapping)`` with the object held: Object.close() releases the mappings under
+        the same lock, so a view is made before (and keeps its mapping alive) or refused."""
+        with self._obj._lock:
+            self._obj.check_open()
+            return export(self._mapped())
 
     def __getitem__(self, name: str) -> Any:
         var = self._variable(name)
@@ -147,10 +158,9 @@ class Section:
                     return np.frombuffer(raw, dtype=dtype).reshape(()) if not dtype.shape else \
                         np.frombuffer(raw, dtype=dtype.base).reshape(dtype.shape)
             self._obj.check_open()
-        mapped = self._mapped()
         if dtype.shape:  # a C array: n-d view of its element type
-            return mapped.array(dtype.base, shape=dtype.shape, offset=var.offset)
-        return mapped.scalar(dtype, var.offset)
+            return self._exported(lambda m: m.array(dtype.base, shape=dtype.shape, offset=var.offset))
+        return self._exported(lambda m: m.scalar(dtype, var.offset))
 
     def __setitem__(self, name: str, value: Any) -> None:
         var = self._variable(name)
@@ -165,7 +175,7 @@ class Section:
         if self.section.startswith(".rodata"):
             raise BpfError(f"{self.section}.{name} is read-only after load (libbpf freezes .rodata; "
                            f"set it before load())", errno.EPERM)
-        view = self._mapped().array(np.dtype(np.uint8), shape=(var.size,), offset=var.offset)
+        view = self._exported(lambda m: m.array(np.dtype(np.uint8), shape=(var.size,), offset=var.offset))
         view[:] = np.frombuffer(data, dtype=np.uint8)
 
     def view(self) -> np.ndarray:
@@ -178,7 +188,7 @@ class Section:
             offsets.append(var.offset)
         size = self._require_map().value_size
         dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
-        return self._mapped().scalar(dtype, 0)
+        return self._exported(lambda m: m.scalar(dtype, 0))
 
     def bytes(self) -> bytes:
         """A copy of the section's current bytes."""
@@ -187,8 +197,8 @@ class Section:
                 if self._obj.state is ObjectState.OPEN:
                     return bytes(self._initial_image())
             self._obj.check_open()
-        mapped = self._mapped()
-        return bytes(mapped.raw()[: self._require_map().value_size])
+        size = self._require_map().value_size
+        return self._exported(lambda m: bytes(m.raw()[:size]))
 
     def _release(self) -> None:
         if self._mapping is not None:

@@ -13,11 +13,16 @@ the small ``AttachTarget`` protocol, never through ``Program``/``Object``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
+import threading
 from abc import abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
 from pybpf.kernel import fs
@@ -100,34 +105,45 @@ class LibbpfLink(Link):
     def __init__(self, ptr: Any, description: str) -> None:
         super().__init__(description)
         self._ptr = ptr
+        # every use of libbpf's link (and of its fd) and the close() that frees it: one at a time
+        self._ptr_lock: threading.Lock
+        fresh_locks(self, _ptr_lock=threading.Lock)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[Any]:
+        """libbpf's ``struct bpf_link *``, not freed (nor its fd closed) until the block ends."""
+        with self._ptr_lock:
+            self._check()
+            yield self._ptr
 
     @property
     def fd(self) -> int:
         """The link's fd (owned by the link; do not close it)."""
-        self._check()
-        return int(lib.bpf_link__fd(self._ptr))
+        with self.held() as ptr:
+            return int(lib.bpf_link__fd(ptr))
 
     @property
     def pin_path(self) -> str | None:
         """Where the link is pinned, if it is."""
-        self._check()
-        return _libbpf.string_or_none(lib.bpf_link__pin_path(self._ptr))
+        with self.held() as ptr:
+            return _libbpf.string_or_none(lib.bpf_link__pin_path(ptr))
 
     def pin(self, path: str) -> None:
         """Pin on bpffs: the attachment then stays after this process closes the link."""
-        self._check()
-        fs.check_pin(lib.bpf_link__pin(self._ptr, path.encode()),
-                     f"pinning link {self.description} at {path}", path)
+        with self.held() as ptr:
+            fs.check_pin(lib.bpf_link__pin(ptr, os.fsencode(path)),
+                         f"pinning link {self.description} at {path}", path)
 
     def unpin(self) -> None:
         """Remove the pin (the attachment then ends with this handle)."""
-        self._check()
-        _libbpf.check(lib.bpf_link__unpin(self._ptr), f"unpinning link {self.description}")
+        with self.held() as ptr:
+            _libbpf.check(lib.bpf_link__unpin(ptr), f"unpinning link {self.description}")
 
     def _detach(self) -> None:
         # For fd-based links this closes the link fd: a pinned link lives on in bpffs.
-        ptr, self._ptr = self._ptr, ffi.NULL
-        lib.bpf_link__destroy(ptr)
+        with self._ptr_lock:
+            ptr, self._ptr = self._ptr, ffi.NULL
+            lib.bpf_link__destroy(ptr)
 
 
 def attach_error(prog: AttachTarget, err: int, what: str, log: str = "") -> BpfError:

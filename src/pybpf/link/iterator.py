@@ -17,7 +17,8 @@ class IterLink(LibbpfLink):
 
     def read(self) -> bytes:
         """Run the iterator and return everything it wrote."""
-        fd = check(lib.bpf_iter_create(self.fd), f"creating iterator for {self.description}")
+        with self.held() as ptr:  # the link fd stays open until the iterator's own fd exists
+            fd = check(lib.bpf_iter_create(lib.bpf_link__fd(ptr)), f"creating iterator for {self.description}")
         chunks = []
         try:
             while True:

@@ -130,7 +130,9 @@ class Map(Resource):
         # (fd copy, layouts); a fork()ed child gets new ones (pybpf._sys.forksafe)
         self._lock: threading.Lock
         self._setup_lock: threading.RLock
-        fresh_locks(self, _lock=threading.Lock, _setup_lock=threading.RLock)
+        # (fd copy, layouts), _mapping_lock (taken last, nothing under it) the mmap of view()
+        self._mapping_lock: threading.Lock
+        fresh_locks(self, _lock=threading.Lock, _setup_lock=threading.RLock, _mapping_lock=threading.Lock)
         self._fast: FastPath | None = None  # set once the map exists and its types qualify
         self._batch_support: dict[str, bool] = {}
         # facts cached by _layouts() for the per-key path
@@ -198,18 +200,23 @@ class Map(Resource):
         if ref is not None and not self._closed:
             return ref
         self._check()
-        with self._setup_lock:
-            if self._ref is None:
-                if self._obj is None:
+        if self._obj is None:
+            with self._setup_lock:
+                if self._ref is None:
                     fd, self._own_fd = self._own_fd, -1
-                else:
-                    self._obj.require_state(ObjectState.LOADED, f"the fd of map {self.name}")
-                    libbpf_fd = lib.bpf_map__fd(self._ptr)
-                    if libbpf_fd < 0:
-                        raise BpfError(f"map {self.name} was not created", errno.ENOENT)
-                    # our own copy: libbpf closes its fd with the object, maybe while a call runs
-                    fd = os.dup(libbpf_fd)
-                self._ref = FdRef(fd, f"map {self.name}")
+                    self._ref = FdRef(fd, f"map {self.name}")
+                return self._ref
+        # Our own copy: libbpf closes its fd with the object, maybe while a call runs. Copied
+        # with the object held (lock order: object, then this map's set-up lock), so no close()
+        # can give the number back between reading it and copying it.
+        with self._obj._guard(ObjectState.LOADED, f"the fd of map {self.name}"), self._setup_lock:
+            if self._ref is None:
+                libbpf_fd = lib.bpf_map__fd(self._ptr)
+                if libbpf_fd < 0:
+                    raise BpfError(f"map {self.name} was not created", errno.ENOENT)
+                self._ref = FdRef.copy_of(libbpf_fd, f"map {self.name}")
+            if self._closed:
+                raise ClosedError(f"map {self.name}")
             return self._ref
 
     def close(self) -> None:
@@ -218,9 +225,10 @@ class Map(Resource):
             return
         self._closed = True
         self._fast = None
-        if self._mapping is not None:
-            self._mapping.try_close()  # if views still use it, the last one unmaps
-            self._mapping = None
+        with self._mapping_lock:  # a view() being made in another thread exports first, or sees closed
+            if self._mapping is not None:
+                self._mapping.try_close()  # if views still use it, the last one unmaps
+                self._mapping = None
         if self._ref is not None:
             self._ref.close()  # now, or when the last call in another thread returns
         if self._own_fd >= 0:
@@ -308,7 +316,8 @@ class Map(Resource):
     @property
     def info(self) -> MapInfo:
         """Kernel-side facts (id, type, name, sizes, max_entries, flags, BTF ids)."""
-        return map_info(self.fd)
+        with self._fd_ref() as fd:  # the number stays this map's until the call returns
+            return map_info(fd)
 
     @property
     def id(self) -> int:
@@ -386,26 +395,28 @@ class Map(Resource):
         keys, values = self._keys, self._values
         if keys is not None and values is not None:
             return keys, values
+        # what needs the object's lock is read first: the lock order is object, then set-up lock
+        ref = self._fd_ref()  # sizes are final once the map exists
+        key_dtype, value_dtype = self.key_dtype, self.value_dtype
+        key_size, value_size, n_cpus = self.key_size, self.value_size, self.n_cpus
+        kind, max_entries = self.map_type, self.max_entries
         with self._setup_lock:  # several threads may make their first call at once
             if self._keys is not None and self._values is not None:
                 return self._keys, self._values
-            ref = self._fd_ref()  # sizes are final once the map exists
-            key_dtype, value_dtype = self.key_dtype, self.value_dtype
-            for dtype, size, what in ((key_dtype, self.key_size, "key"), (value_dtype, self.value_size, "value")):
+            for dtype, size, what in ((key_dtype, key_size, "key"), (value_dtype, value_size, "value")):
                 if dtype.itemsize != size:
                     raise BpfError(f"map {self.name}: {what} dtype {dtype} has {dtype.itemsize} bytes but "
                                    f"the map's {what} size is {size}", errno.EINVAL)
-            keys = Layout(key_dtype, self.key_size, f"key of map {self.name}")
-            values = Layout(value_dtype, self.value_size, f"value of map {self.name}", self.n_cpus)
+            keys = Layout(key_dtype, key_size, f"key of map {self.name}")
+            values = Layout(value_dtype, value_size, f"value of map {self.name}", n_cpus)
             for layout in (keys, values):
                 layout.ptr = ffi.from_buffer(layout.buf)  # one cdata for the Map's lifetime
                 if layout.is_int and not layout.ncpus and layout.dtype.byteorder in "=|":
                     layout.cptr = ffi.cast(f"{'u' if layout.dtype.kind == 'u' else ''}int{8 * layout.size}_t *",
                                            layout.ptr)
-            kind = self.map_type
             self._keyless = kind.keyless
             self._outer = kind.map_in_map
-            self._index_limit = self.max_entries if kind.array_like and keys.is_int else 0
+            self._index_limit = max_entries if kind.array_like and keys.is_int else 0
             if not (self._keyless or self._outer or values.ncpus):
                 self._fast = FastPath.build(ref, key_dtype, value_dtype, self._index_limit)
             # published last: other threads read these without the lock
@@ -426,7 +437,8 @@ class Map(Resource):
                 lib.bpf_map__set_pin_path(self._ptr, previous if previous is not None else ffi.NULL)
             fs.check_pin(ret, what, path)
         else:
-            fs.check_pin(lib.bpf_obj_pin(self.fd, os.fsencode(path)), what, path)
+            with self._fd_ref() as fd:
+                fs.check_pin(lib.bpf_obj_pin(fd, os.fsencode(path)), what, path)
 
     def unpin(self, path: str | None = None) -> None:
         """Remove the pin (``path`` is needed for maps not opened from an object)."""
@@ -450,6 +462,7 @@ class Map(Resource):
         with self._settable("reuse"):
             _libbpf.check(lib.bpf_map__reuse_fd(self._ptr, fd), f"reusing fd {fd} for map {self.name}")
 
+    @holding_fd
     def freeze(self) -> None:
         """Make the map read-only to user space for good (programs can still write)."""
         fd = self.fd
@@ -633,7 +646,8 @@ class Map(Resource):
         if reader is not None:
             raise TypeError(f"{self.type} map {self.name} has no elements to count: read it with "
                             f"{reader.name}")
-        return batch.count(self)
+        with self._fd_ref():
+            return batch.count(self)
 
     def __bool__(self) -> bool:
         return True  # a handle is truthy; counting entries would cost syscalls
@@ -645,18 +659,22 @@ class Map(Resource):
         """Whether the kernel batches lookups of this map (else the batch calls loop per key)."""
         return batch.supported(self, "lookup")
 
+    @holding_fd
     def lookup_batch(self, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every (keys, values) as two numpy arrays; ``chunk`` elements per syscall."""
         return batch.lookup(self, chunk)
 
+    @holding_fd
     def lookup_and_delete_batch(self, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Like ``lookup_batch`` but empties the map as it reads."""
         return batch.lookup(self, chunk, delete=True)
 
+    @holding_fd
     def update_batch(self, keys: Any, values: Any, flags: str | int = "any") -> None:
         """Set many keys at once (in order: a later duplicate wins)."""
         batch.update(self, keys, values, update_flag(flags))
 
+    @holding_fd
     def delete_batch(self, keys: Any) -> None:
         """Delete many keys at once; a missing key stops the batch with KeyNotFoundError."""
         self._refuse_array_delete()
@@ -677,19 +695,26 @@ class Map(Resource):
                 f"map {self.name} ({self.type}) cannot be viewed: only array maps created with "
                 f"BPF_F_MMAPABLE can be mmapped; read it with lookup_batch() instead",
                 errno.EINVAL, feature="BPF_F_MMAPABLE")
-        if fcntl.fcntl(self.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
-            # mmap(MAP_SHARED) of a read-only fd loses VM_SHARED, which bpf maps require
-            raise NotSupportedError(
-                f"map {self.name} was opened read-only (BPF_F_RDONLY): the kernel cannot mmap a "
-                f"read-only map fd; read it with lookup_batch() instead", errno.EINVAL,
-                feature="mmap of a read-only map fd")
-        return self._mapped().array(self.value_dtype)
+        # read before the mapping lock (they may take the object's), then the fd held for the mmap
+        dtype, sizes, flags = self.value_dtype, (self.value_size, self.max_entries), self.flags
+        with self._fd_ref() as fd:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                # mmap(MAP_SHARED) of a read-only fd loses VM_SHARED, which bpf maps require
+                raise NotSupportedError(
+                    f"map {self.name} was opened read-only (BPF_F_RDONLY): the kernel cannot mmap a "
+                    f"read-only map fd; read it with lookup_batch() instead", errno.EINVAL,
+                    feature="mmap of a read-only map fd")
+            with self._mapping_lock:  # close() releases the mapping under it: export first, or refuse
+                if self._closed:
+                    raise ClosedError(f"map {self.name}")
+                return self._mapped(fd, *sizes, flags).array(dtype)
 
-    def _mapped(self) -> MappedMap:
+    def _mapped(self, fd: int, value_size: int, max_entries: int, flags: int) -> MappedMap:
+        """This map's mapping, made on first use (the fd and ``_mapping_lock`` held)."""
         if self._mapping is None or self._mapping.closed:
             what = f"map {self.name}"
-            args = (self.fd, self.value_size, self.max_entries)
-            if self.flags & MapFlag.RDONLY:
+            args = (fd, value_size, max_entries)
+            if flags & MapFlag.RDONLY:
                 self._mapping = MappedMap(*args, writable=False, what=what)
             else:
                 try:
