@@ -128,6 +128,7 @@ with pybpf.open(B["ringbuf_events"]) as events, pybpf.open(B["ringbuf_user"]) as
         "ringbuf.poll": lambda: ring.poll(60),
         "userringbuf.submit": lambda: urb.submit(bytes(1024), timeout=60),
         "ringbufset.poll": lambda: pybpf.RingBufferSet(ring).poll(60),
+        "perfbuffer.poll": lambda: pybpf.PerfBuffer(events.maps["perf_events"], dtype="event").poll(60),
     }}[what]
     threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
     started = time.monotonic()
@@ -141,7 +142,7 @@ with pybpf.open(B["ringbuf_events"]) as events, pybpf.open(B["ringbuf_user"]) as
 """
 
 
-@pytest.mark.parametrize("what", ["ringbuf.poll", "userringbuf.submit", "ringbufset.poll"])
+@pytest.mark.parametrize("what", ["ringbuf.poll", "userringbuf.submit", "ringbufset.poll", "perfbuffer.poll"])
 def test_sigint_during_a_blocking_call(kernel, bundled, what):
     script = _SIGINT_SCRIPT.format(bundled={n: bundled(n) for n in ("ringbuf_events", "ringbuf_user")},
                                    what=what)
