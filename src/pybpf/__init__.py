@@ -33,6 +33,7 @@ from pybpf.errors import (
     KeyNotFoundError,
     MapFullError,
     MapMemoryError,
+    MapMismatchError,
     NotSupportedError,
     ObjectFormatError,
     RecordFormatError,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first
     from pybpf.section import Section
     from pybpf.spec.core import check
     from pybpf.toolchain import build, include_dir
+    from pybpf.upgrade.core import Deployment, deploy, upgrade
 
 __version__ = "0.1.0"
 
@@ -73,11 +75,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "StatsHandle": ("pybpf.kernel.info", "StatsHandle"),
     "TestRunResult": ("pybpf.program", "TestRunResult"),
     "UserRingBuffer": ("pybpf.events.userringbuf", "UserRingBuffer"),
+    "Deployment": ("pybpf.upgrade.core", "Deployment"),
     "build": ("pybpf.toolchain", "build"),
     "check": ("pybpf.spec.core", "check"),
+    "deploy": ("pybpf.upgrade.core", "deploy"),
     "enable_stats": ("pybpf.kernel.info", "enable_stats"),
     "include_dir": ("pybpf.toolchain", "include_dir"),
     "open": ("pybpf.object", "open"),
+    "upgrade": ("pybpf.upgrade", "_package"),  # a callable package: pybpf.upgrade(old, new)
 }
 
 __all__ = [
@@ -88,6 +93,7 @@ __all__ = [
     "ClosedError",
     "CompilerNotFoundError",
     "CoreRelocationError",
+    "Deployment",
     "IndexOutOfRangeError",
     "InvalidArgumentError",
     "KeyNotFoundError",
@@ -97,6 +103,7 @@ __all__ = [
     "MapFullError",
     "MapInfo",
     "MapMemoryError",
+    "MapMismatchError",
     "NotSupportedError",
     "Object",
     "ObjectFormatError",
@@ -116,9 +123,11 @@ __all__ = [
     "bundled",
     "bundled_names",
     "check",
+    "deploy",
     "enable_stats",
     "include_dir",
     "open",
+    "upgrade",
 ]
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "KeyNotFoundError",
     "MapFullError",
     "MapMemoryError",
+    "MapMismatchError",
     "NotSupportedError",
     "ObjectFormatError",
     "RecordFormatError",
@@ -221,3 +222,14 @@ class CompilerNotFoundError(BuildError, FileNotFoundError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class MapMismatchError(BpfError, ValueError):
+    """An upgrade cannot carry a map into the new version; ``map_name`` and ``difference`` say why.
+
+    Raised before anything of the new version is attached: the old version keeps running."""
+
+    def __init__(self, map_name: str, difference: str) -> None:
+        super().__init__(f"map {map_name!r} cannot be carried into the new version: {difference}", _errno.EINVAL)
+        self.map_name = map_name
+        self.difference = difference

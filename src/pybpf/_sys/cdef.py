@@ -158,6 +158,8 @@ int bpf_link__unpin(struct bpf_link *link);
 void bpf_link__disconnect(struct bpf_link *link);
 int bpf_link__detach(struct bpf_link *link);
 int bpf_link__destroy(struct bpf_link *link);
+struct bpf_link_update_opts { size_t sz; __u32 flags; __u32 old_prog_fd; };
+int bpf_link_update(int link_fd, int new_prog_fd, const struct bpf_link_update_opts *opts);
 
 /* ---- tc / xdp ---- */
 struct bpf_tc_hook {

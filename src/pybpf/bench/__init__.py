@@ -41,11 +41,16 @@ def bench_command(
     quick: bool = typer.Option(False, "--quick", help="64K entries, 8-byte values, few repeats (< 30 s)"),
     json: Path | None = typer.Option(None, "--json", help="write the full report as JSON here"),  # noqa: B008
     plot: Path | None = typer.Option(None, "--plot", help="a bar chart (PNG) here; needs matplotlib"),  # noqa: B008
+    upgrade: bool = typer.Option(False, "--upgrade", help="instead: the dispatcher's per-event overhead vs a "
+                                 "direct attach, switch and upgrade times (pybpf.bench.upgrade)"),
 ) -> None:
     """Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C."""
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # keep the table readable when piped or logged
+    if upgrade:
+        _upgrade_bench(console, json, quick)
+        return
     if plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -69,3 +74,21 @@ def bench_command(
     if not result["all_ok"]:
         console.print("[red]some paths returned values that do not match the map's contents[/]")
         raise typer.Exit(1)
+
+
+def _upgrade_bench(console: Console, json: Path | None, quick: bool) -> None:
+    from rich.table import Table
+
+    from pybpf.bench import upgrade as upgrade_bench
+    sizes = {"calls": 50_000, "rounds": 5, "switches": 500, "upgrades": 10} if quick else {}
+    with console.status("timing the dispatcher, link updates and upgrades"):
+        result = upgrade_bench.run(**sizes)
+    out = Table(title="upgrade machinery (medians; rounds interleaved in one run)", title_justify="left")
+    out.add_column("case")
+    out.add_column("cost")
+    for case, cost in upgrade_bench.render_rows(result):
+        out.add_row(case, cost)
+    console.print(out)
+    if json is not None:
+        json.write_text(_json.dumps(result, indent=2) + "\n")
+        console.print(f"JSON written to {json}")

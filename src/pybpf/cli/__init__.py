@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "tool": ("pybpf.cli.tool", "tool_command", "TOOL_CONTEXT"),
     "export": ("pybpf.cli.export", "export_command"),
     "bench": ("pybpf.cli.benchcmd", "bench_command"),
+    "upgrade": ("pybpf.cli.upgrade", "upgrade_command"),
 }
 
 

@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.text import Text
 
 import pybpf
-from pybpf.errors import BpfError, VerifierError
+from pybpf.errors import BpfError, NotSupportedError, VerifierError
 
 from pybpf.cli.kernel import map_entries
 from pybpf.cli.render import (EXIT_ERROR, console, err_console, guarded, jsonable, print_json, short, table,
@@ -180,6 +180,15 @@ def _pin(obj: pybpf.Object, links: list[pybpf.Link], directory: Path) -> list[st
     return pinned
 
 
+def _deploy(obj: pybpf.Object) -> pybpf.Deployment | None:
+    try:
+        return pybpf.deploy(obj)
+    except NotSupportedError as exc:  # e.g. a tp_btf program: pinned as before, but not upgradable
+        print(f"warning: {exc}; pinning without a manifest (`pybpf upgrade` cannot replace this version)",
+              file=sys.stderr)
+        return None
+
+
 @guarded
 def load_command(
     ctx: typer.Context,
@@ -187,7 +196,8 @@ def load_command(
     assignments: list[str] = typer.Option([], "--set", metavar="[SECTION:]NAME=VALUE",
                                           help="set a global variable before load (repeatable)"),
     pin: Optional[Path] = typer.Option(None, "--pin", metavar="DIR",
-                                       help="pin maps, programs and links under DIR (a bpffs)"),
+                                       help="pin maps, programs, links and a manifest under DIR (a bpffs), "
+                                            "upgradable with `pybpf upgrade DIR NEW.o`"),
     no_attach: bool = typer.Option(False, "--no-attach", help="load only; do not auto-attach"),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", min=0.0,
                                              help="seconds to watch (default: until Ctrl-C)"),
@@ -209,8 +219,17 @@ def load_command(
                 + (f" at `{exc.source_line}`" if exc.source_line else "") + (f": {reason}" if reason else "")),
                 soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
-        links = [] if no_attach else obj.attach()
-        pinned = _pin(obj, links, pin) if pin is not None else []
+        # --pin: attach upgradably (pybpf.deploy) so that `pybpf upgrade DIR NEW.o` can take over later
+        deployment = _deploy(obj) if pin is not None and not no_attach else None
+        links = deployment.links if deployment is not None else [] if no_attach else obj.attach()
+        if deployment is not None and pin is not None:
+            try:
+                pinned = deployment.pin(pin)
+            except BaseException:
+                deployment.close()
+                raise
+        else:
+            pinned = _pin(obj, links, pin) if pin is not None else []
         for path in pinned:
             print(f"pinned {path}", file=sys.stderr)
         print(f"loaded {obj.name}: {len(links)} link(s); " +
@@ -231,6 +250,8 @@ def load_command(
         except KeyboardInterrupt:
             pass
         snap = snapshot(obj)
+        if deployment is not None:
+            deployment.close()  # this process's handles; the pinned version keeps running
         if as_json:
             print_json({**snap, "links": len(links), "pinned": pinned})
         elif not out.is_terminal:

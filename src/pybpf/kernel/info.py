@@ -19,7 +19,7 @@ from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import ClosedError
 from pybpf.kinds import MapFlag, MapType, ProgType
 
-__all__ = ["ProgramInfo", "MapInfo", "StatsHandle", "prog_info", "map_info", "enable_stats",
+__all__ = ["ProgramInfo", "MapInfo", "LinkInfo", "link_info", "StatsHandle", "prog_info", "map_info", "enable_stats",
            "program_ids", "map_ids", "btf_ids", "open_prog_by_id", "open_map_by_id", "map_flag_names"]
 
 def map_flag_names(flags: int) -> list[str]:
@@ -121,6 +121,23 @@ def map_info(fd: int) -> MapInfo:
         max_entries=info.max_entries, flags=info.map_flags, btf_id=info.btf_id,
         btf_key_type_id=info.btf_key_type_id, btf_value_type_id=info.btf_value_type_id,
         map_extra=info.map_extra, memlock=_memlock(fd))
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """The common head of ``struct bpf_link_info``: what kind of link, which program."""
+
+    id: int
+    type: str        # libbpf's name of the link type: "xdp", "cgroup", "perf_event", ...
+    prog_id: int
+
+
+def link_info(fd: int) -> LinkInfo:
+    # Only the head (type, id, prog_id) is read: the per-kind union differs between kernels.
+    buf = ffi.new("__u32[]", 64)  # zeroed, larger than any bpf_link_info so far
+    size = ffi.new("__u32 *", ffi.sizeof(buf))
+    _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, buf, size), "BPF_OBJ_GET_INFO_BY_FD (link)")
+    return LinkInfo(id=int(buf[1]), type=_libbpf.type_name("link", buf[0]), prog_id=int(buf[2]))
 
 
 def _ids(next_id: object, what: str) -> Iterator[int]:

@@ -29,6 +29,7 @@ from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, ClosedError, NotSupportedError
 from pybpf.kernel.features import kprobes_available
+from pybpf.kernel.info import LinkInfo, link_info, open_prog_by_id, prog_info
 from pybpf.kinds import ProgType
 
 __all__ = ["AttachKind", "AttachTarget", "Link", "LibbpfLink", "attach_error", "libbpf_link"]
@@ -97,6 +98,17 @@ class Link(Resource):
         """Pin the attachment on bpffs (only bpf_link attachments can be pinned)."""
         raise BpfError(f"{type(self).__name__} cannot be pinned: only bpf_link attachments can")
 
+    def update(self, program: Any, *, replace: Any = None) -> None:
+        """Swap the attached program for ``program`` in place, atomically (BPF_LINK_UPDATE).
+
+        Only bpf_links of the kinds whose kernel side can swap programs allow it
+        (see the README); every other attachment raises ``NotSupportedError``
+        naming its kind."""
+        self._check()
+        kind = _NOT_BPF_LINKS.get(type(self).__name__, type(self).__name__)
+        raise NotSupportedError(f"{kind} {self.description} cannot be updated in place: it is not a bpf_link "
+                                f"(only bpf_links take BPF_LINK_UPDATE); detach and attach again",
+                                feature=f"link_update:{kind}")
 
 
 class LibbpfLink(Link):
@@ -139,11 +151,72 @@ class LibbpfLink(Link):
         with self.held() as ptr:
             _libbpf.check(lib.bpf_link__unpin(ptr), f"unpinning link {self.description}")
 
+    @classmethod
+    def from_pin(cls, path: str) -> LibbpfLink:
+        """Open the link pinned at ``path`` (closing the handle leaves the pinned link attached)."""
+        with _libbpf.capture() as log:
+            ptr = lib.bpf_link__open(os.fsencode(path))
+        if ptr == ffi.NULL:
+            err = ffi.errno or errno.ENOENT
+            raise _libbpf.make_error(err, f"opening pinned link {path}" + (": no such pin" if err == errno.ENOENT
+                                                                           else ""), log=log.text)
+        return cls(ptr, f"pinned link {path}")
+
+    def info(self) -> LinkInfo:
+        """The kernel's view: link id, link type, id of the program it runs."""
+        return link_info(self.fd)
+
+    def update(self, program: Any, *, replace: Any = None) -> None:
+        """Make the link run ``program`` (a loaded Program or a program fd) instead, atomically.
+
+        BPF_LINK_UPDATE: every event runs either the old program or the new one.
+        With ``replace`` (a Program or fd) the kernel swaps only if the link still
+        runs that program (BPF_F_REPLACE). Link kinds whose kernel side cannot
+        swap programs raise ``NotSupportedError`` naming the kind."""
+        new_fd = _prog_fd(program)
+        opts = _libbpf.new_opts("struct bpf_link_update_opts")
+        if replace is not None:
+            opts.flags = _BPF_F_REPLACE
+            opts.old_prog_fd = _prog_fd(replace)
+        ret = lib.bpf_link_update(self.fd, new_fd, opts)
+        if ret < 0:
+            raise self._update_error(-ret, new_fd)
+
+    def _update_error(self, err: int, new_fd: int) -> BpfError:
+        info = self.info()
+        what = f"updating {info.type} link {self.description}"
+        if err == errno.EPERM:
+            return BpfError(f"{what}: the link no longer runs the program given as replace=", err)
+        new_type = prog_info(new_fd).type
+        old_fd = open_prog_by_id(info.prog_id)
+        try:
+            old_type = prog_info(old_fd).type
+        finally:
+            os.close(old_fd)
+        if err == errno.EINVAL and new_type != old_type:
+            return BpfError(f"{what}: a {new_type} program cannot replace the {old_type} program it runs", err)
+        if err in (errno.EINVAL, errno.EOPNOTSUPP, _libbpf.ENOTSUPP):
+            # the kernel answers EINVAL for a link kind without update_prog
+            return NotSupportedError(f"{what}: this kernel cannot update {info.type} links in place "
+                                     f"(BPF_LINK_UPDATE refused it); use the dispatcher switch of "
+                                     f"pybpf.upgrade for this hook", err, feature=f"link_update:{info.type}")
+        return _libbpf.make_error(err, what)
+
     def _detach(self) -> None:
         # For fd-based links this closes the link fd: a pinned link lives on in bpffs.
         with self._ptr_lock:
             ptr, self._ptr = self._ptr, ffi.NULL
             lib.bpf_link__destroy(ptr)
+
+
+_BPF_F_REPLACE = 1 << 2
+_NOT_BPF_LINKS = {"TcLink": "tc filter (netlink)", "XdpLink": "XDP attachment (netlink, explicit mode)",
+                  "SocketLink": "socket filter (SO_ATTACH_BPF)"}
+
+
+def _prog_fd(program: Any) -> int:
+    """A program fd from a Program (anything with ``fd``) or an int."""
+    return int(program) if isinstance(program, int) else int(program.fd)
 
 
 def attach_error(prog: AttachTarget, err: int, what: str, log: str = "") -> BpfError:
