@@ -172,6 +172,7 @@ def run(*, calls: int = 200_000, rounds: int = 7, switches: int = 2000, upgrades
 
 
 def render_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """(case, cost) rows for the table ``pybpf bench --upgrade`` prints."""
     d, s, u = result["dispatcher"], result["switch"], result["upgrade"]
     m, paired, v2s = d["median_ns"], d["paired_dispatch_minus_direct_bpf_ns"], u["verified_to_switched_us"]
     dispatch = (f"{m['dispatch_bpf']:.0f} ns (x{d['dispatch_over_direct_bpf']:.2f}; per round dispatch - direct: "

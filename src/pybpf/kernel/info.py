@@ -17,7 +17,7 @@ from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import ClosedError
-from pybpf.kinds import MapFlag, MapType, ProgType
+from pybpf.kinds import LinkType, MapFlag, MapType, ProgType
 
 __all__ = ["ProgramInfo", "MapInfo", "LinkInfo", "link_info", "StatsHandle", "prog_info", "map_info", "enable_stats",
            "program_ids", "map_ids", "btf_ids", "open_prog_by_id", "open_map_by_id", "map_flag_names"]
@@ -133,11 +133,12 @@ class LinkInfo:
 
 
 def link_info(fd: int) -> LinkInfo:
+    """BPF_OBJ_GET_INFO_BY_FD of a link fd: its id, type and program id."""
     # Only the head (type, id, prog_id) is read: the per-kind union differs between kernels.
     buf = ffi.new("__u32[]", 64)  # zeroed, larger than any bpf_link_info so far
     size = ffi.new("__u32 *", ffi.sizeof(buf))
     _libbpf.check(lib.bpf_obj_get_info_by_fd(fd, buf, size), "BPF_OBJ_GET_INFO_BY_FD (link)")
-    return LinkInfo(id=int(buf[1]), type=_libbpf.type_name("link", buf[0]), prog_id=int(buf[2]))
+    return LinkInfo(id=int(buf[1]), type=LinkType.name_of(int(buf[0])), prog_id=int(buf[2]))
 
 
 def _ids(next_id: object, what: str) -> Iterator[int]:

@@ -99,6 +99,7 @@ class Attachment(ABC):
         return link.info()
 
     def entry(self) -> dict[str, Any]:
+        """This attachment's manifest fields common to both modes."""
         return {"program": self.program, "type": self.prog_type, "mode": self.mode, "hook": self.hook}
 
     @staticmethod
@@ -126,15 +127,19 @@ class LinkAttachment(Attachment):
 
     @property
     def link(self) -> Link:
+        """The bpf_link BPF_LINK_UPDATE swaps."""
         return self._link
 
     def current_program_id(self) -> int:
+        """The id of the program the link runs (from the kernel's link info)."""
         return self._link.info().prog_id
 
     def switch(self, program: Program | int, *, expected: tuple[int, int] | None = None) -> None:
+        """One BPF_LINK_UPDATE; with ``expected`` BPF_F_REPLACE makes the kernel check the old program."""
         self._link.update(program, replace=expected[0] if expected is not None else None)  # BPF_F_REPLACE
 
     def pin(self, directory: str, stem: str) -> dict[str, Any]:
+        """Pin the link as ``<stem>_link``."""
         name = f"{stem}_link"
         path = os.path.join(directory, name)
         if self._link.pin_path != path:
@@ -142,6 +147,7 @@ class LinkAttachment(Attachment):
         return {**self.entry(), "link": name}
 
     def close(self) -> None:
+        """Close this handle (a pinned link stays attached)."""
         self._link.close()
 
 
@@ -157,12 +163,15 @@ class DispatchAttachment(Attachment):
 
     @property
     def link(self) -> Link:
+        """The dispatcher's link on the hook."""
         return self._link
 
     def current_program_id(self) -> int:
+        """The id of the program in the slot."""
         return int(self.slot.lookup(0))  # a PROG_ARRAY answers a lookup with the program's id
 
     def switch(self, program: Program | int, *, expected: tuple[int, int] | None = None) -> None:
+        """One slot update; with ``expected`` refuse if the slot no longer holds that program."""
         fd = program if isinstance(program, int) else program.fd
         if expected is not None and self.current_program_id() != expected[1]:
             raise BpfError(f"the dispatcher at {self.hook} no longer runs the expected program "
@@ -170,6 +179,7 @@ class DispatchAttachment(Attachment):
         self.slot.update(0, fd)  # one map update: the next event tail-calls the new program
 
     def pin(self, directory: str, stem: str) -> dict[str, Any]:
+        """Pin the slot map (first) and the dispatcher's link."""
         link_name, slot_name = f"{stem}_link", f"{stem}_slot"
         link_path, slot_path = os.path.join(directory, link_name), os.path.join(directory, slot_name)
         if not os.path.exists(slot_path):
@@ -179,6 +189,7 @@ class DispatchAttachment(Attachment):
         return {**self.entry(), "link": link_name, "slot": slot_name}
 
     def close(self) -> None:
+        """Close the handles and the dispatcher object (pinned link and slot stay)."""
         self._link.close()
         self.slot.close()
         if self._dispatcher is not None:
@@ -222,7 +233,7 @@ _SEC_HOOKS: dict[str, Callable[[Program], Hook]] = {
 }
 
 
-def _disown(obj: Object, link: Link) -> Link:
+def _disown(obj: Any, link: Link) -> Link:
     """The link now belongs to an attachment, not to the object (closing the object keeps it)."""
     obj._forget_link(link)
     if obj._forget_link in link._on_close:

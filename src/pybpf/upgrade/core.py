@@ -75,6 +75,7 @@ class UpgradeReport:
     verified_to_switched_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as plain JSON types."""
         return {"maps": self.maps, "switched": self.switched, "load_s": self.load_s,
                 "migrate_s": self.migrate_s, "switch_s": self.switch_s,
                 "verified_to_switched_s": self.verified_to_switched_s}
@@ -120,6 +121,7 @@ class Deployment:
 
     @property
     def closed(self) -> bool:
+        """Whether close() ran (or an upgrade replaced this deployment)."""
         return self._closed
 
     def _check(self) -> None:
@@ -128,6 +130,7 @@ class Deployment:
 
     @property
     def links(self) -> list[Link]:
+        """The links on the hooks (a dispatcher's link for a dispatch attachment)."""
         return [a.link for a in self.attachments]
 
     # ---- pins ---------------------------------------------------------------
