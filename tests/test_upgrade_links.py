@@ -58,14 +58,7 @@ def test_xdp_link_update_switches_traffic_to_the_new_program(kinds, netns):
 
 
 def _netns_link(program, netns: str) -> pybpf.Link:
-    from pybpf._sys.libbpf import ffi, lib
-    fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-    try:
-        ptr = lib.bpf_program__attach_netns(program._ptr, fd)
-    finally:
-        os.close(fd)
-    assert ptr != ffi.NULL
-    return program._libbpf_link(ptr, f"netns {netns}")
+    return program.attach_netns(f"/run/netns/{netns}")
 
 
 @pytest.mark.parametrize("kind", UPDATABLE)
