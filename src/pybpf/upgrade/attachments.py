@@ -23,12 +23,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-import pybpf
 from pybpf.errors import BpfError, NotSupportedError
 from pybpf.kernel.info import LinkInfo, open_prog_by_id
 from pybpf.link.base import LibbpfLink, Link
 from pybpf.maps.map import Map
-from pybpf.object import Object
+from pybpf.object import Object, open as open_object
 from pybpf.program import Program
 
 __all__ = [
@@ -262,7 +261,7 @@ def attach(program: Program, hook: Hook | None = None) -> Attachment:
 
 def _attach_dispatched(program: Program, prog_type: str, hook: Hook | None) -> Attachment:
     attach_hook = hook if hook is not None else _SEC_HOOKS.get(prog_type, _no_hook)(program)
-    dispatcher = pybpf.open(pybpf.bundled("dispatch"))
+    dispatcher = open_object(_dispatch_object())
     try:
         wanted = DISPATCHERS[prog_type]
         for name, candidate in dispatcher.programs.items():
@@ -281,6 +280,14 @@ def _attach_dispatched(program: Program, prog_type: str, hook: Hook | None) -> A
     except BaseException:
         dispatcher.close()
         raise
+
+
+def _dispatch_object() -> str:
+    # the bundled dispatch.bpf.o, found without importing the pybpf package (no import cycle)
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf", "dispatch.bpf.o")
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "the bundled dispatcher is not built (cmake --build build)", path)
+    return path
 
 
 def _no_hook(program: Program) -> Hook:

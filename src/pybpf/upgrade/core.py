@@ -40,11 +40,10 @@ from typing import Any
 
 import numpy as np
 
-import pybpf
-from pybpf.errors import BpfError, MapMismatchError
+from pybpf.errors import BpfError, ClosedError, MapMismatchError
 from pybpf.link.base import Link
 from pybpf.maps.map import Map
-from pybpf.object import Object
+from pybpf.object import Object, open as open_object
 from pybpf.program import Program
 from pybpf.upgrade.attachments import Attachment, Hook, attach
 from pybpf.upgrade.migrate import MapPlan, MigrateOption, convert, copy_entries, copy_section, plan_map
@@ -126,7 +125,7 @@ class Deployment:
 
     def _check(self) -> None:
         if self._closed:
-            raise pybpf.ClosedError("deployment (closed, or replaced by an upgrade)")
+            raise ClosedError("deployment (closed, or replaced by an upgrade)")
 
     @property
     def links(self) -> list[Link]:
@@ -363,7 +362,7 @@ def upgrade(old: Deployment | str | os.PathLike[str], new: Object | str | os.Pat
 def _upgrade(current: Deployment, new: Object | str | os.PathLike[str] | bytes, migrate: MigrateOption,
              rodata: Mapping[str, Any] | None, opened: bool) -> Deployment:
     current._check()
-    new_obj = new if isinstance(new, Object) else pybpf.open(new)
+    new_obj = new if isinstance(new, Object) else open_object(new)
     report = UpgradeReport()
     olds: list[tuple[int, int]] = []
     try:
