@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
-from pybpf._sys import libbpf as _libbpf
-from pybpf._sys.libbpf import ffi, lib
+from pybpf._sys import btfdump as _btfdump
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf
 from pybpf.btf.validate import padding_bits
 from pybpf.errors import ObjectFormatError
@@ -46,20 +44,6 @@ _EPILOGUE = """
 """
 
 
-def _open_btf(path: str) -> Any:
-    """A libbpf ``struct btf`` for a raw BTF file or an ELF with a .BTF section."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    with _libbpf.capture() as log:
-        btf = lib.btf__parse(path.encode(), ffi.NULL)
-    if btf == ffi.NULL:
-        err = ffi.errno
-        lines = log.text.strip().splitlines()
-        why = lines[-1].removeprefix("libbpf: ") if lines else _libbpf.strerror(err)
-        raise ObjectFormatError(f"{path}: cannot parse BTF: {why}", err, path=path, log=log.text)
-    return btf
-
-
 def dump_c(path: str = KERNEL_BTF, *, type_names: list[str] | None = None,
            guard: bool = True) -> str:
     """The C declarations of every type in the BTF of ``path`` (or only ``type_names``
@@ -73,37 +57,8 @@ def dump_c(path: str = KERNEL_BTF, *, type_names: list[str] | None = None,
             raise ObjectFormatError(f"{path}: its structs need {lines} lines of padding in C "
                                     f"(more than {MAX_PADDING_LINES}): members or sizes far past "
                                     f"their contents; use --format json", path=path)
-    btf = _open_btf(path)
-    chunks: list[str] = []
-
-    def on_print(_ctx: Any, fmt: Any, args: Any) -> None:
-        try:
-            chunks.append(_libbpf._vformat(fmt, args))
-        except BaseException:  # never unwind into C
-            pass
-
-    callback = ffi.callback("void(void *, const char *, void *)", on_print)
-    dumper = ffi.NULL
-    try:
-        opts = _libbpf.new_opts("struct btf_dump_opts")
-        dumper = _libbpf.check_ptr(lib.btf_dump__new(btf, callback, ffi.NULL, opts), "btf_dump__new")
-        ids: list[int] | range
-        if type_names:
-            ids = []
-            for name in type_names:
-                type_id = lib.btf__find_by_name(btf, name.encode())
-                if type_id < 0:
-                    raise KeyError(f"no type named {name!r} in {path}")
-                ids.append(type_id)
-        else:
-            ids = range(1, lib.btf__type_cnt(btf))
-        for type_id in ids:
-            _libbpf.check(lib.btf_dump__dump_type(dumper, type_id), f"btf_dump__dump_type({type_id})")
-    finally:
-        if dumper != ffi.NULL:
-            lib.btf_dump__free(dumper)
-        lib.btf__free(btf)
-    body = "".join(chunks)
+    text = _btfdump.dump_c(path, type_names)  # formatted by libbpf in C, into one buffer
+    body = text.decode("utf-8", "replace")
     return _PROLOGUE + body + _EPILOGUE if guard else body
 
 

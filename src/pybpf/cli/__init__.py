@@ -16,7 +16,7 @@ import typer.core
 
 from pybpf.cli.render import guarded, set_debug
 
-__all__ = ["COMMANDS", "app", "main"]
+__all__ = ["COMMANDS", "SUMMARIES", "app", "load_command", "main"]
 
 # Command name -> (module, attribute[, context settings attribute]): a typer app (a command
 # group) or a command function.
@@ -41,8 +41,44 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# What `pybpf --help` shows for each command, so that listing them imports none of them
+# (tests/test_startup.py checks each is its command's own first help line: keep them in step).
+SUMMARIES: dict[str, str] = {
+    "inspect": "What a BPF object contains: programs, maps, globals, CO-RE relocations, BTF (no root needed).",
+    "check": "Check that an object's CO-RE relocations resolve on target kernels (no kernel, no root).",
+    "load": "Load (and attach) a BPF object, then watch its maps and globals live.",
+    "test-run": "Run one program with BPF_PROG_TEST_RUN and show its return value and output.",
+    "demo": "Count every system call live with a bundled BPF program; the table reads it without syscalls.",
+    "build": "Compile BPF C into a stripped CO-RE .bpf.o (clang -target bpf -mcpu=v3, pybpf's headers).",
+    "btf": "BPF Type Format: dump the kernel's or an object's types.",
+    "prog": "BPF programs loaded in the kernel.",
+    "map": "BPF maps in the kernel.",
+    "usdt": "USDT (SystemTap SDT) probes of binaries and processes.",
+    "tool": "Run a tool shipped with pybpf (execsnoop, opensnoop, syscount, runqlat, tcpstates, ...).",
+    "bench": "Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C.",
+}
+
+
+def load_command(cmd_name: str) -> Any:
+    """Import command ``cmd_name``'s module and build its click command."""
+    module_name, attr, *context_attr = COMMANDS[cmd_name]
+    module = importlib.import_module(module_name)
+    target: Any = getattr(module, attr)
+    if isinstance(target, typer.Typer):
+        command: Any = typer.main.get_group(target)
+    else:
+        single = typer.Typer(add_completion=False)
+        context = getattr(module, context_attr[0]) if context_attr else None
+        single.command(cmd_name, context_settings=context)(target if context is None else guarded(target))
+        command = typer.main.get_command(single)
+    command.name = cmd_name
+    return command
+
+
 class _LazyGroup(typer.core.TyperGroup):
     """A command group that imports a command's module on first use."""
+
+    _listing = False
 
     # (typer may bundle its own click: the context and commands are typed loosely here)
     def list_commands(self, ctx: Any) -> list[str]:
@@ -52,19 +88,18 @@ class _LazyGroup(typer.core.TyperGroup):
         known = super().get_command(ctx, cmd_name)
         if known is not None or cmd_name not in COMMANDS:
             return known
-        module_name, attr, *context_attr = COMMANDS[cmd_name]
-        module = importlib.import_module(module_name)
-        target: Any = getattr(module, attr)
-        if isinstance(target, typer.Typer):
-            command: Any = typer.main.get_group(target)
-        else:
-            single = typer.Typer(add_completion=False)
-            context = getattr(module, context_attr[0]) if context_attr else None
-            single.command(cmd_name, context_settings=context)(target if context is None else guarded(target))
-            command = typer.main.get_command(single)
-        command.name = cmd_name
+        if self._listing and cmd_name in SUMMARIES:  # `pybpf --help`: the summary, no import
+            return typer.core.TyperCommand(cmd_name, help=SUMMARIES[cmd_name])
+        command = load_command(cmd_name)
         self.add_command(command, cmd_name)
         return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
 
 app = typer.Typer(

@@ -2,9 +2,10 @@
 
 C output is :func:`pybpf.cheader.dump_c`, byte for byte: ``pybpf btf dump
 --kernel`` is the committed ``vmlinux/vmlinux.h`` when run on the kernel it
-was generated from. JSON comes from the pure parser :mod:`pybpf.btf.types`. Every
-input is parsed purely first, so a malformed file gets pybpf's one-line
-error before libbpf ever sees it.
+was generated from. JSON is encoded by :mod:`pybpf.btf.tojson` straight from
+the raw type records (one line per type; :func:`type_json` is the same schema
+as a dict, for one type). Every input but the kernel's is parsed purely first,
+so a malformed file gets pybpf's one-line error before libbpf ever sees it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any, List, Optional
 
 import typer
 
+from pybpf.btf.tojson import write_json
 from pybpf.btf.types import KERNEL_BTF_PATH as KERNEL_BTF
 from pybpf.btf.types import Btf, BtfType
 from pybpf.errors import BpfError, ObjectFormatError
 
-from pybpf.cli.render import guarded, print_json, usage_error
+from pybpf.cli.render import guarded, usage_error
 
 __all__ = ["btf_app", "type_json", "closure"]
 
@@ -94,9 +96,11 @@ def dump_command(
     if kernel == (file is not None):
         usage_error(ctx, "give either a FILE or --kernel")
     path = KERNEL_BTF if kernel else str(file)
-    from pybpf.cheader import dump_c  # libbpf's btf_dump: loaded only for C output
-    btf = Btf.from_file(path)  # pure parse first: clean errors for malformed input
     if fmt is Format.c:
+        from pybpf.cheader import dump_c  # libbpf: only for C output
+
+        if not kernel:
+            Btf.from_file(path)  # pure parse first: clean errors for malformed input
         try:
             text = dump_c(path, type_names=[type_name], guard=False) if type_name else dump_c(path)
         except BpfError as exc:
@@ -108,6 +112,7 @@ def dump_command(
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    btf = Btf.from_file(path)
     if type_name:
         try:
             ids: Any = closure(btf, btf.find(type_name))
@@ -115,7 +120,8 @@ def dump_command(
             raise KeyError(f"no type named {type_name!r} in {path}") from None
     else:
         ids = range(1, len(btf))
-    print_json({"file": path, "types": [type_json(btf[tid]) for tid in ids]})
+    write_json(sys.stdout, btf, path, ids)  # encoded from the raw records, no dict per type
+    sys.stdout.flush()
 
 
 @btf_app.command("extract")

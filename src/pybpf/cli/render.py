@@ -14,14 +14,23 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pybpf.errors import BpfError
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads on the first numpy value rendered: commands that show none start faster
+    class _LazyNumpy:
+        def __getattr__(self, name: str) -> Any:
+            import numpy
+            return getattr(numpy, name)
+
+    np = _LazyNumpy()
 
 __all__ = ["EXIT_ERROR", "EXIT_BUG", "console", "err_console", "fail", "guarded", "jsonable",
            "print_json", "set_debug", "short", "table", "usage_error"]
