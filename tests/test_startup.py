@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import pybpf
-from pybpf.cli import COMMANDS, load_command
+from pybpf.cli import COMMANDS, SUMMARIES, load_command
 
 HEAVY = ("cffi", "numpy", "pybpf._sys", "pybpf.object", "pybpf.maps", "pybpf.cheader", "pybpf.cli.")
 
@@ -70,8 +70,8 @@ def test_all_is_complete() -> None:
 
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_help_summaries_are_the_commands_own(name: str) -> None:
-    """`pybpf --help` shows COMMANDS' summaries without importing: they must be the commands' own
-    first help line (edit COMMANDS in pybpf/cli/__init__.py when a command's docstring changes)."""
+    """`pybpf --help` shows SUMMARIES without importing the commands: each must be its command's
+    own first help line (edit SUMMARIES in pybpf/cli/__init__.py when a docstring changes)."""
     command = load_command(name)
     assert command.name == name
-    assert (command.help or "").strip().splitlines()[0] == COMMANDS[name].summary
+    assert (command.help or "").strip().splitlines()[0] == SUMMARIES[name]

@@ -14,7 +14,6 @@ from typing import Any
 import typer
 import typer.core
 
-from pybpf.cli.render import guarded, set_debug
 
 __all__ = ["COMMANDS", "SUMMARIES", "app", "load_command", "main"]
 
@@ -50,6 +49,7 @@ SUMMARIES: dict[str, str] = {
     "test-run": "Run one program with BPF_PROG_TEST_RUN and show its return value and output.",
     "demo": "Count every system call live with a bundled BPF program; the table reads it without syscalls.",
     "build": "Compile BPF C into a stripped CO-RE .bpf.o (clang -target bpf -mcpu=v3, pybpf's headers).",
+    "gen": "Generate a typed module: dtypes, record classes, one attribute per map, global and program.",
     "btf": "BPF Type Format: dump the kernel's or an object's types.",
     "prog": "BPF programs loaded in the kernel.",
     "map": "BPF maps in the kernel.",
@@ -61,6 +61,8 @@ SUMMARIES: dict[str, str] = {
 
 def load_command(cmd_name: str) -> Any:
     """Import command ``cmd_name``'s module and build its click command."""
+    from pybpf.cli.render import guarded  # rich and the error plumbing: once a command runs
+
     module_name, attr, *context_attr = COMMANDS[cmd_name]
     module = importlib.import_module(module_name)
     target: Any = getattr(module, attr)
@@ -117,6 +119,8 @@ app = typer.Typer(
 def _global_options(
     debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error"),
 ) -> None:
+    from pybpf.cli.render import set_debug
+
     set_debug(debug)
 
 
