@@ -29,9 +29,9 @@ VENV_RUN := env PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
 STAMP := $(VENV)/.pybpf-installed
 DEMO_SECONDS ?= 5
 
-.PHONY: setup apt venv python bpf demo test bench clean distclean vmlinux
+.PHONY: setup apt venv python bpf ext demo test bench clean distclean vmlinux
 
-setup: apt venv bpf
+setup: apt venv bpf ext
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -58,6 +58,10 @@ python: venv
 bpf:
 	cmake -S . -B build >/dev/null
 	cmake --build build
+
+# The compiled cffi helpers (pybpf._sys._fast) in the source tree; optional: pybpf runs without them.
+ext: venv
+	"$(VENV_PYTHON)" src/pybpf/_sys/_build_fast.py
 
 demo: setup
 	$(VENV_RUN) "$(VENV_PYBPF)" demo --duration $(DEMO_SECONDS)

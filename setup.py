@@ -9,6 +9,10 @@ directory (``build/lib*``). Only an editable install (``make setup``) builds
 into ``src/pybpf/bpf`` and ``src/pybpf/include``, where the source tree's
 package finds them. A missing cmake, clang, llvm-strip or libbpf-dev fails the
 build with a message saying which: a wheel without its objects is never made.
+
+The compiled cffi helpers ``pybpf._sys._fast`` (src/pybpf/_sys/_build_fast.py) are an
+*optional* extension: without a C compiler or libbpf's headers the build warns and the
+package falls back to its ABI-mode cffi paths (same results, slower per call).
 """
 
 import atexit
@@ -18,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent.resolve()
@@ -65,9 +70,21 @@ def _scratch_dir() -> str:
     return path
 
 
+class OptionalBuildExt(build_ext):
+    """The compiled helpers are optional: a failed compile (no C compiler, no libbpf headers) is a
+    warning, and pybpf uses its ABI-mode cffi paths instead."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        for ext in self.extensions:
+            ext.optional = True
+
+
 _SCRATCH = _scratch_dir()
 setup(
-    cmdclass={"build_py": BuildPyWithBpf},
+    cmdclass={"build_py": BuildPyWithBpf, "build_ext": OptionalBuildExt},
+    # cffi generates the C source of pybpf._sys._fast into build_ext's temporary directory
+    cffi_modules=["src/pybpf/_sys/_build_fast.py:ffibuilder"],
     options={"build": {"build_base": str(Path(_SCRATCH) / "build")},
              "egg_info": {"egg_base": _SCRATCH}},
 )

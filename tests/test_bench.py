@@ -19,14 +19,17 @@ from typer.testing import CliRunner
 import pybpf.bench
 from pybpf.bench import Config, cbuild, run
 from pybpf.bench.cases import ALL
-from pybpf.bench.report import BARS
+from pybpf.bench.report import BARS, BARS_MIN
 
 TINY = Config(entries=(64, 300), value_sizes=(8, 64), repeats=1, fast_repeats=2, memory_repeats=3, warmup=1,
-              copy_bytes=64 << 10, scalar_reads=500, gather_elems=1000, reference=(300, 8))
+              copy_bytes=64 << 10, scalar_reads=500, gather_elems=1000, reference=(300, 8),
+              load_objects=("maps_test", "ringbuf_events"), ring_bytes=1 << 20)
 
 REQUIRED_RATIOS = {"lookup_python_over_c", "batch_python_over_c", "mmap_copy_over_memcpy",
                    "mmap_scalar_over_numpy_scalar", "syscall_over_mmap_scalar",
-                   "whole_map_lookup_over_mmap_copy"}
+                   "whole_map_lookup_over_mmap_copy", "lookup_python_over_c_hash", "update_python_over_c",
+                   "load_python_over_c", "lookup_keys_python_over_c", "lookup_keys_python_over_c_hash",
+                   "cells_over_numpy_scalar"}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,9 @@ def test_python_and_c_agree_case_by_case(kernel: None, smoke_report: dict) -> No
             assert rows[("memcpy", "c", "array", None)] == whole
             assert rows[("update", "python", "hash", None)] == whole
             assert rows[("mmap_scalar", "python", "array", None)] == rows[("numpy_scalar", "python", "array", None)]
+            assert rows[("lookup_keys", "python", "hash", None)] == rows[("lookup", "c", "hash", None)]
+            if vs == 8:
+                assert rows[("cells", "python", "array", None)] == rows[("numpy_scalar", "python", "array", None)]
 
 
 def test_every_case_is_measured(kernel: None, smoke_report: dict) -> None:
@@ -85,6 +91,22 @@ def test_every_case_is_measured(kernel: None, smoke_report: dict) -> None:
                 assert (case, impl, "array", None, n, vs) in seen
 
 
+def test_load_and_ring_cases(kernel: None, smoke_report: dict) -> None:
+    rows = {(c["case"], c["impl"], c["map_type"], c["value_size"]): c for c in smoke_report["cases"]}
+    for name in TINY.load_objects:
+        for impl in ("python", "c", "parse"):
+            assert rows[("load", impl, name, 0)]["ok"]  # checksum: every program of the object got an fd
+        assert rows[("load", "python", name, 0)]["checksum"] > 0
+    for size in (32, 64):
+        for impl in ("python", "python_borrow", "c_count", "c_copy"):
+            row = rows[("ring_drain", impl, "ringbuf", size)]
+            assert row["ok"] and row["elems_per_pass"] == (1 << 20) // (8 + size) - 1
+    r = smoke_report["ratios"]
+    assert {"load_python_over_c", "load_parse_share", "ring_drain_speed_over_c_count_32",
+            "ring_drain_speed_over_c_copy_64"} <= set(r)
+    assert 0 < r["load_parse_share"] < 1
+
+
 def test_report_schema(kernel: None, smoke_report: dict) -> None:
     report = json.loads(json.dumps(smoke_report))  # plain JSON all the way down
     assert {"machine", "cases", "ratios"} <= set(report)
@@ -98,7 +120,8 @@ def test_report_schema(kernel: None, smoke_report: dict) -> None:
         assert c["repeats"] in (TINY.repeats, TINY.fast_repeats, TINY.memory_repeats)
     assert REQUIRED_RATIOS <= set(report["ratios"])
     assert all(v > 0 for v in report["ratios"].values())
-    assert set(BARS) <= REQUIRED_RATIOS
+    assert set(BARS) | set(BARS_MIN) <= REQUIRED_RATIOS | {"ring_drain_speed_over_c_count_32",
+                                                          "ring_drain_speed_over_c_count_64"}
     assert report["config"]["reference"] == {"entries": 300, "value_size": 8}
 
 
@@ -169,7 +192,8 @@ def test_command_writes_json(kernel: None, tmp_path: Path, monkeypatch: pytest.M
     assert result.exit_code == 0, result.output
     assert "lookup_python_over_c" in result.output and "mmap_copy" in result.output
     report = json.loads(out.read_text())
-    assert report["all_ok"] and {c["entries"] for c in report["cases"]} == {128}
+    sized = [c for c in report["cases"] if c["case"] not in ("load", "ring_drain")]  # these have their own sizes
+    assert report["all_ok"] and {c["entries"] for c in sized} == {128}
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

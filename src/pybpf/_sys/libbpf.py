@@ -124,7 +124,60 @@ def _print_callback(level: int, fmt: Any, args: Any) -> int:
 
 
 _print_cb = ffi.callback("int(enum libbpf_print_level, const char *, void *)", _print_callback)
-lib.libbpf_set_print(_print_cb)
+
+# With the compiled helpers (pybpf._sys._fast) libbpf's lines are formatted in C, kept in a
+# per-thread C buffer while a capture() is active, and cross into Python only when the
+# pybpf.libbpf logger wants their level (checked when a capture starts; warnings always).
+_native: Any = None
+if os.environ.get("PYBPF_NO_EXTENSION", "") not in ("1", "true", "yes"):
+    try:
+        from pybpf._sys import _fast as _native  # type: ignore[attr-defined,no-redef]
+    except ImportError:
+        _native = None
+
+_C_LEVELS = {logging.DEBUG: 2, logging.INFO: 1}  # logging level -> libbpf's (0 warn, 1 info, 2 debug)
+
+
+def _c_level(level: int) -> int:
+    return 2 if level <= logging.DEBUG else 1 if level <= logging.INFO else 0
+
+
+def _forward_level() -> int:
+    """The highest libbpf level the pybpf.libbpf logger wants (0: warnings only)."""
+    for py_level, level in _C_LEVELS.items():
+        if logger.isEnabledFor(py_level):
+            return level
+    return 0
+
+
+if _native is not None:
+    @_native.ffi.def_extern()  # type: ignore[misc]
+    def pb_forward(level: int, text: Any) -> None:
+        try:
+            py_level = _LEVELS.get(level, logging.DEBUG)
+            if logger.isEnabledFor(py_level):
+                logger.log(py_level, "%s", _native.ffi.string(text).decode("utf-8", "replace").rstrip("\n"))
+        except BaseException:  # never let an exception unwind into C
+            pass
+
+    _native.lib.pb_set_forward_level(_forward_level())
+    _native.lib.pb_install_print()
+else:
+    lib.libbpf_set_print(_print_cb)
+
+
+def _native_lines(start: int, level: int) -> list[str]:
+    """This thread's captured lines from C buffer offset ``start``, at libbpf level <= ``level``."""
+    n = _native.lib.pb_capture_length() - start
+    if n <= 0:
+        return []
+    buf = _native.ffi.new("char[]", n)
+    got = _native.lib.pb_capture_copy(start, buf, n)
+    lines = []
+    for record in bytes(_native.ffi.buffer(buf, got)).split(b"\0"):
+        if record and record[0] - 48 <= level:
+            lines.append(record[1:].decode("utf-8", "replace"))
+    return lines
 
 
 @contextmanager
@@ -133,10 +186,23 @@ def capture(level: int = logging.INFO) -> Iterator[LogCapture]:
     cap = LogCapture(level)
     stack: list[LogCapture] = getattr(_tls, "captures", None) or []
     _tls.captures = stack + [cap]
+    if _native is None:
+        try:
+            yield cap
+        finally:
+            _tls.captures = stack
+        return
+    c_level = _c_level(level)
+    outer = max((_c_level(c.level) for c in stack), default=-1)
+    _native.lib.pb_set_forward_level(_forward_level())
+    start = _native.lib.pb_capture_begin(c_level)
     try:
         yield cap
     finally:
+        cap.chunks.extend(_native_lines(start, c_level))
         _tls.captures = stack
+        # the outermost capture empties the buffer; an inner one leaves its lines to the outer ones
+        _native.lib.pb_capture_end(outer, 0 if not stack else _native.lib.pb_capture_length())
 
 
 # --------------------------------------------------------------------------

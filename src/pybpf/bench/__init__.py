@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from pybpf._sys import fast
 from pybpf.bench import cases
 from pybpf.bench import report
 from pybpf.bench.cases import FULL, QUICK, Config
@@ -32,7 +33,8 @@ def run(config: Config, progress=lambda message: None) -> dict:
     """Run every case of ``config``; the report dict (as written by ``--json``)."""
     binary = build()
     results = cases.run_all(config, binary, progress)
-    paths = {"maps": created_with(), "per_key": "Map.lookup / Map.update (one bpf_map_*_elem each)",
+    paths = {"maps": created_with(), "per_key": "m[k] / m[k] = v (one bpf_map_*_elem each; lookup_keys: Map.lookup(keys))",
+             "c_helpers": fast.MODE,
              "batch": batch_path(), "c_binary": str(binary)}
     return report.to_json(results, config, describe(), paths)
 

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from statistics import median
 
 import numpy as np
 
-from pybpf.bench import pyops
-from pybpf.bench.cbuild import CBaseline, Sample
+from pybpf.bench import extra, pyops
+from pybpf.bench.rows import ALL, Impl, Result
+from pybpf.bench.cbuild import CBaseline
 from pybpf.bench.subjects import checksum, create_map, fill, pattern, read_all
 
 __all__ = ["FULL", "QUICK", "Config", "Result", "run_all"]
 
-ALL = 0  # chunk value meaning "the whole map in one call"
 WARM_KEYS = 1024  # per-key cases warm up on this many keys: their state needs no full pass
 
 
@@ -43,55 +42,12 @@ class Config:
     scalar_reads: int = 5_000       # element reads per pass in the scalar cases
     gather_elems: int = 65536       # elements gathered per pass
     reference: tuple[int, int] = (65536, 8)  # (entries, value_size) the headline ratios use
+    load_objects: tuple[str, ...] = extra.LOAD_OBJECTS  # bundled objects the open+load case loads
+    ring_bytes: int = 16 << 20                          # ring size of the ring_drain case
 
 
 QUICK = Config(entries=(65536,), value_sizes=(8,))
 FULL = Config(entries=(1024, 65536, 1 << 20), value_sizes=(8, 64), repeats=5, fast_repeats=15)
-
-
-@dataclass
-class Result:
-    """One case's timings (Python and C samples) and their checks."""
-    case: str
-    impl: str
-    map_type: str
-    entries: int
-    value_size: int
-    chunk: int | None = None
-    samples: list[float] = field(default_factory=list)  # ns per element, one per timed pass
-    elems_per_pass: int = 0
-    checksum: int | None = None
-    expected: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether every sample's checksum matched the expected one."""
-        return self.checksum is not None and self.checksum == self.expected
-
-    @property
-    def median(self) -> float:
-        """The median nanoseconds per element of the Python samples."""
-        return median(self.samples)
-
-    def to_json(self) -> dict:
-        """The case as the JSON report stores it."""
-        return {
-            "case": self.case, "impl": self.impl, "map_type": self.map_type, "entries": self.entries,
-            "value_size": self.value_size,
-            "chunk": None if self.chunk is None else ("all" if self.chunk == ALL else self.chunk),
-            "ns_per_elem": {"median": self.median, "min": min(self.samples), "max": max(self.samples)},
-            "repeats": len(self.samples), "elems_per_pass": self.elems_per_pass,
-            "checksum": self.checksum, "expected_checksum": self.expected, "ok": self.ok,
-        }
-
-
-@dataclass
-class Impl:
-    result: Result
-    run: Callable[[], Sample]
-    close: Callable[[], None] = lambda: None
-    warm: Callable[[], object] | None = None  # a cheaper warm-up pass than run()
-    checksums: set[int] = field(default_factory=set)
 
 
 class Runner:
@@ -145,8 +101,10 @@ class Runner:
             py = Result("lookup", "python", map_type, n, vs, elems_per_pass=n, expected=expected)
             c = Result("lookup", "c", map_type, n, vs, elems_per_pass=n, expected=expected)
             floor = Result("lookup", "cffi_floor", map_type, n, vs, elems_per_pass=n, expected=expected)
+            keys = Result("lookup_keys", "python", map_type, n, vs, elems_per_pass=n, expected=expected)
             self.interleave([Impl(py, pyops.lookup(m, n), warm=pyops.lookup(m, min(n, WARM_KEYS))),
                              Impl(floor, pyops.lookup_cffi_floor(m, n, vs)),
+                             Impl(keys, pyops.lookup_keys(m, n)),
                              Impl(c, **self.c_keyed("lookup", m.fd, n, vs))], slow=True)
 
     def batch(self, map_type: str, n: int, vs: int, chunk: int) -> None:
@@ -170,12 +128,19 @@ class Runner:
             reads = cfg.scalar_reads
             idx = [i % n for i in range(reads)]
             scalar_expected = checksum(np.ascontiguousarray(values[idx]))
-            self.interleave([
+            per_element = [
                 Impl(Result("mmap_scalar", "python", "array", n, vs, elems_per_pass=reads,
                             expected=scalar_expected), pyops.scalar(view, reads)),
                 Impl(Result("numpy_scalar", "python", "array", n, vs, elems_per_pass=reads,
                             expected=scalar_expected), pyops.scalar(plain, reads)),
-            ], memory=True)
+                Impl(Result("loop", "python", "array", n, vs, elems_per_pass=reads, expected=reads),
+                     pyops.loop(reads)),
+            ]
+            cells = m.cells() if vs == 8 else None  # one u64 per element: cells[i] is the whole value
+            if cells is not None:
+                per_element.append(Impl(Result("cells", "python", "array", n, vs, elems_per_pass=reads,
+                                               expected=scalar_expected), pyops.cells(cells, n, reads)))
+            self.interleave(per_element, memory=True)
             inner = max(1, math.ceil(cfg.copy_bytes / (n * vs)))
             whole = checksum(values)
             copies = [("mmap_copy", "python", pyops.copy(view, inner), lambda: None),
@@ -195,7 +160,7 @@ class Runner:
                 Impl(Result("gather", "numpy_array", "array", n, vs, elems_per_pass=per_pass,
                             expected=gathered), pyops.gather(plain, indices, inner)),
             ], memory=True)
-            del view, plain
+            del view, plain, cells
 
     def update(self, map_type: str, n: int, vs: int) -> None:
         expected = checksum(pattern(n, vs))
@@ -235,6 +200,10 @@ class Runner:
                 yield f"mmap view, {at}", partial(self.memory, n, vs)
                 for map_type in ("array", "hash"):
                     yield f"update {map_type}, {at}", partial(self.update, map_type, n, vs)
+        if cfg.load_objects:
+            yield "open+load of the bundled objects", partial(extra.load_cases, self)
+        if cfg.ring_bytes:
+            yield "ring buffer drain", partial(extra.ring_cases, self)
 
 
 def run_all(config: Config, binary: Path, progress: Callable[[str], None] = lambda s: None) -> list[Result]:

@@ -22,8 +22,8 @@ from pybpf.maps.map import Map
 from pybpf.bench.cbuild import Sample
 from pybpf.bench.subjects import KEY_SIZE, checksum, key_objects, pattern, value_objects
 
-__all__ = ["batch", "batch_path", "copy", "gather", "lookup", "lookup_cffi_floor", "scalar", "update",
-           "update_batch"]
+__all__ = ["batch", "batch_path", "cells", "copy", "gather", "lookup", "lookup_cffi_floor", "lookup_keys", "loop",
+           "scalar", "update", "update_batch"]
 
 Run = Callable[[], Sample]
 _ENOENT = 2
@@ -41,15 +41,51 @@ def _objects_checksum(values: list) -> int:
 
 
 def lookup(m: Map, entries: int) -> Run:
-    """One ``Map.lookup`` per key."""
+    """One ``m[k]`` per key (``Map.__getitem__``: the compiled per-key path)."""
     keys = key_objects(m, entries)
-    get = m.lookup
 
     def run() -> Sample:
         t0 = clock()
-        out = [get(k) for k in keys]
+        out = [m[k] for k in keys]
         ns = clock() - t0
         return Sample(ns, _objects_checksum(out), len(out))
+    return run
+
+
+def lookup_keys(m: Map, entries: int) -> Run:
+    """``Map.lookup(keys)`` with every key in one numpy array: one C loop, one syscall per key."""
+    keys = np.arange(entries, dtype=np.uint32)
+
+    def run() -> Sample:
+        t0 = clock()
+        values, found = m.lookup(keys)
+        ns = clock() - t0
+        ok = bool(found.all())
+        return Sample(ns, checksum(np.ascontiguousarray(values)) if ok else -1, len(values))
+    return run
+
+
+def loop(reads: int) -> Run:
+    """The bare Python loop of the per-element read cases (the part that is not the read)."""
+    indices = list(range(reads))
+
+    def run() -> Sample:
+        t0 = clock()
+        out = [i for i in indices]  # noqa: C416 (the same comprehension as the reads, minus the read)
+        ns = clock() - t0
+        return Sample(ns, len(out), len(out))
+    return run
+
+
+def cells(source: memoryview, entries: int, reads: int) -> Run:
+    """``cells[i]`` (``Map.cells()``, a typed memoryview) one element at a time."""
+    indices = [i % entries for i in range(reads)]
+
+    def run() -> Sample:
+        t0 = clock()
+        out = [source[i] for i in indices]
+        ns = clock() - t0
+        return Sample(ns, checksum(np.array(out, dtype=np.uint64)), len(out))
     return run
 
 
@@ -80,16 +116,15 @@ def lookup_cffi_floor(m: Map, entries: int, value_size: int) -> Run:
 
 
 def update(m: Map, entries: int, value_size: int) -> Run:
-    """One ``Map.update`` per key, writing the pattern."""
+    """One ``m[k] = v`` per key (``Map.__setitem__``), writing the pattern."""
     keys = key_objects(m, entries)
     values = value_objects(m, entries, value_size)
-    put = m.update
     written = checksum(pattern(entries, value_size))
 
     def run() -> Sample:
         t0 = clock()
         for k, v in zip(keys, values):
-            put(k, v)
+            m[k] = v
         return Sample(clock() - t0, written, entries)
     return run
 

@@ -96,6 +96,15 @@ class MappedMap:
             view.flags.writeable = False
         return view
 
+    def cells(self, fmt: str, shape: list[int]) -> memoryview:
+        """A typed memoryview (``struct`` format ``fmt``) of every element; elements must be
+        packed (value size a multiple of 8). Like a numpy view it holds a buffer export, so
+        the mapping stays until the memoryview is released."""
+        whole = memoryview(self._mmap)[: self.stride * self.max_entries]
+        if not self.writable:
+            whole = whole.toreadonly()
+        return whole.cast(fmt, shape)  # type: ignore[call-overload]  # fmt is one of the typed formats
+
     def scalar(self, dtype: np.dtype, offset: int) -> np.ndarray:
         """A 0-d view (a live scalar or record) of one value at ``offset``."""
         view = np.ndarray((), dtype=dtype, buffer=self._exported(), offset=offset)

@@ -10,7 +10,7 @@ libbpf and works as any user.  Every malformed input becomes
 
 from __future__ import annotations
 
-import io
+import hashlib
 import os
 import struct
 from dataclasses import dataclass
@@ -237,36 +237,87 @@ def check_elf_header(data: bytes, where: str) -> None:
         raise _fail(where, f"ELF for {arch}, not BPF")
 
 
-def _read_sections(data: bytes, where: str) -> tuple[list[_Section], list[tuple[str, int, int, int, int, int]]]:
-    """All sections, and symbols as (name, value, size, type, bind, shndx)."""
-    from elftools.elf.elffile import ELFFile
+_SHT_NAMES = {0: "SHT_NULL", 1: "SHT_PROGBITS", 2: "SHT_SYMTAB", 3: "SHT_STRTAB", 4: "SHT_RELA",
+              5: "SHT_HASH", 6: "SHT_DYNAMIC", 7: "SHT_NOTE", 8: "SHT_NOBITS", 9: "SHT_REL",
+              11: "SHT_DYNSYM", 14: "SHT_INIT_ARRAY", 15: "SHT_FINI_ARRAY", 17: "SHT_GROUP",
+              18: "SHT_SYMTAB_SHNDX"}  # what pyelftools names (others: the number)
+_SHN_SPECIAL = (0, 0xFFF1, 0xFFF2)  # UNDEF, ABS, COMMON: not a section index
+_SHDR = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr
+_SYM = struct.Struct("<IBBHQQ")       # Elf64_Sym
 
-    elf = ELFFile(io.BytesIO(data))
+
+def _cstr(table: bytes, off: int, where: str, what: str) -> str:
+    if not 0 <= off < len(table):
+        if off == 0 and not table:
+            return ""
+        raise _fail(where, f"{what}: name offset {off} is outside its string table ({len(table)} bytes)")
+    end = table.find(b"\0", off)
+    if end < 0:
+        raise _fail(where, f"{what}: name at offset {off} is not NUL-terminated")
+    try:
+        return table[off:end].decode("utf-8")
+    except UnicodeDecodeError:
+        shown = table[off:end].decode("utf-8", "replace")
+        raise _fail(where, f"{what} has a name that is not UTF-8 ({shown!r})") from None
+
+
+def _read_sections(data: bytes, where: str) -> tuple[list[_Section], list[tuple[str, int, int, int, int, int]]]:
+    """All sections, and symbols as (name, value, size, type, bind, shndx).
+
+    A direct ``struct`` reader of the ELF64 little-endian section and symbol
+    tables (pyelftools took 5-8 ms per object, most of pybpf's open+load
+    overhead): every offset and size is checked against the file first."""
+    (shoff,) = struct.unpack_from("<Q", data, 40)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 58)
+    if shoff == 0:
+        return [], []
+    if shentsize != _SHDR.size:
+        raise _fail(where, f"section header size {shentsize} is not {_SHDR.size}")
+    if shoff + _SHDR.size > len(data):
+        raise _fail(where, f"section headers at {shoff} run past the end of the file ({len(data)} bytes)")
+    first = _SHDR.unpack_from(data, shoff)
+    if shnum == 0:      # extended numbering: the count is in section 0's sh_size
+        shnum = first[5]
+    if shstrndx == 0xFFFF:  # SHN_XINDEX: the index is in section 0's sh_link
+        shstrndx = first[6]
+    if shoff + shnum * _SHDR.size > len(data):
+        raise _fail(where, f"{shnum} section headers at {shoff} run past the end of the file "
+                           f"({len(data)} bytes)")
+    headers = [_SHDR.unpack_from(data, shoff + i * _SHDR.size) for i in range(shnum)]
+    if not 0 <= shstrndx < shnum:
+        raise _fail(where, f"section name table index {shstrndx} out of range ({shnum} sections)")
+
+    def body(h: tuple) -> bytes:
+        if h[1] in (0, 8):  # SHT_NULL, SHT_NOBITS
+            return b""
+        return data[h[4]:h[4] + h[5]]
+
+    for i, h in enumerate(headers):
+        if h[1] != 8 and h[4] + h[5] > len(data):
+            raise _fail(where, f"section {i} ({h[4]}+{h[5]}) runs past the end of the file")
+    shstrtab = body(headers[shstrndx])
     secs: list[_Section] = []
     symtab = None
-    for i, s in enumerate(elf.iter_sections()):
-        stype = s["sh_type"]
-        off, size = s["sh_offset"], s["sh_size"]
-        if stype != "SHT_NOBITS" and (off + size > len(data)):
-            raise _fail(where, f"section {s.name!r} ({off}+{size}) runs past the end of the file")
-        if "\ufffd" in s.name:  # pyelftools decodes with errors="replace"
-            raise _fail(where, f"section [{i}] has a name that is not UTF-8 ({s.name!r})")
-        body = b"" if stype in ("SHT_NOBITS", "SHT_NULL") else data[off:off + size]
-        secs.append(_Section(i, s.name, str(stype), s["sh_flags"], off, size, body))
-        if stype == "SHT_SYMTAB":
-            symtab = s
+    for i, h in enumerate(headers):
+        name = _cstr(shstrtab, h[0], where, f"section [{i}]")
+        stype = _SHT_NAMES.get(h[1], h[1])
+        secs.append(_Section(i, name, str(stype), h[2], h[4], h[5], body(h)))
+        if h[1] == 2:
+            symtab = h
     syms: list[tuple[str, int, int, int, int, int]] = []
     if symtab is not None:
-        if symtab["sh_entsize"] != 24:
-            raise _fail(where, f"symbol table entry size {symtab['sh_entsize']} is not 24")
-        for sym in symtab.iter_symbols():  # type: ignore[attr-defined]  # a SymbolTableSection
-            info = sym["st_info"]
-            shndx = sym["st_shndx"]
-            shndx = shndx if isinstance(shndx, int) else -1
-            if "\ufffd" in sym.name:
-                raise _fail(where, f"symbol {sym.name!r} has a name that is not UTF-8")
-            syms.append((sym.name, sym["st_value"], sym["st_size"],
-                         _SYM_TYPES.get(info["type"], -1), _SYM_BINDS.get(info["bind"], -1), shndx))
+        if symtab[9] != _SYM.size:
+            raise _fail(where, f"symbol table entry size {symtab[9]} is not {_SYM.size}")
+        link = symtab[6]
+        if not 0 <= link < shnum:
+            raise _fail(where, f"symbol table's string table index {link} out of range ({shnum} sections)")
+        strtab = body(headers[link])
+        raw = data[symtab[4]:symtab[4] + symtab[5] - symtab[5] % _SYM.size]
+        for n, (st_name, info, _other, shndx, value, size) in enumerate(_SYM.iter_unpack(raw)):
+            typ, bind = info & 0xF, info >> 4
+            syms.append((_cstr(strtab, st_name, where, f"symbol {n}"), value, size,
+                         typ if typ <= 3 else -1, bind if bind <= 2 else -1,
+                         -1 if shndx in _SHN_SPECIAL else shndx))
     return secs, syms
 
 
@@ -288,6 +339,12 @@ def _guard(where: str, fn, *args):  # type: ignore[no-untyped-def]
         raise _fail(where, f"corrupted ELF ({type(e).__name__}: {e})") from None
 
 
+# Digests of object files whose BTF passed validate() in this process (validation is most of the
+# pure parse of a CO-RE object: 1-7 ms; a re-open of the same bytes skips it).
+_VALIDATED: set[bytes] = set()
+_VALIDATED_MAX = 1024
+
+
 def _is_data_section(name: str) -> bool:
     return name in (".bss", ".data", ".rodata") or name.startswith((".data.", ".rodata."))
 
@@ -301,6 +358,8 @@ class ObjectSpec:
         self._where = where
         self.name = name or (os.path.basename(path).split(".")[0] if path else "")
         data = bytes(data)
+        # the verdict of the BTF validation is a function of these bytes alone: cached per process
+        self._digest = hashlib.blake2b(data, digest_size=16).digest()
         check_elf_header(data, where)
         secs, syms = _guard(where, _read_sections, data, where)
         self.sections = {s.name: s for s in secs}
@@ -393,8 +452,11 @@ class ObjectSpec:
     def _parse_btf_parts(self) -> None:
         # libbpf trusts the BTF it parses (a bitfield on an array divides by zero in CO-RE):
         # the kernel's BTF rules first, on the DATASECs as libbpf will fix them up.
-        if self.btf is not None:
+        if self.btf is not None and self._digest not in _VALIDATED:
             self.btf.validate()
+            if len(_VALIDATED) >= _VALIDATED_MAX:
+                _VALIDATED.clear()
+            _VALIDATED.add(self._digest)
         # libbpf's order: BTF-defined maps, then internal maps in section order.
         if self.btf is not None:
             self._btf_maps()

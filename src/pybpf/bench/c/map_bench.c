@@ -1,7 +1,7 @@
 /* pybpf benchmark C baselines: the driver.
  *
  * usage: pybpf-bench-c OP FD ENTRIES VALUE_SIZE CHUNK INNER
- *   OP: lookup | update | batch | update_batch | mmap_copy | memcpy
+ *   OP: lookup | update | batch | update_batch | mmap_copy | memcpy | load | ring_count | ring_copy
  * Reads "run" lines on stdin; answers "<elapsed_ns> <checksum> <count>" per
  * line, or "error <errno>" (see map_common.h for why it is a long-lived process).
  * "warm N" does the same over the first N keys only (a cheap warm-up).
@@ -45,6 +45,12 @@ static int prepare(struct bench *b, const char *op, op_fn *fn)
 	} else if (!strcmp(op, "memcpy")) {
 		*fn = op_copy;
 		return setup_plain(b);
+	} else if (!strcmp(op, "load")) {
+		*fn = op_load;
+		return setup_load(b);
+	} else if (!strcmp(op, "ring_count") || !strcmp(op, "ring_copy")) {
+		*fn = op_ring;
+		return setup_ring(b, !strcmp(op, "ring_copy"));
 	} else
 		return -EINVAL;
 	return 0;

@@ -64,5 +64,10 @@ int op_update_batch(struct bench *b, struct result *r);
 int setup_mmap(struct bench *b);
 int setup_plain(struct bench *b);
 int op_copy(struct bench *b, struct result *r);
+/* map_extra.c: open+load of an object; libbpf's ring buffer consumer */
+int setup_load(struct bench *b);
+int op_load(struct bench *b, struct result *r);
+int setup_ring(struct bench *b, int copy);
+int op_ring(struct bench *b, struct result *r);
 
 #endif

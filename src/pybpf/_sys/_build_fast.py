@@ -1,0 +1,266 @@
+"""Build script of ``pybpf._sys._fast``: the compiled (cffi API-mode) helpers for the hot paths.
+
+``pybpf._sys.libbpf`` binds libbpf in cffi's ABI mode (no compiler needed, every
+call goes through libffi). This out-of-line module adds, compiled against
+``<bpf/bpf.h>`` and linked with ``-lbpf``:
+
+* typed per-key helpers: ``pb_lookup_<K>(fd, key, value*)``, ``pb_delete_<K>(fd, key)``,
+  ``pb_update_<K>(fd, key, value*, flags)`` and ``pb_update_<K>_<V>(fd, key, value, flags)``
+  for integer keys ``K`` and integer/float values ``V`` passed by value (cffi
+  converts and range-checks the Python int; no buffer write from Python);
+* loops over numpy key arrays: ``pb_lookup_keys``, ``pb_update_keys``,
+  ``pb_delete_keys``: one ``bpf()`` syscall per key, no Python per key.
+
+Built by the package build (``setup.py`` adds it as an optional extension: a
+machine without a compiler or ``libbpf-dev`` gets the ABI-mode paths) and, for
+a dev tree, by ``make setup`` / ``python src/pybpf/_sys/_build_fast.py``,
+which writes ``_fast.*.so`` next to this file. ``pybpf._sys.fast`` picks it up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from cffi import FFI
+
+MODULE = "pybpf._sys._fast"
+
+# (name, C type) of the integer types keys may have, and the scalar types values may have
+KEY_TYPES = [("u8", "uint8_t"), ("u16", "uint16_t"), ("u32", "uint32_t"), ("u64", "uint64_t"),
+             ("i8", "int8_t"), ("i16", "int16_t"), ("i32", "int32_t"), ("i64", "int64_t")]
+VALUE_TYPES = KEY_TYPES + [("f32", "float"), ("f64", "double")]
+
+_LOOPS_CDEF = """
+long pb_lookup_keys(int fd, const void *keys, size_t key_size, size_t n,
+                    void *values, size_t value_size, uint8_t *found, size_t *failed);
+long pb_update_keys(int fd, const void *keys, size_t key_size, size_t n,
+                    const void *values, size_t value_size, uint64_t flags, size_t *failed);
+long pb_delete_keys(int fd, const void *keys, size_t key_size, size_t n,
+                    uint8_t *deleted, size_t *failed);
+int pb_lookup(int fd, const void *key, void *value);
+void pb_install_print(void);
+size_t pb_capture_begin(int level);
+size_t pb_capture_length(void);
+size_t pb_capture_copy(size_t start, char *out, size_t room);
+void pb_capture_end(int level, size_t keep);
+void pb_set_forward_level(int level);
+extern "Python" void pb_forward(int level, const char *text);
+int pb_update(int fd, const void *key, const void *value, uint64_t flags);
+int pb_delete(int fd, const void *key);
+"""
+
+_LOOPS_SOURCE = r"""
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+/* libbpf's print callback, in C. libbpf prints ~10-200 lines per open+load
+   (every CO-RE relocation at DEBUG); formatting each through a Python
+   callback cost a large share of pybpf's open+load overhead. Here each line
+   is formatted with vsnprintf into this thread's capture buffer (records of
+   one level byte, the text, a NUL) while a capture is active, and handed to
+   Python (pb_forward) only when the pybpf.libbpf logger wants its level. */
+static void pb_forward(int level, const char *text);
+static __thread char *pb_cap;
+static __thread size_t pb_cap_len, pb_cap_room;
+static __thread int pb_cap_level = -1;   /* capture lines of level <= this (0 warn, 1 info, 2 debug) */
+static int pb_fwd_level = 0;             /* forward lines of level <= this to Python */
+
+static void pb_append(int level, const char *text, size_t n)
+{
+    if (pb_cap_len + n + 2 > pb_cap_room) {
+        size_t room = pb_cap_room ? pb_cap_room : 16384;
+        char *grown;
+        while (pb_cap_len + n + 2 > room)
+            room *= 2;
+        grown = realloc(pb_cap, room);
+        if (!grown)
+            return;  /* out of memory: the line is lost, never the process */
+        pb_cap = grown;
+        pb_cap_room = room;
+    }
+    pb_cap[pb_cap_len++] = (char)('0' + level);
+    memcpy(pb_cap + pb_cap_len, text, n);
+    pb_cap_len += n;
+    pb_cap[pb_cap_len++] = '\0';
+}
+
+static int pb_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+    int saved = errno;
+    char local[1024], *text = local, *heap = NULL;
+    va_list copy;
+    int n;
+
+    if ((int)level > pb_cap_level && (int)level > pb_fwd_level)
+        return 0;
+    va_copy(copy, args);
+    n = vsnprintf(local, sizeof(local), fmt, copy);
+    va_end(copy);
+    if (n >= (int)sizeof(local) && (heap = malloc((size_t)n + 1)) != NULL) {
+        va_copy(copy, args);
+        vsnprintf(heap, (size_t)n + 1, fmt, copy);
+        va_end(copy);
+        text = heap;
+    } else if (n >= (int)sizeof(local)) {
+        n = sizeof(local) - 1;
+    }
+    if (n > 0 && (int)level <= pb_cap_level)
+        pb_append((int)level, text, (size_t)n);
+    if (n > 0 && (int)level <= pb_fwd_level)
+        pb_forward((int)level, text);
+    free(heap);
+    errno = saved;
+    return 0;
+}
+
+static void pb_install_print(void) { libbpf_set_print(pb_print); }
+static void pb_set_forward_level(int level) { pb_fwd_level = level; }
+static size_t pb_capture_begin(int level)
+{
+    if (level > pb_cap_level)
+        pb_cap_level = level;
+    return pb_cap_len;
+}
+static size_t pb_capture_length(void) { return pb_cap_len; }
+static size_t pb_capture_copy(size_t start, char *out, size_t room)
+{
+    size_t n = start < pb_cap_len ? pb_cap_len - start : 0;
+    if (n > room)
+        n = room;
+    memcpy(out, pb_cap + start, n);
+    return n;
+}
+static void pb_capture_end(int level, size_t keep)
+{
+    pb_cap_level = level;
+    if (keep < pb_cap_len)
+        pb_cap_len = keep;
+}
+
+/* Every helper returns what libbpf returns: 0 or -errno. The loops return the
+   number of keys found/deleted (>= 0), or -errno of the first error other than
+   ENOENT, with its index in *failed. */
+
+static int pb_lookup(int fd, const void *key, void *value)
+{ return bpf_map_lookup_elem(fd, key, value); }
+static int pb_update(int fd, const void *key, const void *value, uint64_t flags)
+{ return bpf_map_update_elem(fd, key, value, flags); }
+static int pb_delete(int fd, const void *key)
+{ return bpf_map_delete_elem(fd, key); }
+
+static long pb_lookup_keys(int fd, const void *keys, size_t key_size, size_t n,
+                           void *values, size_t value_size, uint8_t *found, size_t *failed)
+{
+    const char *k = keys;
+    char *v = values;
+    long hits = 0;
+    for (size_t i = 0; i < n; i++, k += key_size, v += value_size) {
+        int ret = bpf_map_lookup_elem(fd, k, v);
+        if (ret == 0) {
+            found[i] = 1;
+            hits++;
+        } else if (ret == -ENOENT) {
+            found[i] = 0;
+            memset(v, 0, value_size);
+        } else {
+            *failed = i;
+            return ret;
+        }
+    }
+    return hits;
+}
+
+static long pb_update_keys(int fd, const void *keys, size_t key_size, size_t n,
+                           const void *values, size_t value_size, uint64_t flags, size_t *failed)
+{
+    const char *k = keys;
+    const char *v = values;
+    for (size_t i = 0; i < n; i++, k += key_size, v += value_size) {
+        int ret = bpf_map_update_elem(fd, k, v, flags);
+        if (ret < 0) {
+            *failed = i;
+            return ret;
+        }
+    }
+    return (long)n;
+}
+
+static long pb_delete_keys(int fd, const void *keys, size_t key_size, size_t n,
+                           uint8_t *deleted, size_t *failed)
+{
+    const char *k = keys;
+    long hits = 0;
+    for (size_t i = 0; i < n; i++, k += key_size) {
+        int ret = bpf_map_delete_elem(fd, k);
+        if (ret == 0) {
+            deleted[i] = 1;
+            hits++;
+        } else if (ret == -ENOENT) {
+            deleted[i] = 0;
+        } else {
+            *failed = i;
+            return ret;
+        }
+    }
+    return hits;
+}
+"""
+
+
+def _typed() -> tuple[str, str]:
+    """cdef and C source of the typed per-key helpers."""
+    cdef, source = [], []
+    for kn, kt in KEY_TYPES:
+        cdef.append(f"int pb_lookup_{kn}(int fd, {kt} key, void *value);")
+        cdef.append(f"int pb_delete_{kn}(int fd, {kt} key);")
+        cdef.append(f"int pb_update_{kn}(int fd, {kt} key, const void *value, uint64_t flags);")
+        source.append(f"static int pb_lookup_{kn}(int fd, {kt} key, void *value)"
+                      f" {{ return bpf_map_lookup_elem(fd, &key, value); }}")
+        source.append(f"static int pb_delete_{kn}(int fd, {kt} key)"
+                      f" {{ return bpf_map_delete_elem(fd, &key); }}")
+        source.append(f"static int pb_update_{kn}(int fd, {kt} key, const void *value, uint64_t flags)"
+                      f" {{ return bpf_map_update_elem(fd, &key, value, flags); }}")
+        for vn, vt in VALUE_TYPES:
+            cdef.append(f"int pb_update_{kn}_{vn}(int fd, {kt} key, {vt} value, uint64_t flags);")
+            source.append(f"static int pb_update_{kn}_{vn}(int fd, {kt} key, {vt} value, uint64_t flags)"
+                          f" {{ return bpf_map_update_elem(fd, &key, &value, flags); }}")
+    return "\n".join(cdef), "\n".join(source)
+
+
+def builder() -> FFI:
+    """The cffi builder of ``pybpf._sys._fast`` (cdef + C source, linked with libbpf)."""
+    typed_cdef, typed_source = _typed()
+    ffibuilder = FFI()
+    ffibuilder.cdef(_LOOPS_CDEF + typed_cdef)
+    ffibuilder.set_source(MODULE, _LOOPS_SOURCE + typed_source, libraries=["bpf"],
+                          extra_compile_args=["-O2"])
+    return ffibuilder
+
+
+ffibuilder = builder()
+
+
+def build_in_place(tmpdir: str | None = None) -> Path:
+    """Compile (in ``tmpdir``, default ``build/cffi`` of the checkout) and copy the module
+    next to this file; returns its path."""
+    here = Path(__file__).resolve().parent
+    work = Path(tmpdir) if tmpdir else here.parent.parent.parent / "build" / "cffi"
+    work.mkdir(parents=True, exist_ok=True)
+    built = Path(ffibuilder.compile(tmpdir=str(work), verbose=False))
+    target = here / built.name
+    tmp = target.with_suffix(".tmp")
+    shutil.copyfile(built, tmp)
+    os.replace(tmp, target)  # atomic: a process importing it meanwhile never sees half a file
+    return target
+
+
+if __name__ == "__main__":
+    print(build_in_place())
