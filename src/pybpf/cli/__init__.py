@@ -55,6 +55,8 @@ SUMMARIES: dict[str, str] = {
     "map": "BPF maps in the kernel.",
     "usdt": "USDT (SystemTap SDT) probes of binaries and processes.",
     "tool": "Run a tool shipped with pybpf (execsnoop, opensnoop, syscount, runqlat, tcpstates, ...).",
+    "export": "Serve BPF map contents as Prometheus metrics on http://ADDR:PORT/metrics.",
+    "upgrade": "Upgrade the version pinned in DIR to NEW without losing an event or a counter.",
     "bench": "Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C.",
 }
 
