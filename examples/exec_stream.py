@@ -11,11 +11,29 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 import pybpf
+
+
+COLUMNS = (("time", "dim"), ("pid", "cyan"), ("ppid", "cyan"), ("uid", ""), ("comm", "green"), ("file", "bold"))
+
+
+def rows(batch: Any, boot_offset: float) -> list[tuple[str, ...]]:
+    """Table rows of a batch of exec_event records.
+
+    The ring buffer does not zero what bpf_ringbuf_reserve hands out, so after
+    the ring wraps a char field holds the string, a NUL, then bytes of an older
+    record: pybpf.cstrings() cuts every char field at its first NUL, for the
+    whole batch at once.
+    """
+    clean = pybpf.cstrings(batch)
+    return [(time.strftime("%H:%M:%S", time.localtime(boot_offset + e["ts_ns"] / 1e9)), str(e["pid"]),
+             str(e["ppid"]), str(e["uid"]), e["comm"].decode(errors="replace"),
+             e["filename"].decode(errors="replace")) for e in clean]
 
 
 def stream(duration: float, max_events: int, console: Console) -> int:
@@ -31,13 +49,10 @@ def stream(duration: float, max_events: int, console: Console) -> int:
                 if not len(batch):
                     continue
                 table = Table(show_header=seen == 0, box=None, pad_edge=False)
-                for column, style in (("time", "dim"), ("pid", "cyan"), ("ppid", "cyan"), ("uid", ""),
-                                      ("comm", "green"), ("file", "bold")):
+                for column, style in COLUMNS:
                     table.add_column(column, style=style, no_wrap=True)
-                for e in batch:
-                    stamp = time.strftime("%H:%M:%S", time.localtime(boot_offset + e["ts_ns"] / 1e9))
-                    table.add_row(stamp, str(e["pid"]), str(e["ppid"]), str(e["uid"]),
-                                  e["comm"].decode(errors="replace"), e["filename"].decode(errors="replace"))
+                for row in rows(batch, boot_offset):
+                    table.add_row(*row)
                 console.print(table)
                 seen += len(batch)
             dropped = int(obj.bss["dropped"])

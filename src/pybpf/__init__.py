@@ -43,6 +43,7 @@ from pybpf.errors import (
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use (__getattr__)
     from pybpf._sys.libbpf import VERSION_STRING as LIBBPF_VERSION
+    from pybpf.btf.cstring import cstring, cstrings
     from pybpf.events.perfbuf import PerfBuffer
     from pybpf.events.ringbuf import RingBuffer, RingBufferSet
     from pybpf.events.userringbuf import UserRingBuffer
@@ -79,6 +80,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "build": ("pybpf.toolchain", "build"),
     "check": ("pybpf.spec.core", "check"),
     "deploy": ("pybpf.upgrade.core", "deploy"),
+    "cstring": ("pybpf.btf.cstring", "cstring"),
+    "cstrings": ("pybpf.btf.cstring", "cstrings"),
     "enable_stats": ("pybpf.kernel.info", "enable_stats"),
     "include_dir": ("pybpf.toolchain", "include_dir"),
     "open": ("pybpf.object", "open"),
@@ -124,6 +127,8 @@ __all__ = [
     "bundled_names",
     "check",
     "deploy",
+    "cstring",
+    "cstrings",
     "enable_stats",
     "include_dir",
     "open",

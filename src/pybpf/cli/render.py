@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pybpf.btf.cstring import cstring
 from pybpf.errors import BpfError
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.names:
             return [jsonable(v) for v in value.reshape(-1)] if value.shape else jsonable(value[()])
+        if value.dtype.kind == "S":  # char names[K][N]: each one a C string
+            return [jsonable(v) for v in value] if value.shape else jsonable(value[()])
         if value.dtype.kind == "V":
             return [jsonable(v) for v in value.reshape(-1)] if value.shape else bytes(value.tobytes()).hex()
         return jsonable(value.tolist())
@@ -156,8 +159,8 @@ def jsonable(value: Any) -> Any:
         if value.dtype.names:
             return {name: jsonable(value[name]) for name in value.dtype.names}
         return bytes(value.tobytes()).hex()
-    if isinstance(value, np.bytes_):  # a C char array: text when it is text
-        text = _as_text(bytes(value))
+    if isinstance(value, np.bytes_):  # a C char array: text up to its first NUL, when it is text
+        text = _as_text(cstring(value))  # (what follows the NUL is stale memory, e.g. an older record)
         return text if text is not None else bytes(value).hex()
     if isinstance(value, np.generic):
         return jsonable(value.item())
