@@ -23,6 +23,7 @@ STRUCTS = [
     "struct bpf_test_run_opts", "struct bpf_prog_info", "struct bpf_map_info", "struct bpf_btf_info",
     "struct ring_buffer_opts", "struct perf_buffer_opts", "struct btf_dump_opts",
     "struct user_ring_buffer_opts", "struct btf_type", "struct statfs", "struct bpf_link_update_opts",
+    "struct bpf_prog_load_opts",
 ]
 
 

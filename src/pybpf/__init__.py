@@ -44,6 +44,7 @@ from pybpf.errors import (
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use (__getattr__)
     from pybpf._sys.libbpf import VERSION_STRING as LIBBPF_VERSION
     from pybpf.btf.cstring import cstring, cstrings
+    from pybpf.kernel import features
     from pybpf.events.perfbuf import PerfBuffer
     from pybpf.events.ringbuf import RingBuffer, RingBufferSet
     from pybpf.events.userringbuf import UserRingBuffer
@@ -83,6 +84,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "cstring": ("pybpf.btf.cstring", "cstring"),
     "cstrings": ("pybpf.btf.cstring", "cstrings"),
     "enable_stats": ("pybpf.kernel.info", "enable_stats"),
+    "features": ("pybpf.kernel.features", ""),  # the module itself
     "include_dir": ("pybpf.toolchain", "include_dir"),
     "open": ("pybpf.object", "open"),
     "upgrade": ("pybpf.upgrade", "_package"),  # a callable package: pybpf.upgrade(old, new)
@@ -130,6 +132,7 @@ __all__ = [
     "cstring",
     "cstrings",
     "enable_stats",
+    "features",
     "include_dir",
     "open",
     "upgrade",
@@ -141,7 +144,9 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'pybpf' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    if attr:
+        value = getattr(value, attr)
     if name == "Map":
         importlib.import_module("pybpf.events")  # Map.ring_buffer() and friends register there
     globals()[name] = value  # later lookups are plain attribute reads

@@ -34,10 +34,14 @@ __all__ = [
 ]
 
 
+ENOTSUPP = 524  # the kernel's internal "not supported", which bpf() returns for some calls
+
+
 class BpfError(OSError):
     """Root of every pybpf error raised for a failed BPF operation.
 
-    ``errno`` is set when the failure came from the kernel or libbpf;
+    ``errno`` is set only when the failure came from the kernel or libbpf (errors from pybpf's
+    own checks have ``errno`` None, so they never claim a reason the kernel did not give);
     ``log`` holds what libbpf printed during the failing call, if anything.
     """
 
@@ -50,6 +54,8 @@ class BpfError(OSError):
         self.log = log
 
     def __str__(self) -> str:
+        if self.errno == ENOTSUPP:  # kernel-internal, but bpf() returns it; strerror() knows no name
+            return f"{self.message} [ENOTSUPP: operation not supported]"
         if self.errno is not None and self.errno < 4000:  # libbpf's own codes have no strerror
             name = _errno.errorcode.get(self.errno, str(self.errno))
             return f"{self.message} [{name}: {os.strerror(self.errno)}]"
@@ -135,7 +141,7 @@ class ClosedError(BpfError, ValueError):
     """The object, map, program, link or buffer was already closed."""
 
     def __init__(self, what: str) -> None:
-        super().__init__(f"{what} is closed", _errno.EBADF)
+        super().__init__(f"{what} is closed")
 
 
 class KeyNotFoundError(BpfError, KeyError):
@@ -174,14 +180,14 @@ class RecordFormatError(BpfError, ValueError):
     """Event records do not match the dtype (wrong size), or no usable record type was given."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, _errno.EINVAL)
+        super().__init__(message)
 
 
 class WrongMapTypeError(BpfError, TypeError):
     """The map given is not of the type this reader or writer needs."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, _errno.EINVAL)
+        super().__init__(message)
 
 
 class BufferFullError(BpfError):

@@ -40,7 +40,7 @@ from pybpf.kernel.features import capabilities
 from pybpf.link.base import Link
 from pybpf.maps.map import Map
 from pybpf.maps.memory import check_map_memory
-from pybpf.program import Program
+from pybpf.program import LOG_LEVEL_STATS, Program
 from pybpf.section import Section
 from pybpf.spec.core import relocation_error
 from pybpf.spec.elf import MapSpec, ObjectSpec, check_elf_header
@@ -54,7 +54,41 @@ _PROG_FAILED = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to
 _VERIFIER_LOG = re.compile(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
 _MAP_FAILED = re.compile(r"map '([^']+)': failed to create")
 _PIN_MISMATCH = re.compile(r"couldn't reuse pinned map at '([^']+)': ([^\n]+)")
+_MAP_FAILED_REASON = re.compile(r"map '([^']+)': failed to create: (.*)")
+_PROG_LOG = re.compile(r"prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
+# libbpf lines that only say that something failed, not why
+_GENERIC = ("failed to load object", "failed to load:", "failed to prepare load attributes", "BPF program load failed",
+            "failed to load program", "Retrying without BTF", "-- BEGIN PROG LOAD LOG", "-- END PROG LOAD LOG")
 _REFUSED_TYPES = {"tracing": "fentry/fexit/fmod_ret", "lsm": "lsm", "ext": "freplace"}
+
+
+class _Maps(Mapping[str, Map]):
+    """An object's maps by libbpf's name; internal maps also by their section (``.rodata``)."""
+
+    def __init__(self, obj: Object) -> None:
+        self._obj = obj
+        self._items = obj._maps
+
+    def __getitem__(self, name: str) -> Map:
+        found = self._items.get(name)
+        if found is None and name.startswith("."):
+            # libbpf names internal maps "<object name prefix><section>" ("opensnoo.rodata"), truncated
+            # to 15 characters; bpf_object__find_map_by_name also knows their section ("real") name
+            ptr = lib.bpf_object__find_map_by_name(self._obj._ptr, name.encode())
+            found = next((m for m in self._items.values() if ptr != ffi.NULL and m._ptr == ptr), None)
+        if found is None:
+            raise KeyError(f"object {self._obj.name} has no map {name!r} "
+                           f"(it has: {', '.join(self._items) or 'none'})")
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"<maps of object {self._obj.name}: {list(self._items)}>"
 
 
 class _Named(Mapping[str, T]):
@@ -197,8 +231,7 @@ class Object(Resource):
         self.check_open()
         if self._state != wanted:
             hint = {ObjectState.OPEN: "before load()", ObjectState.LOADED: "after a successful load()"}[wanted]
-            raise BpfError(f"{doing} is only possible {hint}; object {self.name} is {self._state}",
-                           errno.EINVAL)
+            raise BpfError(f"{doing} is only possible {hint}; object {self.name} is {self._state}")
 
     # ---- contents ---------------------------------------------------------
 
@@ -265,9 +298,10 @@ class Object(Resource):
 
     @property
     def maps(self) -> Mapping[str, Map]:
-        """Every map by libbpf's name, internal ones (``<obj>.bss``...) included."""
+        """Every map by libbpf's name, internal ones (``<obj>.bss``...) included; an internal map is
+        also found by its section name (``obj.maps[".rodata"]``), however libbpf truncated its name."""
         self.check_open()
-        return _Named(self._maps, "map", f"object {self.name}")
+        return _Maps(self)
 
     def section(self, name: str) -> Section:
         """Global variables of a data section: ``.bss``, ``.data``, ``.rodata``, ``.data.foo``..."""
@@ -301,20 +335,30 @@ class Object(Resource):
 
     # ---- load ------------------------------------------------------------
 
-    def load(self, *, allow_large_maps: bool | None = None) -> Object:
+    def load(self, *, allow_large_maps: bool | None = None, log_level: int | None = None,
+             verifier_stats: bool = False) -> Object:
         """CO-RE relocate, create the maps, and load every autoload program.
 
         Before the kernel is asked, the memory the object's maps would take is estimated
         (key/value sizes x max_entries, x possible CPUs for per-CPU maps); a load that would
         need more than the machine's MemAvailable is refused with ``MapMemoryError``, unless
         ``allow_large_maps=True`` (or the environment has ``PYBPF_ALLOW_LARGE_MAPS=1``).
-        A ``close()`` from another thread waits until the load is done."""
+        A ``close()`` from another thread waits until the load is done.
+
+        ``log_level`` (1 or 2: the verifier's instruction log, 4: its statistics) is set on every
+        program first; ``verifier_stats=True`` adds 4. Then ``Program.verifier_log`` and
+        ``Program.verifier_stats`` tell what the verifier said about each program."""
         with self._lock:
             self.require_state(ObjectState.OPEN, "load()")
             if allow_large_maps is None:
                 allow_large_maps = os.environ.get("PYBPF_ALLOW_LARGE_MAPS", "") not in ("", "0")
             if not allow_large_maps:
                 check_map_memory(self.name, [m._memory_spec() for m in self._maps.values()])
+            if log_level is not None or verifier_stats:
+                level = (log_level or 0) | (LOG_LEVEL_STATS if verifier_stats else 0)
+                for program in self._programs.values():
+                    program.log_level = level
+            self._verifier_log_cache: dict[str, str] | None = None
             with _libbpf.capture(logging.DEBUG) as log:
                 ret = lib.bpf_object__load(self._ptr)
             self.load_log = log.text
@@ -323,6 +367,14 @@ class Object(Resource):
                 raise self._load_error(-ret, log.text)
             self._state = ObjectState.LOADED
             return self
+
+    def _verifier_logs(self) -> dict[str, str]:
+        """Verifier logs by program name, from libbpf's debug log of the load."""
+        cached: dict[str, str] | None = getattr(self, "_verifier_log_cache", None)
+        if cached is None:
+            cached = {name: text for name, text in _PROG_LOG.findall(self.load_log)}
+            self._verifier_log_cache = cached
+        return cached
 
     def _load_error(self, err: int, log: str) -> BpfError:
         core = relocation_error(self.file_spec, log, target=self._btf_custom_path, errno=err)
@@ -357,7 +409,8 @@ class Object(Resource):
                     f"the verifier rejected program {name!r}{where}: {_verifier_reason(verifier_log)}",
                     err, program=name,
                     log=verifier_log, source_line=source)
-            return _libbpf.make_error(err, f"loading program {name!r}: {_last_line(log, err)}", log=log)
+            return _libbpf.make_error(err, f"loading program {name!r}: {_reason_for(log, f'prog {name!r}', err)}",
+                                      log=log)
         pinned = _PIN_MISMATCH.search(log)
         if pinned:
             map_name = _MAP_FAILED.findall(log)
@@ -371,7 +424,19 @@ class Object(Resource):
         if map_failed and err in (errno.EPERM, errno.EACCES):
             return BpfPermissionError(f"creating map {map_failed[-1]!r} was refused: it needs CAP_BPF "
                                       f"(run as root or grant it)", err, capability="CAP_BPF", log=log)
+        reasons = _MAP_FAILED_REASON.findall(log)
+        if reasons:
+            name, reason = reasons[-1]
+            return _libbpf.make_error(err, f"loading object {self.name}: creating map {name!r} "
+                                           f"({self._map_summary(name)}) failed: {reason}", log=log)
         return _libbpf.make_error(err, f"loading object {self.name}: {_last_line(log, err)}", log=log)
+
+    def _map_summary(self, name: str) -> str:
+        m = self._maps.get(name)
+        if m is None:
+            return "?"
+        return (f"{m.type}, key {m.key_size} B, value {m.value_size} B, max_entries {m.max_entries}"
+                + (f", flags {' | '.join(m.flag_names)}" if m.flags else ""))
 
     # ---- links -------------------------------------------------------------
 
@@ -506,6 +571,15 @@ def _last_line(log: str, err: int) -> str:
     if reasons:
         return reasons[-1]
     return lines[-1] if lines else os.strerror(err) if err < 4000 else _libbpf.strerror(err)
+
+
+def _reason_for(log: str, prefix: str, err: int) -> str:
+    """libbpf's first specific reason for ``prefix`` (``prog 'x'``), else :func:`_last_line`."""
+    for line in log.strip().splitlines():
+        text = line.removeprefix("libbpf: ").strip()
+        if text.startswith(prefix + ": ") and not any(g in text for g in _GENERIC):
+            return text.removeprefix(prefix + ": ")
+    return _last_line(log, err)
 
 
 def _verifier_reason(verifier_log: str) -> str:

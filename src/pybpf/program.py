@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Concatenate, ContextManager, ParamSpec, Protocol, TypeVar
 
@@ -53,7 +54,9 @@ class ProgramOwner(Protocol):
 
     def _guard(self, wanted: ObjectState | None = None, doing: str = "") -> ContextManager[Any]: ...
 
-__all__ = ["Program", "TestRunResult"]
+__all__ = ["LOG_LEVEL_STATS", "Program", "TestRunResult", "VerifierStats", "parse_verifier_stats"]
+
+_TEST_RUN_TRACING = {"trace_fentry", "trace_fexit", "modify_return"}
 
 L = TypeVar("L", bound=Link)
 P = ParamSpec("P")
@@ -69,6 +72,44 @@ def _verb(attach: Callable[Concatenate[AttachTarget, P], L]) -> Callable[Concate
         with self._obj._guard(ObjectState.LOADED, f"attaching program {self.name}"):
             return self._own(attach(self, *args, **kwargs))
     return verb
+
+
+_STATS = re.compile(r"processed (\d+) insns \(limit (\d+)\) max_states_per_insn (\d+) total_states (\d+) "
+                    r"peak_states (\d+) mark_read (\d+)")
+_VERIFY_TIME = re.compile(r"verification time (\d+) usec")
+_STACK_DEPTH = re.compile(r"stack depth ([\d+]+)")
+LOG_LEVEL_STATS = 4  # BPF_LOG_STATS: only the verifier's statistics
+
+
+@dataclass(frozen=True)
+class VerifierStats:
+    """What the verifier reported about one program (``load(log_level=...)``, see ``Program.verifier_stats``).
+
+    ``stack_depth`` has one entry per subprogram (the kernel's ``stack depth 8+0``).
+    """
+
+    insns_processed: int
+    insn_limit: int
+    max_states_per_insn: int
+    total_states: int
+    peak_states: int
+    mark_read: int
+    verification_time_us: int | None
+    stack_depth: tuple[int, ...]
+
+
+def parse_verifier_stats(log: str) -> VerifierStats | None:
+    """The statistics lines of a verifier log (``processed N insns ...``), or None if it has none."""
+    found = _STATS.findall(log)
+    if not found:
+        return None
+    insns, limit, max_states, total, peak, mark_read = (int(v) for v in found[-1])
+    when = _VERIFY_TIME.findall(log)
+    depth = _STACK_DEPTH.findall(log)
+    return VerifierStats(insns_processed=insns, insn_limit=limit, max_states_per_insn=max_states,
+                         total_states=total, peak_states=peak, mark_read=mark_read,
+                         verification_time_us=int(when[-1]) if when else None,
+                         stack_depth=tuple(int(d) for d in depth[-1].split("+") if d) if depth else ())
 
 
 @dataclass(frozen=True)
@@ -142,6 +183,49 @@ class Program:
             _libbpf.check(lib.bpf_program__set_autoload(self._ptr, bool(value)), f"autoload of {self.name}")
 
     @property
+    def log_level(self) -> int:
+        """The verifier log level used at load: 0 none, 1 and 2 the instruction log, 4 statistics (ORed)."""
+        return int(lib.bpf_program__log_level(self._live()))
+
+    @log_level.setter
+    def log_level(self, value: int) -> None:
+        self._obj._check_state("open", f"setting the log level of {self.name}")
+        _libbpf.check(lib.bpf_program__set_log_level(self._ptr, int(value)), f"log level of {self.name}")
+
+    @property
+    def verifier_log(self) -> str:
+        """The verifier's log of this program's load ('' unless it was loaded with a log level)."""
+        self._live()
+        return self._obj._verifier_logs().get(self.name, "")
+
+    @property
+    def verifier_stats(self) -> VerifierStats | None:
+        """The verifier's statistics of this program's load (load with ``log_level=4``, or any
+        log level: the instruction log ends with them); None without a verifier log."""
+        return parse_verifier_stats(self.verifier_log)
+
+    def set_attach_target(self, target_prog_fd: int, func_name: str | None) -> None:
+        """Before load: what an fentry/fexit/freplace/tp_btf program attaches to (libbpf's
+        ``bpf_program__set_attach_target``). ``target_prog_fd`` 0 means a kernel function or
+        tracepoint (``func_name`` in the kernel's BTF); a BPF program's fd for freplace or fentry on
+        a BPF program; ``func_name`` None keeps the name from the SEC() and sets only the fd."""
+        self._obj._check_state("open", f"setting the attach target of {self.name}")
+        if target_prog_fd < 0:
+            raise ValueError(f"target_prog_fd must be 0 (the kernel) or a program fd, not {target_prog_fd}")
+        c_name = _libbpf.c_str(func_name)
+        with _libbpf.capture() as log:
+            ret = lib.bpf_program__set_attach_target(self._ptr, int(target_prog_fd), c_name)
+        if ret < 0:
+            err = -ret
+            where = f"{func_name or ''}{f' of program fd {target_prog_fd}' if target_prog_fd else ''}"
+            reason = _reason(log.text)
+            if err == errno.ESRCH and not target_prog_fd:  # libbpf says nothing more
+                reason = (f"failed to find kernel BTF type ID of {func_name!r}: the kernel has no such "
+                          f"function or tracepoint in its BTF")
+            raise _libbpf.make_error(err, f"setting the attach target of {self.name!r} to {where}"
+                                          + (f": {reason}" if reason else ""), log=log.text)
+
+    @property
     def fd(self) -> int:
         """The program's fd once loaded (valid until the object closes; do not close it)."""
         return self.fd_ref().fd
@@ -157,7 +241,7 @@ class Program:
             if self._ref is None:
                 fd = lib.bpf_program__fd(self._ptr)
                 if fd < 0:
-                    raise BpfError(f"program {self.name} was not loaded (autoload is off)", errno.ENOENT)
+                    raise BpfError(f"program {self.name} was not loaded (autoload is off)")
                 self._ref = FdRef.copy_of(fd, f"program {self.name}")
             return self._ref
 
@@ -218,7 +302,7 @@ class Program:
         usage = explicit_usage(self.prog_type, self.section)
         if usage is not None:
             raise BpfError(f"program {self.name!r} (SEC({self.section!r})) has no target in its section; "
-                           f"use {usage}", errno.EINVAL)
+                           f"use {usage}")
         if iterator.is_iterator(self):
             return self.attach_iter()
         usdt_target = parse_usdt_section(self.section)
@@ -290,8 +374,17 @@ class Program:
             err = -ret
             if err == errno.ENOTSUP or err == _libbpf.ENOTSUPP:
                 raise NotSupportedError(f"BPF_PROG_TEST_RUN of {self.type} program {self.name!r}: "
-                                        f"the kernel cannot test-run this program type", err,
-                                        feature="test_run")
+                                        f"{self.type} programs have no test run (the kernel implements "
+                                        f"BPF_PROG_TEST_RUN only for some program types); attach it and "
+                                        f"trigger the event instead", err, feature="test_run")
+            attach_type = self.expected_attach_type
+            if err == errno.EFAULT and self.type == "tracing" and attach_type not in _TEST_RUN_TRACING:
+                kind = "tp_btf" if attach_type == "trace_raw_tp" else attach_type
+                raise NotSupportedError(
+                    f"BPF_PROG_TEST_RUN of {kind} program {self.name!r}: the kernel test-runs tracing programs "
+                    f"only for fentry/fexit/fmod_ret (on its own test functions) and answers EFAULT for "
+                    f"{kind}; attach it and trigger the tracepoint, or test a raw_tracepoint program with "
+                    f"ctx_in", err, feature="test_run")
             hint = ""
             if err == errno.EINVAL:
                 hint = (": raw tracepoint/tracing/syscall programs take only ctx_in (no data, no ctx_out)"
@@ -302,3 +395,9 @@ class Program:
         ctx_out = bytes(ffi.buffer(ctx_out_buf, opts.ctx_size_out)) if ctx_out_buf != ffi.NULL else None
         return TestRunResult(retval=int(opts.retval), data_out=data_out, duration_ns=int(opts.duration),
                              ctx_out=ctx_out)
+
+
+def _reason(log: str) -> str:
+    """libbpf's own explanation in a captured log: its last line, without the prefix."""
+    lines = [line.removeprefix("libbpf: ").strip() for line in log.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""

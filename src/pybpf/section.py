@@ -107,12 +107,12 @@ class Section:
         dtype = btf.dtype(var.type_id)
         if dtype.itemsize != var.size:  # should not happen; never guess a layout
             raise BpfError(f"{self.section}.{name}: BTF type size {dtype.itemsize} != variable size "
-                           f"{var.size}", errno.EINVAL)
+                           f"{var.size}")
         return dtype
 
     def _require_map(self) -> Map:
         if self.map is None:
-            raise BpfError(f"{self._obj.name} has no {self.section} section", errno.ENOENT)
+            raise BpfError(f"{self._obj.name} has no {self.section} section")
         return self.map
 
     # ---- before load: the initial image ------------------------------
@@ -131,7 +131,7 @@ class Section:
         """The section's mapping, made on first use (call with the object's lock held)."""
         map_ = self._require_map()
         if self._mapping is None or self._mapping.closed:
-            writable = not self.section.startswith(".rodata")
+            writable = not self.section.startswith((".rodata", ".kconfig"))  # both frozen by libbpf
             if not map_.flags & (1 << 10):
                 raise NotSupportedError(
                     f"{self.section} of {self._obj.name} is not mmapable (BPF_F_MMAPABLE missing)",
@@ -163,6 +163,9 @@ class Section:
         return self._exported(lambda m: m.scalar(dtype, var.offset))
 
     def __setitem__(self, name: str, value: Any) -> None:
+        if self.section == ".kconfig":
+            raise BpfError(f".kconfig.{name} is a __kconfig extern: libbpf fills it at load from the "
+                           f"kernel's configuration, so it cannot be set")
         var = self._variable(name)
         data = to_array(value, self.dtype_of(name), f"{self.section}.{name}").tobytes()
         if self._obj.state is ObjectState.OPEN:
@@ -172,9 +175,9 @@ class Section:
                     image[var.offset:var.offset + var.size] = data
                     return
             self._obj.check_open()
-        if self.section.startswith(".rodata"):
+        if self.section.startswith((".rodata", ".kconfig")):
             raise BpfError(f"{self.section}.{name} is read-only after load (libbpf freezes .rodata; "
-                           f"set it before load())", errno.EPERM)
+                           f"set it before load())")
         view = self._exported(lambda m: m.array(np.dtype(np.uint8), shape=(var.size,), offset=var.offset))
         view[:] = np.frombuffer(data, dtype=np.uint8)
 

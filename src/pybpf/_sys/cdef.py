@@ -45,6 +45,31 @@ int libbpf_probe_bpf_map_type(int map_type, const void *opts);
 int libbpf_probe_bpf_helper(int prog_type, int helper_id, const void *opts);
 int libbpf_prog_type_by_name(const char *name, int *prog_type, int *expected_attach_type);
 
+struct bpf_prog_load_opts {
+    size_t sz;
+    int attempts;
+    int expected_attach_type;
+    __u32 prog_btf_fd;
+    __u32 prog_flags;
+    __u32 prog_ifindex;
+    __u32 kern_version;
+    __u32 attach_btf_id;
+    __u32 attach_prog_fd;
+    __u32 attach_btf_obj_fd;
+    const int *fd_array;
+    const void *func_info;
+    __u32 func_info_cnt;
+    __u32 func_info_rec_size;
+    const void *line_info;
+    __u32 line_info_cnt;
+    __u32 line_info_rec_size;
+    __u32 log_level;
+    __u32 log_size;
+    char *log_buf;
+};
+int bpf_prog_load(int prog_type, const char *prog_name, const char *license, const void *insns,
+                  size_t insn_cnt, const struct bpf_prog_load_opts *opts);
+
 /* ---- object ---- */
 struct bpf_object_open_opts {
     size_t sz;

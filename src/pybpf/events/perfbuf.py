@@ -119,7 +119,7 @@ class PerfBuffer(EventSource):
         self._enter()  # a closed buffer says so before anything else
         if self._callback is None:
             self._leave()
-            raise BpfError(f"{self._what} has no callback: use drain() or poll()", errno.EINVAL)
+            raise BpfError(f"{self._what} has no callback: use drain() or poll()")
         try:
             calls = [0]
             callback = self._callback

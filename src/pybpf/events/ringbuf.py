@@ -99,7 +99,7 @@ class RingBuffer(EventSource):
             raise ValueError(f"reader must be 'auto', 'numpy' or 'libbpf', not {reader!r}")
         if reader == "numpy" and not TSO:
             raise BpfError(f"the numpy ring buffer reader needs x86-64 memory ordering; "
-                           f"this is {platform.machine()}: use reader='libbpf'", errno.EINVAL)
+                           f"this is {platform.machine()}: use reader='libbpf'")
         self.name = map.name
         self._what = f"ring buffer {map.name}"
         self.dtype = record_dtype(map, dtype, "RingBuffer")
@@ -346,7 +346,7 @@ class RingBuffer(EventSource):
         self._enter()  # a closed buffer says so before anything else
         if self._callback is None:
             self._leave()
-            raise BpfError(f"{self._what} has no callback: use drain(), or on_event(fn) first", errno.EINVAL)
+            raise BpfError(f"{self._what} has no callback: use drain(), or on_event(fn) first")
         try:
             with self._read_lock:
                 if self._use_libbpf:

@@ -6,14 +6,17 @@ Tests and error messages ask here ("does this kernel attach kprobes?",
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import platform
+import struct
 from dataclasses import dataclass
 
 from pybpf.btf.model import KERNEL_BTF_PATH
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
+from pybpf.errors import NotSupportedError
 
 __all__ = [
     "CAPABILITIES",
@@ -25,6 +28,9 @@ __all__ = [
     "libbpf_version",
     "prog_type_supported",
     "map_type_supported",
+    "probe_helper",
+    "probe_map_type",
+    "probe_prog_type",
 ]
 
 # Linux capability numbers (include/uapi/linux/capability.h)
@@ -77,6 +83,110 @@ def prog_type_supported(prog_type: int) -> bool:
 def map_type_supported(map_type: int) -> bool:
     """Whether this kernel creates maps of type ``map_type``."""
     return lib.libbpf_probe_bpf_map_type(map_type, ffi.NULL) == 1
+
+
+def _type_number(kind: str, value: str | int) -> int:
+    """A prog/map type by libbpf's name (``"xdp"``, ``"ringbuf"``) or number."""
+    if isinstance(value, int):
+        return value
+    numbers = _type_numbers(kind)
+    try:
+        return numbers[value.lower()]
+    except KeyError:
+        raise ValueError(f"no {kind} type {value!r} in libbpf {_libbpf.VERSION_STRING} "
+                         f"(known: {', '.join(numbers)})") from None
+
+
+@functools.cache
+def _type_numbers(kind: str) -> dict[str, int]:
+    numbers = {}
+    for number in range(256):
+        name = _libbpf.type_name(kind, number)
+        if name.startswith("unknown("):
+            break
+        numbers[name] = number
+    return numbers
+
+
+_HELPER_ENUM = "bpf_func_id"
+
+
+@functools.cache
+def _helper_ids() -> dict[str, int]:
+    """Helper names (``map_lookup_elem``) -> ids, from ``enum bpf_func_id`` in the kernel's BTF."""
+    from pybpf.btf.types import Btf  # parsing the kernel BTF only when a helper is named
+
+    btf = Btf.from_file(KERNEL_BTF)
+    try:
+        enum = btf[btf.find(_HELPER_ENUM, "enum")]
+    except (KeyError, LookupError):
+        return {}
+    return {name.removeprefix("BPF_FUNC_"): int(value) for name, value in enum.values}
+
+
+def _probe_result(ret: int, what: str) -> bool:
+    if ret == 1:
+        return True
+    if ret == 0:
+        return False
+    raise _libbpf.make_error(-ret, what)
+
+
+def probe_prog_type(prog_type: str | int) -> bool:
+    """Whether this kernel loads programs of ``prog_type`` (``"xdp"``, ``"tracepoint"``...): libbpf's
+    ``libbpf_probe_bpf_prog_type``, which loads a trivial program of that type."""
+    number = _type_number("prog", prog_type)
+    return _probe_result(lib.libbpf_probe_bpf_prog_type(number, ffi.NULL), f"probing program type {prog_type}")
+
+
+def probe_map_type(map_type: str | int) -> bool:
+    """Whether this kernel creates maps of ``map_type`` (``"ringbuf"``, ``"bloom_filter"``...):
+    ``libbpf_probe_bpf_map_type``."""
+    number = _type_number("map", map_type)
+    return _probe_result(lib.libbpf_probe_bpf_map_type(number, ffi.NULL), f"probing map type {map_type}")
+
+
+def probe_helper(prog_type: str | int, helper: str | int) -> bool:
+    """Whether programs of ``prog_type`` may call ``helper`` here (``libbpf_probe_bpf_helper``).
+
+    ``helper`` is a number or a name with or without ``bpf_`` (``"ringbuf_output"``,
+    ``"bpf_get_current_task_btf"``); a name this kernel's ``enum bpf_func_id`` lacks is not
+    supported. libbpf cannot probe helpers for tracing, ext, lsm and struct_ops programs
+    (NotSupportedError)."""
+    number = _type_number("prog", prog_type)
+    if isinstance(helper, str):
+        ids = _helper_ids()
+        name = helper.removeprefix("bpf_")
+        if name not in ids:
+            return False
+        helper = ids[name]
+    what = f"probing helper {helper} for {prog_type} programs"
+    ret = lib.libbpf_probe_bpf_helper(number, int(helper), ffi.NULL)
+    if ret == -errno.EOPNOTSUPP:
+        raise NotSupportedError(f"{what}: libbpf cannot probe helpers for {_libbpf.type_name('prog', number)} "
+                                f"programs (it probes by loading a trivial program, which these types cannot be)",
+                                None, feature="probe_helper")
+    if ret == 1 and _helper_refused(number, int(helper)):
+        return False
+    return _probe_result(ret, what)
+
+
+# What the verifier says when a program type may not call a helper. libbpf 1.1 knows only the first
+# two; newer kernels say the third, which libbpf 1.1 takes for "supported".
+_REFUSED_HELPER = (b"invalid func ", b"unknown func ", b"program of this type cannot use helper ")
+
+
+def _helper_refused(prog_type: int, helper: int) -> bool:
+    """Load ``call helper; exit`` ourselves and read the verifier's words (libbpf's probe hides them)."""
+    insns = struct.pack("<BBhiBBhi", 0x85, 0, 0, helper, 0x95, 0, 0, 0)  # BPF_CALL helper; BPF_EXIT
+    log = ffi.new("char[]", 4096)
+    opts = _libbpf.new_opts("struct bpf_prog_load_opts", log_level=1, log_size=4096, log_buf=log)
+    fd = lib.bpf_prog_load(prog_type, ffi.NULL, b"GPL", insns, 2, opts)
+    if fd >= 0:
+        _libbpf.close_fd(fd)
+        return False
+    text = ffi.string(log)
+    return any(phrase in text for phrase in _REFUSED_HELPER)
 
 
 @functools.cache

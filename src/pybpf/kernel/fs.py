@@ -67,7 +67,7 @@ def cgroup2_root() -> str:
             fields = line.split()
             if len(fields) > 2 and fields[2] == "cgroup2":
                 return fields[1]
-    raise BpfError("no cgroup v2 hierarchy is mounted", errno.ENOENT)
+    raise BpfError("no cgroup v2 hierarchy is mounted")
 
 
 def check_pin(ret: int, what: str, path: str) -> None:

@@ -50,6 +50,8 @@ class ProgramInfo:
     gpl_compatible: bool
     map_ids: tuple[int, ...] = field(default=())
     memlock: int = 0            # bytes charged, from /proc/self/fdinfo
+    attach_btf_obj_id: int = 0  # fentry/fexit/tp_btf/freplace: id of the BTF object of the target (vmlinux or a module)
+    attach_btf_id: int = 0      # ... and the target's type id in it
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ def prog_info(fd: int) -> ProgramInfo:
         uid=info.created_by_uid, run_cnt=info.run_cnt, run_time_ns=info.run_time_ns,
         recursion_misses=info.recursion_misses, xlated_len=info.xlated_prog_len,
         jited_len=info.jited_prog_len, verified_insns=info.verified_insns, btf_id=info.btf_id,
-        gpl_compatible=bool(info.gpl_compatible_bits & 1), map_ids=map_ids, memlock=_memlock(fd))
+        gpl_compatible=bool(info.gpl_compatible_bits & 1), map_ids=map_ids, memlock=_memlock(fd),
+        attach_btf_obj_id=info.attach_btf_obj_id, attach_btf_id=info.attach_btf_id)
 
 
 def map_info(fd: int) -> MapInfo:

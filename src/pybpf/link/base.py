@@ -228,11 +228,12 @@ def attach_error(prog: AttachTarget, err: int, what: str, log: str = "") -> BpfE
             f"{message}: kprobes are not available in this kernel (no kprobe PMU and no "
             f"kprobe_events in tracefs: the kernel was built without CONFIG_KPROBES)",
             err, feature="kprobe", log=log)
-    if err == errno.ENOENT and log:
-        last = log.strip().splitlines()[-1].removeprefix("libbpf: ")
-        return BpfError(f"{message}: {last}", err, log=log)
     capability = "CAP_NET_ADMIN" if prog.prog_type.networking else "CAP_PERFMON"
-    return _libbpf.make_error(err, message, capability=capability, log=log)
+    lines = [line.removeprefix("libbpf: ").strip() for line in log.strip().splitlines() if line.strip()]
+    reason = lines[-1] if lines else ""  # libbpf's own words: the message carries them, whatever the errno
+    if reason and err not in (errno.EPERM, errno.EACCES):
+        return _libbpf.make_error(err, f"{message}: {reason}", capability=capability, log=log)
+    return _libbpf.make_error(err, message + (f" ({reason})" if reason else ""), capability=capability, log=log)
 
 
 def libbpf_link(prog: AttachTarget, ptr: Any, what: str, log: str = "",

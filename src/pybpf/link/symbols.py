@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 
@@ -45,5 +44,5 @@ def resolve_binary(binary: str) -> str:
         path = _mapped_library(binary) or _ldconfig_library(binary) or ""
     if not path or not os.path.exists(path):
         raise BpfError(f"cannot find the binary {binary!r} for a uprobe "
-                       f"(give a path, or a library name this process maps or ldconfig knows)", errno.ENOENT)
+                       f"(give a path, or a library name this process maps or ldconfig knows)")
     return os.path.realpath(path)

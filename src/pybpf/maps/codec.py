@@ -91,6 +91,8 @@ def _scalar(value: Any, dtype: np.dtype, what: str) -> Any:
             raise TypeError(f"{what}: expected an integer for {describe(dtype)}, "
                             f"got {type(value).__name__}") from None
         if kind == "b":
+            if number not in (0, 1):  # a C bool holds 0 or 1; 2 or -1 is a mistake, not True
+                raise OverflowError(f"{what}: {number} is out of range for bool (give True/False or 0/1)")
             return bool(number)
         info = np.iinfo(dtype)
         if not info.min <= number <= info.max:

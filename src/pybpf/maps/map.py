@@ -215,7 +215,7 @@ class Map(Resource):
             if self._ref is None:
                 libbpf_fd = lib.bpf_map__fd(self._ptr)
                 if libbpf_fd < 0:
-                    raise BpfError(f"map {self.name} was not created", errno.ENOENT)
+                    raise BpfError(f"map {self.name} was not created")
                 self._ref = FdRef.copy_of(libbpf_fd, f"map {self.name}")
             if self._closed:
                 raise ClosedError(f"map {self.name}")
@@ -288,13 +288,26 @@ class Map(Resource):
 
     @property
     def key_size(self) -> int:
-        """Bytes per key."""
+        """Bytes per key; settable before load (``bpf_map__set_key_size``)."""
         return self._attr("key_size")
+
+    @key_size.setter
+    def key_size(self, value: int) -> None:
+        self._check_settable("key_size")
+        _libbpf.check(lib.bpf_map__set_key_size(self._ptr, int(value)), f"key_size of {self.name}")
+        self._key_dtype = None  # re-derived from BTF, or raw bytes when the BTF type no longer fits
 
     @property
     def value_size(self) -> int:
-        """Bytes per value (per CPU for per-CPU maps)."""
+        """Bytes per value; settable before load (``bpf_map__set_value_size``), as tools do for a
+        stack trace map (``value_size = depth * 8``)."""
         return self._attr("value_size")
+
+    @value_size.setter
+    def value_size(self, value: int) -> None:
+        self._check_settable("value_size")
+        _libbpf.check(lib.bpf_map__set_value_size(self._ptr, int(value)), f"value_size of {self.name}")
+        self._value_dtype = None
 
     @property
     def max_entries(self) -> int:
@@ -336,8 +349,7 @@ class Map(Resource):
     def _check_settable(self, what: str) -> None:
         self._check()
         if self._obj is None:
-            raise BpfError(f"{what} of map {self.name} can only be set before its object is loaded",
-                           errno.EINVAL)
+            raise BpfError(f"{what} of map {self.name} can only be set before its object is loaded")
         self._obj.require_state(ObjectState.OPEN, f"setting {what} of map {self.name}")
 
     def _settable(self, what: str) -> Any:
@@ -410,7 +422,7 @@ class Map(Resource):
             for dtype, size, what in ((key_dtype, key_size, "key"), (value_dtype, value_size, "value")):
                 if dtype.itemsize != size:
                     raise BpfError(f"map {self.name}: {what} dtype {dtype} has {dtype.itemsize} bytes but "
-                                   f"the map's {what} size is {size}", errno.EINVAL)
+                                   f"the map's {what} size is {size}")
             keys = Layout(key_dtype, key_size, f"key of map {self.name}")
             values = Layout(value_dtype, value_size, f"value of map {self.name}", n_cpus)
             for layout in (keys, values):

@@ -345,6 +345,29 @@ _VALIDATED: set[bytes] = set()
 _VALIDATED_MAX = 1024
 
 
+KCONFIG = ".kconfig"
+
+
+def _kconfig_layout(btf: Btf) -> dict[str, tuple[int, int]]:
+    """(offset, size) of each ``__kconfig`` extern in the map libbpf builds for them: sorted by
+    alignment (largest first), then size (smallest first), then name; each aligned in turn."""
+    entries = []
+    for v in btf.datasec(KCONFIG):
+        size = btf.sizeof(v.type_id)
+        try:
+            align = max(btf.dtype(v.type_id).alignment, 1)
+        except (BpfError, ValueError, TypeError):
+            align = 1
+        entries.append((-align, size, v.name, align))
+    layout: dict[str, tuple[int, int]] = {}
+    offset = 0
+    for _neg, size, name, align in sorted(entries):
+        offset = (offset + align - 1) // align * align
+        layout[name] = (offset, size)
+        offset += size
+    return layout
+
+
 def _is_data_section(name: str) -> bool:
     return name in (".bss", ".data", ".rodata") or name.startswith((".data.", ".rodata."))
 
@@ -416,6 +439,10 @@ class ObjectSpec:
             offs = {n: v for n, v, _sz, typ, _b, shndx in self._syms
                     if shndx == sec.index and typ == _STT_OBJECT}
             self.btf.fix_datasec(sname, sec.size, offs)
+        if KCONFIG in names:
+            self._kconfig_layout = _kconfig_layout(self.btf)
+            size = max((off + sz for off, sz in self._kconfig_layout.values()), default=0)
+            self.btf.fix_datasec(KCONFIG, size, {n: off for n, (off, _sz) in self._kconfig_layout.items()})
 
     def _programs(self) -> list[ProgramSpec]:
         progs: list[ProgramSpec] = []
@@ -485,6 +512,11 @@ class ObjectSpec:
             self.maps.append(MapSpec(sec.name, "array", 2, 4, sec.size, 1,
                                      (MapFlag.RDONLY_PROG if ro else 0) | MapFlag.MMAPABLE,
                                      0, vt, internal=True, section=sec.name))
+        layout = getattr(self, "_kconfig_layout", None)
+        if layout and self.btf is not None:  # libbpf makes this map for the __kconfig externs
+            size = max(off + sz for off, sz in layout.values())
+            self.maps.append(MapSpec(KCONFIG, "array", 2, 4, size, 1, _F_RDONLY_PROG | _F_MMAPABLE, 0,
+                                     self.btf._datasec_id(KCONFIG), internal=True, section=KCONFIG))
 
     def _btf_maps(self) -> None:
         btf = self.btf
@@ -547,6 +579,11 @@ class ObjectSpec:
         btf = self.btf
         assert btf is not None
         for dsname in btf.datasecs():
+            if dsname == KCONFIG:  # externs: libbpf fills them at load from the kernel's config
+                for v in btf.datasec(dsname):
+                    self.globals.append(GlobalSpec(dsname, v.name, v.type_id, btf.c_name(v.type_id),
+                                                   v.offset, v.size, b"", "extern"))
+                continue
             if not _is_data_section(dsname):
                 continue
             sec = self.sections.get(dsname)
