@@ -120,12 +120,18 @@ app = typer.Typer(
 @app.callback()
 def _global_options(
     debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error"),
+    as_json: bool = typer.Option(False, "--json", "-j", help="JSON output for every command (as bpftool -j)"),
 ) -> None:
-    from pybpf.cli.render import set_debug
+    from pybpf.cli.render import set_debug, set_json
 
     set_debug(debug)
+    set_json(as_json)
 
 
 def main() -> None:
     """Entry point of the ``pybpf`` console script."""
-    app()
+    import sys
+
+    from pybpf.cli.render import normalize_argv
+
+    app(args=normalize_argv(sys.argv[1:]), prog_name="pybpf")

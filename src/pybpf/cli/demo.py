@@ -20,7 +20,7 @@ from rich.live import Live
 import pybpf
 from pybpf.kernel.syscalls import syscall_name
 
-from pybpf.cli.render import console, guarded, print_json, table
+from pybpf.cli.render import JSON_FLAG, console, guarded, json_wanted, print_json, table
 
 __all__ = ["demo_command", "snapshot"]
 
@@ -55,11 +55,12 @@ def _render(rows: list[dict[str, Any]], previous: dict[int, int], elapsed: float
 def demo_command(
     duration: float = typer.Option(10.0, "--duration", "-d", min=0.0, help="seconds to run"),
     top: int = typer.Option(15, "--top", "-n", min=1, help="rows in the table"),
-    as_json: bool = typer.Option(False, "--json", help="print the final counts as JSON instead"),
+    as_json: bool = JSON_FLAG(help="print the final counts as JSON instead"),
     include_self: bool = typer.Option(False, "--include-self",
                                       help="also count this process's own syscalls"),
 ) -> None:
     """Count every system call live with a bundled BPF program; the table reads it without syscalls."""
+    as_json = json_wanted(as_json)
     out = console()
     with pybpf.open(pybpf.bundled("syscount")) as obj:
         if not include_self:

@@ -20,7 +20,7 @@ from pybpf.btf.types import Btf
 from pybpf.errors import BpfError, ObjectFormatError
 from pybpf.spec.elf import MapSpec, ObjectSpec
 
-from pybpf.cli.render import console, guarded, print_json, short, table, usage_error
+from pybpf.cli.render import JSON_FLAG, console, guarded, json_wanted, print_json, short, table, usage_error
 
 __all__ = ["describe", "describe_btf", "inspect_command"]
 
@@ -139,10 +139,11 @@ def inspect_command(
     obj: Optional[Path] = typer.Argument(None, help="a BPF object (.bpf.o)", show_default=False),
     btf: Optional[Path] = typer.Option(None, "--btf", help="summarise a BTF blob instead, "
                                        "e.g. /sys/kernel/btf/vmlinux"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON (keys: programs, maps, globals, "
+    as_json: bool = JSON_FLAG(help="print JSON (keys: programs, maps, globals, "
                                  "core_relocations, btf)"),
 ) -> None:
     """What a BPF object contains: programs, maps, globals, CO-RE relocations, BTF (no root needed)."""
+    as_json = json_wanted(as_json)
     if (obj is None) == (btf is None):
         usage_error(ctx, "give either an object file or --btf FILE (not both)")
     if btf is not None:

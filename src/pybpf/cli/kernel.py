@@ -12,7 +12,7 @@ import datetime
 import errno
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Optional, TypeVar
 
 import numpy as np
 import typer
@@ -21,7 +21,7 @@ import pybpf
 from pybpf.kernel import info
 from pybpf.errors import BpfError
 
-from pybpf.cli.render import console, guarded, jsonable, print_json, short, table
+from pybpf.cli.render import JSON_FLAG, console, guarded, json_wanted, jsonable, print_json, short, table, usage_error
 
 __all__ = ["prog_app", "map_app", "programs", "maps", "map_entries"]
 
@@ -29,7 +29,6 @@ prog_app = typer.Typer(help="BPF programs loaded in the kernel.", no_args_is_hel
 map_app = typer.Typer(help="BPF maps in the kernel.", no_args_is_help=True)
 
 T = TypeVar("T")
-_JSON = typer.Option(False, "--json", help="print JSON")
 
 
 def _by_id(open_fd: Callable[[int], int], read: Callable[[int], T], item_id: int) -> T:
@@ -88,12 +87,66 @@ def _prog_row(p: info.ProgramInfo) -> tuple[Any, ...]:
             list(p.map_ids), _stats(p))
 
 
+# ---- selecting programs and maps the way bpftool does -------------------------------------
+
+_PROG_REF = "[id ID | name NAME | tag TAG | pinned PATH]"
+_MAP_REF = "[id ID | name NAME | pinned PATH]"
+
+
+def _reference(ctx: typer.Context, words: list[str], kinds: tuple[str, ...], what: str) -> tuple[str, str] | None:
+    """``[]`` (all), ``[ID]``, or ``[KIND, VALUE]`` as bpftool takes them (``id 5``, ``name hist``)."""
+    if not words:
+        return None
+    if len(words) == 1 and words[0].isdigit():
+        return "id", words[0]
+    if len(words) == 2 and words[0] in kinds:
+        kind, value = words
+        if kind == "id" and not (value.isdigit() and int(value) > 0):
+            usage_error(ctx, f"{what} id must be a positive number, got {value!r}")
+        return kind, value
+    usage_error(ctx, f"give a {what} as {' | '.join(f'{k} {k.upper()}' for k in kinds)}, or a bare id; "
+                     f"got {' '.join(words)!r}")
+
+
+def _name_matches(kernel_name: str, wanted: str) -> bool:
+    # the kernel keeps 15 characters of a name (BPF_OBJ_NAME_LEN)
+    return kernel_name == wanted or (len(kernel_name) == 15 and wanted.startswith(kernel_name))
+
+
+def _select_programs(ref: tuple[str, str] | None) -> list[info.ProgramInfo]:
+    if ref is None:
+        return programs()
+    kind, value = ref
+    if kind == "id":
+        return [_by_id(info.open_prog_by_id, info.prog_info, int(value))]
+    if kind == "pinned":
+        return [_by_id(lambda _p: info.open_pinned(value, "program"), info.prog_info, 0)]
+    found = [p for p in programs() if (_name_matches(p.name, value) if kind == "name" else p.tag == value.lower())]
+    if not found:
+        raise KeyError(f"no program with {kind} {value!r} is loaded")
+    return found
+
+
+def _select_maps(ref: tuple[str, str] | None) -> list[info.MapInfo]:
+    if ref is None:
+        return maps()
+    kind, value = ref
+    if kind == "id":
+        return [_by_id(info.open_map_by_id, info.map_info, int(value))]
+    if kind == "pinned":
+        return [_by_id(lambda _p: info.open_pinned(value, "map"), info.map_info, 0)]
+    found = [m for m in maps() if _name_matches(m.name, value)]
+    if not found:
+        raise KeyError(f"no map named {value!r} in the kernel")
+    return found
+
+
 @prog_app.command("list")
 @guarded
-def prog_list(as_json: bool = _JSON) -> None:
+def prog_list(as_json: bool = JSON_FLAG()) -> None:
     """Every program loaded in the kernel."""
     found = programs()
-    if as_json:
+    if json_wanted(as_json):
         print_json([_prog_json(p) for p in found])
     else:
         console().print(table(f"{len(found)} programs", _PROG_COLUMNS, map(_prog_row, found)))
@@ -101,14 +154,23 @@ def prog_list(as_json: bool = _JSON) -> None:
 
 @prog_app.command("show")
 @guarded
-def prog_show(prog_id: int = typer.Argument(..., metavar="ID", min=1), as_json: bool = _JSON) -> None:
-    """One program by id."""
-    p = _by_id(info.open_prog_by_id, info.prog_info, prog_id)
-    if as_json:
-        print_json(_prog_json(p))
-        return
-    rows = [(k, short(v, 100)) for k, v in _prog_json(p).items()]
-    console().print(table(f"program {p.id} {p.name}", ["field", "value"], rows))
+def prog_show(ctx: typer.Context,
+              ref: Optional[list[str]] = typer.Argument(None, metavar=_PROG_REF, show_default=False),
+              as_json: bool = JSON_FLAG()) -> None:
+    """Programs by id, name, tag or pin (as bpftool); with none, every program.
+
+    JSON: one object for ``id``/``pinned``/a bare id, a list otherwise."""
+    selected = _reference(ctx, ref or [], ("id", "name", "tag", "pinned"), "program")
+    found = _select_programs(selected)
+    single = selected is not None and selected[0] in ("id", "pinned")
+    if json_wanted(as_json):
+        print_json(_prog_json(found[0]) if single else [_prog_json(p) for p in found])
+    elif single:
+        p = found[0]
+        rows = [(k, short(v, 100)) for k, v in _prog_json(p).items()]
+        console().print(table(f"program {p.id} {p.name}", ["field", "value"], rows))
+    else:
+        console().print(table(f"{len(found)} programs", _PROG_COLUMNS, map(_prog_row, found)))
 
 
 _MAP_COLUMNS = ["id", "type", "name", "key B", "value B", "max_entries", "flags", "memlock B", "btf id"]
@@ -121,10 +183,10 @@ def _map_row(m: info.MapInfo) -> tuple[Any, ...]:
 
 @map_app.command("list")
 @guarded
-def map_list(as_json: bool = _JSON) -> None:
+def map_list(as_json: bool = JSON_FLAG()) -> None:
     """Every map in the kernel."""
     found = maps()
-    if as_json:
+    if json_wanted(as_json):
         print_json([_map_json(m) for m in found])
     else:
         console().print(table(f"{len(found)} maps", _MAP_COLUMNS, map(_map_row, found)))
@@ -132,14 +194,23 @@ def map_list(as_json: bool = _JSON) -> None:
 
 @map_app.command("show")
 @guarded
-def map_show(map_id: int = typer.Argument(..., metavar="ID", min=1), as_json: bool = _JSON) -> None:
-    """One map by id."""
-    m = _by_id(info.open_map_by_id, info.map_info, map_id)
-    if as_json:
-        print_json(_map_json(m))
-        return
-    rows = [(k, short(v, 100)) for k, v in _map_json(m).items()]
-    console().print(table(f"map {m.id} {m.name}", ["field", "value"], rows))
+def map_show(ctx: typer.Context,
+             ref: Optional[list[str]] = typer.Argument(None, metavar=_MAP_REF, show_default=False),
+             as_json: bool = JSON_FLAG()) -> None:
+    """Maps by id, name or pin (as bpftool); with none, every map.
+
+    JSON: one object for ``id``/``pinned``/a bare id, a list otherwise."""
+    selected = _reference(ctx, ref or [], ("id", "name", "pinned"), "map")
+    found = _select_maps(selected)
+    single = selected is not None and selected[0] in ("id", "pinned")
+    if json_wanted(as_json):
+        print_json(_map_json(found[0]) if single else [_map_json(m) for m in found])
+    elif single:
+        m = found[0]
+        rows = [(k, short(v, 100)) for k, v in _map_json(m).items()]
+        console().print(table(f"map {m.id} {m.name}", ["field", "value"], rows))
+    else:
+        console().print(table(f"{len(found)} maps", _MAP_COLUMNS, map(_map_row, found)))
 
 
 def map_entries(handle: pybpf.Map) -> tuple[str, np.ndarray | list[Any], np.ndarray | list[Any]]:
@@ -152,27 +223,47 @@ def map_entries(handle: pybpf.Map) -> tuple[str, np.ndarray | list[Any], np.ndar
     return "per-key", [k for k, _ in pairs], [v for _, v in pairs]
 
 
+def _dump(handle: pybpf.Map) -> dict[str, Any]:
+    method, keys, values = map_entries(handle)
+    return {
+        "id": handle.id, "name": handle.name, "type": handle.type,
+        "key_dtype": str(handle.key_dtype), "value_dtype": str(handle.value_dtype),
+        "key_type": handle.key_type_name, "value_type": handle.value_type_name,
+        "method": method, "count": len(keys),
+        "entries": [{"key": jsonable(k), "value": jsonable(v)} for k, v in zip(keys, values)]}
+
+
 @map_app.command("dump")
 @guarded
-def map_dump(map_id: int = typer.Argument(..., metavar="ID", min=1), as_json: bool = _JSON,
+def map_dump(ctx: typer.Context,
+             ref: list[str] = typer.Argument(..., metavar=_MAP_REF.strip("[]"), show_default=False),
+             as_json: bool = JSON_FLAG(),
              limit: int = typer.Option(0, "--limit", min=0, help="show at most this many entries "
                                        "(0: all); JSON always has all")) -> None:
-    """Every entry of a map, keys and values typed from the map's BTF."""
-    with pybpf.Map.from_id(map_id) as handle:
-        method, keys, values = map_entries(handle)
-        doc: dict[str, Any] = {
-            "id": map_id, "name": handle.name, "type": handle.type,
-            "key_dtype": str(handle.key_dtype), "value_dtype": str(handle.value_dtype),
-            "key_type": handle.key_type_name, "value_type": handle.value_type_name,
-            "method": method, "count": len(keys),
-            "entries": [{"key": jsonable(k), "value": jsonable(v)} for k, v in zip(keys, values)]}
-    if as_json:
-        print_json(doc)
+    """Every entry of a map, keys and values typed from the map's BTF.
+
+    ``name`` may match several maps: each is dumped (JSON: a list of dumps then, one dump otherwise)."""
+    selected = _reference(ctx, ref, ("id", "name", "pinned"), "map")
+    assert selected is not None
+    kind, value = selected
+    if kind == "id":
+        opened = [pybpf.Map.from_id(int(value))]
+    elif kind == "pinned":
+        opened = [pybpf.Map.from_pin(value)]
+    else:
+        opened = [pybpf.Map.from_id(m.id) for m in _select_maps(selected)]
+    docs = []
+    for handle in opened:
+        with handle:
+            docs.append(_dump(handle))
+    if json_wanted(as_json):
+        print_json(docs[0] if len(docs) == 1 else docs)
         return
-    shown = doc["entries"][:limit] if limit else doc["entries"]
-    console().print(table(
-        f"map {map_id} {doc['name']} ({doc['type']}): {doc['count']} entries",
-        [f"key ({doc['key_type'] or doc['key_dtype']})", f"value ({doc['value_type'] or doc['value_dtype']})"],
-        [(short(e["key"], 40), short(e["value"], 100)) for e in shown],
-        caption=f"read with {'BPF_MAP_LOOKUP_BATCH' if method == 'batch' else 'one lookup per key'}"
-                + (f"; {len(shown)} of {doc['count']} shown" if len(shown) < doc["count"] else "")))
+    for doc in docs:
+        shown = doc["entries"][:limit] if limit else doc["entries"]
+        console().print(table(
+            f"map {doc['id']} {doc['name']} ({doc['type']}): {doc['count']} entries",
+            [f"key ({doc['key_type'] or doc['key_dtype']})", f"value ({doc['value_type'] or doc['value_dtype']})"],
+            [(short(e["key"], 40), short(e["value"], 100)) for e in shown],
+            caption=f"read with {'BPF_MAP_LOOKUP_BATCH' if doc['method'] == 'batch' else 'one lookup per key'}"
+                    + (f"; {len(shown)} of {doc['count']} shown" if len(shown) < doc["count"] else "")))

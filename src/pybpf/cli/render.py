@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pybpf.btf.cstring import cstring
 from pybpf.errors import BpfError
 
 if TYPE_CHECKING:
@@ -33,8 +32,8 @@ else:  # numpy loads on the first numpy value rendered: commands that show none 
 
     np = _LazyNumpy()
 
-__all__ = ["EXIT_ERROR", "EXIT_BUG", "console", "err_console", "fail", "guarded", "jsonable",
-           "print_json", "set_debug", "short", "table", "usage_error"]
+__all__ = ["EXIT_ERROR", "EXIT_BUG", "JSON_FLAG", "console", "err_console", "fail", "guarded", "json_wanted",
+           "jsonable", "normalize_argv", "print_json", "set_debug", "set_json", "short", "table", "usage_error"]
 
 EXIT_ERROR = 1     # the user's input or the system refused: the message says why
 EXIT_BUG = 70      # EX_SOFTWARE: an exception pybpf did not expect (a bug)
@@ -57,6 +56,77 @@ def set_debug(enabled: bool) -> None:
     """Show full tracebacks of errors (``--debug``)."""
     global _debug
     _debug = enabled or os.environ.get("PYBPF_DEBUG") == "1"
+
+
+# ---- --json / -j -----------------------------------------------------------------------
+
+_json = False  # the global `pybpf -j ...` / `pybpf --json ...`
+
+
+def set_json(enabled: bool) -> None:
+    global _json
+    _json = enabled
+
+
+def json_wanted(flag: bool) -> bool:
+    """A command's own ``--json``/``-j``, or the global one given before the command."""
+    return flag or _json
+
+
+def JSON_FLAG(help: str = "print JSON") -> Any:  # noqa: N802 - used like a constant in signatures
+    """The ``--json``/``-j`` flag of a command (a plain flag, as in bpftool)."""
+    return typer.Option(False, "--json", "-j", help=help)
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """Keep ``--json true``/``--json=false`` working now that ``--json`` is a plain flag."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            out.extend(argv[i:])
+            break
+        if word.startswith("--json="):
+            value = word.split("=", 1)[1].lower()
+            if value in _TRUE:
+                out.append("--json")
+            elif value not in _FALSE:
+                out.append(word)  # let the parser refuse it
+        elif word == "--json" and i + 1 < len(argv) and argv[i + 1].lower() in _TRUE | _FALSE:
+            if argv[i + 1].lower() in _TRUE:
+                out.append("--json")
+            i += 1
+        else:
+            out.append(word)
+        i += 1
+    return out
+
+
+def _plain_flags() -> None:
+    """Help shows a flag as ``--json``, not ``--json <bool>`` (typer labels every option with its type)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - another typer layout: its own display stays
+        return
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_pybpf_plain_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> Any:
+        if getattr(self, "is_flag", False) and getattr(self, "metavar", None) is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._pybpf_plain_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_plain_flags()
 
 
 def debug_enabled() -> bool:
@@ -160,7 +230,7 @@ def jsonable(value: Any) -> Any:
             return {name: jsonable(value[name]) for name in value.dtype.names}
         return bytes(value.tobytes()).hex()
     if isinstance(value, np.bytes_):  # a C char array: text up to its first NUL, when it is text
-        text = _as_text(cstring(value))  # (what follows the NUL is stale memory, e.g. an older record)
+        text = _as_text(bytes(value).split(b"\0", 1)[0])  # what follows the NUL is stale (older records)
         return text if text is not None else bytes(value).hex()
     if isinstance(value, np.generic):
         return jsonable(value.item())

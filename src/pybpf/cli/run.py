@@ -11,6 +11,7 @@ read through zero-copy views; other maps with batch lookups.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -27,10 +28,10 @@ import pybpf
 from pybpf.errors import BpfError, NotSupportedError, VerifierError
 
 from pybpf.cli.kernel import map_entries
-from pybpf.cli.render import (EXIT_ERROR, console, err_console, guarded, jsonable, print_json, short, table,
-                     usage_error)
+from pybpf.cli.render import (EXIT_ERROR, JSON_FLAG, console, err_console, guarded, json_wanted, jsonable,
+                              print_json, short, table, usage_error)
 
-__all__ = ["load_command", "test_run_command", "snapshot", "verifier_report"]
+__all__ = ["event_dtype", "load_command", "test_run_command", "snapshot", "verifier_report"]
 
 _REFRESH_S = 0.5
 _INSN = re.compile(r"^\d+: \(")
@@ -166,8 +167,7 @@ def _pin_name(name: str) -> str:
 
 
 def _pin(obj: pybpf.Object, links: list[pybpf.Link], directory: Path) -> list[str]:
-    if not directory.is_dir():
-        raise FileNotFoundError(2, "no such directory (make it on a bpffs mount)", str(directory))
+    directory.mkdir(parents=True, exist_ok=True)  # like bpftool: the pins' directory is made as needed
     targets: list[tuple[Any, str]] = [(handle, name) for name, handle in obj.maps.items()]
     targets += [(program, name) for name, program in obj.programs.items() if program.autoload]
     # Link descriptions start with the program's name ("count_syscalls -> ...").
@@ -199,15 +199,35 @@ def load_command(
                                        help="pin maps, programs, links and a manifest under DIR (a bpffs), "
                                             "upgradable with `pybpf upgrade DIR NEW.o`"),
     no_attach: bool = typer.Option(False, "--no-attach", help="load only; do not auto-attach"),
+    disable: list[str] = typer.Option([], "--disable", metavar="PROG",
+                                      help="do not load this program (repeatable)"),
+    max_entries: list[str] = typer.Option([], "--max-entries", metavar="MAP=N",
+                                          help="set a map's max_entries before load (repeatable)"),
+    events: Optional[str] = typer.Option(None, "--events", metavar="MAP[:STRUCT]",
+                                         help="stream the records of this ring buffer, typed from BTF "
+                                              "(STRUCT: the record's struct; default: found in BTF)"),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", min=0.0,
                                              help="seconds to watch (default: until Ctrl-C)"),
-    as_json: bool = typer.Option(False, "--json", help="print the final snapshot as JSON"),
+    as_json: bool = JSON_FLAG(help="print the final snapshot as JSON (with --events: one JSON line per event)"),
 ) -> None:
-    """Load (and attach) a BPF object, then watch its maps and globals live."""
+    """Load (and attach) a BPF object, then watch its maps and globals live (or stream a ring buffer)."""
+    as_json = json_wanted(as_json)
     out = console()
     with pybpf.open(obj_path) as obj:
         for assignment in assignments:
             _assign(ctx, obj, assignment)
+        for setting in max_entries:
+            name, sep, text = setting.partition("=")
+            try:
+                count = int(text, 0)
+            except ValueError:
+                count = -1
+            if not sep or not name or count < 0:
+                usage_error(ctx, f"--max-entries wants MAP=N (N a number), got {setting!r}")
+            obj.maps[name].max_entries = count
+        for name in disable:
+            obj.programs[name].autoload = False
+        stream = _event_source(ctx, obj, events) if events is not None else None
         try:
             obj.load()
         except VerifierError as exc:
@@ -236,6 +256,9 @@ def load_command(
               (f"watching for {duration:g} s" if duration is not None else "Ctrl-C stops"),
               file=sys.stderr, flush=True)
         start = time.monotonic()
+        if stream is not None:
+            _stream_events(obj, *stream, duration, as_json)
+            return
         try:
             if out.is_terminal and not as_json:
                 with Live(console=out, auto_refresh=False) as live:
@@ -256,6 +279,83 @@ def load_command(
             print_json({**snap, "links": len(links), "pinned": pinned})
         elif not out.is_terminal:
             out.print(_render(snap, time.monotonic() - start, len(links)))
+
+
+# ---- --events: a ring buffer's records ------------------------------------------------
+
+def event_dtype(obj: pybpf.Object, map_name: str, struct: str | None = None) -> np.dtype | None:
+    """The record type of ring buffer ``map_name`` from the object's BTF, or None (raw bytes).
+
+    A ring buffer map has no value type, so the record struct is ``struct`` when given, else the
+    struct a global pointer names (``struct event *unused;``, which keeps a type used only inside a
+    program in BTF): the only one, or the one named like the map or ``event``.
+    """
+    btf = obj.btf
+    if btf is None:
+        return None
+    if struct is not None:
+        try:
+            return btf.dtype(btf.find(struct.removeprefix("struct "), "struct"))
+        except KeyError:
+            raise KeyError(f"{obj.name} has no struct {struct!r} in its BTF") from None
+    candidates: dict[str, int] = {}
+    for section in btf.datasecs():
+        for var in btf.datasec(section):
+            target = btf[btf.resolve(var.type_id)]
+            if target.kind != "ptr" or not target.type:
+                continue
+            pointee = btf[btf.resolve(target.type)]
+            if pointee.kind == "struct" and pointee.name:
+                candidates[pointee.name] = pointee.id
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return btf.dtype(next(iter(candidates.values())))
+    stem = map_name.rstrip("s")
+    for name, tid in candidates.items():
+        if name in (stem, f"{stem}_event", "event") or name.startswith(stem):
+            return btf.dtype(tid)
+    return None
+
+
+def _event_source(ctx: typer.Context, obj: pybpf.Object, spec: str) -> tuple[str, np.dtype | None]:
+    name, _, struct = spec.partition(":")
+    handle = obj.maps[name]
+    if handle.type != "ringbuf":
+        usage_error(ctx, f"--events wants a ring buffer map; {name!r} is a {handle.type} map")
+    return name, event_dtype(obj, name, struct or None)
+
+
+def _record_text(record: Any) -> dict[str, Any]:
+    if isinstance(record, (bytes, bytearray)):
+        return {"size": len(record), "data": bytes(record).hex()}
+    return jsonable(record)  # char fields end at their first NUL (ring records are not zeroed)
+
+
+def _stream_events(obj: pybpf.Object, map_name: str, dtype: np.dtype | None, duration: float | None,
+                   as_json: bool) -> None:
+    out = console()
+    count = 0
+    start = time.monotonic()
+    columns = list(dtype.names) if dtype is not None and dtype.names else ["size", "data"]
+    with pybpf.RingBuffer(obj.maps[map_name], dtype=dtype) as rb:
+        try:
+            while duration is None or (left := duration - (time.monotonic() - start)) > 0:
+                batch = rb.poll(_REFRESH_S if duration is None else min(_REFRESH_S, left))
+                if not len(batch):
+                    continue
+                records = [_record_text(r) for r in batch]
+                count += len(records)
+                if as_json:
+                    sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
+                    sys.stdout.flush()
+                else:
+                    out.print(table(None, columns, ([short(r.get(c), 60) for c in columns] for r in records)))
+        except KeyboardInterrupt:
+            pass
+        except BrokenPipeError:  # `pybpf load ... --events MAP | head`: the reader has gone
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout for the rest of the process
+    print(f"{count} event(s) from ring buffer {map_name}", file=sys.stderr)
 
 
 # ---- test-run ----------------------------------------------------------------------
@@ -280,10 +380,11 @@ def test_run_command(
     program: str = typer.Argument(..., metavar="PROG", help="program name"),
     data: Optional[str] = typer.Option(None, "--data", metavar="HEX|@FILE", help="packet/input bytes"),
     repeat: int = typer.Option(1, "--repeat", "-r", min=1, help="runs (duration is the mean)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    as_json: bool = JSON_FLAG(help="print JSON"),
 ) -> None:
     """Run one program with BPF_PROG_TEST_RUN and show its return value and output."""
     data_in = _input(ctx, data)
+    as_json = json_wanted(as_json)
     with pybpf.open(obj_path) as obj:
         target = obj.programs[program]
         for other in obj.programs.values():

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.errors import ClosedError
+from pybpf.errors import BpfError, ClosedError
 from pybpf.kinds import LinkType, MapFlag, MapType, ProgType
 
 __all__ = ["ProgramInfo", "MapInfo", "LinkInfo", "link_info", "StatsHandle", "prog_info", "map_info", "enable_stats",
-           "program_ids", "map_ids", "btf_ids", "open_prog_by_id", "open_map_by_id", "map_flag_names"]
+           "program_ids", "map_ids", "btf_ids", "open_prog_by_id", "open_map_by_id", "open_pinned",
+           "map_flag_names"]
 
 def map_flag_names(flags: int) -> list[str]:
     """The ``BPF_F_*`` names of a map's flags (see :class:`pybpf.kinds.MapFlag`)."""
@@ -179,6 +180,26 @@ def open_map_by_id(map_id: int) -> int:
     """A new fd of the map with id ``map_id`` (the caller closes it)."""
     return _libbpf.check(lib.bpf_map_get_fd_by_id(map_id), f"opening map id {map_id}",
                          capability="CAP_SYS_ADMIN")
+
+
+_FD_KINDS = {"anon_inode:bpf-prog": "program", "anon_inode:bpf-map": "map", "anon_inode:bpf_link": "link",
+             "anon_inode:btf": "BTF"}
+
+
+def open_pinned(path: str, kind: str | None = None) -> int:
+    """A new fd (caller closes it) for the BPF object pinned at ``path`` in a bpffs; with ``kind``
+    ("program", "map", "link") a pin of another kind is refused."""
+    fd = _libbpf.check(lib.bpf_obj_get(os.fsencode(path)), f"opening pinned {kind or 'object'} {path}",
+                       overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such pin", e)})
+    if kind is not None:
+        try:
+            found = _FD_KINDS.get(os.readlink(f"/proc/self/fd/{fd}"), "other")
+        except OSError:
+            found = kind  # no /proc: the kernel's own checks are all we have
+        if found != kind:
+            os.close(fd)
+            raise BpfError(f"{path} is a pinned {found}, not a {kind}")
+    return fd
 
 
 class StatsHandle(Resource):

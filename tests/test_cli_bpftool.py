@@ -1,0 +1,150 @@
+"""The CLI takes bpftool's habits: ``prog show id 5``, ``map dump name hist``, ``-j``, plain flags,
+``load --pin`` making its directory, ``--disable``, ``--max-entries`` and ``--events``.
+
+Real objects loaded into this kernel; answers are checked against the library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import pybpf
+from pybpf.cli import app
+from pybpf.cli.render import normalize_argv
+
+runner = CliRunner(env={"COLUMNS": "250", "LINES": "50"})
+
+
+def run(*args: object) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def run_json(*args: object) -> object:
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def loaded(kernel: None, bundled):
+    with pybpf.open(bundled("counters")) as obj:
+        obj.load()
+        yield obj
+
+
+def test_prog_show_by_id_name_tag_pin_and_all(loaded: pybpf.Object, bpffs: str) -> None:
+    program = loaded.programs["on_getppid"]
+    expected = program.info()
+    assert run_json("prog", "show", "id", expected.id, "--json")["tag"] == expected.tag
+    assert run_json("prog", "show", expected.id, "-j")["id"] == expected.id  # the bare id still works
+    by_name = run_json("prog", "show", "name", "on_getppid", "--json")
+    assert expected.id in [p["id"] for p in by_name] and all(p["name"] == "on_getppid" for p in by_name)
+    assert [p["id"] for p in run_json("prog", "show", "tag", expected.tag, "-j")].count(expected.id) == 1
+    pin = os.path.join(bpffs, "prog")
+    program.pin(pin)
+    assert run_json("prog", "show", "pinned", pin, "-j")["id"] == expected.id
+    everything = run_json("prog", "show", "--json")  # no id: every program
+    assert expected.id in [p["id"] for p in everything]
+    table = run("prog", "show")
+    assert table.exit_code == 0 and "on_getppid" in table.stdout and "programs" in table.stdout
+    assert run("prog", "show", "name", "no_such_prog_x").exit_code == 1
+    bad = run("prog", "show", "colour", "blue")
+    assert bad.exit_code == 2 and "id ID" in bad.output
+
+
+def test_map_dump_and_show_by_name_id_pin(loaded: pybpf.Object, bpffs: str) -> None:
+    pairs = loaded.maps["pairs"]
+    pairs[7] = (3, 1, 7)
+    by_name = run_json("map", "dump", "name", "pairs", "--json")
+    dumps = by_name if isinstance(by_name, list) else [by_name]
+    ours = next(d for d in dumps if d["id"] == pairs.id)
+    assert ours["entries"] == [{"key": 7, "value": {"count": 3, "parent_tgid": 1, "tgid": 7}}]
+    assert run_json("map", "dump", "id", pairs.id, "-j")["entries"] == ours["entries"]
+    assert run_json("map", "dump", pairs.id, "-j")["entries"] == ours["entries"]
+    pin = os.path.join(bpffs, "pairs")
+    pairs.pin(pin)
+    assert run_json("map", "dump", "pinned", pin, "-j")["entries"] == ours["entries"]
+    assert run_json("map", "show", "pinned", pin, "-j")["id"] == pairs.id
+    assert pairs.id in [m["id"] for m in run_json("map", "show", "name", "pairs", "-j")]
+    assert pairs.id in [m["id"] for m in run_json("map", "show", "-j")]
+    text = run("map", "dump", "name", "pairs")
+    assert text.exit_code == 0 and "parent_tgid" in text.stdout
+    program_pin = os.path.join(bpffs, "prog")
+    loaded.programs["on_getppid"].pin(program_pin)
+    wrong = run("map", "show", "pinned", program_pin)
+    assert wrong.exit_code == 1 and "pinned program, not a map" in wrong.stderr
+
+
+def test_global_json_and_plain_flags(loaded: pybpf.Object) -> None:
+    expected = loaded.programs["on_getppid"].info()
+    assert run_json("-j", "prog", "show", "id", expected.id)["id"] == expected.id
+    assert run_json("--json", "map", "show", "id", loaded.maps["pairs"].id)["name"] == "pairs"
+    for args in (["prog", "list", "--help"], ["load", "--help"], ["--help"]):
+        result = run(*args)
+        assert result.exit_code == 0 and "--json" in result.stdout
+        assert "<bool>" not in result.stdout, result.stdout
+    # --json took a value once (its help said --json <bool>); the console script still accepts it
+    assert normalize_argv(["prog", "list", "--json", "true"]) == ["prog", "list", "--json"]
+    assert normalize_argv(["prog", "list", "--json", "false"]) == ["prog", "list"]
+    assert normalize_argv(["prog", "list", "--json=yes", "--", "--json", "true"]) == \
+        ["prog", "list", "--json", "--", "--json", "true"]
+    proc = subprocess.run([sys.executable, "-m", "pybpf.cli", "prog", "show", "id", str(expected.id), "--json",
+                           "true"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["id"] == expected.id
+
+
+def test_load_pin_makes_dir_disable_and_max_entries(kernel: None, bpffs: str, bundled) -> None:
+    target = Path(bpffs) / "tools" / "counters"
+    doc = run_json("load", bundled("counters"), "--pin", target, "--disable", "on_raw_sys_enter",
+                   "--max-entries", "pairs=77", "--duration", "0.2", "--json")
+    assert target.is_dir() and "pairs" in os.listdir(target)
+    assert doc["links"] == 2  # three programs, one disabled
+    assert "on_raw_sys_enter" not in os.listdir(target) and "on_getppid" in os.listdir(target)
+    assert next(m for m in doc["maps"] if m["name"] == "pairs")["max_entries"] == 77
+    with pybpf.Map.from_pin(str(target / "pairs")) as pairs:
+        assert pairs.max_entries == 77
+    bad = run("load", bundled("counters"), "--max-entries", "pairs")
+    assert bad.exit_code == 2 and "MAP=N" in bad.output
+    unknown = run("load", bundled("counters"), "--disable", "nope")
+    assert unknown.exit_code == 1 and "no program 'nope'" in unknown.stderr
+
+
+def test_load_streams_ring_buffer_events(kernel: None, bundled, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "pybpf.cli", "load", bundled("events_exec"), "--events", "execs",
+                             "--duration", "6", "-j"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.startswith("loaded events_exec"), line
+    children = []
+    for _ in range(3):
+        child = subprocess.Popen(["/bin/true"])
+        child.wait()
+        children.append(child.pid)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    ours = [e for e in events if e["pid"] in children]
+    assert len(ours) == 3, (children, events[:5])
+    assert all(e["filename"] == "/bin/true" and e["comm"] == "true" for e in ours)
+    assert set(ours[0]) == {"ts_ns", "pid", "ppid", "uid", "pad", "comm", "filename"}
+    assert f"{len(events)} event(s) from ring buffer execs" in err
+    # a table for people, and a ring buffer named with its record struct
+    with pybpf.open(bundled("events_exec")) as obj:
+        from pybpf.cli.run import event_dtype
+        assert event_dtype(obj, "execs").names == tuple(ours[0])
+        assert event_dtype(obj, "execs", "struct exec_event") == event_dtype(obj, "execs")
+    start = time.monotonic()
+    result = run("load", bundled("events_exec"), "--events", "execs:exec_event", "--duration", "1.5")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - start >= 1.5
+    wrong = run("load", bundled("events_exec"), "--events", "dropped")
+    assert wrong.exit_code == 1 and "no map 'dropped'" in wrong.stderr
