@@ -16,8 +16,11 @@ import time
 import numpy as np
 import pytest
 
+from typer.testing import CliRunner
+
 import pybpf
 from pybpf.btf.types import Btf
+from pybpf.cli import app
 from pybpf.cli.inspect import describe
 from pybpf.spec.elf import ObjectSpec
 
@@ -126,6 +129,8 @@ def test_kconfig_in_inspect_and_live(kernel: None, bundled) -> None:
     externs = {g["name"]: g for g in doc["globals"] if g["section"] == ".kconfig"}
     assert set(externs) == {"LINUX_KERNEL_VERSION", "CONFIG_BPF_SYSCALL", "CONFIG_HZ"}
     assert all(g["linkage"] == "extern" and g["value"] is None for g in externs.values())
+    shown = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["inspect", bundled("preload")])
+    assert shown.exit_code == 0 and ".kconfig" in shown.stdout and "set by libbpf at load" in shown.stdout
     with pybpf.open(bundled("preload")) as obj:
         # the layout the spec predicts is libbpf's
         assert obj.maps[".kconfig"].value_size == kconfig["value_size"]

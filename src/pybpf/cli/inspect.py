@@ -122,7 +122,8 @@ def _render(doc: dict[str, Any]) -> Group:
                    m["pinning"], m["inner"]["type"] if m["inner"] else None) for m in doc["maps"]])
     globs = table("globals", ["section", "name", "type", "offset", "size", "initial value"],
                   [(g["section"], g["name"], g["type"], g["offset"], g["size"],
-                    short(g["value"]) if g["value"] is not None else "0x" + g["initial"])
+                    short(g["value"]) if g["value"] is not None
+                    else "(__kconfig: set by libbpf at load)" if g["section"] == ".kconfig" else "0x" + g["initial"])
                    for g in doc["globals"]])
     relos = table("CO-RE relocations", ["program", "insn", "kind", "access path", "raw"],
                   [(r["program"], r["insn"], r["kind"], r["path"], r["access"])
