@@ -54,6 +54,8 @@ class ProgramOwner(Protocol):
 
     def _guard(self, wanted: ObjectState | None = None, doing: str = "") -> ContextManager[Any]: ...
 
+    def _verifier_logs(self) -> dict[str, str]: ...
+
 __all__ = ["LOG_LEVEL_STATS", "Program", "TestRunResult", "VerifierStats", "parse_verifier_stats"]
 
 _TEST_RUN_TRACING = {"trace_fentry", "trace_fexit", "modify_return"}
@@ -189,7 +191,7 @@ class Program:
 
     @log_level.setter
     def log_level(self, value: int) -> None:
-        self._obj._check_state("open", f"setting the log level of {self.name}")
+        self._obj.require_state(ObjectState.OPEN, f"setting the log level of {self.name}")
         _libbpf.check(lib.bpf_program__set_log_level(self._ptr, int(value)), f"log level of {self.name}")
 
     @property
@@ -209,7 +211,7 @@ class Program:
         ``bpf_program__set_attach_target``). ``target_prog_fd`` 0 means a kernel function or
         tracepoint (``func_name`` in the kernel's BTF); a BPF program's fd for freplace or fentry on
         a BPF program; ``func_name`` None keeps the name from the SEC() and sets only the fd."""
-        self._obj._check_state("open", f"setting the attach target of {self.name}")
+        self._obj.require_state(ObjectState.OPEN, f"setting the attach target of {self.name}")
         if target_prog_fd < 0:
             raise ValueError(f"target_prog_fd must be 0 (the kernel) or a program fd, not {target_prog_fd}")
         c_name = _libbpf.c_str(func_name)

@@ -64,6 +64,7 @@ _json = False  # the global `pybpf -j ...` / `pybpf --json ...`
 
 
 def set_json(enabled: bool) -> None:
+    """Set by the global ``pybpf -j``/``--json``: every command prints JSON."""
     global _json
     _json = enabled
 

@@ -17,6 +17,7 @@ from pybpf.btf.model import KERNEL_BTF_PATH
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import NotSupportedError
+from pybpf.kinds import MapType, ProgType
 
 __all__ = [
     "CAPABILITIES",
@@ -87,25 +88,7 @@ def map_type_supported(map_type: int) -> bool:
 
 def _type_number(kind: str, value: str | int) -> int:
     """A prog/map type by libbpf's name (``"xdp"``, ``"ringbuf"``) or number."""
-    if isinstance(value, int):
-        return value
-    numbers = _type_numbers(kind)
-    try:
-        return numbers[value.lower()]
-    except KeyError:
-        raise ValueError(f"no {kind} type {value!r} in libbpf {_libbpf.VERSION_STRING} "
-                         f"(known: {', '.join(numbers)})") from None
-
-
-@functools.cache
-def _type_numbers(kind: str) -> dict[str, int]:
-    numbers = {}
-    for number in range(256):
-        name = _libbpf.type_name(kind, number)
-        if name.startswith("unknown("):
-            break
-        numbers[name] = number
-    return numbers
+    return int((ProgType if kind == "prog" else MapType).parse(value))
 
 
 _HELPER_ENUM = "bpf_func_id"
@@ -163,7 +146,7 @@ def probe_helper(prog_type: str | int, helper: str | int) -> bool:
     what = f"probing helper {helper} for {prog_type} programs"
     ret = lib.libbpf_probe_bpf_helper(number, int(helper), ffi.NULL)
     if ret == -errno.EOPNOTSUPP:
-        raise NotSupportedError(f"{what}: libbpf cannot probe helpers for {_libbpf.type_name('prog', number)} "
+        raise NotSupportedError(f"{what}: libbpf cannot probe helpers for {ProgType.name_of(number)} "
                                 f"programs (it probes by loading a trivial program, which these types cannot be)",
                                 None, feature="probe_helper")
     if ret == 1 and _helper_refused(number, int(helper)):

@@ -515,7 +515,7 @@ class ObjectSpec:
         layout = getattr(self, "_kconfig_layout", None)
         if layout and self.btf is not None:  # libbpf makes this map for the __kconfig externs
             size = max(off + sz for off, sz in layout.values())
-            self.maps.append(MapSpec(KCONFIG, "array", 2, 4, size, 1, _F_RDONLY_PROG | _F_MMAPABLE, 0,
+            self.maps.append(MapSpec(KCONFIG, "array", 2, 4, size, 1, MapFlag.RDONLY_PROG | MapFlag.MMAPABLE, 0,
                                      self.btf._datasec_id(KCONFIG), internal=True, section=KCONFIG))
 
     def _btf_maps(self) -> None:
