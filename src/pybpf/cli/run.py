@@ -244,6 +244,7 @@ def load_command(
         links = deployment.links if deployment is not None else [] if no_attach else obj.attach()
         if deployment is not None and pin is not None:
             try:
+                pin.mkdir(parents=True, exist_ok=True)  # like bpftool: the pins' directory is made as needed
                 pinned = deployment.pin(pin)
             except BaseException:
                 deployment.close()
