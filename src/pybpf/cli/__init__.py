@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 SUMMARIES: dict[str, str] = {
     "inspect": "What a BPF object contains: programs, maps, globals, CO-RE relocations, BTF (no root needed).",
     "check": "Check that an object's CO-RE relocations resolve on target kernels (no kernel, no root).",
-    "load": "Load (and attach) a BPF object, then watch its maps and globals live.",
+    "load": "Load (and attach) a BPF object, then watch its maps and globals live (or stream a ring buffer).",
     "test-run": "Run one program with BPF_PROG_TEST_RUN and show its return value and output.",
     "demo": "Count every system call live with a bundled BPF program; the table reads it without syscalls.",
     "build": "Compile BPF C into a stripped CO-RE .bpf.o (clang -target bpf -mcpu=v3, pybpf's headers).",
