@@ -130,6 +130,8 @@ with pybpf.open(B["ringbuf_events"]) as events, pybpf.open(B["ringbuf_user"]) as
         "ringbufset.poll": lambda: pybpf.RingBufferSet(ring).poll(60),
         "perfbuffer.poll": lambda: pybpf.PerfBuffer(events.maps["perf_events"], dtype="event").poll(60),
     }}[what]
+    # Python's own Ctrl-C handler, even when started as a background job (SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
     started = time.monotonic()
     try:

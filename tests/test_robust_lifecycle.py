@@ -134,6 +134,8 @@ def test_submit_waiting_for_room_honours_sigint(kernel, bundled):
                     urb.submit(bytes(1024))
             except pybpf.BufferFullError:
                 pass
+            # Python's own Ctrl-C handler, even when started as a background job (SIGINT ignored)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
             started = time.monotonic()
             try:
