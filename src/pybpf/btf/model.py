@@ -7,11 +7,12 @@ which both build on it, so neither needs the other's module at import time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pybpf.errors import ObjectFormatError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BTF_MAGIC = 0xEB9F
 KERNEL_BTF_PATH = "/sys/kernel/btf/vmlinux"
@@ -41,6 +42,7 @@ _MAX_DEPTH = 128
 
 def raw_dtype(size: int) -> np.dtype:
     """Opaque bytes of ``size``: the dtype used when an object has no BTF."""
+    import numpy as np  # lazily: the parser and `btf dump` need no numpy
     return np.dtype(f"V{int(size)}")
 
 
@@ -106,6 +108,7 @@ class Bitfield:
     def _bytes(self, rec: Any) -> bytes:
         if isinstance(rec, (bytes, bytearray, memoryview)):
             return bytes(rec[self.byte_offset:self.byte_offset + self.storage_size])
+        import numpy as np
         return np.asarray(rec).tobytes()[self.byte_offset:self.byte_offset + self.storage_size]
 
     def get(self, rec: Any) -> int:
@@ -125,6 +128,7 @@ class Bitfield:
         if isinstance(rec, (bytearray, memoryview)):
             rec[self.byte_offset:self.byte_offset + self.storage_size] = new
             return
+        import numpy as np
         arr = np.asarray(rec)
         view = arr.reshape(1).view(np.uint8)
         view[self.byte_offset:self.byte_offset + self.storage_size] = np.frombuffer(new, np.uint8)

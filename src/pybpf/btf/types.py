@@ -17,6 +17,8 @@ the values it hands out (:class:`Bitfield`, :func:`raw_dtype`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import errno
 import os
 import stat
@@ -24,9 +26,7 @@ import struct
 from collections.abc import Callable
 from typing import Iterator
 
-import numpy as np
 
-from pybpf.btf.dtype import bitfields_of, dtype_of
 from pybpf.btf.elfsection import elf_section
 from pybpf.btf.validate import validate_btf
 from pybpf.btf.model import (  # noqa: F401 (re-exported: the parser's vocabulary)
@@ -69,6 +69,9 @@ from pybpf.btf.model import (  # noqa: F401 (re-exported: the parser's vocabular
     _bad,
 )
 from pybpf.errors import NotSupportedError, ObjectFormatError
+
+if TYPE_CHECKING:  # numpy loads with the first dtype asked for, not with the parser
+    import numpy as np
 
 __all__ = [
     "Bitfield",
@@ -529,11 +532,13 @@ class Btf:
     # ---- numpy dtypes (pybpf.btf.dtype) ------------------------------------------------
     def dtype(self, tid: int) -> np.dtype:
         """numpy dtype with the exact layout of type ``tid`` (bitfields: see :mod:`pybpf.btf.dtype`)."""
+        from pybpf.btf.dtype import dtype_of  # numpy: only for callers that want dtypes
         return dtype_of(self, tid)
 
     def bitfields(self, tid: int) -> list[Bitfield]:
         """Every bitfield of struct/union ``tid`` (anonymous members flattened, named
         nested records as ``outer.inner``), with offsets relative to ``tid``."""
+        from pybpf.btf.dtype import bitfields_of  # numpy: only for callers that want dtypes
         return bitfields_of(self, tid)
 
     def __repr__(self) -> str:
