@@ -44,6 +44,9 @@ def test_parse_accepts_names_constants_and_numbers() -> None:
     with pytest.raises(ValueError, match="unknown program type number 999"):
         ProgType.parse(999)
     assert MapType.name_of(999) == "unknown(999)"
+    # a kernel number newer than the table: no traits instead of a ValueError
+    assert MapType.of(999, MapType.UNSPEC) is MapType.UNSPEC and MapType.of(2, MapType.UNSPEC) is MapType.ARRAY
+    assert not MapType.of(999, MapType.UNSPEC).per_cpu
 
 
 def test_traits_partition_as_the_kernel_behaves() -> None:

@@ -57,6 +57,14 @@ class _Named(enum.IntEnum):
             raise ValueError(f"unknown {cls._label()} {value!r}; known: {known}") from None
 
     @classmethod
+    def of(cls: type[_E], number: int, default: _E) -> _E:
+        """The member for a kernel number, or ``default`` for one newer than this table."""
+        try:
+            return cls(number)
+        except ValueError:
+            return default
+
+    @classmethod
     def name_of(cls, number: int) -> str:
         """libbpf's name for a number, or ``unknown(N)`` for one newer than this table."""
         try:

@@ -159,7 +159,7 @@ class Program:
     def prog_type(self) -> ProgType:
         """The program's kind, with its traits (``p.prog_type.networking``...)."""
         with self._obj._guard():
-            return ProgType(lib.bpf_program__type(self._ptr))
+            return ProgType.of(lib.bpf_program__type(self._ptr), ProgType.UNSPEC)
 
     @property
     def expected_attach_type(self) -> str:

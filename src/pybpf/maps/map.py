@@ -139,6 +139,7 @@ class Map(Resource):
         self._batch_support: dict[str, bool] = {}
         # facts cached by _layouts() for the per-key path
         self._type_name: str | None = None
+        self._kind: MapType | None = None
         self._keyless = False
         self._outer = False
         self._index_limit = 0        # > 0: integer keys must stay below it (array maps)
@@ -253,7 +254,7 @@ class Map(Resource):
         """What Object.load() needs to estimate this map's kernel memory."""
         assert self._ptr is not None
         reused = lib.bpf_map__fd(self._ptr) >= 0  # reuse() gave it an existing map's fd
-        kind = MapType(int(lib.bpf_map__type(self._ptr)))
+        kind = MapType.of(int(lib.bpf_map__type(self._ptr)), MapType.UNSPEC)
         type_name = kind.c_name
         return MapMemory(self.name, type_name, int(lib.bpf_map__key_size(self._ptr)),
                          int(lib.bpf_map__value_size(self._ptr)), int(lib.bpf_map__max_entries(self._ptr)),
@@ -283,8 +284,14 @@ class Map(Resource):
 
     @property
     def map_type(self) -> MapType:
-        """The map's kind, with its traits (``m.map_type.per_cpu``...)."""
-        return MapType(self.type_id)
+        """The map's kind, with its traits (``m.map_type.per_cpu``...); ``UNSPEC``, which has
+        no traits, for a type newer than pybpf's table."""
+        if self._kind is not None and not self._closed:
+            return self._kind
+        kind = MapType.of(self.type_id, MapType.UNSPEC)
+        if self._ref is not None:
+            self._kind = kind  # fixed once the map exists, as the type name
+        return kind
 
     @property
     def key_size(self) -> int:
