@@ -1,0 +1,57 @@
+"""The C programs the stack tests profile (tests/data/stacks/), built here with gcc.
+
+``hotcold`` spends 3/4 of its CPU time in ``hot()`` and 1/4 in ``cold()``, both called from
+``main()``; with argument ``lib`` the same split is in ``libhotcold.so`` (dlopen()ed).
+Built with frame pointers: BPF walks user stacks by frame pointer.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.conftest import ROOT, needs_kernel
+
+DATA = ROOT / "tests" / "data" / "stacks"
+CFLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-inline"]
+
+
+def build(dest: Path) -> Path:
+    """Build hotcold and libhotcold.so into ``dest``; returns the program's path."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        needs_kernel("needs gcc (make setup installs it)")
+    prog = dest / "hotcold"
+    subprocess.run([cc, *CFLAGS, "-o", str(prog), str(DATA / "hotcold.c")], check=True)
+    subprocess.run([cc, *CFLAGS, "-shared", "-fPIC", "-o", str(dest / "libhotcold.so"),
+                    str(DATA / "libhotcold.c")], check=True)
+    return prog
+
+
+_BUILT: list[Path] = []
+
+
+def hotcold_path() -> Path:
+    """hotcold (and libhotcold.so beside it), built once per test run, removed at exit."""
+    if not _BUILT:
+        d = Path(tempfile.mkdtemp(prefix="pybpf-hotcold-"))
+        atexit.register(shutil.rmtree, d, True)
+        _BUILT.append(build(d))
+    return _BUILT[0]
+
+
+def start(prog: Path, seconds: float, *extra: str) -> subprocess.Popen[str]:
+    """Start ``prog SECONDS ...`` and wait for its ``ready PID`` line."""
+    p = subprocess.Popen([str(prog), str(seconds), *extra], stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline() if p.stdout else ""
+    assert line.startswith("ready"), f"{prog} did not start: {line!r}"
+    return p
+
+
+def finish(p: subprocess.Popen[str]) -> str:
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, f"{p.args} exited {p.returncode}"
+    return out
