@@ -50,3 +50,13 @@ int on_kretprobe(struct pt_regs *ctx)
 }
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* An fentry whose target does not exist (as in bcc's fsslower/mdflush on a kernel
+ * without the function), after a CO-RE relocation that succeeds: libbpf logs the
+ * relocation (debug) before the failure, and the error must quote the failure. */
+SEC("fentry/pybpf_no_such_function")
+int BPF_PROG(on_missing_target, struct kiocb *iocb)
+{
+	__sync_fetch_and_add(&calls, iocb->ki_pos);
+	return 0;
+}

@@ -45,7 +45,7 @@ def stream(duration: float, max_events: int, console: Console) -> int:
             deadline = time.monotonic() + duration
             boot_offset = time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
             while (left := deadline - time.monotonic()) > 0 and (not max_events or seen < max_events):
-                batch = rb.poll(min(left, 0.5))
+                batch = rb.read(min(left, 0.5))
                 if not len(batch):
                     continue
                 table = Table(show_header=seen == 0, box=None, pad_edge=False)

@@ -148,3 +148,24 @@ def test_load_streams_ring_buffer_events(kernel: None, bundled, tmp_path: Path) 
     assert time.monotonic() - start >= 1.5
     wrong = run("load", bundled("events_exec"), "--events", "dropped")
     assert wrong.exit_code == 1 and "no map 'dropped'" in wrong.stderr
+
+
+def test_load_value_size_for_a_stack_map(kernel: None, bundled) -> None:
+    """A stack trace map declared without value size (as bcc's tools do) loads with
+    ``--value-size``; without it the error names the map and the kernel's reason."""
+    obj = bundled("stackmap_settings")
+    bare = subprocess.run([sys.executable, "-m", "pybpf.cli", "load", obj, "--duration", "0.1"],
+                          capture_output=True, text=True, timeout=120)
+    assert bare.returncode == 1 and "creating map 'stackmap'" in bare.stderr, bare.stderr
+    assert "value 0 B" in bare.stderr and "Invalid argument" in bare.stderr
+    doc = run_json("load", obj, "--value-size", "stackmap=1016", "--max-entries", "stackmap=128",
+                   "--set", f"want_tgid={os.getpid()}", "--duration", "0.3", "--json")
+    stack = next(m for m in doc["maps"] if m["name"] == "stackmap")
+    assert stack["type"] == "stack_trace" and stack["max_entries"] == 128
+    bad = run("load", obj, "--value-size", "nomap=8")
+    assert bad.exit_code == 2 and "no map 'nomap'" in bad.output and "stackmap" in bad.output
+    with pybpf.open(obj) as o:
+        o.maps["stackmap"].value_size = 127 * 8
+        o.maps["stackmap"].max_entries = 64
+        o.load()
+        assert o.maps["stackmap"].value_size == 1016

@@ -82,10 +82,10 @@ def test_ring_records_after_wrap(kernel: None, bundled, tmp_path: Path) -> None:
                 child = subprocess.Popen([path], cwd=tmp_path)
                 child.wait()
                 order.append(child.pid)
-                for record in rb.poll(1.0):
+                for record in rb.read(1.0):
                     seen[int(record["pid"])] = record.copy()
                 while child.pid not in seen:  # the record is in the ring once exec returned
-                    batch = rb.poll(1.0)
+                    batch = rb.read(1.0)
                     assert len(batch), f"no exec record for pid {child.pid}"
                     for record in batch:
                         seen[int(record["pid"])] = record.copy()

@@ -227,3 +227,17 @@ def test_pin_errors_say_what_bpffs_wants(bundled, kernel, bpffs, tmp_path):
             obj.programs["on_getppid"].pin(f"{bpffs}/slots")
         with pybpf.Map.from_pin(f"{bpffs}/slots") as pinned:
             assert pinned.info.id == slots.info.id
+
+
+def test_missing_fentry_target_quotes_libbpfs_error_line(bundled, kernel):
+    """The reason is libbpf's error line for the program, not its first (debug) line, which
+    is now the log of a CO-RE relocation that succeeded (``relo #0: <byte_off> ... ki_pos``)."""
+    with pybpf.open(bundled("refused")) as obj:
+        for name, prog in obj.programs.items():
+            prog.autoload = name == "on_missing_target"
+        with pytest.raises(pybpf.BpfError) as info:
+            obj.load()
+    message = str(info.value)
+    assert "on_missing_target" in message
+    assert "pybpf_no_such_function" in message and "relo #" not in message, message
+    assert "failed to find kernel BTF type ID" in message, message

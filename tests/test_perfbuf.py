@@ -28,9 +28,9 @@ def _load(bundled, **rodata: int) -> pybpf.Object:
 def test_samples_arrive_typed_with_their_cpu(kernel, bundled):
     with _load(bundled, per_call=200) as obj, PerfBuffer(obj.maps["perf_events"], dtype="event") as pb:
         os.getppid()
-        batches = [pb.poll(5)]
+        batches = [pb.read(5)]
         while sum(map(len, batches)) < 200:
-            batches.append(pb.poll(1))
+            batches.append(pb.read(1))
             assert len(batches[-1]), "samples missing"
         records = np.concatenate(batches)
         assert np.array_equal(records["seq"], np.arange(200))
@@ -41,8 +41,8 @@ def test_samples_arrive_typed_with_their_cpu(kernel, bundled):
 
 
 def _drain_all(pb: PerfBuffer) -> int:
-    received = len(pb.poll(5))
-    while len(batch := pb.poll(0.2)):
+    received = len(pb.read(5))
+    while len(batch := pb.read(0.2)):
         received += len(batch)
     return received
 

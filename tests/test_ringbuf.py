@@ -116,7 +116,7 @@ def test_variable_size_records_byte_exact(events):
         for _ in range(10):
             os.getppid()
             got += rb.drain_bytes()
-        assert rb.poll(0) == []
+        assert rb.read(0) == [] and rb.poll(0) == 0
     assert int(obj.bss["var_dropped"]) == 0
     assert len(got) == 5000
     for seq, record in enumerate(got):
@@ -139,7 +139,7 @@ def test_poll_times_out_with_no_data(events):
     obj = events()
     with RingBuffer(obj.maps["events"], dtype="event") as rb:
         start = time.monotonic()
-        batch = rb.poll(0.2)
+        batch = rb.read(0.2)
         elapsed = time.monotonic() - start
     assert len(batch) == 0 and batch.dtype.names == ("seq", "tgid", "pid", "comm")
     assert elapsed >= 0.19
@@ -150,7 +150,7 @@ def test_poll_wakes_up_for_data(events):
     with RingBuffer(obj.maps["events"], dtype="event") as rb:
         timer = threading.Timer(0.05, os.getppid)
         timer.start()
-        batch = rb.poll(30)
+        batch = rb.read(30)
         timer.join()
     assert list(batch["seq"]) == [0, 1, 2]
 
@@ -161,7 +161,7 @@ def test_close_while_poll_waits_ends_it(events):
     before = open_fds()
     rb = RingBuffer(obj.maps["events"], dtype="event")
     result: list[object] = []
-    waiter = threading.Thread(target=lambda: result.append(rb.poll(None)))
+    waiter = threading.Thread(target=lambda: result.append(rb.read(None)))
     waiter.start()
     time.sleep(0.1)
     assert waiter.is_alive()
@@ -239,11 +239,11 @@ def test_several_ring_buffers_polled_together(events):
     obj = events(per_call=50, emit_varlen=1)
     with RingBuffer(obj.maps["events"], dtype="event") as fixed, RingBuffer(obj.maps["varlen"]) as var, \
             RingBufferSet(fixed, var) as both:
-        assert both.poll(0.05) == []
+        assert both.read(0.05) == []
         os.getppid()
-        got = dict(both.poll(5))
+        got = dict(both.read(5))
         if len(got) < 2:
-            got.update(both.poll(5))
+            got.update(both.read(5))
     assert np.array_equal(got[fixed]["seq"], np.arange(50))
     assert [len(r) for r in got[var]] == [seq % 61 + 1 for seq in range(50)]
 
@@ -320,7 +320,7 @@ def test_exec_events_of_the_bundled_example(kernel, bundled):
             found = []
             deadline = time.monotonic() + 10
             while not found and time.monotonic() < deadline:
-                batch = rb.poll(1)
+                batch = rb.read(1)
                 found = [e for e in batch if e["filename"] == b"/bin/true" and e["ppid"] == os.getpid()]
     assert len(found) == 1
     assert found[0]["comm"] == b"true" and found[0]["uid"] == os.getuid()
@@ -331,7 +331,7 @@ def test_map_ring_buffer_shortcut(events):
     with obj.maps["events"].ring_buffer("event") as rb:
         assert isinstance(rb, RingBuffer)
         os.getppid()
-        records = rb.poll(5)
+        records = rb.read(5)
         assert list(records["seq"]) == [0, 1, 2, 3, 4]
 
 
@@ -357,3 +357,46 @@ def test_drain_limit_holds_for_records_a_failed_callback_left(events):
         assert list(rb.drain(max_records=1)["seq"]) == [1]
         assert list(rb.drain(max_records=2)["seq"]) == [2, 3]
         assert list(rb.drain()["seq"]) == [4]
+
+
+def test_poll_has_libbpfs_meaning_and_loses_nothing(events):
+    """``poll()`` waits, queues what came (or calls the callback) and returns the count;
+    the libbpf-style ``rb.poll(t); rb.drain()`` sees every record, queued ones first."""
+    obj = events(per_call=5)
+    with RingBuffer(obj.maps["events"], dtype="event") as rb:
+        timer = threading.Timer(0.05, os.getppid)
+        timer.start()
+        assert rb.poll(30) == 5                      # waited for the records, queued them
+        timer.join()
+        assert rb.poll(0.05) == 0                    # queued records do not end a wait
+        os.getppid()
+        assert rb.poll(5) == 5                       # a second burst: queued behind the first
+        os.getppid()                                 # a third, still in the ring
+        assert list(rb.drain(max_records=7)["seq"]) == list(range(7))
+        assert list(rb.drain()["seq"]) == [7, 8, 9]            # the rest of the queue
+        assert list(rb.drain()["seq"]) == list(range(10, 15))  # then the ring
+        assert len(rb.drain()) == 0
+        os.getppid()
+        assert rb.poll(5) == 5
+        assert list(rb.read(0)["seq"]) == list(range(15, 20))   # read() takes the queue first too
+        seen: list[int] = []
+        rb.on_event(lambda r: seen.append(int(r["seq"])))
+        os.getppid()
+        assert rb.poll(5) == 5 and seen == list(range(20, 25))    # callback mode: delivered to it
+    with RingBuffer(obj.maps["events"]) as raw:
+        os.getppid()
+        assert raw.poll(5) == 5 and len(raw.drain_bytes()) == 5
+
+
+def test_unclosed_ring_buffer_at_interpreter_exit_is_quiet(bundled, tmp_path):
+    """A RingBuffer still open when the interpreter exits: its finaliser runs after the import
+    system is gone (sys.meta_path is None) and must neither raise nor print a traceback."""
+    import subprocess
+    import sys
+    code = ("import pybpf, os\n"
+            f"obj = pybpf.open({bundled('ringbuf_events')!r}); obj.load()\n"
+            "rb = pybpf.RingBuffer(obj.maps['events'], dtype='event')\n"
+            "keep = [rb, obj]\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr and "Error" not in run.stderr, run.stderr

@@ -182,12 +182,12 @@ def test_poll_with_a_pinned_ring_waits_then_gets_new_records(events):
             pass
         # The ring fd stays readable while `kept` pins it: poll must still wait the timeout...
         start = time.monotonic()
-        assert len(rb.poll(0.3)) == 0
+        assert len(rb.read(0.3)) == 0
         assert time.monotonic() - start >= 0.29
         # ...and still see new records, although the kernel no longer wakes a lagging consumer.
         timer = threading.Timer(0.05, os.getppid)
         timer.start()
-        batch = rb.poll(10)
+        batch = rb.read(10)
         timer.join()
         assert list(batch["seq"]) == [3, 4, 5]
         # Everything from the kept view on is held back, the copied records after it too.

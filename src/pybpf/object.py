@@ -573,12 +573,27 @@ def _last_line(log: str, err: int) -> str:
     return lines[-1] if lines else os.strerror(err) if err < 4000 else _libbpf.strerror(err)
 
 
+_FAILURE_WORDS = re.compile(r"\b(failed|failure|error|invalid|can't|cannot|couldn't|not found|unknown|"
+                            r"unsupported|not supported|missing|unrecognized|no such|mismatch|refused|"
+                            r"too (big|large|many)|bad)\b|: -\d+$|: -E[A-Z]+$", re.IGNORECASE)
+
+
 def _reason_for(log: str, prefix: str, err: int) -> str:
-    """libbpf's first specific reason for ``prefix`` (``prog 'x'``), else :func:`_last_line`."""
+    """libbpf's error line for ``prefix`` (``prog 'x'``), else :func:`_last_line`.
+
+    The load log is captured with libbpf's debug lines (``relo #0: <byte_off> ...``
+    of relocations that succeeded), which carry the same prefix: the reason is the
+    first line for ``prefix`` that reads as a failure and is not one of libbpf's
+    generic closing words (``failed to load: -3``).
+    """
+    mine = []
     for line in log.strip().splitlines():
         text = line.removeprefix("libbpf: ").strip()
         if text.startswith(prefix + ": ") and not any(g in text for g in _GENERIC):
-            return text.removeprefix(prefix + ": ")
+            mine.append(text.removeprefix(prefix + ": "))
+    for text in mine:
+        if _FAILURE_WORDS.search(text):
+            return text
     return _last_line(log, err)
 
 

@@ -8,6 +8,7 @@ safety net, not the plan: an owner that is garbage-collected while still open wa
 
 from __future__ import annotations
 
+import sys
 import warnings
 from abc import ABC, abstractmethod
 from typing import TypeVar
@@ -42,8 +43,20 @@ class Resource(ABC):
             return
         if closed:
             return
+        if sys.is_finalizing():
+            # Interpreter exit: imports, warnings and even repr() may fail now (sys.meta_path
+            # is None); release quietly, never print a traceback at exit.
+            try:
+                self.close()
+            except BaseException:
+                pass
+            return
         try:
-            warnings.warn(f"{self!r} was never closed; closing it now", ResourceWarning, stacklevel=2)
+            try:
+                text = repr(self)
+            except Exception:
+                text = f"<{type(self).__name__}>"
+            warnings.warn(f"{text} was never closed; closing it now", ResourceWarning, stacklevel=2)
         finally:  # even when warnings are errors: release it
             try:
                 self.close()

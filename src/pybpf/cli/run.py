@@ -189,6 +189,21 @@ def _deploy(obj: pybpf.Object) -> pybpf.Deployment | None:
         return None
 
 
+def _map_setting(ctx: typer.Context, obj: pybpf.Object, option: str, attr: str, setting: str) -> None:
+    """``--max-entries``/``--value-size`` ``MAP=N``: set the map attribute before load."""
+    name, sep, text = setting.partition("=")
+    try:
+        count = int(text, 0)
+    except ValueError:
+        count = -1
+    if not sep or not name or count < 0:
+        usage_error(ctx, f"{option} wants MAP=N (N a number), got {setting!r}")
+    if name not in obj.maps:
+        user = [n for n in obj.maps if "." not in n]
+        usage_error(ctx, f"{option}: no map {name!r} in {obj.name}; maps: {', '.join(user) or 'none'}")
+    setattr(obj.maps[name], attr, count)
+
+
 @guarded
 def load_command(
     ctx: typer.Context,
@@ -203,6 +218,9 @@ def load_command(
                                       help="do not load this program (repeatable)"),
     max_entries: list[str] = typer.Option([], "--max-entries", metavar="MAP=N",
                                           help="set a map's max_entries before load (repeatable)"),
+    value_size: list[str] = typer.Option([], "--value-size", metavar="MAP=N",
+                                         help="set a map's value size in bytes before load, as tools do "
+                                              "for a stack trace map (depth * 8; repeatable)"),
     events: Optional[str] = typer.Option(None, "--events", metavar="MAP[:STRUCT]",
                                          help="stream the records of this ring buffer, typed from BTF "
                                               "(STRUCT: the record's struct; default: found in BTF)"),
@@ -216,15 +234,10 @@ def load_command(
     with pybpf.open(obj_path) as obj:
         for assignment in assignments:
             _assign(ctx, obj, assignment)
-        for setting in max_entries:
-            name, sep, text = setting.partition("=")
-            try:
-                count = int(text, 0)
-            except ValueError:
-                count = -1
-            if not sep or not name or count < 0:
-                usage_error(ctx, f"--max-entries wants MAP=N (N a number), got {setting!r}")
-            obj.maps[name].max_entries = count
+        for option, attr, settings in (("--max-entries", "max_entries", max_entries),
+                                       ("--value-size", "value_size", value_size)):
+            for setting in settings:
+                _map_setting(ctx, obj, option, attr, setting)
         for name in disable:
             obj.programs[name].autoload = False
         stream = _event_source(ctx, obj, events) if events is not None else None
@@ -342,7 +355,7 @@ def _stream_events(obj: pybpf.Object, map_name: str, dtype: np.dtype | None, dur
     with pybpf.RingBuffer(obj.maps[map_name], dtype=dtype) as rb:
         try:
             while duration is None or (left := duration - (time.monotonic() - start)) > 0:
-                batch = rb.poll(_REFRESH_S if duration is None else min(_REFRESH_S, left))
+                batch = rb.read(_REFRESH_S if duration is None else min(_REFRESH_S, left))
                 if not len(batch):
                     continue
                 records = [_record_text(r) for r in batch]

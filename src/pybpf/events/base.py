@@ -5,8 +5,15 @@
 count of running calls, so the resources are released by whichever of
 ``close()`` or the last running call comes last: ``close()`` never frees
 memory under a running call.  ``RingBuffer``, ``RingBufferSet`` and
-``PerfBuffer`` are EventSources; they provide ``_take()`` (what ``poll()``
-returns, without waiting) and ``_free()``.
+``PerfBuffer`` are EventSources; they provide ``_take()`` (what ``read()``
+returns, without waiting), ``_queue()`` and ``_free()``.
+
+``poll(timeout)`` has libbpf's meaning (``ring_buffer__poll``,
+``perf_buffer__poll``): wait, then deliver what arrived -- to the callback,
+or, without one, into the reader's queue, which the next ``drain()`` or
+``read()`` returns first -- and return how many records were delivered.  So
+``rb.poll(0.2); batch = rb.drain()`` loses nothing.  ``read(timeout)`` waits
+the same way and returns the records themselves.
 
 Also here: ``check_map`` and ``record_dtype`` (the map-type and record-type
 checks the readers and ``UserRingBuffer`` share) and ``map_ring`` (a Python
@@ -198,24 +205,32 @@ class EventSource(Resource):
         """Release what the subclass owns (called once, with no call running)."""
 
     @abstractmethod
-    def _take(self) -> Any:
-        """What ``poll`` returns, without waiting."""
+    def _take(self, fresh: bool = False) -> Any:
+        """What ``read`` returns, without waiting (``fresh``: leave the queue alone)."""
 
     @abstractmethod
     def _empty(self) -> Any:
-        """An empty result of the type ``poll`` returns."""
+        """An empty result of the type ``read`` returns."""
 
-    def poll(self, timeout: float | None = None) -> Any:
-        """Wait up to ``timeout`` seconds (None: forever) for events, then take them.
+    def _queue(self, found: Any) -> None:
+        """Keep ``found`` (a non-empty ``_take()`` result) for the next ``drain()``/``read()``."""
+        raise NotImplementedError
+
+    def read(self, timeout: float | None = None) -> Any:
+        """Wait up to ``timeout`` seconds (None: forever) for events, then return them.
 
         Returns what is available right away, if anything; an empty result on
-        timeout or when ``close()`` ends the wait.
+        timeout or when ``close()`` ends the wait.  In callback mode the
+        records go to the callback and the count is returned.
         """
+        return self._wait_take(timeout, fresh=False)
+
+    def _wait_take(self, timeout: float | None, fresh: bool) -> Any:
         self._enter()
         try:
             deadline = None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
             while True:
-                found = self._take()
+                found = self._take(fresh) if fresh else self._take()
                 if len(found) if not isinstance(found, int) else found:
                     return found
                 left = None if deadline is None else deadline - time.monotonic()
@@ -226,6 +241,22 @@ class EventSource(Resource):
                     return self._empty()
         finally:
             self._leave()
+
+    def poll(self, timeout: float | None = None) -> int:
+        """libbpf's poll: wait up to ``timeout`` s, deliver the records, return how many.
+
+        Records go to the callback (``on_event``/``callback=``) or, without
+        one, into this reader's queue: ``drain()`` and ``read()`` return the
+        queued records first.  Nothing is dropped; a caller that only ever
+        polls keeps every record in memory until it drains.
+        """
+        found = self._wait_take(timeout, fresh=True)  # waits for new records, queued ones aside
+        if isinstance(found, int):
+            return found
+        count = len(found)
+        if count:
+            self._queue(found)
+        return count
 
     def __aiter__(self) -> EventSource:
         return self

@@ -29,9 +29,10 @@ __all__ = ["PerfBuffer"]
 
 
 class PerfBuffer(EventSource):
-    """Reader of a perf event array: ``poll()`` returns a numpy record array (with a
-    ``dtype``) or a list of bytes; ``cpus`` holds the CPU of each sample of the
-    last batch; ``lost[cpu]`` counts samples the kernel dropped.
+    """Reader of a perf event array: ``read()``/``drain()`` return a numpy record array
+    (with a ``dtype``) or a list of bytes; ``poll()`` queues them for the next
+    ``drain()`` (libbpf's meaning) and returns their count; ``cpus`` holds the CPU
+    of each sample of the last batch; ``lost[cpu]`` counts samples the kernel dropped.
     ``pages``: ring pages per CPU (a power of two)."""
 
     def __init__(self, map: Map, dtype: Any = None, *, pages: int = 8,
@@ -45,6 +46,7 @@ class PerfBuffer(EventSource):
         self.dtype = record_dtype(map, dtype, "PerfBuffer")
         self._callback = callback
         self._samples: list[bytes] = []
+        self._held: list[tuple[Any, np.ndarray]] = []   # batches queued by poll()
         self._sample_cpus: list[int] = []
         self._error: BaseException | None = None
         self.cpus = np.empty(0, np.int32)
@@ -101,9 +103,18 @@ class PerfBuffer(EventSource):
         _libbpf.check(ret, f"consuming {self._what}")
 
     def drain(self) -> Any:
-        """Every sample available now: records (with a dtype) or a list of bytes."""
+        """Every sample available now (queued by ``poll()`` first): records or a list of bytes."""
+        return self._drain(fresh=False)
+
+    def _queue(self, found: Any) -> None:
+        self._held.append((found, self.cpus))
+
+    def _drain(self, fresh: bool) -> Any:
         self._enter()
         try:
+            if self._held and not fresh:
+                batch, self.cpus = self._held.pop(0)
+                return batch
             self._consume()
             samples, self._samples = self._samples, []
             self.cpus = np.array(self._sample_cpus, np.int32)
@@ -137,8 +148,8 @@ class PerfBuffer(EventSource):
         finally:
             self._leave()
 
-    def _take(self) -> Any:
-        return self.consume() if self._callback is not None else self.drain()
+    def _take(self, fresh: bool = False) -> Any:
+        return self.consume() if self._callback is not None else self._drain(fresh)
 
     def _empty(self) -> Any:
         if self._callback is not None:

@@ -8,8 +8,10 @@ Three ways to read fixed-size records, from safest to fastest:
   data area, with no copy (see its docstring for the one rule it adds);
 - ``on_event(fn)`` / ``callback=`` calls ``fn`` once per record.
 
-``drain_bytes()`` reads variable-size records.  ``poll()``, ``fileno()`` and
-``async for`` come from ``EventSource`` (events.py); the reading itself from
+``drain_bytes()`` reads variable-size records.  ``poll()`` (libbpf's meaning:
+wait, then deliver to the callback or into the queue that ``drain()`` returns
+first), ``read()`` (wait, then return the records), ``fileno()`` and
+``async for`` come from ``EventSource`` (base.py); the reading itself from
 ``RingReader`` (ringreader.py) on x86-64, whose total store order makes plain
 loads and stores the acquire/release pair the kernel expects.  Elsewhere
 (``reader="libbpf"``, or any other architecture) libbpf's
@@ -85,9 +87,11 @@ class RingBuffer(EventSource):
     """Reader of a BPF ring buffer map.
 
     ``dtype`` (a numpy dtype, or the name of a BTF struct of the map's object)
-    makes ``drain()``/``poll()`` return numpy record arrays; without it they
-    return lists of ``bytes`` (variable-size records). ``callback`` (or
-    ``on_event``) switches ``poll()`` to calling it once per record.
+    makes ``drain()``/``read()`` return numpy record arrays; without it they
+    return lists of ``bytes`` (variable-size records). ``poll(timeout)`` waits
+    and then queues the records for ``drain()`` (libbpf's ``ring_buffer__poll``
+    with a queue for a callback) and returns their count. ``callback`` (or
+    ``on_event``) switches ``poll()``/``read()`` to calling it once per record.
     ``reader``: ``"numpy"`` (x86-64 only), ``"libbpf"``, or ``"auto"``.
     """
 
@@ -109,7 +113,7 @@ class RingBuffer(EventSource):
                                     f"cannot fit in a {self.size}-byte ring")
         self._use_libbpf = reader == "libbpf" or not TSO
         self._callback = callback
-        self._unseen: Any = None                  # callback mode: rest of a batch after fn raised
+        self._unseen: Any = None                  # queued by poll(), or left by a callback that raised
         self._error: BaseException | None = None
         self._pending: deque[bytes] = deque()     # libbpf reader: records beyond max_records
         self._rb: Any = ffi.NULL                  # libbpf ring_buffer (callback mode / libbpf reader)
@@ -128,7 +132,10 @@ class RingBuffer(EventSource):
         self._closed = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{self.available_bytes} bytes pending"
+        try:
+            state = "closed" if self._closed else f"{self.available_bytes} bytes pending"
+        except Exception:  # a half-closed reader (at exit, or mid-close in another thread)
+            state = "closing"
         return f"<RingBuffer {self.name} size={self.size} dtype={self.dtype} {state}>"
 
     # ---- state ---------------------------------------------------------
@@ -177,17 +184,37 @@ class RingBuffer(EventSource):
         are returned first, and the error comes on the next call).
         """
         self._need_dtype("drain()")
-        lim = limit(max_records)
+        return self._drain(limit(max_records), fresh=False)
+
+    def _queued(self, lim: int) -> Any:
+        """Up to ``lim`` records queued by ``poll()`` (or left by a callback), or None."""
+        batch = self._unseen
+        if batch is None or not len(batch):
+            self._unseen = None
+            return None
+        if len(batch) > lim:
+            batch, self._unseen = batch[:lim], batch[lim:]
+        else:
+            self._unseen = None
+        return batch
+
+    def _queue(self, found: Any) -> None:
+        with self._read_lock:
+            if self._unseen is None or not len(self._unseen):
+                self._unseen = found
+            elif isinstance(found, list):
+                self._unseen = list(self._unseen) + found
+            else:
+                self._unseen = np.concatenate([self._unseen, found])
+
+    def _drain(self, lim: int, fresh: bool) -> np.ndarray:
         self._enter()
         try:
             with self._read_lock:
-                if self._unseen is not None:  # left by a callback that raised
-                    batch = self._unseen
-                    if len(batch) > lim:
-                        batch, self._unseen = batch[:lim], batch[lim:]
-                    else:
-                        self._unseen = None
-                    return batch
+                if not fresh:
+                    queued = self._queued(lim)
+                    if queued is not None:
+                        return queued
                 if self._use_libbpf:
                     return self._drain_libbpf(lim)
                 self._reader.settle()
@@ -267,10 +294,16 @@ class RingBuffer(EventSource):
 
     def drain_bytes(self, max_records: int | None = None) -> list[bytes]:
         """Every committed record (up to ``max_records``) as bytes, whatever its size."""
-        lim = limit(max_records)
+        return self._drain_bytes(limit(max_records), fresh=False)
+
+    def _drain_bytes(self, lim: int, fresh: bool) -> list[bytes]:
         self._enter()
         try:
             with self._read_lock:
+                if not fresh:
+                    queued = self._queued(lim)
+                    if queued is not None:
+                        return list(queued)
                 if self._use_libbpf:
                     return self._consume_libbpf(lim)
                 self._reader.settle()
@@ -389,10 +422,12 @@ class RingBuffer(EventSource):
         finally:
             self._leave()
 
-    def _take(self) -> Any:
+    def _take(self, fresh: bool = False) -> Any:
         if self._callback is not None:
             return self.consume()
-        return self.drain() if self.dtype is not None else self.drain_bytes()
+        if self.dtype is not None:
+            return self._drain(1 << 62, fresh)
+        return self._drain_bytes(1 << 62, fresh)
 
     def _empty(self) -> Any:
         if self._callback is not None:
@@ -403,7 +438,9 @@ class RingBuffer(EventSource):
 class RingBufferSet(EventSource):
     """Several RingBuffers waited on together (one epoll over theirs).
 
-    ``poll()`` returns ``[(ring_buffer, batch), ...]`` for those with events.
+    ``read()`` returns ``[(ring_buffer, batch), ...]`` for those with events;
+    ``poll()`` queues each member's records in that member (``drain()`` them)
+    or hands them to its callback, and returns how many there were.
     The set does not own its members: close them yourself; a closed member
     simply drops out of the set.
     """
@@ -434,14 +471,28 @@ class RingBufferSet(EventSource):
         """The ring buffers of the set."""
         return [rb for rb in self._members.values() if not rb.closed]
 
-    def _take(self) -> list[tuple[RingBuffer, Any]]:
+    def _queue(self, found: list[tuple[RingBuffer, Any]]) -> None:
+        for rb, batch in found:
+            if not isinstance(batch, int):
+                try:
+                    rb._queue(batch)
+                except ClosedError:
+                    pass  # closed meanwhile: its records went with it
+
+    def poll(self, timeout: float | None = None) -> int:
+        """Wait up to ``timeout`` s; queue each member's records in it (or call its callback); how many."""
+        found = self._wait_take(timeout, fresh=True)
+        self._queue(found)
+        return sum(b if isinstance(b, int) else len(b) for _rb, b in found)
+
+    def _take(self, fresh: bool = False) -> list[tuple[RingBuffer, Any]]:
         found = []
         for fd, rb in list(self._members.items()):
             if rb.closed:
                 self._drop(fd)
                 continue
             try:
-                batch = rb._take()
+                batch = rb._take(fresh)
             except ClosedError:
                 self._drop(fd)
                 continue

@@ -98,10 +98,10 @@ def run_events(rb: EventSource, handle: Callable[[np.ndarray], None], stop: Stop
     if ready is not None:
         ready()
     while not stop.stopped:
-        batch = rb.poll(0.1)
+        batch = rb.read(0.1)
         if len(batch):
             handle(batch)
-    batch = rb.poll(0)
+    batch = rb.read(0)
     if len(batch):
         handle(batch)
 
