@@ -12,15 +12,30 @@
 # The venv is made from Debian's /usr/bin/python3 when it exists: that CPython carries the USDT
 # probes (provider "python") that tests and tools attach to, and it is the interpreter a Debian
 # user has. Elsewhere, or with `make PYTHON=/path/to/python3`, another python3 is used.
+# Prerequisites on a bare Debian: `apt-get install make` (git to clone); the rest is installed here.
 
-# Shared by every part of the project: append what you need (one list, space-separated).
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool cmake make iproute2 util-linux \
-                python3 python3-venv \
-                gcc python3.11 systemtap-sdt-dev \
-                clang-19 \
-                prometheus libbpf-tools
+# The Debian release (/etc/os-release): it picks the per-release apt list below.
+OS_CODENAME := $(shell . /etc/os-release 2>/dev/null; echo "$${VERSION_CODENAME:-unknown}")
 
-PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
+# apt packages, shared by every part of the project: append what you need (space-separated).
+#   APT_COMMON     names that are the same on every supported release
+#   APT_bookworm   Debian 12 only (names that differ, or that 13 installs through another package)
+#   APT_trixie     Debian 13 only
+# A name apt does not know on this release is reported and skipped, not a failed transaction.
+APT_COMMON := clang llvm libbpf-dev libbpf1 bpftool cmake make iproute2 util-linux \
+              python3 python3-venv python3-dev \
+              gcc systemtap-sdt-dev \
+              prometheus libbpf-tools
+# Debian 12: clang 14 by default; clang-19 for bpf_core_type_matches() (tests/test_core.py)
+APT_bookworm := clang-19
+# Debian 13: clang is 19; libbpf-tools are named NAME-libbpf (pybpf.toolchain finds both)
+APT_trixie :=
+APT_PACKAGES := $(APT_COMMON) $(APT_$(OS_CODENAME))
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
+
+# Debian's python3 under its real name (python3.11 on 12, python3.13 on 13: pybpf.distro, run by
+# Debian's own python3 after apt installed it); any python3 on PATH elsewhere.
+PYTHON ?= $(or $(shell [ -x /usr/bin/python3 ] && /usr/bin/python3 src/pybpf/distro.py python 2>/dev/null),python3)
 VENV := $(CURDIR)/.venv
 VENV_PYTHON := $(VENV)/bin/python
 VENV_PYBPF := $(VENV)/bin/pybpf
@@ -35,18 +50,26 @@ setup: apt venv bpf ext
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "apt: installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] && exit 0; \
+	echo "apt ($(OS_CODENAME)): installing$$missing"; \
+	$(APT_GET) update -qq || exit 1; \
+	known=""; for p in $$missing; do \
+	  if apt-cache show "$$p" >/dev/null 2>&1; then known="$$known $$p"; \
+	  else echo "apt ($(OS_CODENAME)): no package '$$p' on this release: skipped" >&2; fi; done; \
+	[ -z "$$known" ] || $(APT_GET) install -y -qq $$known >/dev/null
 
 # (Re)make .venv when it is missing or broken (e.g. made before python3-venv was installed),
 # then install pybpf editable with the test extra whenever pyproject.toml or setup.py changed.
+# A venv of Python >= 3.12 carries no setuptools/wheel: cffi's compile of the extension needs them.
 venv: apt
 	@if ! "$(VENV_PYTHON)" -m pip --version >/dev/null 2>&1; then \
 	  echo "venv: $(VENV) from $$(command -v $(PYTHON)) ($$($(PYTHON) --version 2>&1))"; \
 	  rm -rf "$(VENV)" && $(PYTHON) -m venv "$(VENV)" || exit 1; \
+	fi
+	@if ! "$(VENV_PYTHON)" -c "import setuptools, wheel" >/dev/null 2>&1; then \
+	  echo "venv: pip install setuptools wheel"; \
+	  "$(VENV_PYTHON)" -m pip install -q --disable-pip-version-check setuptools wheel || exit 1; \
 	fi
 	@if [ ! -f "$(STAMP)" ] || [ pyproject.toml -nt "$(STAMP)" ] || [ setup.py -nt "$(STAMP)" ]; then \
 	  echo "venv: pip install -e '.[test]'"; \
@@ -59,9 +82,16 @@ bpf:
 	cmake -S . -B build >/dev/null
 	cmake --build build
 
-# The compiled cffi helpers (pybpf._sys._fast) in the source tree; optional: pybpf runs without them.
+# The compiled cffi helpers (pybpf._sys._fast) in the source tree. Optional: when they cannot be
+# built, the set-up goes on and pybpf uses its ABI-mode binding (same results, slower per call);
+# it says so in one line, with the compiler's last words (the whole log in .venv/pybpf-ext.log).
+EXT_LOG := $(VENV)/pybpf-ext.log
 ext: venv
-	"$(VENV_PYTHON)" src/pybpf/_sys/_build_fast.py
+	@if "$(VENV_PYTHON)" src/pybpf/_sys/_build_fast.py >"$(EXT_LOG)" 2>&1; then \
+	  echo "ext: compiled extension pybpf._sys._fast built"; \
+	else \
+	  echo "ext: the compiled extension was not built ($$(grep -v '^\s*$$' "$(EXT_LOG)" | tail -n 1)); pybpf uses the ABI-mode binding (see $(EXT_LOG))"; \
+	fi
 
 demo: setup
 	$(VENV_RUN) "$(VENV_PYBPF)" demo --duration $(DEMO_SECONDS)

@@ -55,8 +55,9 @@ int on_guarded(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Auto-attach from the section name: Debian's CPython, every process. */
-SEC("usdt//usr/bin/python3.11:python:audit")
+/* Auto-attach from the section name: Debian's CPython (python3.11 on Debian 12, python3.13 on 13,
+   named by its link), every process. */
+SEC("usdt//usr/bin/python3:python:audit")
 int on_audit(struct pt_regs *ctx)
 {
 	if (wanted())

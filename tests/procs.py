@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pybpf.distro import LIBBPF_TOOLS_DIR, libbpf_tool
 from tests.conftest import ROOT, needs_kernel
-
-LIBBPF_TOOLS = "/usr/sbin"
 
 
 def pybpf_cmd(*args: str) -> list[str]:
@@ -32,10 +31,12 @@ def env() -> dict[str, str]:
 
 
 def c_tool(name: str) -> list[str]:
-    """The libbpf-tools binary, line-buffered (stdbuf), or skip/fail when not installed."""
-    path = os.path.join(LIBBPF_TOOLS, name)
-    if not os.path.exists(path):
-        needs_kernel(f"needs Debian's libbpf-tools ({path}; make setup installs it)")
+    """The libbpf-tools binary (NAME on Debian 12, NAME-libbpf on 13), line-buffered (stdbuf),
+    or skip/fail when not installed."""
+    path = libbpf_tool(name)
+    if path is None:
+        needs_kernel(f"needs Debian's libbpf-tools ({name} or {name}-libbpf in {LIBBPF_TOOLS_DIR}; "
+                     "make setup installs it)")
     return ["stdbuf", "-oL", path]
 
 

@@ -1,7 +1,7 @@
-"""The Python USDT tools (pyaudit, pygc, pycalls) on Debian's real CPython 3.11.
+"""The Python USDT tools (pyaudit, pygc, pycalls) on Debian's real CPython (3.11 on 12, 3.13 on 13).
 
-Each test runs ``pybpf tool NAME --pid PID --json`` as its own process against a
-``/usr/bin/python3.11`` running a script with known activity, started and stopped by
+Each test runs ``pybpf tool NAME --pid PID --json`` as its own process against Debian's
+``/usr/bin/python3`` (``pybpf.distro.usdt_python()``) running a script with known activity, started and stopped by
 a line on its stdin so that the tool is attached before anything happens; the tool
 ends by itself when the traced process exits.
 """
@@ -17,17 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from pybpf.distro import usdt_python
 from pybpf.tools import tool_names
 from pybpf.tools._pyusdt import decode_object
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON311 = "/usr/bin/python3.11"
 
 
-def _python311() -> str:
-    if not os.access(PYTHON311, os.X_OK):
-        pytest.fail(f"{PYTHON311} is missing: `make setup` installs it (APT_PACKAGES: python3.11)")
-    return PYTHON311
+def _debian_python() -> str:
+    try:
+        return usdt_python()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 def _readline(stream, timeout: float, what: str) -> str:
@@ -38,9 +39,9 @@ def _readline(stream, timeout: float, what: str) -> str:
 
 
 def run_tool(tool: str, script: str, *tool_args: str, script_args: tuple[str, ...] = ()) -> tuple[str, list, str]:
-    """Run ``script`` under python3.11 traced by ``tool``; returns (the script's last
+    """Run ``script`` under Debian's python3 traced by ``tool``; returns (the script's last
     output line, the tool's JSON lines, the tool's stderr)."""
-    target = subprocess.Popen([_python311(), "-c", script, *script_args], stdin=subprocess.PIPE,
+    target = subprocess.Popen([_debian_python(), "-c", script, *script_args], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     tool_proc = None

@@ -2,13 +2,15 @@
 
 The probes are real: a C program built here with ``<sys/sdt.h>`` (by gcc, which puts
 arguments in registers of every width, and by clang, which puts them in stack memory),
-and Debian's ``/usr/bin/python3.11`` (provider ``python``).
+and Debian's ``/usr/bin/python3`` under its real name (``pybpf.distro.usdt_python()``: python3.11
+on Debian 12, python3.13 on 13; provider ``python``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,12 +22,12 @@ from typer.testing import CliRunner
 
 import pybpf
 from pybpf.cli import app
+from pybpf.distro import usdt_python
 from pybpf.errors import BpfError
 from pybpf.spec.usdt import UsdtArgError, parse_arg, read_probes
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBES_C = ROOT / "tests" / "data" / "usdt_probes.c"
-PYTHON311 = "/usr/bin/python3.11"
 SDT_H = "/usr/include/x86_64-linux-gnu/sys/sdt.h"
 
 # what fire_args() passes, in order (tests/data/usdt_probes.c); the last is the round
@@ -35,10 +37,12 @@ EXPECTED = [(-7, "int8"), (250, "uint8"), (-30000, "int16"), (65000, "uint16"),
             (-2, "int16")]
 
 
-def python311() -> str:
-    if not os.access(PYTHON311, os.X_OK):
-        pytest.fail(f"{PYTHON311} is missing: `make setup` installs it (APT_PACKAGES: python3.11)")
-    return PYTHON311
+def debian_python() -> str:
+    """Debian's USDT-probed CPython (python3.11 on 12, python3.13 on 13)."""
+    try:
+        return usdt_python()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module", params=["gcc", "clang"])
@@ -114,8 +118,8 @@ def test_bad_arg_specs_are_refused(spec):
         parse_arg(spec)
 
 
-def test_python311_notes():
-    probes = {p.name: p for p in read_probes(python311())}
+def test_debian_python_notes():
+    probes = {p.name: p for p in read_probes(debian_python())}
     assert {"audit", "gc__start", "gc__done", "function__entry", "function__return",
             "import__find__load__start", "import__find__load__done", "line"} <= set(probes)
     assert {p.provider for p in probes.values()} == {"python"}
@@ -147,12 +151,12 @@ def test_cli_usdt_list_binary_and_pid(probes_binary):
     table = runner.invoke(app, ["usdt", "list", probes_binary])
     assert table.exit_code == 0 and "pybpf_test" in table.output and "guarded" in table.output
 
-    proc = subprocess.Popen([python311(), "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    proc = subprocess.Popen([debian_python(), "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         result = runner.invoke(app, ["usdt", "list", "--pid", str(proc.pid), "--json"])
         assert result.exit_code == 0, result.output
         names = {(p["path"], p["provider"], p["name"]) for p in json.loads(result.output)["probes"]}
-        assert (PYTHON311, "python", "audit") in names
+        assert (debian_python(), "python", "audit") in names
     finally:
         proc.communicate(b"")
     assert runner.invoke(app, ["usdt", "list"]).exit_code == 2
@@ -200,8 +204,9 @@ def test_missing_probe_lists_what_is_there(bundled, kernel, probes_binary):
         with pytest.raises(BpfError, match=r"no USDT probe pybpf_test:nope in .*usdt_probes; "
                                            r"it has: pybpf_test:args, pybpf_test:guarded"):
             program.attach_usdt(probes_binary, "pybpf_test", "nope")
-        with pytest.raises(BpfError, match=r"no USDT probe python:nope in .*python3\.11; it has: .*python:audit"):
-            program.attach_usdt("python3.11", "python", "nope")
+        python = os.path.basename(debian_python())  # an executable name, found in PATH
+        with pytest.raises(BpfError, match=rf"no USDT probe python:nope in .*{re.escape(python)}; it has: .*python:audit"):
+            program.attach_usdt(python, "python", "nope")
         with pytest.raises(BpfError, match="cannot find the binary 'libnope.so.7' for a USDT probe"):
             program.attach_usdt("libnope.so.7", "x", "y")
         with pytest.raises(BpfError, match="no process with pid"):
@@ -222,7 +227,7 @@ sys.stdin.readline()
 
 
 def test_auto_attach_from_section_counts_python_audit_events(bundled, kernel):
-    proc = subprocess.Popen([python311(), "-c", AUDIT_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([debian_python(), "-c", AUDIT_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
     try:
         assert proc.stdout is not None and proc.stdin is not None
@@ -231,9 +236,10 @@ def test_auto_attach_from_section_counts_python_audit_events(bundled, kernel):
             obj.rodata["want_tgid"] = proc.pid
             obj.load()
             program = obj.programs["on_audit"]
-            assert program.section == "usdt//usr/bin/python3.11:python:audit" and program.auto_attachable
+            # Debian's python3 by its link: the same section on every release
+            assert program.section == "usdt//usr/bin/python3:python:audit" and program.auto_attachable
             with program.attach() as link:
-                assert link.probe.path == PYTHON311 and link.pid == -1
+                assert os.path.realpath(link.probe.path) == debian_python() and link.pid == -1
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
                 assert proc.stdout.readline() == "done\n"

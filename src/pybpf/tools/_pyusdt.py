@@ -23,11 +23,30 @@ from contextlib import contextmanager
 from typing import Any
 
 import pybpf
+from pybpf.distro import usdt_python
 from pybpf.errors import BpfError
 
-__all__ = ["Stop", "Target", "attached", "cpu_seconds", "decode_object", "python_version", "ready"]
+__all__ = ["Stop", "Target", "attached", "cpu_seconds", "decode_object", "default_binary", "python_version",
+           "ready"]
 
-DEFAULT_BINARY = "/usr/bin/python3.11"
+
+def _binary_help() -> str:
+    try:
+        where = usdt_python()
+    except FileNotFoundError:
+        where = "not installed here"
+    return f"(default without --pid: Debian's /usr/bin/python3 under its real name: {where})"
+
+
+BINARY_HELP = _binary_help()
+
+
+def default_binary() -> str:
+    """The interpreter traced without ``--pid``/``--binary``: Debian's USDT-probed CPython."""
+    try:
+        return usdt_python()
+    except FileNotFoundError as exc:
+        raise BpfError(f"{exc}; or give --pid PID or --binary PATH", 2) from None
 
 
 class Stop:
@@ -92,7 +111,7 @@ class Target:
         if pid is not None and binary is not None:
             raise ValueError("give --pid or --binary, not both")
         self.pid = pid
-        self.binary = binary if binary is not None else (None if pid is not None else DEFAULT_BINARY)
+        self.binary = binary if binary is not None else (None if pid is not None else default_binary())
 
     @property
     def where(self) -> str | int:

@@ -23,7 +23,7 @@ import numpy as np
 import typer
 
 import pybpf
-from pybpf.tools._pyusdt import Stop, Target, attached, decode_object, python_version, ready
+from pybpf.tools._pyusdt import BINARY_HELP, Stop, Target, attached, decode_object, python_version, ready
 
 __all__ = ["app", "decode_event", "read_counts"]
 
@@ -92,7 +92,7 @@ def pyaudit(
     pid: int | None = typer.Option(None, "-p", "--pid", help="trace this Python process only"),
     binary: str | None = typer.Option(None, "--binary",
                                          help="trace every process running this interpreter "
-                                              "(default without --pid: /usr/bin/python3.11)"),
+                                              + BINARY_HELP),
     event: list[str] = typer.Option([], "-e", "--event", help="only events matching this pattern (repeatable)"),
     counts: bool = typer.Option(False, "-c", "--counts", help="print counts per event, not each event"),
     interval: float | None = typer.Option(None, "-i", "--interval", help="with --counts: print every S seconds"),

@@ -19,7 +19,7 @@ from typing import Any
 import typer
 
 import pybpf
-from pybpf.tools._pyusdt import Stop, Target, attached, cpu_seconds, ready
+from pybpf.tools._pyusdt import BINARY_HELP, Stop, Target, attached, cpu_seconds, ready
 
 __all__ = ["NO_PROBES", "app", "read_stats"]
 
@@ -62,7 +62,7 @@ def _print(rows: list[dict[str, Any]], top: int) -> None:
 def pycalls(
     pid: int | None = typer.Option(None, "-p", "--pid", help="trace this Python process only"),
     binary: str | None = typer.Option(None, "--binary", help="trace every process running this "
-                                         "interpreter (default without --pid: /usr/bin/python3.11)"),
+                                         "interpreter " + BINARY_HELP),
     top: int = typer.Option(20, "-n", "--top", help="show the N functions with the most time"),
     interval: float | None = typer.Option(None, "-i", "--interval", help="print the top N every S seconds"),
     duration: float | None = typer.Option(None, "-d", "--duration", help="stop after S seconds"),

@@ -19,7 +19,7 @@ import numpy as np
 import typer
 
 import pybpf
-from pybpf.tools._pyusdt import Stop, Target, attached, ready
+from pybpf.tools._pyusdt import BINARY_HELP, Stop, Target, attached, ready
 
 __all__ = ["app", "snapshot"]
 
@@ -72,7 +72,7 @@ def _print(report: dict[str, Any]) -> None:
 def pygc(
     pid: int | None = typer.Option(None, "-p", "--pid", help="trace this Python process only"),
     binary: str | None = typer.Option(None, "--binary", help="trace every process running this "
-                                         "interpreter (default without --pid: /usr/bin/python3.11)"),
+                                         "interpreter " + BINARY_HELP),
     interval: float | None = typer.Option(None, "-i", "--interval", help="print every S seconds (what happened since)"),
     duration: float | None = typer.Option(None, "-d", "--duration", help="stop after S seconds"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per report"),
