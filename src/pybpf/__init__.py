@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first
     from pybpf.events.ringbuf import RingBuffer, RingBufferSet
     from pybpf.events.userringbuf import UserRingBuffer
     from pybpf.kernel.info import MapInfo, ProgramInfo, StatsHandle, enable_stats
-    from pybpf.link.base import Link
+    from pybpf.link.base import BpfLink, Link
     from pybpf.maps.map import Map
     from pybpf.object import Object, open
     from pybpf.program import Program, TestRunResult
@@ -65,6 +65,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, str]] = {
     "LIBBPF_VERSION": ("pybpf._sys.libbpf", "VERSION_STRING"),
     "Link": ("pybpf.link.base", "Link"),
+    "BpfLink": ("pybpf.link.base", "BpfLink"),
     "Map": ("pybpf.maps.map", "Map"),
     "MapInfo": ("pybpf.kernel.info", "MapInfo"),
     "Object": ("pybpf.object", "Object"),
@@ -92,6 +93,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 
 __all__ = [
     "BpfError",
+    "BpfLink",
     "BpfPermissionError",
     "BufferFullError",
     "BuildError",

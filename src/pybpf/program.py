@@ -24,6 +24,7 @@ from pybpf.kernel.info import ProgramInfo, prog_info
 from pybpf.link import (
     cgroup,
     explicit_usage,
+    section_types,
     iterator,
     kprobe,
     lsm,
@@ -32,9 +33,11 @@ from pybpf.link import (
     raw_tracepoint,
     sockfilter,
     tc,
+    tcx,
     trace,
     tracepoint,
     uprobe,
+    uprobe_multi,
     usdt,
     xdp,
 )
@@ -135,9 +138,21 @@ class Program:
         self._ref: FdRef | None = None  # our copy of libbpf's fd, made on first use after load
         self.name: str = ffi.string(lib.bpf_program__name(ptr)).decode()
         self.section: str = ffi.string(lib.bpf_program__section_name(ptr)).decode()
+        if lib.bpf_program__type(ptr) == ProgType.UNSPEC:
+            self._adopt_newer_section()
 
     def __repr__(self) -> str:
         return f"<Program {self.name} type={self.type} section={self.section!r}>"
+
+    def _adopt_newer_section(self) -> None:
+        """Give a program whose SEC() this libbpf does not know (``uprobe.multi/...``,
+        ``tcx/ingress`` in libbpf 1.1) the type and expected attach type its attach kind declares."""
+        known = section_types(self.section)
+        if known is not None:
+            prog_type, attach_type = known
+            _libbpf.check(lib.bpf_program__set_type(self._ptr, int(prog_type)), f"type of {self.name}")
+            _libbpf.check(lib.bpf_program__set_expected_attach_type(self._ptr, int(attach_type)),
+                          f"expected attach type of {self.name}")
 
     # ---- description -------------------------------------------------
 
@@ -310,6 +325,10 @@ class Program:
         usdt_target = parse_usdt_section(self.section)
         if usdt_target is not None:
             return self.attach_usdt(*usdt_target)
+        multi_target = uprobe_multi.parse_section(self.section)
+        if multi_target is not None:  # libbpf 1.1 does not know these sections
+            binary, pattern, retprobe = multi_target
+            return self.attach_uprobe_multi(binary, pattern, retprobe=retprobe)
         if self.prog_type in (ProgType.TRACEPOINT, ProgType.KPROBE) \
                 and not self.section.startswith(("kprobe", "kretprobe")):
             fs.ensure_tracefs()
@@ -325,10 +344,12 @@ class Program:
     attach_lsm = _verb(lsm.attach)
     attach_kprobe = _verb(kprobe.attach)
     attach_uprobe = _verb(uprobe.attach)
+    attach_uprobe_multi = _verb(uprobe_multi.attach)
     attach_usdt = _verb(usdt.attach)
     attach_iter = _verb(iterator.attach)
     attach_xdp = _verb(xdp.attach)
     attach_tc = _verb(tc.attach)
+    attach_tcx = _verb(tcx.attach)
     attach_cgroup = _verb(cgroup.attach)
     attach_socket = _verb(sockfilter.attach)
     attach_perf_event = _verb(perf_event.attach)

@@ -171,6 +171,7 @@ struct bpf_link *bpf_program__attach_xdp(const struct bpf_program *prog, int ifi
 struct bpf_link *bpf_program__attach_cgroup(const struct bpf_program *prog, int cgroup_fd);
 struct bpf_link *bpf_program__attach_netns(const struct bpf_program *prog, int netns_fd);
 struct bpf_link *bpf_program__attach_perf_event(const struct bpf_program *prog, int pfd);
+struct bpf_link *bpf_map__attach_struct_ops(const struct bpf_map *map);
 struct bpf_link *bpf_program__attach_perf_event_opts(const struct bpf_program *prog, int pfd,
                                                      const struct bpf_perf_event_opts *opts);
 
@@ -436,6 +437,47 @@ struct ring *ring_buffer__ring(struct ring_buffer *rb, unsigned int idx);
 int ring_buffer__consume_n(struct ring_buffer *rb, size_t n);
 int bpf_prog_get_info_by_fd(int prog_fd, struct bpf_prog_info *info, __u32 *info_len);
 int bpf_map_get_info_by_fd(int map_fd, struct bpf_map_info *info, __u32 *info_len);
+
+/* issue 25: tcx (1.3), uprobe_multi (1.3), struct_ops link update (1.2), BPF tokens (1.4/1.5) */
+struct bpf_tcx_opts {
+    size_t sz;
+    __u32 flags;
+    __u32 relative_fd;
+    __u32 relative_id;
+    __u64 expected_revision;
+};
+struct bpf_link *bpf_program__attach_tcx(const struct bpf_program *prog, int ifindex,
+                                         const struct bpf_tcx_opts *opts);
+struct bpf_uprobe_multi_opts {
+    size_t sz;
+    const char **syms;
+    const unsigned long *offsets;
+    const unsigned long *ref_ctr_offsets;
+    const __u64 *cookies;
+    size_t cnt;
+    bool retprobe;
+};
+struct bpf_link *bpf_program__attach_uprobe_multi(const struct bpf_program *prog, int pid,
+                                                  const char *binary_path, const char *func_pattern,
+                                                  const struct bpf_uprobe_multi_opts *opts);
+int bpf_link__update_map(struct bpf_link *link, const struct bpf_map *map);
+int bpf_object__token_fd(const struct bpf_object *obj);
+struct bpf_token_create_opts { size_t sz; __u32 flags; };
+int bpf_token_create(int bpffs_fd, struct bpf_token_create_opts *opts);
+/* libbpf 1.4's bpf_object_open_opts: 1.1's fields, then bpf_token_path */
+struct bpf_object_open_opts_1_4 {
+    size_t sz;
+    const char *object_name;
+    bool relaxed_maps;
+    const char *pin_root_path;
+    __u32 _pad_attach_prog_fd;
+    const char *kconfig;
+    const char *btf_custom_path;
+    char *kernel_log_buf;
+    size_t kernel_log_size;
+    __u32 kernel_log_level;
+    const char *bpf_token_path;
+};
 """
 
 LIBC_CDEF = r"""

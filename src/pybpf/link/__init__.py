@@ -8,7 +8,7 @@ a new file plus one line here and one verb line in :class:`pybpf.Program`.
 
 from __future__ import annotations
 
-from pybpf.kinds import ProgType
+from pybpf.kinds import AttachType, ProgType
 from pybpf.link import (
     cgroup,
     iterator,
@@ -19,15 +19,17 @@ from pybpf.link import (
     raw_tracepoint,
     sockfilter,
     tc,
+    tcx,
     trace,
     tracepoint,
     uprobe,
+    uprobe_multi,
     usdt,
     xdp,
 )
-from pybpf.link.base import AttachKind, Link
+from pybpf.link.base import AttachKind, Link, section_matches
 
-__all__ = ["KINDS", "AttachKind", "Link", "explicit_usage"]
+__all__ = ["KINDS", "AttachKind", "Link", "explicit_usage", "section_types"]
 
 KINDS: tuple[AttachKind, ...] = (
     tracepoint.KIND,
@@ -35,10 +37,12 @@ KINDS: tuple[AttachKind, ...] = (
     trace.KIND,
     lsm.KIND,
     kprobe.KIND,
+    uprobe_multi.KIND,
     uprobe.KIND,
     usdt.KIND,
     iterator.KIND,
     xdp.KIND,
+    tcx.KIND,
     tc.KIND,
     cgroup.KIND,
     sockfilter.KIND,
@@ -52,4 +56,14 @@ def explicit_usage(prog_type: ProgType, section: str) -> str | None:
     for kind in KINDS:
         if kind.needs_verb(prog_type, section):
             return kind.usage
+    return None
+
+
+def section_types(section: str) -> tuple[ProgType, AttachType] | None:
+    """The program type and expected attach type of a ``SEC()`` name newer than libbpf 1.1
+    (``uprobe.multi/...``, ``tcx/ingress``), or None when no attach kind declares it."""
+    for kind in KINDS:
+        for prefix, prog_type, attach_type in kind.sections:
+            if section_matches(prefix, section):
+                return prog_type, attach_type
     return None

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from pybpf._sys.fd import FdRef
 from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys.resource import Resource
 from pybpf._sys import libbpf as _libbpf
@@ -30,9 +31,10 @@ from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, ClosedError, NotSupportedError
 from pybpf.kernel.features import kprobes_available
 from pybpf.kernel.info import LinkInfo, link_info, open_prog_by_id, prog_info
-from pybpf.kinds import ProgType
+from pybpf.kinds import AttachType, ProgType
 
-__all__ = ["AttachKind", "AttachTarget", "Link", "LibbpfLink", "attach_error", "libbpf_link"]
+__all__ = ["AttachKind", "AttachTarget", "BpfLink", "FdLink", "Link", "LibbpfLink", "attach_error", "fd_link",
+           "libbpf_link"]
 
 
 class AttachTarget(Protocol):
@@ -48,6 +50,10 @@ class AttachTarget(Protocol):
     @property
     def prog_type(self) -> ProgType:
         """The program's kind."""
+
+    @property
+    def expected_attach_type(self) -> str:
+        """libbpf's name of the program's expected attach type."""
 
     @property
     def fd(self) -> int:
@@ -111,7 +117,73 @@ class Link(Resource):
                                 feature=f"link_update:{kind}")
 
 
-class LibbpfLink(Link):
+class BpfLink(Link):
+    """A kernel ``bpf_link`` (held by its fd): it can be pinned, inspected and updated in place.
+
+    libbpf's links (:class:`LibbpfLink`) and the links pybpf makes with its own bpf(2) calls
+    where the system libbpf lacks the attach kind (:class:`FdLink`) are both."""
+
+    @property
+    @abstractmethod
+    def fd(self) -> int:
+        """The link's fd (owned by the link; do not close it)."""
+
+    @property
+    @abstractmethod
+    def pin_path(self) -> str | None:
+        """Where the link is pinned, if it is."""
+
+    @abstractmethod
+    def unpin(self) -> None:
+        """Remove the pin (the attachment then ends with this handle)."""
+
+    @classmethod
+    def from_pin(cls, path: str) -> BpfLink:
+        """Open the link pinned at ``path`` (closing the handle leaves the pinned link attached)."""
+        return LibbpfLink.from_pin(path)
+
+    def info(self) -> LinkInfo:
+        """The kernel's view: link id, link type, id of the program it runs."""
+        return link_info(self.fd)
+
+    def update(self, program: Any, *, replace: Any = None) -> None:
+        """Make the link run ``program`` (a loaded Program or a program fd) instead, atomically.
+
+        BPF_LINK_UPDATE: every event runs either the old program or the new one.
+        With ``replace`` (a Program or fd) the kernel swaps only if the link still
+        runs that program (BPF_F_REPLACE). Link kinds whose kernel side cannot
+        swap programs raise ``NotSupportedError`` naming the kind."""
+        new_fd = _prog_fd(program)
+        opts = _libbpf.new_opts("struct bpf_link_update_opts")
+        if replace is not None:
+            opts.flags = _BPF_F_REPLACE
+            opts.old_prog_fd = _prog_fd(replace)
+        ret = lib.bpf_link_update(self.fd, new_fd, opts)
+        if ret < 0:
+            raise self._update_error(-ret, new_fd)
+
+    def _update_error(self, err: int, new_fd: int) -> BpfError:
+        info = self.info()
+        what = f"updating {info.type} link {self.description}"
+        if err == errno.EPERM:
+            return BpfError(f"{what}: the link no longer runs the program given as replace=", err)
+        new_type = prog_info(new_fd).type
+        old_fd = open_prog_by_id(info.prog_id)
+        try:
+            old_type = prog_info(old_fd).type
+        finally:
+            os.close(old_fd)
+        if err == errno.EINVAL and new_type != old_type:
+            return BpfError(f"{what}: a {new_type} program cannot replace the {old_type} program it runs", err)
+        if err in (errno.EINVAL, errno.EOPNOTSUPP, _libbpf.ENOTSUPP):
+            # the kernel answers EINVAL for a link kind without update_prog
+            return NotSupportedError(f"{what}: this kernel cannot update {info.type} links in place "
+                                     f"(BPF_LINK_UPDATE refused it); use the dispatcher switch of "
+                                     f"pybpf.upgrade for this hook", err, feature=f"link_update:{info.type}")
+        return _libbpf.make_error(err, what)
+
+
+class LibbpfLink(BpfLink):
     """A libbpf ``struct bpf_link`` (tracepoints, probes, XDP, cgroup, iter, ...)."""
 
     def __init__(self, ptr: Any, description: str) -> None:
@@ -162,51 +234,53 @@ class LibbpfLink(Link):
                                                                            else ""), log=log.text)
         return cls(ptr, f"pinned link {path}")
 
-    def info(self) -> LinkInfo:
-        """The kernel's view: link id, link type, id of the program it runs."""
-        return link_info(self.fd)
-
-    def update(self, program: Any, *, replace: Any = None) -> None:
-        """Make the link run ``program`` (a loaded Program or a program fd) instead, atomically.
-
-        BPF_LINK_UPDATE: every event runs either the old program or the new one.
-        With ``replace`` (a Program or fd) the kernel swaps only if the link still
-        runs that program (BPF_F_REPLACE). Link kinds whose kernel side cannot
-        swap programs raise ``NotSupportedError`` naming the kind."""
-        new_fd = _prog_fd(program)
-        opts = _libbpf.new_opts("struct bpf_link_update_opts")
-        if replace is not None:
-            opts.flags = _BPF_F_REPLACE
-            opts.old_prog_fd = _prog_fd(replace)
-        ret = lib.bpf_link_update(self.fd, new_fd, opts)
-        if ret < 0:
-            raise self._update_error(-ret, new_fd)
-
-    def _update_error(self, err: int, new_fd: int) -> BpfError:
-        info = self.info()
-        what = f"updating {info.type} link {self.description}"
-        if err == errno.EPERM:
-            return BpfError(f"{what}: the link no longer runs the program given as replace=", err)
-        new_type = prog_info(new_fd).type
-        old_fd = open_prog_by_id(info.prog_id)
-        try:
-            old_type = prog_info(old_fd).type
-        finally:
-            os.close(old_fd)
-        if err == errno.EINVAL and new_type != old_type:
-            return BpfError(f"{what}: a {new_type} program cannot replace the {old_type} program it runs", err)
-        if err in (errno.EINVAL, errno.EOPNOTSUPP, _libbpf.ENOTSUPP):
-            # the kernel answers EINVAL for a link kind without update_prog
-            return NotSupportedError(f"{what}: this kernel cannot update {info.type} links in place "
-                                     f"(BPF_LINK_UPDATE refused it); use the dispatcher switch of "
-                                     f"pybpf.upgrade for this hook", err, feature=f"link_update:{info.type}")
-        return _libbpf.make_error(err, what)
-
     def _detach(self) -> None:
         # For fd-based links this closes the link fd: a pinned link lives on in bpffs.
         with self._ptr_lock:
             ptr, self._ptr = self._ptr, ffi.NULL
             lib.bpf_link__destroy(ptr)
+
+
+class FdLink(BpfLink):
+    """A bpf_link pybpf made with its own bpf(2) call (an attach kind the system libbpf lacks).
+
+    It owns the link fd: ``close()`` closes it, which detaches unless the link is pinned."""
+
+    def __init__(self, fd: int, description: str) -> None:
+        super().__init__(description)
+        self._ref = FdRef(fd, f"link {description}")
+        self._pin_path: str | None = None
+
+    @property
+    def fd(self) -> int:
+        """The link's fd (owned by the link; do not close it)."""
+        self._check()
+        return self._ref.fd
+
+    @property
+    def pin_path(self) -> str | None:
+        """Where the link is pinned, if it is."""
+        return self._pin_path
+
+    def pin(self, path: str) -> None:
+        """Pin on bpffs: the attachment then stays after this process closes the link."""
+        with self._ref as fd:
+            fs.check_pin(lib.bpf_obj_pin(fd, os.fsencode(path)), f"pinning link {self.description} at {path}",
+                         path)
+        self._pin_path = path
+
+    def unpin(self) -> None:
+        """Remove the pin (the attachment then ends with this handle)."""
+        self._check()
+        if self._pin_path is not None:
+            try:
+                os.unlink(self._pin_path)
+            except OSError as exc:
+                raise BpfError(f"unpinning link {self.description}: {exc.strerror}", exc.errno) from None
+            self._pin_path = None
+
+    def _detach(self) -> None:
+        self._ref.close()
 
 
 _BPF_F_REPLACE = 1 << 2
@@ -244,6 +318,13 @@ def libbpf_link(prog: AttachTarget, ptr: Any, what: str, log: str = "",
     return (cls or LibbpfLink)(ptr, f"{prog.name} -> {what}")
 
 
+def fd_link(prog: AttachTarget, ret: int, what: str) -> FdLink:
+    """Own the link fd a pybpf bpf(2) ``BPF_LINK_CREATE`` returned, or raise its error."""
+    if ret < 0:
+        raise attach_error(prog, -ret, what)
+    return FdLink(ret, f"{prog.name} -> {what}")
+
+
 @dataclass(frozen=True)
 class AttachKind:
     """One attach kind, as its file declares it: the ``Program`` verb that attaches it, and
@@ -255,10 +336,19 @@ class AttachKind:
     prog_types: frozenset[ProgType] = frozenset()  # programs of these types always need the verb
     bare_sections: frozenset[str] = frozenset()    # SEC() prefixes that name a target after "/"
     names_target: Callable[[str], bool] = bool     # is what follows the "/" a whole target?
+    # SEC() names newer than libbpf 1.1 (prefix -> program type, expected attach type): libbpf 1.1
+    # leaves such programs without a type, and pybpf sets these before load
+    sections: tuple[tuple[str, ProgType, AttachType], ...] = ()
 
     def needs_verb(self, prog_type: ProgType, section: str) -> bool:
         """Whether a program of this type and section must be attached with ``verb``."""
         if prog_type in self.prog_types:
             return True
         prefix, _, target = section.partition("/")
-        return prefix.split(".", 1)[0] in self.bare_sections and not self.names_target(target)
+        return ((prefix in self.bare_sections or prefix.split(".", 1)[0] in self.bare_sections)
+                and not self.names_target(target))
+
+
+def section_matches(prefix: str, section: str) -> bool:
+    """libbpf's rule for a ``prefix+`` section: the prefix alone, or followed by ``/``."""
+    return section == prefix or section.startswith(prefix + "/")
