@@ -99,7 +99,7 @@ def test_per_cpu_clock_runs_program(bundled, kernel):
         assert link.closed and events.closed
         with pytest.raises(pybpf.ClosedError):
             events.attach(obj.programs["on_perf_event"])
-    assert _fds() == before
+    assert _fds() <= before   # (the GC may close fds of earlier tests meanwhile)
 
 
 def test_per_process_events_follow_its_threads(bundled, kernel, hotcold):
