@@ -98,12 +98,13 @@ def test_load_and_ring_cases(kernel: None, smoke_report: dict) -> None:
             assert rows[("load", impl, name, 0)]["ok"]  # checksum: every program of the object got an fd
         assert rows[("load", "python", name, 0)]["checksum"] > 0
     for size in (32, 64):
-        for impl in ("python", "python_borrow", "c_count", "c_copy"):
+        for impl in ("python", "python_into", "python_borrow", "c_count", "c_copy"):
             row = rows[("ring_drain", impl, "ringbuf", size)]
             assert row["ok"] and row["elems_per_pass"] == (1 << 20) // (8 + size) - 1
     r = smoke_report["ratios"]
     assert {"load_python_over_c", "load_parse_share", "ring_drain_speed_over_c_count_32",
-            "ring_drain_speed_over_c_copy_64"} <= set(r)
+            "ring_drain_speed_over_c_copy_64", "ring_into_speed_over_c_copy_32",
+            "ring_into_speed_over_c_copy_64"} <= set(r)
     assert 0 < r["load_parse_share"] < 1
 
 
@@ -120,8 +121,9 @@ def test_report_schema(kernel: None, smoke_report: dict) -> None:
         assert c["repeats"] in (TINY.repeats, TINY.fast_repeats, TINY.memory_repeats)
     assert REQUIRED_RATIOS <= set(report["ratios"])
     assert all(v > 0 for v in report["ratios"].values())
-    assert set(BARS) | set(BARS_MIN) <= REQUIRED_RATIOS | {"ring_drain_speed_over_c_count_32",
-                                                          "ring_drain_speed_over_c_count_64"}
+    assert set(BARS) | set(BARS_MIN) <= REQUIRED_RATIOS | {
+        f"ring_{how}_speed_over_{c}_{size}" for how, c in (("drain", "c_count"), ("into", "c_copy"))
+        for size in (32, 64)}
     assert report["config"]["reference"] == {"entries": 300, "value_size": 8}
 
 

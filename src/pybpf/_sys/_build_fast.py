@@ -49,6 +49,8 @@ void pb_set_forward_level(int level);
 extern "Python" void pb_forward(int level, const char *text);
 int pb_update(int fd, const void *key, const void *value, uint64_t flags);
 int pb_delete(int fd, const void *key);
+long pb_ring_copy(const void *data, uint64_t mask, const uint64_t *producer, uint64_t pos, uint32_t size,
+                  void *out, size_t limit, uint64_t *end, uint32_t *stop_header);
 """
 
 _LOOPS_SOURCE = r"""
@@ -190,6 +192,60 @@ static long pb_update_keys(int fd, const void *keys, size_t key_size, size_t n,
             return ret;
         }
     }
+    return (long)n;
+}
+
+/* The ring buffer's copying reader (RingBuffer.drain(into=...)): walk the record headers
+   from `pos` up to the producer position and copy each committed record of `size`
+   bytes into `out`, back to back, up to `limit` records. Discarded records are skipped;
+   the walk stops before a busy record, or before a committed record of another size
+   (its header in *stop_header, else 0). *end is where the next read starts: the caller
+   stores it as the consumer position once it no longer reads the copied bytes. The
+   data area is mapped twice, so a record that wraps past the end is contiguous. The
+   producer position is loaded (acquire) before the headers, each header (acquire)
+   before its payload, as libbpf's consumer does. */
+#define PB_RB_BUSY (1U << 31)
+#define PB_RB_DISCARD (1U << 30)
+#define PB_RB_HDR 8
+
+#define PB_RING_LOOP(SIZE)                                                            \
+    while (pos < prod && n < limit) {                                                 \
+        const char *rec = base + (pos & mask);                                        \
+        uint32_t hdr = __atomic_load_n((const uint32_t *)rec, __ATOMIC_ACQUIRE);      \
+        uint32_t len = hdr & (PB_RB_DISCARD - 1);                                     \
+        if (hdr & PB_RB_BUSY)                                                         \
+            break;                                                                    \
+        if (!(hdr & PB_RB_DISCARD)) {                                                 \
+            if (len != (SIZE)) {                                                      \
+                *stop_header = hdr;                                                   \
+                break;                                                                \
+            }                                                                         \
+            memcpy(o, rec + PB_RB_HDR, (SIZE));                                       \
+            o += (SIZE);                                                              \
+            n++;                                                                      \
+        }                                                                             \
+        pos += (PB_RB_HDR + len + 7) & ~7ULL;                                         \
+    }
+
+static long pb_ring_copy(const void *data, uint64_t mask, const uint64_t *producer, uint64_t pos, uint32_t size,
+                         void *out, size_t limit, uint64_t *end, uint32_t *stop_header)
+{
+    const char *base = data;
+    char *o = out;
+    size_t n = 0;
+    uint64_t prod = __atomic_load_n(producer, __ATOMIC_ACQUIRE);
+
+    *stop_header = 0;
+    /* constant sizes let the compiler inline the copy of the common record sizes */
+    switch (size) {
+    case 16: PB_RING_LOOP(16) break;
+    case 24: PB_RING_LOOP(24) break;
+    case 32: PB_RING_LOOP(32) break;
+    case 48: PB_RING_LOOP(48) break;
+    case 64: PB_RING_LOOP(64) break;
+    default: PB_RING_LOOP(size) break;
+    }
+    *end = pos;
     return (long)n;
 }
 

@@ -11,6 +11,8 @@ What is here:
 
 * ``typed(op, key_code[, value_code])``: the compiled typed per-key helper
   (``pb_lookup_u32``...) or None (ABI mode or an unsupported type);
+* ``ring_copy``: the compiled copying reader of a ring buffer's records (None in ABI mode:
+  ``pybpf.events.ringreader`` then copies with numpy);
 * ``lookup_keys``/``update_keys``/``delete_keys``: one syscall per key of a
   numpy key array, in one C loop (one Python loop in ABI mode); they return
   ``(ret, failed_index)`` with ``ret`` < 0 the ``-errno`` of the first key that
@@ -28,7 +30,7 @@ import numpy as np
 
 from pybpf._sys.libbpf import ffi, lib
 
-__all__ = ["EXTENSION", "MODE", "delete_keys", "lookup_keys", "type_code", "typed", "update_keys"]
+__all__ = ["EXTENSION", "MODE", "delete_keys", "lookup_keys", "ring_copy", "type_code", "typed", "update_keys"]
 
 _xlib: Any = None
 if os.environ.get("PYBPF_NO_EXTENSION", "") not in ("1", "true", "yes"):
@@ -40,6 +42,9 @@ if os.environ.get("PYBPF_NO_EXTENSION", "") not in ("1", "true", "yes"):
 
 EXTENSION: bool = _xlib is not None
 MODE: str = "api" if EXTENSION else "abi"  # cffi's names: compiled (API) or libffi (ABI) calls
+
+# pb_ring_copy(data, mask, producer*, pos, size, out, limit, end*, stop_header*) -> records copied
+ring_copy: Callable[..., int] | None = _xlib.pb_ring_copy if _xlib is not None else None
 
 _INT_CODES = {("u", 1): "u8", ("u", 2): "u16", ("u", 4): "u32", ("u", 8): "u64",
               ("i", 1): "i8", ("i", 2): "i16", ("i", 4): "i32", ("i", 8): "i64",

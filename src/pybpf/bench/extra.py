@@ -9,7 +9,8 @@
   ring (``ringbuf_bench.bpf.o``), then one consumer reads it, only the read
   timed: ``RingBuffer.drain()`` (python), libbpf's ``ring_buffer__consume``
   with a counting callback (c_count: the C callback consumer) and with one that
-  copies every record into an array, as drain does (c_copy); python_borrow is
+  copies every record into an array, as drain does (c_copy); python_into is
+  ``drain(into=array)``, copying into one preallocated array as c_copy does; python_borrow is
   the zero-copy ``RingBuffer.borrow()`` (records counted, as c_count does). ns
   per record; checksum 1 = the pass read exactly the records its fill wrote.
 """
@@ -20,6 +21,8 @@ import functools
 import os
 import struct
 import time
+
+import numpy as np
 
 import pybpf
 from pybpf.bench.cbuild import CBaseline, Sample
@@ -117,6 +120,17 @@ def _ring_case(runner, obj: pybpf.Object, size: int) -> None:  # type: ignore[no
             right = int(batch["seq"].sum()) == state["expected"]
             return Sample(ns, int(right), len(batch))
 
+        into = np.empty(count, rb.dtype)
+        into.fill(0)  # paged in once, as the C consumer's output array is
+
+        def drain_into() -> Sample:
+            fill()
+            t0 = clock()
+            batch = rb.drain(into=into)
+            ns = clock() - t0
+            right = int(batch["seq"].sum()) == state["expected"]
+            return Sample(ns, int(right), len(batch))
+
         def borrow() -> Sample:
             fill()
             t0 = clock()
@@ -132,11 +146,11 @@ def _ring_case(runner, obj: pybpf.Object, size: int) -> None:  # type: ignore[no
             return Sample(s.ns, int(s.checksum == state["expected"]), s.count)
 
         impls = []
-        for impl in ("python", "python_borrow", "c_count", "c_copy"):
+        for impl in ("python", "python_into", "python_borrow", "c_count", "c_copy"):
             # checksum 1: the pass read exactly the records its fill wrote (sum of seq)
             row = Result("ring_drain", impl, "ringbuf", count, size, elems_per_pass=count, expected=1)
             if impl.startswith("python"):
-                impls.append(Impl(row, drain if impl == "python" else borrow))
+                impls.append(Impl(row, {"python": drain, "python_into": drain_into, "python_borrow": borrow}[impl]))
                 continue
             proc = CBaseline(runner.binary, "ring_count" if impl == "c_count" else "ring_copy",
                              ring_map.fd, count, stride)

@@ -50,7 +50,8 @@ BARS = {"lookup_python_over_c": 1.80, "lookup_python_over_c_hash": 1.80, "update
         "lookup_keys_python_over_c": 1.10, "lookup_keys_python_over_c_hash": 1.10,
         "load_python_over_c": 1.15, "cells_over_numpy_scalar": 0.50,
         "batch_python_over_c": 1.15, "mmap_copy_over_memcpy": 1.10, "mmap_scalar_over_numpy_scalar": 1.30}
-BARS_MIN = {"ring_drain_speed_over_c_count_32": 1.0, "ring_drain_speed_over_c_count_64": 1.0}
+BARS_MIN = {"ring_drain_speed_over_c_count_32": 1.0, "ring_drain_speed_over_c_count_64": 1.0,
+            "ring_into_speed_over_c_copy_32": 1.0, "ring_into_speed_over_c_copy_64": 1.0}
 
 
 def _sum(results: list[Result], case: str, impl: str, stat: str) -> float:
@@ -79,6 +80,9 @@ def extra_ratios(results: list[Result], *, stat: str = "median") -> dict[str, fl
             for impl in ("c_count", "c_copy"):
                 if impl in rows:
                     out[f"ring_drain_speed_over_{impl}_{size}"] = rows[impl] / rows["python"]
+            if "python_into" in rows and "c_copy" in rows:
+                # drain(into=preallocated) against libbpf's consumer copying each record out
+                out[f"ring_into_speed_over_c_copy_{size}"] = rows["c_copy"] / rows["python_into"]
             if "python_borrow" in rows and "c_count" in rows:
                 out[f"ring_borrow_speed_over_c_count_{size}"] = rows["c_count"] / rows["python_borrow"]
     return out

@@ -35,7 +35,14 @@ import numpy as np
 from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.errors import BpfError, BufferFullError, ClosedError, RecordFormatError, WrongMapTypeError
+from pybpf.errors import (
+    BpfError,
+    BufferFullError,
+    ClosedError,
+    InvalidArgumentError,
+    RecordFormatError,
+    WrongMapTypeError,
+)
 from pybpf.events.base import EventSource, check_map, limit, record_dtype
 from pybpf.kinds import MapType
 from pybpf.maps.map import Map, register_stream_reader
@@ -116,6 +123,8 @@ class RingBuffer(EventSource):
         self._unseen: Any = None                  # queued by poll(), or left by a callback that raised
         self._error: BaseException | None = None
         self._pending: deque[bytes] = deque()     # libbpf reader: records beyond max_records
+        self._budget: int | None = None           # libbpf reader, consume_n without libbpf's: records left
+        self._budget_hit = False
         self._rb: Any = ffi.NULL                  # libbpf ring_buffer (callback mode / libbpf reader)
         self._cb_handle: Any = None
         self._read_lock: threading.Lock
@@ -174,17 +183,28 @@ class RingBuffer(EventSource):
             raise RecordFormatError(f"{self._what} was opened without a dtype: use drain_bytes(), "
                                     f"or give RingBuffer(map, dtype=...) to use {call}")
 
-    def drain(self, max_records: int | None = None) -> np.ndarray:
+    def drain(self, max_records: int | None = None, *, into: np.ndarray | None = None) -> np.ndarray:
         """Every committed record (up to ``max_records``) as a numpy record array.
 
-        The result owns its memory: a strided view (one record every
-        ``8 + itemsize`` rounded to 8 bytes) over one private copy of the
-        ring's bytes.  A record whose size differs from the dtype's itemsize
-        raises ``RecordFormatError`` and stays in the ring (records before it
-        are returned first, and the error comes on the next call).
+        The result owns its memory: one private copy of the records, back to
+        back (copied in one C pass with the compiled helpers; without them, a
+        strided view over one copy of the ring's bytes).  A record whose size
+        differs from the dtype's itemsize raises ``RecordFormatError`` and stays
+        in the ring (records before it are returned first, and the error comes
+        on the next call).
+
+        ``into``: a preallocated, writable, C-contiguous 1-d array of the ring's
+        dtype.  Up to ``len(into)`` records (and ``max_records``) are copied into
+        it, back to back, with no allocation and no call per record (one C pass
+        with the compiled helpers); the result is ``into[:n]``.  Reusing one
+        array keeps a busy reader from paging in fresh memory on every batch.
         """
         self._need_dtype("drain()")
-        return self._drain(limit(max_records), fresh=False)
+        lim = limit(max_records)
+        if into is not None:
+            self._check_into(into)
+            lim = min(lim, len(into))
+        return self._drain(lim, fresh=False, into=into)
 
     def _queued(self, lim: int) -> Any:
         """Up to ``lim`` records queued by ``poll()`` (or left by a callback), or None."""
@@ -207,20 +227,42 @@ class RingBuffer(EventSource):
             else:
                 self._unseen = np.concatenate([self._unseen, found])
 
-    def _drain(self, lim: int, fresh: bool) -> np.ndarray:
+    def _drain(self, lim: int, fresh: bool, into: np.ndarray | None = None) -> np.ndarray:
         self._enter()
         try:
             with self._read_lock:
                 if not fresh:
                     queued = self._queued(lim)
                     if queued is not None:
-                        return queued
+                        return queued if into is None else self._copy_out(queued, into)
                 if self._use_libbpf:
-                    return self._drain_libbpf(lim)
+                    batch = self._drain_libbpf(lim)
+                    return batch if into is None else self._copy_out(batch, into)
                 self._reader.settle()
+                if into is not None:
+                    return into[:self._reader.copy_into(into, lim)]
                 return self._reader.drain_fixed(lim)
         finally:
             self._leave()
+
+    def _check_into(self, into: Any) -> None:
+        if not isinstance(into, np.ndarray):
+            raise InvalidArgumentError(f"drain(into=...) of {self._what} takes a numpy array, "
+                                       f"not {type(into).__name__}")
+        assert self.dtype is not None
+        # np.empty(n, dtype) of a subarray dtype ("24u1") has the subarray's shape as trailing axes
+        if into.dtype != self.dtype.base or into.shape[1:] != self.dtype.shape or into.ndim < 1:
+            raise InvalidArgumentError(f"drain(into=...) of {self._what} needs a 1-d array of the ring's "
+                                       f"dtype {self.dtype} (np.empty(n, rb.dtype)), not a {into.ndim}-d "
+                                       f"array of {into.dtype}")
+        if not (into.flags.c_contiguous and into.flags.writeable):
+            raise InvalidArgumentError(f"drain(into=...) of {self._what} needs a writable C-contiguous "
+                                       f"array (np.empty(n, rb.dtype))")
+
+    @staticmethod
+    def _copy_out(batch: np.ndarray, into: np.ndarray) -> np.ndarray:
+        into[:len(batch)] = batch
+        return into[:len(batch)]
 
     def borrow(self, max_records: int | None = None) -> Borrow:
         """``with rb.borrow() as batch:`` -- the available records, zero-copy, read-only.
@@ -326,24 +368,53 @@ class RingBuffer(EventSource):
             if self._callback is None:
                 self._pending.append(raw)
                 return 0
-            if self.dtype is not None:
-                if size != self.dtype.itemsize:
-                    raise RecordFormatError(f"{self._what}: a {size}-byte record does not match dtype "
-                                            f"{self.dtype} ({self.dtype.itemsize} bytes)")
-                self._callback(np.frombuffer(raw, self.dtype)[0])
-            else:
-                self._callback(raw)
+            if self._budget is not None:  # pybpf's own consume_n bound (libbpf < 1.5)
+                if self._budget <= 0:
+                    # libbpf reads past a record whose callback fails: keep it for the next call
+                    self._pending.append(raw)
+                    self._budget_hit = True
+                    return -errno.ECANCELED
+                self._budget -= 1
+            self._call_back(raw)
             return 0
         except BaseException as exc:  # never unwind into C; re-raised after the consume
             self._error = exc
             return -1
 
-    def _run_libbpf(self) -> int:
-        count = lib.ring_buffer__consume(self._libbpf_ring())
+    def _call_back(self, raw: bytes) -> None:
+        if self.dtype is not None:
+            if len(raw) != self.dtype.itemsize:
+                raise RecordFormatError(f"{self._what}: a {len(raw)}-byte record does not match dtype "
+                                        f"{self.dtype} ({self.dtype.itemsize} bytes)")
+            self._callback(np.frombuffer(raw, self.dtype)[0])  # type: ignore[misc]
+        else:
+            self._callback(raw)  # type: ignore[misc]
+
+    def _run_libbpf(self, limit: int | None = None) -> int:
+        done = 0
+        while self._callback is not None and self._pending and (limit is None or done < limit):
+            # records a bounded consume read past
+            done += 1
+            self._call_back(self._pending.popleft())  # a callback that raises has had its record
+        if limit is not None and done >= limit:
+            return done
+        rb = self._libbpf_ring()
+        if limit is None:
+            count = lib.ring_buffer__consume(rb)
+        elif _libbpf.has_symbol("ring_buffer__consume_n"):  # libbpf >= 1.5
+            count = lib.ring_buffer__consume_n(rb, limit - done)
+        else:
+            self._budget, self._budget_hit = limit - done, False
+            try:
+                count = lib.ring_buffer__consume(rb)
+            finally:
+                if self._budget_hit and self._error is None:
+                    count = limit - done
+                self._budget = None
         error, self._error = self._error, None
         if error is not None:
             raise error
-        return int(_libbpf.check(count, f"consuming {self._what}"))
+        return done + int(_libbpf.check(count, f"consuming {self._what}"))
 
     def _consume_libbpf(self, limit: int) -> list[bytes]:
         if len(self._pending) < limit:
@@ -388,14 +459,41 @@ class RingBuffer(EventSource):
         finally:
             self._leave()
 
-    def _dispatch(self) -> int:
+    def consume_n(self, n: int) -> int:
+        """Callback mode: call the callback for at most ``n`` committed records now; returns how many.
+
+        libbpf's ``ring_buffer__consume_n`` (libbpf >= 1.5) with the libbpf reader where the
+        system libbpf has it; pybpf's own bound otherwise (the numpy reader, or an older
+        libbpf: the record after the ``n``-th is kept for the next call, never lost). For
+        batches without a callback, ``drain(n)`` or ``drain(into=array)``.
+        """
+        lim = limit(n)
+        self._enter()
+        if self._callback is None:
+            self._leave()
+            raise BpfError(f"{self._what} has no callback: use drain(n) or drain(into=...), or on_event(fn) first")
+        try:
+            with self._read_lock:
+                if self._use_libbpf:
+                    return self._run_libbpf(lim)
+                return self._dispatch(lim)
+        finally:
+            self._leave()
+
+    def _dispatch(self, lim: int = 1 << 62) -> int:
         # Same batch reader, then one Python call per record: no C -> Python callback per event.
         batch = self._unseen
         self._unseen = None
-        if batch is None:
+        if batch is not None and len(batch) > lim:
+            batch, self._unseen = batch[:lim], batch[lim:]
+        elif batch is None or len(batch) < lim:
             self._reader.settle()
-            batch = (self._reader.drain_fixed(1 << 62) if self.dtype is not None
-                     else self._reader.drain_var(1 << 62))
+            more = lim - (len(batch) if batch is not None else 0)
+            fresh = self._reader.drain_fixed(more) if self.dtype is not None else self._reader.drain_var(more)
+            if batch is None:
+                batch = fresh
+            elif len(fresh):
+                batch = np.concatenate([batch, fresh]) if self.dtype is not None else list(batch) + fresh
         fn = self._callback
         done = 0
         try:
@@ -404,7 +502,11 @@ class RingBuffer(EventSource):
                 fn(record)  # type: ignore[misc]
         except BaseException:
             if done < len(batch):  # keep the rest for the next consume(); the failing one is done
-                self._unseen = batch[done:]
+                rest = batch[done:]
+                if self._unseen is not None:
+                    rest = (np.concatenate([rest, self._unseen]) if self.dtype is not None
+                            else list(rest) + list(self._unseen))
+                self._unseen = rest
             raise
         return done
 
