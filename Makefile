@@ -44,7 +44,7 @@ VENV_RUN := env PATH="$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(VENV)"
 STAMP := $(VENV)/.pybpf-installed
 DEMO_SECONDS ?= 5
 
-.PHONY: setup apt venv python bpf ext demo test bench clean distclean vmlinux
+.PHONY: setup apt venv python bpf ext demo test test-debian13 bench clean distclean vmlinux
 
 setup: apt venv bpf ext
 
@@ -101,6 +101,12 @@ test: setup
 	@$(VENV_RUN) "$(VENV_PYTHON)" -m pytest -q -p no:cacheprovider tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): failing" >&2; fi; \
 	exit $$rc
+
+# The README's two commands on Debian 13 (trixie), in a root made by debootstrap from this machine's
+# Debian mirror (cached under ~/.cache/pybpf/debian-check/), on a fresh clone of the committed HEAD.
+# Runs as root on the host's own python3 (stdlib only): see tools/debian_check.py.
+test-debian13:
+	@python3 tools/debian_check.py --suite trixie
 
 bench: setup
 	$(VENV_RUN) "$(VENV_PYBPF)" bench --quick

@@ -58,6 +58,61 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _FDS_AT_START.update(_open_fds())
 
 
+# ---- the kernel-BTF corpus (tools/fetch_kernel_btfs.py) ----------------------------------------
+
+KERNEL_BTF_DIR = Path(os.environ.get("PYBPF_KERNEL_BTF_DIR") or ROOT / ".cache" / "kernel-btf")
+_KERNELS_USED: list[str] = []
+
+
+def _fetch_module():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_kernel_btfs", ROOT / "tools" / "fetch_kernel_btfs.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def kernel_btfs() -> list[dict]:
+    """The corpus of real kernel BTFs: what the release's archive offers (every flavour of its own
+    kernel series, the generic flavour of newer ones) plus the running kernel's. Each target has
+    label, file, package, version, release, compression, module and ``path``. The kernels used
+    are listed at the end of the run."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        needs_kernel("needs apt-get and dpkg-deb to fetch Debian's kernel packages")
+    import json
+
+    try:
+        manifest = _fetch_module().fetch(str(KERNEL_BTF_DIR), quiet=True)
+    except (subprocess.CalledProcessError, OSError) as e:
+        if REQUIRE_KERNEL:
+            raise
+        pytest.skip(f"cannot fetch Debian kernel packages: {e}")
+    with open(manifest) as f:
+        doc = json.load(f)
+    targets = doc["targets"]
+    foreign = [t for t in targets if t["label"] != "running"]
+    # at least three kernels from the archive (flavours or versions), and the running one
+    assert len(foreign) >= 3, f"only {[t['label'] for t in foreign]} in {manifest}"
+    if os.path.exists("/sys/kernel/btf/vmlinux"):
+        assert "running" in {t["label"] for t in targets}, manifest
+    for t in targets:
+        t["path"] = str(KERNEL_BTF_DIR / t["file"])
+    if not _KERNELS_USED:
+        _KERNELS_USED.append(f"kernel BTFs used ({doc.get('distribution') or 'this release'}'s archive "
+                             f"and the running kernel):")
+        _KERNELS_USED.extend(f"  {t['label']}: {t['package'] or '/sys/kernel/btf/vmlinux'} "
+                             f"{t['version']} ({t['release']})" for t in targets)
+    return targets
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    for line in _KERNELS_USED:
+        terminalreporter.write_line(line)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The fd-leak gate (cilium/ebpf's fd tracer in spirit): after the whole suite, this
     process holds exactly the fds it held before it. A leak fails the run and names the fds."""

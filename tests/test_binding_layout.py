@@ -1,18 +1,32 @@
-"""Every struct declared in the cffi cdef has the size and field offsets of the C headers.
+"""Every struct declared in the cffi cdef has the field offsets of the C headers, and every
+libbpf function pybpf requires is in libbpf 1.1: the binding holds on any libbpf 1.1..1.5.
 
-A small C program, compiled with the system compiler against the installed
-libbpf and kernel UAPI headers, prints sizeof/offsetof for each struct and
-field cffi knows; the two must agree exactly, or libbpf would read garbage.
+A small C program, compiled with the system compiler against the installed libbpf and
+kernel UAPI headers, prints sizeof/offsetof for each struct and field cffi knows. Every
+offset must be equal. The size may be smaller than the header's: libbpf's ``*_opts`` and the
+kernel's ``bpf_*_info`` structs grow by fields appended at the end (libbpf 1.5's
+``bpf_object_open_opts`` is 88 bytes, 1.1's 80), and a caller passing the older, smaller
+size (``sz``, ``info_len``) is what libbpf and the kernel accept. A struct whose layout is
+fixed must be equal.
+
+The symbol check reads the loaded libbpf's symbol versions (``LIBBPF_1.N.0``, readelf):
+each function of the required cdef is in a version node no newer than 1.1, and each optional
+one is listed with the release that added it.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 
 import pytest
 
-from pybpf._sys.libbpf import VERSION, ffi, has_symbol
+from cffi import FFI
+
+from pybpf._sys.cdef import CDEF, OPTIONAL_CDEF, OPTIONAL_SYMBOLS
+from pybpf._sys.libbpf import VERSION, ffi, has_symbol, library_path, optional_symbols
 
 # cdef struct -> C type name (where the cdef renames padding, the field is skipped)
 STRUCTS = [
@@ -25,6 +39,10 @@ STRUCTS = [
     "struct user_ring_buffer_opts", "struct btf_type", "struct statfs", "struct bpf_link_update_opts",
     "struct bpf_prog_load_opts",
 ]
+
+
+# layouts that never grow: equal sizes
+FIXED = {"struct btf_type", "struct statfs"}
 
 
 def _fields(ctype: str) -> list[tuple[str, int]]:
@@ -65,7 +83,10 @@ def test_cdef_structs_match_c_headers(tmp_path):
         expected[(ctype, field)] = int(value)
     checked = 0
     for ctype in STRUCTS:
-        assert ffi.sizeof(ctype) == expected[(ctype, "sizeof")], f"sizeof({ctype})"
+        if ctype in FIXED:
+            assert ffi.sizeof(ctype) == expected[(ctype, "sizeof")], f"sizeof({ctype})"
+        else:
+            assert ffi.sizeof(ctype) <= expected[(ctype, "sizeof")], f"sizeof({ctype}) larger than the header's"
         for name, offset in _fields(ctype):
             if (ctype, name) in expected:
                 assert offset == expected[(ctype, name)], f"offsetof({ctype}, {name})"
@@ -77,3 +98,53 @@ def test_version_gate_and_optional_symbols():
     assert VERSION >= (1, 1)
     assert has_symbol("bpf_object__open_file")
     assert not has_symbol("definitely_not_a_libbpf_symbol")
+
+
+def _functions(cdef: str) -> set[str]:
+    """The functions a cdef text declares (cffi's own parser, not a regex)."""
+    f = FFI()
+    f.cdef(CDEF)  # the optional text uses the required one's types
+    before = set(dir(f.dlopen(None)))
+    if cdef is CDEF:
+        return {n for n in before if not n.isupper() and not n.startswith("LIBBPF_")}
+    f.cdef(cdef)
+    return {n for n in set(dir(f.dlopen(None))) - before if not n.isupper()}
+
+
+def _symbol_versions(path: str) -> dict[str, tuple[int, int]]:
+    """Each libbpf function the library exports -> (major, minor) of its LIBBPF_x.y.z node."""
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.fail("readelf is missing (binutils, installed with gcc by make setup)")
+    out = subprocess.run([readelf, "--dyn-syms", "--wide", path], capture_output=True, text=True,
+                         check=True).stdout
+    versions = {}
+    for line in out.splitlines():
+        m = re.search(r"\s(\w+)@@?LIBBPF_(\d+)\.(\d+)\.\d+", line)
+        if m and " UND " not in line:
+            versions[m[1]] = (int(m[2]), int(m[3]))
+    return versions
+
+
+def test_required_symbols_are_in_libbpf_1_1_and_newer_ones_optional():
+    path = library_path()
+    assert path and os.path.exists(path), path
+    versions = _symbol_versions(path)
+    assert len(versions) > 250, path
+    required = _functions(CDEF)  # libc's are in LIBC_CDEF, not here
+    assert len(required) > 100
+    missing = sorted(required - set(versions))
+    assert not missing, f"required by the cdef, not exported by {path}: {missing}"
+    too_new = sorted(f"{n} (LIBBPF_{versions[n][0]}.{versions[n][1]})" for n in required
+                     if versions[n] > (1, 1))
+    assert not too_new, f"newer than libbpf 1.1: move them to OPTIONAL_CDEF/OPTIONAL_SYMBOLS: {too_new}"
+    optional = _functions(OPTIONAL_CDEF)
+    assert optional == set(OPTIONAL_SYMBOLS), "every optional function has its release in OPTIONAL_SYMBOLS"
+    present = optional_symbols()
+    for name, since in OPTIONAL_SYMBOLS.items():
+        assert since > (1, 1), name
+        assert present[name] == (name in versions) == has_symbol(name), name
+        if name in versions:  # the release written down is the library's own version node
+            assert versions[name] == since, (name, versions[name], since)
+    print(f"\nlibbpf {'.'.join(map(str, VERSION))} ({path}): optional present: "
+          f"{sorted(n for n, p in present.items() if p)}; absent: {sorted(n for n, p in present.items() if not p)}")

@@ -1,8 +1,9 @@
 """The offline CO-RE check against real kernel BTFs (issue 13).
 
-Targets: Debian's kernel packages (6.1 generic, rt and cloud, 6.12), fetched with apt-get
-and extracted with ``pybpf btf extract`` by tools/fetch_kernel_btfs.py into .cache/kernel-btf
-(once per machine), plus the running kernel's BTF. Corpus: every bundled object and the
+Targets: the release's kernel packages (Debian 12: 6.1 generic, rt and cloud, 6.12; Debian 13:
+6.12 generic, rt and cloud), fetched with apt-get and extracted with ``pybpf btf extract`` by
+tools/fetch_kernel_btfs.py into .cache/kernel-btf (once per machine; the ``kernel_btfs`` fixture
+of conftest.py, which lists the kernels used at the end of the run), plus the running kernel's BTF. Corpus: every bundled object and the
 test objects of bpf_src/core/ (every relocation kind).
 
 The agreement test loads each (object, target) pair through libbpf with
@@ -12,7 +13,6 @@ the engine's prediction: it must be equal for every relocation.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import lzma
 import os
@@ -40,40 +40,11 @@ from pybpf.spec.core import Target, libbpf_relocations, load_target, relocate
 from pybpf.spec.elf import inspect
 from pybpf.toolchain import build
 
-from .conftest import REQUIRE_KERNEL, ROOT, needs_kernel
+from .conftest import KERNEL_BTF_DIR, ROOT, needs_kernel
 
-CACHE = ROOT / ".cache" / "kernel-btf"
+CACHE = KERNEL_BTF_DIR
 CORE_SRC = ROOT / "bpf_src" / "core"
 NEW_CLANGS = ("clang-19", "clang-18", "clang-17", "clang-16", "clang-15")
-
-
-def _fetch_module() -> Any:
-    spec = importlib.util.spec_from_file_location("fetch_kernel_btfs", ROOT / "tools" / "fetch_kernel_btfs.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="session")
-def kernel_btfs() -> list[dict[str, Any]]:
-    """The manifest's targets (label, file, package, compression...), fetched when missing."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        needs_kernel("needs apt-get and dpkg-deb to fetch Debian's kernel packages")
-    try:
-        manifest = _fetch_module().fetch(str(CACHE), quiet=True)
-    except (subprocess.CalledProcessError, OSError) as e:
-        if REQUIRE_KERNEL:
-            raise
-        pytest.skip(f"cannot fetch Debian kernel packages: {e}")
-    with open(manifest) as f:
-        targets = json.load(f)["targets"]
-    labels = {t["label"] for t in targets}
-    want = {"6.1-generic", "6.1-rt", "6.12-generic"} | ({"running"} if os.path.exists(hub.SYSFS_BTF) else set())
-    assert want <= labels, f"missing kernel BTFs: {want - labels}"
-    for t in targets:
-        t["path"] = str(CACHE / t["file"])
-    return targets
 
 
 @pytest.fixture(scope="session")

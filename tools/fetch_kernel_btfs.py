@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""Fetch real kernel BTFs from Debian's kernel packages, for the CO-RE agreement tests.
+"""Fetch real kernel BTFs from the Debian release's kernel packages, for the CO-RE agreement tests.
 
-For each wanted flavour the newest package apt knows is chosen (``apt-cache``
-search, highest ABI/upload number: nothing pinned to one build that may vanish),
-downloaded with ``apt-get download``, its ``boot/vmlinuz-*`` unpacked with
-``dpkg-deb`` and its BTF extracted with ``pybpf btf extract``. The running
-kernel's ``/sys/kernel/btf/vmlinux`` is copied too. Results are cached in
-``.cache/kernel-btf/`` (git-ignored); ``manifest.json`` lists them. The
-``.deb`` files (~70-110 MB each) are deleted after extraction.
+What is fetched follows what the release's archive offers (``apt-cache search``), not a
+fixed list: every flavour (generic, rt, cloud) of the release's own kernel series (the
+oldest series it has: 6.1 on Debian 12, 6.12 on Debian 13), and the generic flavour of each
+newer series (backports: 6.12 on Debian 12). For each, the newest package is chosen
+(highest ABI/upload number; the signed image, or ``-unsigned`` when only that exists),
+downloaded with ``apt-get download``, its ``boot/vmlinuz-*`` unpacked with ``dpkg-deb`` and
+its BTF extracted with ``pybpf btf extract``. The running kernel's
+``/sys/kernel/btf/vmlinux`` is copied too. Results are cached in ``.cache/kernel-btf/``
+(git-ignored), or in ``$PYBPF_KERNEL_BTF_DIR``; ``manifest.json`` lists them with the
+release they came from. The ``.deb`` files (~70-110 MB each) are deleted after extraction.
 
-    python tools/fetch_kernel_btfs.py [--dir DIR] [--quiet]
+    python tools/fetch_kernel_btfs.py [--dir DIR] [--quiet] [--list]
 
-Prints the manifest path. Idempotent: cached BTFs are not fetched again.
+Prints the manifest path (``--list``: the packages it would take). Idempotent: cached BTFs
+are not fetched again.
 """
 
 from __future__ import annotations
@@ -29,16 +33,14 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DIR = os.path.join(REPO, ".cache", "kernel-btf")
+DEFAULT_DIR = os.environ.get("PYBPF_KERNEL_BTF_DIR") or os.path.join(REPO, ".cache", "kernel-btf")
 MODULE = "nls_utf8"
+FLAVOURS = ("generic", "rt", "cloud")
 
-# (label, package-name regex with one numeric group to maximise)
-WANTED: tuple[tuple[str, str], ...] = (
-    ("6.1-generic", r"^linux-image-6\.1\.0-(\d+)-amd64$"),
-    ("6.1-rt", r"^linux-image-6\.1\.0-(\d+)-rt-amd64$"),
-    ("6.1-cloud", r"^linux-image-6\.1\.0-(\d+)-cloud-amd64$"),
-    ("6.12-generic", r"^linux-image-6\.12\.(\d+)\+deb12-amd64$"),
-)
+# Debian's image package names: linux-image-6.1.0-37-amd64, linux-image-6.1.0-37-cloud-amd64,
+# linux-image-6.12.117+deb13-rt-amd64-unsigned ... (series, ABI/upload number, flavour, unsigned)
+_IMAGE = re.compile(r"^linux-image-(?P<series>\d+\.\d+)\.(?:0-(?P<abi>\d+)|(?P<upload>\d+)\+deb\d+)"
+                    r"-(?:(?P<flavour>rt|cloud)-)?(?P<arch>[a-z0-9]+)(?P<unsigned>-unsigned)?$")
 
 
 def _log(quiet: bool, *msg: object) -> None:
@@ -50,28 +52,60 @@ def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)  # type: ignore[call-overload]
 
 
+def deb_arch() -> str:
+    """dpkg's architecture name (amd64, arm64...)."""
+    try:
+        return _run(["dpkg", "--print-architecture"]).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
 def available_packages() -> list[str]:
-    out = _run(["apt-cache", "search", "--names-only", r"^linux-image-6\.(1|12)\."]).stdout
+    pattern = r"^linux-image-[0-9]"
+    out = _run(["apt-cache", "search", "--names-only", pattern]).stdout
     names = [line.split(" ", 1)[0] for line in out.splitlines() if line]
     if not names and os.geteuid() == 0:
-        _run(["apt-get", "update", "-qq"])
-        out = _run(["apt-cache", "search", "--names-only", r"^linux-image-6\.(1|12)\."]).stdout
+        _run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq"])
+        out = _run(["apt-cache", "search", "--names-only", pattern]).stdout
         names = [line.split(" ", 1)[0] for line in out.splitlines() if line]
     return names
 
 
-def choose(names: list[str]) -> dict[str, str]:
-    """label -> the newest package of that flavour apt offers."""
+def _series_key(series: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in series.split("."))
+
+
+def choose(names: list[str], arch: str = "amd64") -> dict[str, str]:
+    """label (``6.1-generic``...) -> the package to fetch, from the names apt offers.
+
+    Every flavour of the oldest series (the release's own kernel), the generic flavour of each
+    newer one (backports); per label the newest build, signed before ``-unsigned``."""
+    best: dict[tuple[str, str], tuple[tuple[int, int], str]] = {}
+    for name in names:
+        m = _IMAGE.match(name)
+        if m is None or m["arch"] != arch:
+            continue
+        flavour = m["flavour"] or "generic"
+        rank = (int(m["abi"] or m["upload"]), 0 if m["unsigned"] else 1)
+        key = (m["series"], flavour)
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, name)
+    series = sorted({s for s, _ in best}, key=_series_key)
     chosen: dict[str, str] = {}
-    for label, pattern in WANTED:
-        best: tuple[int, str] | None = None
-        for n in names:
-            m = re.match(pattern, n)
-            if m and (best is None or int(m.group(1)) > best[0]):
-                best = (int(m.group(1)), n)
-        if best is not None:
-            chosen[label] = best[1]
+    for i, ser in enumerate(series):
+        for flavour in FLAVOURS if i == 0 else ("generic",):
+            if (ser, flavour) in best:
+                chosen[f"{ser}-{flavour}"] = best[(ser, flavour)][1]
     return chosen
+
+
+def _release() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+        return fields.get("PRETTY_NAME", "").strip('"')
+    except OSError:
+        return ""
 
 
 def _extract(pkg: str, out_btf: str, quiet: bool) -> dict[str, object]:
@@ -128,32 +162,30 @@ def _fetch(directory: str, quiet: bool) -> str:
             manifest = json.load(f)
     except (OSError, ValueError):
         manifest = {"targets": []}
-    by_label = {t["label"]: t for t in manifest["targets"]
-                if os.path.exists(os.path.join(directory, t["file"]))}
-    missing = [label for label, _ in WANTED if label not in by_label]
-    if missing:
-        chosen = choose(available_packages())
-        for label in missing:
-            pkg = chosen.get(label)
-            if pkg is None:
-                _log(quiet, f"  no package for {label} in apt's lists")
-                continue
-            name = pkg.removeprefix("linux-image-") + ".btf"
-            info = _extract(pkg, os.path.join(directory, name), quiet)
-            by_label[label] = {"label": label, "file": name, **info}
+    by_label = {t["label"]: t for t in manifest.get("targets", [])
+                if t.get("label") != "running" and os.path.exists(os.path.join(directory, t["file"]))}
+    chosen = choose(available_packages(), deb_arch())
+    if not chosen:
+        _log(quiet, "  apt offers no kernel image package (linux-image-*) here")
+    for label, pkg in chosen.items():
+        if label in by_label:
+            continue  # cached (a newer upload of the same flavour is not fetched again)
+        name = pkg.removeprefix("linux-image-").removesuffix("-unsigned") + ".btf"
+        info = _extract(pkg, os.path.join(directory, name), quiet)
+        by_label[label] = {"label": label, "file": name, **info}
     # the running kernel, by release (machines change between sessions)
     release = platform.release()
-    label = "running"
     sysfs = "/sys/kernel/btf/vmlinux"
     name = f"running-{release}.btf"
     if os.path.exists(sysfs) and not os.path.exists(os.path.join(directory, name)):
         shutil.copyfile(sysfs, os.path.join(directory, name))
+    targets = [by_label[k] for k in sorted(by_label, key=_label_key) if k in chosen or not chosen]
     if os.path.exists(os.path.join(directory, name)):
-        by_label[label] = {"label": label, "file": name, "package": "", "version": "", "release": release,
-                           "compression": "", "image_size": 0, "module": ""}
-    manifest = {"targets": [by_label[k] for k in [lb for lb, _ in WANTED] + [label] if k in by_label]}
-    for t in manifest["targets"]:
+        targets.append({"label": "running", "file": name, "package": "", "version": "", "release": release,
+                        "compression": "", "image_size": 0, "module": ""})
+    for t in targets:
         t["size"] = os.path.getsize(os.path.join(directory, t["file"]))
+    manifest = {"distribution": _release(), "targets": targets}
     tmp = manifest_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=1)
@@ -161,11 +193,21 @@ def _fetch(directory: str, quiet: bool) -> str:
     return manifest_path
 
 
+def _label_key(label: str) -> tuple[tuple[int, ...], int]:
+    series, _, flavour = label.partition("-")
+    return _series_key(series), FLAVOURS.index(flavour) if flavour in FLAVOURS else len(FLAVOURS)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", default=DEFAULT_DIR)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--list", action="store_true", help="print the packages it would take, fetch nothing")
     args = ap.parse_args()
+    if args.list:
+        for label, pkg in choose(available_packages(), deb_arch()).items():
+            print(f"{label}\t{pkg}")
+        return
     print(fetch(args.dir, args.quiet))
 
 

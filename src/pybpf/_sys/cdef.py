@@ -430,7 +430,9 @@ int perf_buffer__consume(struct perf_buffer *pb);
 size_t perf_buffer__buffer_cnt(const struct perf_buffer *pb);
 """
 
-# Symbols newer than libbpf 1.1, detected at run time (never required).
+# Symbols newer than libbpf 1.1, detected at run time (never required): each function here is
+# listed in OPTIONAL_SYMBOLS with the libbpf release that added it (its symbol version node,
+# LIBBPF_1.N.0). tests/test_binding_layout.py checks both lists against the loaded libbpf.
 OPTIONAL_CDEF = r"""
 struct ring;
 struct ring *ring_buffer__ring(struct ring_buffer *rb, unsigned int idx);
@@ -479,6 +481,14 @@ struct bpf_object_open_opts_1_4 {
     const char *bpf_token_path;
 };
 """
+
+# function of OPTIONAL_CDEF -> the libbpf release that added it
+OPTIONAL_SYMBOLS: dict[str, tuple[int, int]] = {
+    "bpf_prog_get_info_by_fd": (1, 2),
+    "bpf_map_get_info_by_fd": (1, 2),
+    "ring_buffer__ring": (1, 3),
+    "ring_buffer__consume_n": (1, 5),
+}
 
 LIBC_CDEF = r"""
 int vsnprintf(char *str, size_t size, const char *format, void *ap);

@@ -19,7 +19,7 @@ from typing import Any
 
 from cffi import FFI
 
-from pybpf._sys.cdef import CDEF, LIBC_CDEF, OPTIONAL_CDEF
+from pybpf._sys.cdef import CDEF, LIBC_CDEF, OPTIONAL_CDEF, OPTIONAL_SYMBOLS
 from pybpf.errors import (
     BpfError,
     BpfPermissionError,
@@ -65,6 +65,24 @@ def has_symbol(name: str) -> bool:
             found = False
         _symbol_cache[name] = found
     return found
+
+
+def optional_symbols() -> dict[str, bool]:
+    """Each symbol pybpf can use from libbpf newer than 1.1 -> whether the loaded libbpf has it."""
+    return {name: has_symbol(name) for name in OPTIONAL_SYMBOLS}
+
+
+def library_path() -> str:
+    """The file of the libbpf this process loaded (``/usr/lib/.../libbpf.so.1.1.2``), from its maps."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(None, 5)[-1]
+                if os.path.basename(path).startswith("libbpf.so"):
+                    return path
+    except OSError:
+        pass
+    return ""
 
 
 # --------------------------------------------------------------------------

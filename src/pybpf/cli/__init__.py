@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "export": ("pybpf.cli.export", "export_command"),
     "bench": ("pybpf.cli.benchcmd", "bench_command"),
     "upgrade": ("pybpf.cli.upgrade", "upgrade_command"),
+    "features": ("pybpf.cli.features", "features_command"),
 }
 
 
@@ -57,6 +58,7 @@ SUMMARIES: dict[str, str] = {
     "tool": "Run a tool shipped with pybpf (execsnoop, opensnoop, syscount, runqlat, tcpstates, ...).",
     "export": "Serve BPF map contents as Prometheus metrics on http://ADDR:PORT/metrics.",
     "upgrade": "Upgrade the version pinned in DIR to NEW without losing an event or a counter.",
+    "features": "What pybpf runs on here: libbpf (version, optional APIs), kernel, capabilities, binding.",
     "bench": "Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C.",
 }
 
@@ -117,15 +119,30 @@ app = typer.Typer(
 )
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _global_options(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error"),
     as_json: bool = typer.Option(False, "--json", "-j", help="JSON output for every command (as bpftool -j)"),
+    version: bool = typer.Option(False, "--version", "-V",
+                                 help="pybpf, libbpf, kernel and Python versions; the compiled extension in use"),
 ) -> None:
     from pybpf.cli.render import set_debug, set_json
 
     set_debug(debug)
     set_json(as_json)
+    if version:
+        from pybpf.cli.features import version_info, version_text
+        from pybpf.cli.render import print_json
+
+        if as_json:
+            print_json(version_info())
+        else:
+            print(version_text())
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:  # options alone (`pybpf --debug`): the help, as with no argument
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import errno
 import functools
 import os
 import platform
+import re
 import struct
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ __all__ = [
     "detect",
     "has_capability",
     "kprobes_available",
+    "Libbpf",
+    "libbpf",
     "libbpf_version",
     "prog_type_supported",
     "map_type_supported",
@@ -196,6 +199,43 @@ class Features:
     def privileged(self) -> bool:
         """Enough capabilities to load and attach programs and create maps."""
         return {"CAP_BPF", "CAP_PERFMON"} <= self.capabilities or "CAP_SYS_ADMIN" in self.capabilities
+
+
+@dataclass(frozen=True)
+class Libbpf:
+    """The system libbpf pybpf runs on: its version, its file, and the APIs newer than 1.1 it has.
+
+    pybpf needs libbpf >= 1.1 and uses newer symbols only when they are there (found at load
+    time, never required): ``optional`` says which are, ``since`` which release added each."""
+
+    version: str
+    major: int
+    minor: int
+    path: str
+    optional: dict[str, bool]
+    since: dict[str, str]
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON form (``pybpf features -j``)."""
+        return {"version": self.version, "major": self.major, "minor": self.minor, "path": self.path,
+                "optional": [{"symbol": name, "since": self.since[name], "present": present}
+                             for name, present in self.optional.items()]}
+
+
+@functools.cache
+def libbpf() -> Libbpf:
+    """The loaded libbpf's version and optional APIs (``pybpf features`` prints them).
+
+    The version is libbpf's own ``libbpf_version_string()`` (major.minor), with the patch
+    level of the file name when it agrees (``libbpf.so.1.1.2`` -> ``1.1.2``)."""
+    path = _libbpf.library_path()
+    version = _libbpf.VERSION_STRING.removeprefix("v")
+    match = re.search(r"\.so\.(\d+)\.(\d+)\.(\d+)$", path)
+    if match and (int(match[1]), int(match[2])) == _libbpf.VERSION:
+        version = ".".join(match.groups())
+    return Libbpf(version=version, major=_libbpf.VERSION[0], minor=_libbpf.VERSION[1], path=path,
+                  optional=_libbpf.optional_symbols(),
+                  since={name: f"{v[0]}.{v[1]}" for name, v in _libbpf.OPTIONAL_SYMBOLS.items()})
 
 
 def detect() -> Features:
