@@ -25,7 +25,8 @@ OS_CODENAME := $(shell . /etc/os-release 2>/dev/null; echo "$${VERSION_CODENAME:
 APT_COMMON := clang llvm libbpf-dev libbpf1 bpftool cmake make iproute2 util-linux \
               python3 python3-venv python3-dev \
               gcc systemtap-sdt-dev \
-              prometheus libbpf-tools
+              prometheus libbpf-tools \
+              chromium binutils
 # Debian 12: clang 14 by default; clang-19 for bpf_core_type_matches() (tests/test_core.py)
 APT_bookworm := clang-19
 # Debian 13: clang is 19; libbpf-tools are named NAME-libbpf (pybpf.toolchain finds both)

@@ -66,6 +66,7 @@ from pybpf.maps.checks import (
     IndexOutOfRangeError,
     update_flag,
 )
+from pybpf.maps.stacks import StackTable, read_stacks
 from pybpf.maps.views import MappedMap
 
 
@@ -703,6 +704,11 @@ class Map(Resource):
             ffi.memmove(current, following, size)
             previous = current
         return found
+
+    def stacks(self, ids: Iterable[int] | np.ndarray | None = None) -> StackTable:
+        """A stack trace map as a :class:`~pybpf.maps.stacks.StackTable`: all stacks, or ``ids``."""
+        self._check()
+        return read_stacks(self, ids)
 
     def keys(self) -> Iterator[Any]:
         """The keys present when iteration starts (one syscall per key)."""

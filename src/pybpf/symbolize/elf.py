@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import re
 import struct
 import threading
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ _PT_LOAD, _PT_NOTE = 1, 4
 _STT_FUNC, _STT_GNU_IFUNC = 2, 10
 _NT_GNU_BUILD_ID = 3
 _MAX_NAME = 4096
+_VERSION = re.compile(r"@@?[A-Za-z_][\w.]*$")
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,7 @@ class ElfSymbols:
             start = int(self._name_at[i])
             end = self._strtab.find(b"\0", start, start + _MAX_NAME)
             hit = self._strtab[start:end if end >= 0 else start + _MAX_NAME].decode("utf-8", "replace")
+            hit = _VERSION.sub("", hit)   # clock_gettime@@GLIBC_2.17 -> clock_gettime
             self._names[i] = hit
         return hit
 

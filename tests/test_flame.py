@@ -1,0 +1,185 @@
+"""Stacks as data and their outputs: Map.stacks() on a real stack map, stacks from rows,
+folded text, named stacks from a real profile, and the SVG flame graph as Chromium draws it."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pybpf
+from pybpf import perf
+from pybpf.flame import Folded, frame_name, layout, render_svg
+from pybpf.flame.stacks import MISSED_USER, fold, name_stacks
+from pybpf.maps.stacks import StackTable, stack_depths
+from pybpf.symbolize import Symbolizer
+from tests import chromium
+from tests.stackprogs import finish, hotcold_path, start
+
+
+# ---- folded -----------------------------------------------------------------------------------
+
+def test_folded_text_round_trip():
+    f = Folded([(["main", "hot"], 3), (["main", "cold"], 1), (["main", "hot"], 2)])
+    assert f.text() == "main;cold 1\nmain;hot 5\n"
+    assert Folded.parse(f.text()) == f and f.total == 6
+    assert f.share("main;hot") == pytest.approx(5 / 6)
+    assert frame_name("a;b\nc\x1b") == "a:b\\x0ac\\x1b"
+    with pytest.raises(pybpf.RecordFormatError, match="line 2"):
+        Folded.parse("a;b 1\nno-count\n")
+    with pytest.raises(pybpf.InvalidArgumentError, match="integer >= 0"):
+        f.add(["x"], -1)
+
+
+@given(st.lists(st.tuples(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=6),
+                          st.integers(1, 10**6)), max_size=30))
+@settings(max_examples=80, deadline=None)
+def test_folded_parse_of_text_is_identity(rows):
+    f = Folded(rows)
+    again = Folded.parse(f.text())
+    # names with spaces stay one frame; only a name that is all whitespace at the end could blur
+    assert again.total == f.total
+    if all(not fr[-1].endswith((" ", "\t")) and fr[-1].strip() for fr, _ in rows):
+        assert again == f
+
+
+def test_stack_table_from_rows():
+    frames = np.array([[3, 2, 1, 0], [9, 0, 0, 0], [5, 6, 7, 8]], np.uint64)
+    table = StackTable.from_frames(frames, ids=[40, 10, 20])
+    assert table.ids.tolist() == [10, 20, 40] and stack_depths(frames).tolist() == [3, 1, 4]
+    assert table.get(40).tolist() == [3, 2, 1] and 20 in table and -14 not in table
+    assert table.rows([20, 5, -14]).tolist() == [1, -1, -1]
+    assert table.addresses().tolist() == [1, 2, 3, 5, 6, 7, 8, 9]
+    with pytest.raises(pybpf.InvalidArgumentError, match="2-d"):
+        stack_depths(np.zeros(3))
+
+
+# ---- a real profile ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def profiled():
+    """hotcold profiled for 2 s at 499 Hz with profile.bpf.o: (keys, values, stacks, symbolizer)."""
+    prog = hotcold_path()
+    with pybpf.open(pybpf.bundled("profile")) as obj:
+        obj.rodata["filter_by_pid"] = True
+        obj.load()
+        p = start(prog, 2)
+        obj.maps["pids"][p.pid] = 1
+        sym = Symbolizer()
+        sym.remember(p.pid)
+        with perf.open_events("cpu-clock", frequency=499) as events:
+            events.attach(obj.programs["do_perf_event"])
+            finish(p)
+        keys, values = obj.maps["counts"].lookup_batch()
+        stacks = obj.maps["stackmap"].stacks()
+        some = obj.maps["stackmap"].stacks(ids=[int(keys["user_stack_id"][0]), -14, 2**31 - 1])
+        with pytest.raises(pybpf.WrongMapTypeError, match="not a stack_trace map"):
+            obj.maps["counts"].stacks()
+    return keys, values, stacks, sym, p.pid, some
+
+
+def test_map_stacks(kernel, profiled):
+    keys, values, stacks, _, pid, some = profiled
+    assert stacks.frames.shape == (len(stacks), 127) and stacks.frames.dtype == np.uint64
+    assert len(stacks) >= 2 and np.all(stacks.depths > 0) and np.all(np.diff(stacks.ids.astype(int)) > 0)
+    used = set(keys["user_stack_id"].tolist()) | set(keys["kern_stack_id"].tolist())
+    assert {k for k in used if k >= 0} <= set(stacks.ids.tolist())
+    assert len(some) == 1 and some.ids[0] == keys["user_stack_id"][0]
+    assert some.get(int(some.ids[0])).tolist() == stacks.get(int(some.ids[0])).tolist()
+
+
+def test_named_stacks_and_fold(kernel, profiled):
+    keys, values, stacks, sym, pid, _ = profiled
+    named = name_stacks(keys, values, stacks, sym)
+    assert {n.pid for n in named} == {pid} and {n.comm for n in named} == {"hotcold"}
+    folded = fold(named)
+    assert folded.total == int(values.sum()) >= 100
+    assert 0.65 <= folded.share("main;hot") <= 0.85, folded.text()
+    assert all(frames[0] == "hotcold" for frames, _ in folded)
+    delimited = fold(named, delimiter="-")
+    with_kernel = [frames for frames, _ in delimited if "-" in frames]
+    for frames in with_kernel:
+        assert frames.index("-") > frames.index("main")
+    # a key whose user stack the kernel could not store: libbpf-tools' marker
+    bad = keys[:1].copy()
+    bad["user_stack_id"] = -17   # -EEXIST: a hash collision in the stack map
+    assert name_stacks(bad, values[:1], stacks, sym)[0].user == (MISSED_USER,)
+
+
+# ---- the SVG --------------------------------------------------------------------------------------
+
+HOSTILE = '<script>alert("x")</script>&amp;'
+
+
+def sample() -> Folded:
+    return Folded([(["hotcold", "main", "hot"], 600), (["hotcold", "main", "hot", "leaf_of_hot"], 150),
+                   (["hotcold", "main", "cold"], 250), (["hotcold", "main", HOSTILE], 5),
+                   (["hotcold", "main", "tiny"], 1)])
+
+
+def _frames_of_dom(dom: str) -> set[tuple[str, int, int, int]]:
+    found = set()
+    for m in re.finditer(r'<g class="f[^"]*" data-n="([^"]*)" data-s="(\d+)" data-v="(\d+)" data-d="(\d+)">'
+                         r"<title>([^<]*)</title>", dom):
+        name, s, v, d, title = unescape(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), \
+            unescape(m.group(5))
+        assert title.startswith(f"{name} ({v:,} samples, ")
+        found.add((name, d, s, v))
+    return found
+
+
+def test_svg_in_chromium(tmp_path):
+    folded = sample()
+    svg = render_svg(folded, title="CPU profile of hotcold")
+    assert "<script>alert" not in svg.split("]]>")[1]     # the hostile name is escaped
+    page = tmp_path / "flame.svg"
+    page.write_text(svg)
+    # 1. the DOM after the page's script ran: one box per frame path, with the folded counts
+    dom = chromium.dump_dom(page)
+    want = set()
+    stack = [layout(folded)]
+    while stack:
+        node = stack.pop()
+        want.add((node.name, node.depth, node.start, node.value))
+        stack.extend(node.children.values())
+    assert _frames_of_dom(dom) == want
+    for frames, count in folded:   # every folded line is a leaf or an inner box's share
+        assert any(name == frames[-1] and d == len(frames) and v >= count for name, d, s, v in want)
+    labels = re.findall(r'<text x="[\d.]+" y="[\d.]+">([^<]*)</text></g>', dom)
+    assert "hot" in labels and "cold" in labels and "leaf_of_hot" in labels
+    # 2. the picture: at hot's row the widest box is hot's, about 3x cold's
+    height = int(re.search(r'height="(\d+)"', svg).group(1))
+    png = chromium.screenshot(page, tmp_path / "flame.png", 1200, height)
+    from PIL import Image
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    rects = {unescape(m.group(1)): (float(m.group(2)), int(m.group(3)), float(m.group(4)))
+             for m in re.finditer(r'data-n="([^"]*)"[^>]*><title>[^<]*</title><rect x="([\d.]+)" y="(\d+)" '
+                                  r'width="([\d.]+)"', svg)}
+    x, y, w = rects["hot"]
+    row = img[y + 2]                                  # a pixel row inside the boxes, above their text
+    background = np.array([248, 248, 238])
+    filled = np.any(np.abs(row - background) > 30, axis=1) & (row.sum(axis=1) < 700)
+    runs, start_ = [], None
+    for i, on in enumerate(filled.tolist() + [False]):
+        if on and start_ is None:
+            start_ = i
+        elif not on and start_ is not None:
+            runs.append((start_, i))
+            start_ = None
+    widest = max(runs, key=lambda r: r[1] - r[0])
+    # (a 1-sample box right of hot is narrower than the 1 px gap, so it may touch hot's run)
+    assert abs(widest[0] - x) <= 2 and abs(widest[1] - (x + w)) <= 3, (widest, (x, w), runs)
+    assert len(runs) >= 3                             # cold, hot and the small ones, apart
+    cold = rects["cold"]
+    cold_run = max((r for r in runs if abs(r[0] - cold[0]) <= 2), key=lambda r: r[1] - r[0])
+    assert (widest[1] - widest[0]) / (cold_run[1] - cold_run[0]) == pytest.approx(750 / 250, rel=0.05)
+
+
+def test_svg_refusals_and_empty():
+    with pytest.raises(pybpf.InvalidArgumentError, match="width"):
+        render_svg(sample(), width=10)
+    assert "no samples" in render_svg(Folded())
