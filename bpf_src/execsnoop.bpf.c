@@ -3,12 +3,16 @@
  *
  * sys_enter_execve keeps the arguments in a hash map by thread id (the new
  * image replaces them), sys_exit_execve adds the return value and the new
- * comm and submits. The record layout follows libbpf-tools' execsnoop.
- * Counters for `pybpf export`: `exec_counts` by (comm, errno), `execs_total`.
+ * comm and submits. The record layout follows libbpf-tools' execsnoop, and so
+ * does its size: only the arguments' bytes are sent (variable-size records).
+ * Counters for `pybpf export`: `exec_counts` by (comm, errno), `execs_total`,
+ * `lost_events` (tools_events.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "tools_events.h"
+#include "tools_filter.h"
 
 #define TASK_COMM_LEN 16
 #define ARGSIZE 128
@@ -32,15 +36,9 @@ struct exec_event {
 	char args[FULL_MAX_ARGS_ARR];
 };
 
-struct exec_key {
-	char comm[TASK_COMM_LEN];
-	__s32 errno_;   /* 0 or the positive errno of a failed exec */
-};
-
 static const struct exec_event empty_event = {};
 
 __u64 execs_total = 0;
-__u64 dropped = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -52,14 +50,9 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 10240);
-	__type(key, struct exec_key);
+	__type(key, struct comm_errno_key);
 	__type(value, __u64);
 } exec_counts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
-} events SEC(".maps");
 
 SEC("tracepoint/syscalls/sys_enter_execve")
 int on_execve_enter(struct trace_event_raw_sys_enter *ctx)
@@ -73,6 +66,8 @@ int on_execve_enter(struct trace_event_raw_sys_enter *ctx)
 	__u32 uid = (__u32)bpf_get_current_uid_gid();
 	int ret, i;
 
+	if (!cgroup_allowed())
+		return 0;
 	if (targ_uid != (__u32)-1 && targ_uid != uid)
 		return 0;
 	if (bpf_map_update_elem(&pending, &tid, &empty_event, BPF_NOEXIST))
@@ -120,35 +115,23 @@ SEC("tracepoint/syscalls/sys_exit_execve")
 int on_execve_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct exec_key key = {};
-	struct exec_event *e, *out;
-	__u64 one = 1, *count;
+	struct exec_event *e;
+	__u64 len;
 	int ret = ctx->ret;
 
 	e = bpf_map_lookup_elem(&pending, &tid);
 	if (!e)
 		return 0;
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	key.errno_ = ret < 0 ? -ret : 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__sync_fetch_and_add(&execs_total, 1);
-	count = bpf_map_lookup_elem(&exec_counts, &key);
-	if (count)
-		__sync_fetch_and_add(count, 1);
-	else
-		bpf_map_update_elem(&exec_counts, &key, &one, BPF_NOEXIST);
-
+	count_comm_errno(&exec_counts, e->comm, ret);
 	if (ignore_failed && ret < 0)
 		goto cleanup;
-	out = bpf_ringbuf_reserve(&events, sizeof(*out), 0);
-	if (!out) {
-		__sync_fetch_and_add(&dropped, 1);
-		goto cleanup;
-	}
 	e->retval = ret;
 	e->ts_ns = bpf_ktime_get_ns();
-	__builtin_memcpy(e->comm, key.comm, sizeof(e->comm));
-	bpf_probe_read_kernel(out, sizeof(*out), e);
-	bpf_ringbuf_submit(out, 0);
+	len = __builtin_offsetof(struct exec_event, args) + e->args_size;
+	if (len <= sizeof(*e))
+		submit_event(e, len);
 cleanup:
 	bpf_map_delete_elem(&pending, &tid);
 	return 0;

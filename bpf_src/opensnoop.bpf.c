@@ -3,10 +3,12 @@
  *
  * The enter tracepoints keep the path pointer and flags by thread id; the exit
  * tracepoints read the path and submit with the result. Layout as libbpf-tools'.
- * For `pybpf export`: `open_counts` by (comm, errno).
+ * For `pybpf export`: `open_counts` by (comm, errno), `opens_total`, `lost_events`.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "tools_events.h"
+#include "tools_filter.h"
 
 #define TASK_COMM_LEN 16
 #define NAME_MAX 255
@@ -35,15 +37,9 @@ struct open_event {
 	char pad[1];
 };
 
-struct open_key {
-	char comm[TASK_COMM_LEN];
-	__s32 errno_;
-};
-
 struct open_event *unused_open_event __attribute__((unused));
 
 __u64 opens_total = 0;
-__u64 dropped = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -55,14 +51,9 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 10240);
-	__type(key, struct open_key);
+	__type(key, struct comm_errno_key);
 	__type(value, __u64);
 } open_counts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
-} events SEC(".maps");
 
 static __always_inline bool trace_allowed(__u32 tgid, __u32 pid)
 {
@@ -81,7 +72,7 @@ static __always_inline int enter(const char *fname, int flags, int mode)
 	__u32 tid = (__u32)id;
 	struct args_t args = {};
 
-	if (!trace_allowed(id >> 32, tid))
+	if (!cgroup_allowed() || !trace_allowed(id >> 32, tid))
 		return 0;
 	args.fname = fname;
 	args.flags = flags;
@@ -106,32 +97,24 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	struct open_key key = {};
+	char comm[TASK_COMM_LEN];
 	struct open_event *e;
 	struct args_t *ap;
-	__u64 one = 1, *count;
 	int ret;
 
 	ap = bpf_map_lookup_elem(&start, &tid);
 	if (!ap)
 		return 0;
 	ret = ctx->ret;
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
-	key.errno_ = ret < 0 ? -ret : 0;
+	bpf_get_current_comm(comm, sizeof(comm));
 	__sync_fetch_and_add(&opens_total, 1);
-	count = bpf_map_lookup_elem(&open_counts, &key);
-	if (count)
-		__sync_fetch_and_add(count, 1);
-	else
-		bpf_map_update_elem(&open_counts, &key, &one, BPF_NOEXIST);
+	count_comm_errno(&open_counts, comm, ret);
 
 	if (targ_failed && ret >= 0)
 		goto cleanup;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__sync_fetch_and_add(&dropped, 1);
+	e = reserve_event(sizeof(*e));
+	if (!e)
 		goto cleanup;
-	}
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = id >> 32;
 	e->tid = tid;
@@ -139,7 +122,7 @@ static __always_inline int leave(struct trace_event_raw_sys_exit *ctx)
 	e->ret = ret;
 	e->flags = ap->flags;
 	e->mode = ap->mode;
-	__builtin_memcpy(e->comm, key.comm, sizeof(e->comm));
+	__builtin_memcpy(e->comm, comm, sizeof(e->comm));
 	if (bpf_probe_read_user_str(e->fname, sizeof(e->fname), ap->fname) < 0)
 		e->fname[0] = '\0';
 	e->pad[0] = 0;

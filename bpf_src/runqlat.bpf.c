@@ -5,17 +5,38 @@
  * switch that puts it on a CPU adds the wait to slot log2(wait) of `hist`, a
  * BPF_F_MMAPABLE array that user space reads as a numpy view, with no syscall.
  * Units are microseconds, or milliseconds with targ_ms (as libbpf-tools' runqlat).
+ * Per process (-P), thread (-L) or pid namespace (--pidnss): one histogram per key
+ * in the `hists` hash map instead, with the first comm seen, as the C tool keeps them.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "tools_common.h"
+#include "tools_filter.h"
 
 #define MAX_SLOTS 26
 #define TASK_RUNNING 0
 
 const volatile bool targ_ms = false;
 const volatile __u32 targ_tgid = 0;
+const volatile bool targ_per_process = false;
+const volatile bool targ_per_thread = false;
+const volatile bool targ_per_pidns = false;
+
+struct hist {
+	__u32 slots[MAX_SLOTS];
+	char comm[16];
+};
+
+static const struct hist zero_hist;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, struct hist);
+} hists SEC(".maps");
 
 __u64 latency_ns_sum = 0;   /* for the Prometheus histogram's _sum */
 
@@ -60,12 +81,48 @@ int BPF_PROG(on_wakeup_new, struct task_struct *p)
 	return 0;
 }
 
+/* The pid namespace's inode number: task_active_pid_ns(), pid->numbers[pid->level].ns */
+static __always_inline __u32 pid_namespace(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid upid;
+
+	bpf_core_read(&upid, sizeof(upid), &pid->numbers[level]);
+	return BPF_CORE_READ(upid.ns, ns.inum);
+}
+
+static __always_inline void count_per_key(struct task_struct *next, __u32 pid, __u64 slot)
+{
+	struct hist *h;
+	__u32 key;
+
+	if (targ_per_process)
+		key = next->tgid;
+	else if (targ_per_thread)
+		key = pid;
+	else
+		key = pid_namespace(next);
+	h = bpf_map_lookup_elem(&hists, &key);
+	if (!h) {
+		bpf_map_update_elem(&hists, &key, &zero_hist, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&hists, &key);
+		if (!h)
+			return;
+	}
+	if (!h->comm[0])
+		bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), next->comm);
+	__sync_fetch_and_add(&h->slots[slot], 1);
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u64 *tsp, delta, slot, *count;
 	__u32 pid;
 
+	if (!cgroup_allowed())
+		return 0;
 	if (prev->__state == TASK_RUNNING)
 		enqueue(prev->tgid, prev->pid);
 
@@ -82,6 +139,10 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	slot = log2_u64(delta);
 	if (slot >= MAX_SLOTS)
 		slot = MAX_SLOTS - 1;
+	if (targ_per_process || targ_per_thread || targ_per_pidns) {
+		count_per_key(next, pid, slot);
+		return 0;
+	}
 	count = bpf_map_lookup_elem(&hist, &(__u32){slot});
 	if (count)
 		__sync_fetch_and_add(count, 1);

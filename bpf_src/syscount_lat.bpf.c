@@ -8,6 +8,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "tools_filter.h"
 
 #define TASK_COMM_LEN 16
 
@@ -46,6 +47,8 @@ int on_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	__u32 tid = (__u32)id;
 	__u64 ts;
 
+	if (!cgroup_allowed())
+		return 0;
 	if (filter_pid && (id >> 32) != filter_pid)
 		return 0;
 	if (!measure_latency)
@@ -66,6 +69,8 @@ int on_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	__u32 key;
 	long ret = ctx->ret;
 
+	if (!cgroup_allowed())
+		return 0;
 	if (filter_pid && pid != filter_pid)
 		return 0;
 	if (ctx->id < 0)

@@ -7,6 +7,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "tools_events.h"
 
 #define TASK_COMM_LEN 16
 #define AF_INET 2
@@ -40,8 +41,6 @@ struct transition {
 
 struct tcp_event *unused_tcp_event __attribute__((unused));
 
-__u64 dropped = 0;
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -70,11 +69,6 @@ struct {
 	__type(value, __u64);
 } transitions SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1024 * 1024);
-} events SEC(".maps");
-
 SEC("tracepoint/sock/inet_sock_set_state")
 int on_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
@@ -102,11 +96,9 @@ int on_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		bpf_map_update_elem(&transitions, &tr, &one, BPF_NOEXIST);
 
 	ts = bpf_ktime_get_ns();
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__sync_fetch_and_add(&dropped, 1);
+	e = reserve_event(sizeof(*e));
+	if (!e)
 		goto stamp;
-	}
 	start = bpf_map_lookup_elem(&timestamps, &skaddr);
 	e->delta_us = start ? (ts - *start) / 1000 : 0;
 	e->skaddr = skaddr;

@@ -117,9 +117,9 @@ def test_per_cpu_values_are_summed_and_counters_move_by_the_workload(tmp_path: P
      'labels = [{ name = "c", field = "cmd" }]\n', 6, "has no field 'cmd' (fields: comm, errno_)"),
     ('[object]\npath = "execsnoop"\n[[counter]]\nname = "a_total"\nmap = "events"\n', 5, "is a ringbuf"),
     ('[object]\npath = "execsnoop"\nprograms = ["on_execve_enter", "nope"]\n[[counter]]\nname = "a_total"\n'
-     'global = "dropped"\n', 3, "no program 'nope'"),
+     'global = "execs_total"\n', 3, "no program 'nope'"),
     ('[object]\npath = "execsnoop"\n[object.rodata]\nmax_argz = 3\n[[counter]]\nname = "a_total"\n'
-     'global = "dropped"\n', 4, "no .rodata variable 'max_argz'"),
+     'global = "execs_total"\n', 4, "no .rodata variable 'max_argz'"),
     ('[object]\npath = "nope"\n[[counter]]\nname = "a_total"\nglobal = "x"\n', 2, "no bundled BPF object"),
 ])
 def test_errors_that_need_the_object_name_file_and_line(tmp_path: Path, text: str, line: int,

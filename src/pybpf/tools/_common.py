@@ -3,28 +3,43 @@
 Owns what is the same in every tool module of :mod:`pybpf.tools` and is not worth
 a public API: a stop flag set by SIGINT/SIGTERM (tools end cleanly and print their
 summary, as libbpf-tools' do on Ctrl-C), loading a bundled object with rodata
-settings and attaching its programs, and printing one JSON object per line.
+settings, the ``-c CGROUP_PATH`` filter and attaching its programs, the options
+every tool has (``-c``, ``--version``, ``--json``), :class:`EventTool` (ring
+buffer records to lines or JSON, with lost events reported as libbpf-tools do),
+and which libbpf-tools release the output formats follow (:func:`c_release`).
+
+A new event tool is its BPF C (including ``tools_events.h`` and ``tools_filter.h``),
+a module with its options and its columns (the C twin's printf formats, applied
+with Python's ``%``, which follows printf), and an exporter config.
 The helpers a tool *author* needs (C strings, histograms, decoders) are public in
 :mod:`pybpf.toolkit`.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import typer
 
 import pybpf
 from pybpf.events.base import EventSource
 
-__all__ = ["Stop", "emit_json", "fail", "loaded", "ready_message", "run_events"]
+__all__ = ["CGROUP_OPTION", "EventTool", "Stop", "c_release", "emit_json", "fail", "loaded",
+           "ready_line", "ready_message", "run_events", "tool_app", "version_option"]
+
+NEWEST_C_RELEASE = (0, 31)
 
 
 class Stop:
@@ -68,18 +83,108 @@ def fail(message: str) -> None:
     raise SystemExit(1)
 
 
+@lru_cache(maxsize=1)
+def c_release() -> tuple[int, int]:
+    """The libbpf-tools release whose output formats the tools follow: the C tools beside us.
+
+    A few columns changed between releases (tcpstates ``-w`` addresses 26 -> 39
+    wide, tcpconnect's COMM 12 -> 16): the tools print what the installed C twin
+    prints. Found from ``PYBPF_LIBBPF_TOOLS`` (``0.26``), else the installed
+    ``libbpf-tools`` package's changelog, else the Debian release (12: 0.26,
+    13: 0.31), else the newest format known here.
+    """
+    wanted = os.environ.get("PYBPF_LIBBPF_TOOLS", "")
+    m = re.match(r"(\d+)\.(\d+)", wanted)
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    try:
+        with gzip.open("/usr/share/doc/libbpf-tools/changelog.Debian.gz", "rt") as f:
+            m = re.match(r"\S+ \((?:\d+:)?(\d+)\.(\d+)", f.readline())
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    except (OSError, EOFError, ValueError):
+        pass
+    try:
+        with open("/etc/debian_version") as f:
+            major = f.read().split(".")[0]
+        if major.isdigit():
+            return (0, 26) if int(major) <= 12 else NEWEST_C_RELEASE
+    except OSError:
+        pass
+    return NEWEST_C_RELEASE
+
+
+def tool_app() -> typer.Typer:
+    """The typer app of one tool (``-h`` as libbpf-tools, no completion, plain errors)."""
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                       context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def version_option(name: str) -> Any:
+    """``-V``/``--version``, as the C tools' argp prints it: ``NAME VERSION``."""
+    def show(value: bool) -> None:
+        if value:
+            print(f"{name} {pybpf.__version__} (pybpf)")
+            raise typer.Exit()
+    return typer.Option(False, "-V", "--version", callback=show, is_eager=True,
+                        help="print program version")
+
+
+CGROUP_OPTION: Any = typer.Option(None, "-c", "--cgroup", metavar="/sys/fs/cgroup/unified",
+                                  help="trace process in cgroup path")
+
+
+def _set_cgroup(obj: pybpf.Object, path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        fail(f"Failed opening Cgroup path: {path} ({exc.strerror})")
+    try:
+        obj.maps["cgroup_map"][0] = fd
+    finally:
+        os.close(fd)   # the map holds the cgroup now
+
+
+def _possible_cpus() -> int:
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            return max(int(part.split("-")[-1]) for part in f.read().strip().split(",")) + 1
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
+def ring_bytes(c_pages: int, record_bytes: int, c_record_bytes: int | None = None) -> int:
+    """A ring at least as roomy as the C twin's perf buffers: ``c_pages`` pages per CPU of
+    ``c_record_bytes`` records, held here as ``record_bytes`` records (a power of two, >= 1 MiB)."""
+    cpus = _possible_cpus()
+    need = cpus * c_pages * 4096 * max(1.0, record_bytes / max(c_record_bytes or record_bytes, 1))
+    size = 1 << 20
+    while size < need:
+        size <<= 1
+    return size
+
+
 @contextmanager
 def loaded(name: str, rodata: Mapping[str, Any] | None = None, programs: list[str] | None = None,
-           before_attach: Callable[[pybpf.Object], None] | None = None) -> Iterator[pybpf.Object]:
+           before_attach: Callable[[pybpf.Object], None] | None = None, *, cgroup: str | None = None,
+           max_entries: Mapping[str, int] | None = None) -> Iterator[pybpf.Object]:
     """Open the bundled object ``name``, set rodata, load, attach (all or ``programs``).
 
-    ``before_attach(obj)`` runs between load and attach (fill filter maps there).
+    ``before_attach(obj)`` runs between load and attach (fill filter maps there);
+    ``cgroup`` is ``-c``'s path (the object includes ``tools_filter.h``);
+    ``max_entries`` sizes maps before load (the ``events`` ring).
     """
     obj = pybpf.open(pybpf.bundled(name))
     try:
         for key, value in (rodata or {}).items():
             obj.rodata[key] = value
+        if cgroup is not None:
+            obj.rodata["filter_cg"] = True
+        for key, count in (max_entries or {}).items():
+            obj.maps[key].max_entries = count
         obj.load()
+        if cgroup is not None:
+            _set_cgroup(obj, cgroup)
         if before_attach is not None:
             before_attach(obj)
         if programs is None:
@@ -106,8 +211,94 @@ def run_events(rb: EventSource, handle: Callable[[np.ndarray], None], stop: Stop
         handle(batch)
 
 
+class EventTool:
+    """A snoop tool's event loop: ring buffer records to ``show(batch)``, lost events reported.
+
+    Records are read from the object's ``events`` ring (``tools_events.h``) as numpy
+    records of BTF struct ``record`` (variable-size records, as execsnoop sends, are
+    padded to the struct). Records the ring had no room for are counted per CPU by
+    the BPF side; after each batch the tool prints ``Lost N events on CPU #C!`` on
+    stderr, as libbpf-tools' perf buffer callback does, and with ``--json`` also a
+    ``{"lost_events": N, "cpu": C}`` line on stdout, so a truncated stream says so.
+    """
+
+    def __init__(self, obj: pybpf.Object, record: str, *, as_json: bool = False) -> None:
+        self.obj = obj
+        self.as_json = as_json
+        self.dtype = obj.maps["events"].btf.dtype(obj.maps["events"].btf.find(record, "struct"))  # type: ignore[union-attr]
+        self._lost_map = obj.maps["lost_events"]
+        self._lost_seen = np.zeros(0, np.uint64)
+        self.lost_total = 0
+
+    def _records(self, raw: list[bytes]) -> np.ndarray:
+        size = self.dtype.itemsize
+        return np.frombuffer(b"".join(r[:size].ljust(size, b"\0") for r in raw), self.dtype)
+
+    def report_lost(self) -> None:
+        """Print what was lost since the last look, per CPU (C: ``handle_lost_events``)."""
+        now = np.asarray(self._lost_map[0], dtype=np.uint64).reshape(-1)
+        if len(self._lost_seen) != len(now):
+            self._lost_seen = np.zeros(len(now), np.uint64)
+        new = now - self._lost_seen
+        if not new.any():
+            return
+        self._lost_seen = now.copy()
+        for cpu in np.nonzero(new)[0].tolist():
+            count = int(new[cpu])
+            self.lost_total += count
+            if self.as_json:
+                emit_json({"lost_events": count, "cpu": cpu})
+            print(f"Lost {count} events on CPU #{cpu}!", file=sys.stderr, flush=True)
+
+    def run(self, show: Callable[[np.ndarray], None], stop: Stop, ready: str | None = None) -> None:
+        """Feed batches to ``show`` until ``stop``; the rest is read last, then losses reported."""
+        with pybpf.RingBuffer(self.obj.maps["events"]) as rb:
+            if ready is not None:
+                ready_message(ready)
+            while True:
+                stopping = stop.stopped
+                raw = rb.read(0 if stopping else 0.1)
+                if raw:
+                    show(self._records(raw))
+                    sys.stdout.flush()
+                self.report_lost()
+                if stopping and not raw:
+                    break
+
+
+def ready_line(text: str, as_json: bool) -> None:
+    """The C tool's "Tracing ..." line: on stdout as there, on stderr under ``--json``
+    (stdout is then JSON lines only)."""
+    if as_json:
+        ready_message(text)
+    else:
+        out(text + "\n")
+        sys.stdout.flush()
+
+
+def out(text: str) -> None:
+    """Write ``text`` to stdout as the C tools' printf does: bytes from the kernel as they were
+    (C strings are decoded with ``surrogateescape`` by :func:`ctext`), flushed per batch."""
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+
+
+def ctext(value: Any) -> str:
+    """A ``char[N]`` field up to its NUL, byte-exact (undecodable bytes kept as surrogates)."""
+    raw = value.tobytes() if isinstance(value, np.ndarray) else bytes(value)
+    end = raw.find(b"\0")
+    return (raw if end < 0 else raw[:end]).decode("utf-8", "surrogateescape")
+
+
+def wall_hms(ns: int | None = None) -> str:
+    """``HH:MM:SS`` local time (C: ``strftime("%H:%M:%S", localtime(time()))``), of a
+    ``bpf_ktime_get_ns()`` stamp when given."""
+    now = time.time() if ns is None else time.time() - (time.clock_gettime_ns(time.CLOCK_MONOTONIC) - int(ns)) / 1e9
+    return time.strftime("%H:%M:%S", time.localtime(now))
+
+
 def emit_json(doc: Any) -> None:
     """One JSON object on one line of stdout, flushed (for pipes and ``jq``)."""
+    sys.stdout.flush()
     print(json.dumps(doc, default=_plain), flush=True)
 
 
@@ -116,6 +307,8 @@ def _plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, str):  # surrogate-escaped bytes of a C string
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 

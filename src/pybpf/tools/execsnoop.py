@@ -1,10 +1,17 @@
-"""execsnoop: trace exec() syscalls (the options and columns of libbpf-tools' execsnoop).
+"""execsnoop: trace exec() syscalls (the options, columns and bytes of libbpf-tools' execsnoop).
 
     pybpf tool execsnoop [-T] [-t] [-x] [-u UID] [-q] [-n NAME] [-l LINE] [-U]
-                         [--max-args N] [--duration S] [--json]
+                         [-c CGROUP_PATH] [--max-args N] [--duration S] [--json] [-V]
 
-BPF side: ``bpf_src/execsnoop.bpf.c`` (ring buffer of exec records; a per-(comm,
-errno) counter map and ``execs_total`` for ``pybpf export execsnoop``).
+Columns and quoting are the C tool's printf formats; as there, ``-l`` matches the
+command name (libbpf-tools' execsnoop compares LINE with the comm, not the arguments),
+arguments are printed each followed by a space, and ``...`` ends an argument list
+longer than ``--max-args``. ``--json`` keeps every argument (empty ones too) and says
+``"truncated"`` when the list or an argument was cut.
+
+BPF side: ``bpf_src/execsnoop.bpf.c`` (variable-size ring records, as the C twin
+sends; a per-(comm, errno) counter map, ``execs_total`` and ``lost_events`` for
+``pybpf export execsnoop``).
 """
 
 from __future__ import annotations
@@ -16,72 +23,110 @@ from typing import Optional
 import numpy as np
 import typer
 
-import pybpf
-from pybpf.toolkit import comm_matches, cstr, cstr_list, monotonic_to_wall, strftime_hms
-from pybpf.tools._common import Stop, emit_json, loaded, ready_message, run_events
+from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, ctext, emit_json, loaded, out, ring_bytes,
+                                 version_option, wall_hms, tool_app)
 
-__all__ = ["app"]
+__all__ = ["app", "format_args"]
 
 TOTAL_MAX_ARGS = 20
+ARGSIZE = 128
+LAST_ARG = TOTAL_MAX_ARGS * ARGSIZE - ARGSIZE
+C_PAGES = 64                     # the C twin's perf buffer: 64 pages per CPU
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
+app = tool_app()
+
+_ESCAPES = {ord('"'): '\\"', ord("\t"): "\\t", ord("\n"): "\\n"}
+
+
+def format_args(buf: bytes, count: int, quote: bool, max_args: int) -> str:
+    """The C tool's ``print_args``: each argument then a space (quoted: ``"arg" "``), ``...``
+    when the BPF side saw more than ``max_args``; bytes kept (surrogate-escaped)."""
+    text = buf.decode("utf-8", "surrogateescape")
+    pieces = text.split("\0")
+    parts = ['"'] if quote else []
+    done = 0
+    for k, piece in enumerate(pieces):
+        if done >= count:
+            break
+        parts.append(piece.translate(_ESCAPES) if quote else piece)
+        if k == len(pieces) - 1:       # no NUL after it within args_size
+            break
+        done += 1
+        if quote:
+            parts.append('" "' if done < count else '" ')
+        else:
+            parts.append(" ")
+    if count == max_args + 1:
+        parts.append(" ...")
+    return "".join(parts)
+
+
+def _arg_list(buf: bytes, count: int) -> list[str]:
+    return [a.decode("utf-8", "surrogateescape") for a in buf.split(b"\0")[:count]]
 
 
 @app.command()
 def execsnoop(
-    time_col: bool = typer.Option(False, "-T", "--time", help="include time column (HH:MM:SS)"),
-    timestamp: bool = typer.Option(False, "-t", "--timestamp", help="include timestamp (seconds since start)"),
+    time_col: bool = typer.Option(False, "-T", "--time", help="include time column on output (HH:MM:SS)"),
+    timestamp: bool = typer.Option(False, "-t", "--timestamp", help="include timestamp on output"),
     fails: bool = typer.Option(False, "-x", "--fails", help="include failed exec()s"),
-    uid: Optional[int] = typer.Option(None, "-u", "--uid", help="trace this UID only"),
-    quote: bool = typer.Option(False, "-q", "--quote", help='add "quotemarks" around arguments'),
-    name: Optional[str] = typer.Option(None, "-n", "--name", help="only print commands whose name contains this"),
-    line: Optional[str] = typer.Option(None, "-l", "--line", help="only print commands whose arguments contain this"),
+    uid: Optional[int] = typer.Option(None, "-u", "--uid", min=0, help="trace this UID only"),
+    quote: bool = typer.Option(False, "-q", "--quote", help='add quotemarks (") around arguments'),
+    name: Optional[str] = typer.Option(None, "-n", "--name", help="only print commands matching this name, any arg"),
+    line: Optional[str] = typer.Option(None, "-l", "--line",
+                                       help="only print commands where arg contains this line "
+                                            "(as the C tool: matched against the command name)"),
     print_uid: bool = typer.Option(False, "-U", "--print-uid", help="print UID column"),
     max_args: int = typer.Option(TOTAL_MAX_ARGS, "--max-args", min=1, max=TOTAL_MAX_ARGS,
-                                 help="maximum number of arguments shown"),
+                                 help="maximum number of arguments parsed and displayed, defaults to 20"),
+    cgroup: Optional[str] = CGROUP_OPTION,
     duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per event"),
+    version: bool = version_option("execsnoop"),
 ) -> None:
     """Trace exec() syscalls."""
-    rodata = {"ignore_failed": not fails, "max_args": max_args}
+    rodata: dict[str, object] = {"ignore_failed": not fails, "max_args": max_args}
     if uid is not None:
         rodata["targ_uid"] = uid
     start_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
     def show(batch: np.ndarray) -> None:
+        args_at = int(batch.dtype.fields["args"][1])  # type: ignore[index]  # raw bytes: S fields drop NULs
         for e in batch:
-            comm = cstr(e["comm"])
-            count = int(e["args_count"])
-            truncated = count > max_args
-            args = cstr_list(e["args"].tobytes()[: int(e["args_size"])], min(count, max_args))
-            text = " ".join(f'"{a}"' if quote else a for a in args) + (" ..." if truncated else "")
-            if not comm_matches(comm, name) or (line is not None and line not in text):
+            comm = ctext(e["comm"])
+            if name is not None and name not in comm:
                 continue
+            if line is not None and line not in comm:
+                continue
+            count, size = int(e["args_count"]), int(e["args_size"])
+            buf = e.tobytes()[args_at:args_at + size]
             if as_json:
-                emit_json({"time": monotonic_to_wall(e["ts_ns"]), "pcomm": comm, "pid": int(e["pid"]),
-                           "ppid": int(e["ppid"]), "uid": int(e["uid"]), "ret": int(e["retval"]),
-                           "args": args, "truncated": truncated})
+                args = _arg_list(buf, count)
+                cut = count > max_args or size > LAST_ARG or any(len(a) >= ARGSIZE - 1 for a in buf.split(b"\0"))
+                emit_json({"time": time.time() - (time.clock_gettime_ns(time.CLOCK_MONOTONIC) - int(e["ts_ns"])) / 1e9,
+                           "pcomm": comm, "pid": int(e["pid"]), "ppid": int(e["ppid"]), "uid": int(e["uid"]),
+                           "ret": int(e["retval"]), "args": args[:max_args], "truncated": bool(cut)})
                 continue
-            cols = []
+            row = ""
             if time_col:
-                cols.append(f"{strftime_hms(monotonic_to_wall(e['ts_ns'])):<8}")
+                row += "%-8s " % wall_hms(int(e["ts_ns"]))
             if timestamp:
-                cols.append(f"{(int(e['ts_ns']) - start_ns) / 1e9:<8.3f}")
+                row += "%-8.3f" % ((int(e["ts_ns"]) - start_ns) / 1e9)
             if print_uid:
-                cols.append(f"{int(e['uid']):<6}")
-            cols.append(f"{comm:<16} {int(e['pid']):<6} {int(e['ppid']):<6} {int(e['retval']):>3} {text}")
-            print(" ".join(cols), flush=True)
+                row += "%-6d" % int(e["uid"])
+            row += "%-16s %-6d %-6d %3d " % (comm, int(e["pid"]), int(e["ppid"]), int(e["retval"]))
+            out(row + format_args(buf, count, quote, max_args) + "\n")
 
-    with Stop(duration) as stop, loaded("execsnoop", rodata) as obj, \
-            pybpf.RingBuffer(obj.maps["events"], dtype="exec_event") as rb:
+    with Stop(duration) as stop, loaded("execsnoop", rodata, cgroup=cgroup,
+                                        max_entries={"events": ring_bytes(C_PAGES, 200)}) as obj:
+        tool = EventTool(obj, "exec_event", as_json=as_json)
         if not as_json:
-            head = []
+            head = ""
             if time_col:
-                head.append(f"{'TIME':<8}")
+                head += "%-9s" % "TIME"
             if timestamp:
-                head.append(f"{'TIME(s)':<8}")
+                head += "%-8s " % "TIME(s)"
             if print_uid:
-                head.append(f"{'UID':<6}")
-            head.append(f"{'PCOMM':<16} {'PID':<6} {'PPID':<6} {'RET':>3} ARGS")
-            print(" ".join(head), flush=True)
-        run_events(rb, show, stop, lambda: ready_message(f"Tracing exec()s (pid {os.getpid()})... Ctrl-C to end."))
+                head += "%-6s " % "UID"
+            out(head + "%-16s %-6s %-6s %3s %s\n" % ("PCOMM", "PID", "PPID", "RET", "ARGS"))
+        tool.run(show, stop, f"Tracing exec()s (pid {os.getpid()})... Ctrl-C to end.")

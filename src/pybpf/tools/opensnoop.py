@@ -1,10 +1,12 @@
-"""opensnoop: trace open()/openat() (the options and columns of libbpf-tools' opensnoop).
+"""opensnoop: trace open()/openat() (the options, columns and bytes of libbpf-tools' opensnoop).
 
     pybpf tool opensnoop [-T] [-U] [-x] [-p PID] [-t TID] [-u UID] [-d DURATION]
-                         [-n NAME] [-e] [--json]
+                         [-n NAME] [-e] [--json] [-V]
+
+``-T`` is the C tool's ``TIME`` column (wall clock ``HH:MM:SS``).
 
 BPF side: ``bpf_src/opensnoop.bpf.c`` (ring buffer of open records; a per-(comm,
-errno) counter map and ``opens_total`` for ``pybpf export opensnoop``).
+errno) counter map, ``opens_total`` and ``lost_events`` for ``pybpf export opensnoop``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from typing import Optional
 import numpy as np
 import typer
 
-import pybpf
-from pybpf.toolkit import comm_matches, cstr, monotonic_to_wall
-from pybpf.tools._common import Stop, emit_json, loaded, ready_message, run_events
+from pybpf.tools._common import (EventTool, Stop, ctext, emit_json, loaded, out, ring_bytes, tool_app,
+                                 version_option, wall_hms)
 
 __all__ = ["app"]
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
+C_PAGES = 64                     # the C twin's perf buffer: 64 pages per CPU
+
+app = tool_app()
 
 
 @app.command()
@@ -32,10 +35,11 @@ def opensnoop(
     pid: Optional[int] = typer.Option(None, "-p", "--pid", help="process ID to trace"),
     tid: Optional[int] = typer.Option(None, "-t", "--tid", help="thread ID to trace"),
     uid: Optional[int] = typer.Option(None, "-u", "--uid", help="user ID to trace"),
-    duration: Optional[float] = typer.Option(None, "-d", "--duration", help="duration to trace (seconds)"),
+    duration: Optional[float] = typer.Option(None, "-d", "--duration", help="duration to trace"),
     name: Optional[str] = typer.Option(None, "-n", "--name", help="trace process names containing this"),
-    extended: bool = typer.Option(False, "-e", "--extended-fields", help="print extended fields (flags)"),
+    extended: bool = typer.Option(False, "-e", "--extended-fields", help="print extended fields"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per event"),
+    version: bool = version_option("opensnoop"),
 ) -> None:
     """Trace open family syscalls."""
     rodata: dict[str, object] = {"targ_failed": failed}
@@ -45,43 +49,41 @@ def opensnoop(
         rodata["targ_pid"] = tid
     if uid is not None:
         rodata["targ_uid"] = uid
-    start_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
     def show(batch: np.ndarray) -> None:
         for e in batch:
-            comm = cstr(e["comm"])
-            if not comm_matches(comm, name):
+            comm = ctext(e["comm"])
+            if name is not None and name not in comm:
                 continue
             ret = int(e["ret"])
             fd, err = (ret, 0) if ret >= 0 else (-1, -ret)
-            path = cstr(e["fname"])
+            path = ctext(e["fname"])
             if as_json:
-                emit_json({"time": monotonic_to_wall(e["ts_ns"]), "pid": int(e["pid"]), "tid": int(e["tid"]),
-                           "uid": int(e["uid"]), "comm": comm, "fd": fd, "err": err,
-                           "flags": int(e["flags"]), "path": path})
+                emit_json({"time": time.time() - (time.clock_gettime_ns(time.CLOCK_MONOTONIC) - int(e["ts_ns"])) / 1e9,
+                           "pid": int(e["pid"]), "tid": int(e["tid"]), "uid": int(e["uid"]), "comm": comm,
+                           "fd": fd, "err": err, "flags": int(e["flags"]), "path": path})
                 continue
-            cols = []
+            row = ""
             if timestamp:
-                cols.append(f"{(int(e['ts_ns']) - start_ns) / 1e9:<8.3f}")
+                row += "%-8s " % wall_hms(int(e["ts_ns"]))
             if print_uid:
-                cols.append(f"{int(e['uid']):<7}")
-            cols.append(f"{int(e['pid']):<6} {comm:<16} {fd:>3} {err:>3}")
+                row += "%-7d " % int(e["uid"])
+            row += "%-6d %-16s %3d %3d " % (int(e["pid"]), comm, fd, err)
             if extended:
-                cols.append(f"{int(e['flags']) & 0xFFFFFFFF:08o}")
-            cols.append(path)
-            print(" ".join(cols), flush=True)
+                row += "%08o " % (int(e["flags"]) & 0xFFFFFFFF)
+            out(row + path + "\n")
 
-    with Stop(duration) as stop, loaded("opensnoop", rodata) as obj, \
-            pybpf.RingBuffer(obj.maps["events"], dtype="open_event") as rb:
+    with Stop(duration) as stop, loaded("opensnoop", rodata,
+                                        max_entries={"events": ring_bytes(C_PAGES, 320)}) as obj:
+        tool = EventTool(obj, "open_event", as_json=as_json)
         if not as_json:
-            head = []
+            head = ""
             if timestamp:
-                head.append(f"{'TIME(s)':<8}")
+                head += "%-8s " % "TIME"
             if print_uid:
-                head.append(f"{'UID':<7}")
-            head.append(f"{'PID':<6} {'COMM':<16} {'FD':>3} {'ERR':>3}")
+                head += "%-7s " % "UID"
+            head += "%-6s %-16s %3s %3s " % ("PID", "COMM", "FD", "ERR")
             if extended:
-                head.append(f"{'FLAGS':<8}")
-            head.append("PATH")
-            print(" ".join(head), flush=True)
-        run_events(rb, show, stop, lambda: ready_message("Tracing open()s... Ctrl-C to end."))
+                head += "%-8s " % "FLAGS"
+            out(head + "PATH\n")
+        tool.run(show, stop, "Tracing open()s... Ctrl-C to end.")

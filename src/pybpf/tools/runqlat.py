@@ -1,25 +1,37 @@
 """runqlat: run queue (scheduler) latency as a log2 histogram (as libbpf-tools' runqlat).
 
-    pybpf tool runqlat [-T] [-m] [-p PID] [--json] [interval] [count]
+    pybpf tool runqlat [-T] [-m] [-p PID] [-P | -L | --pidnss] [-c CGROUP_PATH]
+                       [--json] [-V] [interval] [count]
+
+Output is the C tool's: the ready line, then per interval an empty line, the time
+with ``-T``, and the histogram (``print_log2_hist``); with ``-P``/``-L``/``--pidnss``
+one ``pid = N COMM`` / ``tid = ...`` / ``pidns = ...`` histogram per key.
 
 BPF side: ``bpf_src/runqlat.bpf.c``; the histogram is a ``BPF_F_MMAPABLE`` array read
-here through a zero-copy numpy view (no syscall per read).
+here through a zero-copy numpy view (no syscall per read); the per-key histograms a
+hash map read with one batch call per interval.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Optional
 
+import numpy as np
 import typer
 
-from pybpf.toolkit import log2_bounds, print_log2_hist, strftime_hms
-from pybpf.tools._common import Stop, emit_json, loaded, ready_message
+from pybpf.toolkit import log2_bounds, log2_hist_lines
+from pybpf.tools._common import (CGROUP_OPTION, Stop, ready_line, ctext, emit_json, fail, loaded, out, tool_app,
+                                 version_option, wall_hms)
 
 __all__ = ["app"]
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = tool_app()
+
+
+def _buckets(slots: np.ndarray) -> list[dict[str, int]]:
+    return [{"low": lo, "high": hi, "count": int(c)} for (lo, hi), c in zip(log2_bounds(len(slots)), slots.tolist())]
 
 
 @app.command()
@@ -29,31 +41,52 @@ def runqlat(
     timestamp: bool = typer.Option(False, "-T", "--timestamp", help="include timestamp on output"),
     milliseconds: bool = typer.Option(False, "-m", "--milliseconds", help="millisecond histogram"),
     pid: Optional[int] = typer.Option(None, "-p", "--pid", help="trace this PID only"),
+    per_process: bool = typer.Option(False, "-P", "--pids", help="print a histogram per process ID"),
+    per_thread: bool = typer.Option(False, "-L", "--tids", help="print a histogram per thread ID"),
+    per_pidns: bool = typer.Option(False, "--pidnss", help="print a histogram per PID namespace"),
+    cgroup: Optional[str] = CGROUP_OPTION,
     as_json: bool = typer.Option(False, "--json", help="one JSON object per histogram"),
+    version: bool = version_option("runqlat"),
 ) -> None:
     """Summarize run queue latency as a histogram."""
-    rodata: dict[str, object] = {"targ_ms": milliseconds}
+    if per_process + per_thread + per_pidns > 1:
+        fail("pidnss, pids, tids cann't be used together.")
+    rodata: dict[str, object] = {"targ_ms": milliseconds, "targ_per_process": per_process,
+                                 "targ_per_thread": per_thread, "targ_per_pidns": per_pidns}
     if pid is not None:
         rodata["targ_tgid"] = pid
     unit = "msecs" if milliseconds else "usecs"
-    with Stop() as stop, loaded("runqlat", rodata) as obj:
+    label = "pid" if per_process else "tid" if per_thread else "pidns" if per_pidns else None
+    with Stop() as stop, loaded("runqlat", rodata, cgroup=cgroup) as obj:
         slots = obj.maps["hist"].view()          # live, zero-copy
-        ready_message("Tracing run queue latency... Hit Ctrl-C to end.")
+        hists = obj.maps["hists"]
+        ready_line("Tracing run queue latency... Hit Ctrl-C to end.", as_json)
         printed = 0
         while True:
             stopping = stop.wait(interval if interval else 3600.0)
-            snap = slots.copy()
-            slots[:] -= snap                     # keep what arrived since the copy
-            if as_json:
-                emit_json({"time": time.time(), "unit": unit, "total": int(snap.sum()),
-                           "buckets": [{"low": lo, "high": hi, "count": int(c)}
-                                       for (lo, hi), c in zip(log2_bounds(len(snap)), snap.tolist())]})
+            groups: list[tuple[int, str, np.ndarray]]
+            if label is None:
+                snap = slots.copy()
+                slots[:] -= snap                     # keep what arrived since the copy
+                groups = [(-1, "", snap)]
             else:
-                print()
-                if timestamp:
-                    print(f"{strftime_hms():<8}")
-                print_log2_hist(snap, unit)
-                print(flush=True)
+                keys, values = hists.lookup_and_delete_batch()
+                groups = [(int(k), ctext(v["comm"]), np.asarray(v["slots"], np.uint64))
+                          for k, v in zip(keys.tolist(), values)]
+            if as_json:
+                for key, comm, snap in groups:
+                    doc = {"time": time.time(), "unit": unit, "total": int(snap.sum()), "buckets": _buckets(snap)}
+                    if label is not None:
+                        doc = {label: key, "comm": comm, **doc}
+                    emit_json(doc)
+            else:
+                text = "\n" + ("%-8s\n" % wall_hms() if timestamp else "")
+                for key, comm, snap in groups:
+                    if label is not None:
+                        text += "\n%s = %d %s\n" % (label, key, comm)
+                    text += "".join(line + "\n" for line in log2_hist_lines(snap, unit))
+                out(text)
+                sys.stdout.flush()
             printed += 1
             if stopping or (count is not None and printed >= count):
                 break

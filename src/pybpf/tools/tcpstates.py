@@ -1,9 +1,13 @@
 """tcpstates: TCP state changes and the time spent in each state (as libbpf-tools' tcpstates).
 
-    pybpf tool tcpstates [-4] [-6] [-T] [-L LPORTS] [-D DPORTS] [-w] [--duration S] [--json]
+    pybpf tool tcpstates [-4] [-6] [-T] [-L LPORTS] [-D DPORTS] [-w] [--duration S] [--json] [-V]
+
+Columns are the C tool's printf formats: ``-T`` the wall clock ``HH:MM:SS``, ``-w`` the
+``IP`` column and address columns as wide as the installed C twin's (26 in libbpf-tools
+0.26, 39 from 0.31; see :func:`pybpf.tools._common.c_release`), state 13 ``UNKNOWN``.
 
 BPF side: ``bpf_src/tcpstates.bpf.c`` on the ``sock:inet_sock_set_state`` tracepoint;
-a ``transitions`` counter map for ``pybpf export tcpstates``.
+a ``transitions`` counter map and ``lost_events`` for ``pybpf export tcpstates``.
 """
 
 from __future__ import annotations
@@ -14,15 +18,20 @@ import numpy as np
 import typer
 
 import pybpf
-from pybpf.toolkit import cstr, ip_address, tcp_state
-from pybpf.tools._common import Stop, emit_json, fail, loaded, ready_message, run_events
+from pybpf.toolkit import ip_address
+from pybpf.tools._common import (EventTool, Stop, c_release, ctext, emit_json, fail, loaded, out, ring_bytes,
+                                 tool_app, version_option, wall_hms)
 
 __all__ = ["app"]
 
 AF_INET, AF_INET6 = 2, 10
+C_PAGES = 16
+# libbpf-tools' table: 13 is "UNKNOWN" there (the kernel's TCP_BOUND_INACTIVE came later)
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
+              13: "UNKNOWN"}
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = tool_app()
 
 
 def _ports(text: str | None, what: str) -> list[int]:
@@ -37,6 +46,10 @@ def _ports(text: str | None, what: str) -> list[int]:
     return ports
 
 
+def _state(value: int) -> str:
+    return TCP_STATES.get(value, "(null)")
+
+
 @app.command()
 def tcpstates(
     ipv4: bool = typer.Option(False, "-4", "--ipv4", help="trace IPv4 family only"),
@@ -47,6 +60,7 @@ def tcpstates(
     wide: bool = typer.Option(False, "-w", "--wide", help="wide column output (fits IPv6 addresses)"),
     duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per event"),
+    version: bool = version_option("tcpstates"),
 ) -> None:
     """Trace TCP session state changes and durations."""
     if ipv4 and ipv6:
@@ -61,36 +75,38 @@ def tcpstates(
         for p in dports:
             obj.maps["dports"][p] = p
 
-    width = 39 if wide else 15
-    first_ts: list[int] = []
+    addr_w = 39 if c_release() >= (0, 31) else 26
+    if wide:
+        fmt = f"%-16x %-7d %-16s %-2d %-{addr_w}s %-5d %-{addr_w}s %-5d %-11s -> %-11s %.3f\n"
+        head = (f"%-16s %-7s %-16s %-2s %-{addr_w}s %-5s %-{addr_w}s %-5s %-11s -> %-11s %s\n"
+                % ("SKADDR", "PID", "COMM", "IP", "LADDR", "LPORT", "RADDR", "RPORT", "OLDSTATE", "NEWSTATE", "MS"))
+    else:
+        fmt = "%-16x %-7d %-10.10s %-15s %-5d %-15s %-5d %-11s -> %-11s %.3f\n"
+        head = ("%-16s %-7s %-10s %-15s %-5s %-15s %-5s %-11s -> %-11s %s\n"
+                % ("SKADDR", "PID", "COMM", "LADDR", "LPORT", "RADDR", "RPORT", "OLDSTATE", "NEWSTATE", "MS"))
 
     def show(batch: np.ndarray) -> None:
         for e in batch:
             family = int(e["family"])
-            saddr = ip_address(e["saddr"], family)
-            daddr = ip_address(e["daddr"], family)
-            old, new = tcp_state(e["oldstate"]), tcp_state(e["newstate"])
+            saddr, daddr = ip_address(e["saddr"], family), ip_address(e["daddr"], family)
+            old, new = _state(int(e["oldstate"])), _state(int(e["newstate"]))
+            comm = ctext(e["comm"])
             if as_json:
                 emit_json({"skaddr": f"{int(e['skaddr']):x}", "ts_us": int(e["ts_us"]), "pid": int(e["pid"]),
-                           "comm": cstr(e["comm"]), "family": family, "laddr": saddr, "lport": int(e["sport"]),
+                           "comm": comm, "family": family, "laddr": saddr, "lport": int(e["sport"]),
                            "raddr": daddr, "rport": int(e["dport"]), "oldstate": old, "newstate": new,
                            "ms": int(e["delta_us"]) / 1000.0})
                 continue
-            cols = []
-            if timestamp:
-                if not first_ts:
-                    first_ts.append(int(e["ts_us"]))
-                cols.append(f"{(int(e['ts_us']) - first_ts[0]) / 1e6:<8.6f}")
-            cols.append(f"{int(e['skaddr']):<16x} {int(e['pid']):<7} {cstr(e['comm'])[:10]:<10} "
-                        f"{saddr:<{width}} {int(e['sport']):<5} {daddr:<{width}} {int(e['dport']):<5} "
-                        f"{old:<11} -> {new:<11} {int(e['delta_us']) / 1000.0:.3f}")
-            print(" ".join(cols), flush=True)
+            row = "%8s " % wall_hms(int(e["ts_us"]) * 1000) if timestamp else ""
+            values: tuple[object, ...] = (int(e["skaddr"]), int(e["pid"]), comm)
+            if wide:
+                values += (4 if family == AF_INET else 6,)
+            values += (saddr, int(e["sport"]), daddr, int(e["dport"]), old, new, int(e["delta_us"]) / 1000)
+            out(row + fmt % values)
 
-    with Stop(duration) as stop, loaded("tcpstates", rodata, before_attach=fill) as obj, \
-            pybpf.RingBuffer(obj.maps["events"], dtype="tcp_event") as rb:
+    with Stop(duration) as stop, loaded("tcpstates", rodata, before_attach=fill,
+                                        max_entries={"events": ring_bytes(C_PAGES, 96)}) as obj:
+        tool = EventTool(obj, "tcp_event", as_json=as_json)
         if not as_json:
-            head = [f"{'TIME(s)':<8}"] if timestamp else []
-            head.append(f"{'SKADDR':<16} {'PID':<7} {'COMM':<10} {'LADDR':<{width}} {'LPORT':<5} "
-                        f"{'RADDR':<{width}} {'RPORT':<5} {'OLDSTATE':<11} -> {'NEWSTATE':<11} MS")
-            print(" ".join(head), flush=True)
-        run_events(rb, show, stop, lambda: ready_message("Tracing TCP state changes... Ctrl-C to end."))
+            out(("%-8s " % "TIME(s)" if timestamp else "") + head)
+        tool.run(show, stop, "Tracing TCP state changes... Ctrl-C to end.")

@@ -1,0 +1,327 @@
+"""Every option of the shipped tools against its C twin (Debian's libbpf-tools), byte for byte.
+
+Each case runs the C tool and ``pybpf tool`` with the same options over one workload
+and compares their stdout: the header and every line of the workload identical,
+after blanking only the columns that cannot be (wall clock, seconds since each tool's
+start, latencies), whose format is checked instead. Event lines are compared as
+multisets: the C tools read one perf buffer per CPU, so events of two CPUs come in
+either order there, while the ring buffer keeps commit order.
+Counts go to $PYBPF_COMPARE_LOG."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.procs import Proc, c_tool, pybpf_cmd, unique_binary
+from tests.tooldiff import blank, close_clocks, same_lines, side_by_side
+
+pytestmark = pytest.mark.usefixtures("kernel")
+
+ARGV_SETS = [["a", "two words"], ['q"uote', "", "tab\tx", ""], ["x" * 200, "y"],
+             [f"m{i}" for i in range(25)], ["last-empty", ""]]
+
+
+def _run_execs(prog: Path, argvs: list[list[str]], cwd: Path) -> None:
+    for argv in argvs:
+        subprocess.run([str(prog), *argv], check=False, cwd=cwd)
+
+
+EXEC_CASES = {
+    "default": [], "-T": ["-T"], "-t": ["-t"], "-q": ["-q"], "-U": ["-U"], "-u 0": ["-u", "0"],
+    "--max-args 3": ["--max-args", "3"], "-T -t -U -q": ["-T", "-t", "-U", "-q"],
+}
+
+
+@pytest.mark.parametrize("case", list(EXEC_CASES))
+def test_execsnoop_option_output_is_the_c_tools(case: str, tmp_path: Path) -> None:
+    prog = unique_binary(tmp_path, "/bin/true", "pbx")
+    comm = prog.name
+    args = EXEC_CASES[case]
+    n = len(ARGV_SETS)
+    mine = lambda lines: [l for l in lines if comm in l.split()]  # noqa: E731
+    ours, theirs, *_ = side_by_side("execsnoop", args, lambda: _run_execs(prog, ARGV_SETS, tmp_path),
+                                    lambda lines: len(mine(lines)) >= n)
+    a, b = [ours[0]] + mine(ours), [theirs[0]] + mine(theirs)
+    assert len(a) == len(b) == n + 1
+    if "-T" in args:
+        close_clocks(a[1:], b[1:])
+        a, b = blank(a, r"\d\d:\d\d:\d\d", r"\d\d:\d\d:\d\d"), blank(b, r"\d\d:\d\d:\d\d")
+    if "-t" in args:
+        since = r"(?<![\d:])\d+\.\d{3} *(?=\S)"   # %-8.3f, right after the -T column if any
+        a, b = blank(a, since, r"\d+\.\d{3} *"), blank(b, since, r"\d+\.\d{3} *")
+    same_lines(f"execsnoop {case}", a, b, ordered=False)
+    if "--max-args" in args:
+        assert any(l.endswith(" ...") for l in a)
+    if "-q" in args:
+        assert any('"q\\"uote" "" "tab\\tx" "" ' in l for l in a)
+
+
+def test_execsnoop_name_line_fails_and_cgroup(tmp_path: Path, cgroup: str) -> None:
+    """-n and -l (both match the command name in the C tool), -x (failed execs), -c CGROUP."""
+    prog = unique_binary(tmp_path, "/bin/true", "pbn")
+    env_copy = unique_binary(tmp_path, "/usr/bin/env", "pbe")
+
+    def mine(comm: str):  # noqa: ANN202
+        return lambda lines: [l for l in lines if comm in l.split()]
+
+    for case, args in {"-n": ["-n", prog.name], "-l": ["-l", prog.name[:-1]]}.items():
+        ours, theirs, *_ = side_by_side("execsnoop", args, lambda: _run_execs(prog, ARGV_SETS[:3], tmp_path),
+                                        lambda lines: len(mine(prog.name)(lines)) >= 3)
+        assert all(prog.name in l for l in ours[1:]) and len(ours) >= 4
+        same_lines(f"execsnoop {case}", ours[:1] + mine(prog.name)(ours), theirs[:1] + mine(prog.name)(theirs),
+                   ordered=False)
+
+    def failing() -> None:
+        for i in range(3):
+            subprocess.run([str(env_copy), f"/nonexistent-{i}/x", "arg"], check=False, capture_output=True)
+    ours, theirs, *_ = side_by_side("execsnoop", ["-x"], failing,
+                                    lambda lines: sum(" -2 " in l for l in mine(env_copy.name)(lines)) >= 3)
+    a, b = ours[:1] + mine(env_copy.name)(ours), theirs[:1] + mine(env_copy.name)(theirs)
+    assert sum(" -2 /nonexistent-" in l for l in a) == 3
+    same_lines("execsnoop -x", a, b, ordered=False)
+
+    inside = unique_binary(tmp_path, "/bin/true", "pbc")
+
+    def in_and_out() -> None:
+        for i in range(2):
+            subprocess.run(["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$0" in{i}', str(inside)],
+                           check=True)
+            subprocess.run([str(inside), f"out{i}"], check=True)
+        subprocess.run(["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$0" done', str(inside)], check=True)
+    ours, theirs, *_ = side_by_side("execsnoop", ["-c", cgroup], in_and_out,
+                                    lambda lines: any(l.endswith(" done ") for l in lines))
+    a, b = ours[:1] + mine(inside.name)(ours), theirs[:1] + mine(inside.name)(theirs)
+    assert sorted(l.split()[-1] for l in a[1:]) == ["done", "in0", "in1"]   # nothing from outside the cgroup
+    same_lines("execsnoop -c", a, b, ordered=False)
+
+
+def test_execsnoop_json_keeps_empty_arguments_and_says_truncated(tmp_path: Path) -> None:
+    prog = unique_binary(tmp_path, "/bin/true", "pbj")
+    proc = Proc(pybpf_cmd("tool", "execsnoop", "--json", "--max-args", "4"))
+    try:
+        proc.wait_for(lambda: any("Tracing" in l for l in proc.err))
+        _run_execs(prog, [["a", "", "b", ""], ["1", "2", "3", "4", "5"], ["z" * 300]], tmp_path)
+        proc.wait_for(lambda: sum(f'"{prog.name}"' in l for l in proc.out) >= 3, timeout=20)
+    finally:
+        proc.stop()
+    docs = [json.loads(l) for l in proc.out if f'"{prog.name}"' in l]
+    assert docs[0]["args"] == [str(prog), "a", "", "b"] and docs[0]["truncated"] is True   # "" kept; 5 > 4
+    assert docs[1]["args"] == [str(prog), "1", "2", "3"] and docs[1]["truncated"] is True
+    assert docs[2]["args"] == [str(prog), "z" * 127] and docs[2]["truncated"] is True        # cut at 128 bytes
+    assert all(set(d) >= {"pid", "ppid", "uid", "ret", "pcomm", "time"} for d in docs)
+
+
+OPEN_CASES = {"default": [], "-T": ["-T"], "-U": ["-U"], "-x": ["-x"], "-e": ["-e"], "-u 0": ["-u", "0"],
+              "-T -U -e": ["-T", "-U", "-e"]}
+
+
+def _opens(prog: Path, files: list[str]) -> None:
+    subprocess.run([str(prog), *files], capture_output=True)
+
+
+@pytest.mark.parametrize("case", list(OPEN_CASES))
+def test_opensnoop_option_output_is_the_c_tools(case: str, tmp_path: Path) -> None:
+    prog = unique_binary(tmp_path, "/bin/cat", "pbo")
+    files = []
+    for i in range(5):
+        (tmp_path / f"file{i}").write_text("x")
+        files.append(str(tmp_path / f"file{i}"))
+    files += [str(tmp_path / "missing"), str(tmp_path / "missing2")]
+    args = OPEN_CASES[case] + ["-n", prog.name]
+    want = str(tmp_path / "missing2")
+    ours, theirs, *_ = side_by_side("opensnoop", args, lambda: _opens(prog, files),
+                                    lambda lines: any(l.endswith(want) for l in lines))
+    sel = lambda lines: [l for l in lines if str(tmp_path) in l]  # noqa: E731
+    a, b = ours[:1] + sel(ours), theirs[:1] + sel(theirs)
+    assert len(a) >= (3 if "-x" in args else 8)
+    if "-T" in args:
+        close_clocks(a[1:], b[1:])
+        a, b = blank(a, r"\d\d:\d\d:\d\d", r"\d\d:\d\d:\d\d"), blank(b, r"\d\d:\d\d:\d\d")
+    same_lines(f"opensnoop {case}", a, b, ordered=False)
+
+
+def test_opensnoop_pid_and_tid_filters(tmp_path: Path) -> None:
+    target = tmp_path / "opened"
+    target.write_text("x")
+    code = f"import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\nfor _ in range(5): open({str(target)!r}).close()\n"
+    for flag in ("-p", "-t"):
+        work = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert work.stdout is not None and work.stdout.readline() == "ready\n"
+
+            def go() -> None:
+                assert work.stdin is not None
+                work.stdin.write("go\n")
+                work.stdin.close()
+                work.wait(30)
+            ours, theirs, *_ = side_by_side("opensnoop", [flag, str(work.pid)], go,
+                                            lambda lines: sum(l.endswith(str(target)) for l in lines) >= 5)
+        finally:
+            if work.poll() is None:
+                work.kill()
+                work.wait()
+            assert work.stdout is not None
+            work.stdout.close()
+        a = ours[:1] + [l for l in ours[1:] if l.endswith(str(target))]
+        b = theirs[:1] + [l for l in theirs[1:] if l.endswith(str(target))]
+        assert len(a) == 6 and all(l.split()[0] == str(work.pid) for l in a[1:])
+        same_lines(f"opensnoop {flag}", a, b, ordered=False)
+
+
+def _workload(code: str) -> subprocess.Popen[str]:
+    work = subprocess.Popen([sys.executable, "-c", f"import sys, os, time\nprint('ready', flush=True)\n"
+                             f"sys.stdin.readline()\n{code}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert work.stdout is not None and work.stdout.readline() == "ready\n"
+    return work
+
+
+def _finish(work: subprocess.Popen[str]) -> None:
+    if work.poll() is None:
+        work.kill()
+        work.wait()
+    for stream in (work.stdin, work.stdout):
+        if stream is not None and not stream.closed:
+            stream.close()
+
+
+def _go(work: subprocess.Popen[str]) -> None:
+    assert work.stdin is not None
+    work.stdin.write("go\n")
+    work.stdin.close()
+    work.wait(60)
+    time.sleep(0.3)
+
+
+def _syscount_tables(lines: list[str]) -> list[str]:
+    """The report lines (header and rows) of a syscount output, its [HH:MM:SS] stamps checked."""
+    body = [l for l in lines if not l.startswith("Tracing")]
+    stamps = [l for l in body if re.fullmatch(r"\[\d\d:\d\d:\d\d\]", l)]
+    assert len(stamps) == 1, body
+    return [l for l in body if l not in stamps]
+
+
+SYSCOUNT_CASES = {"default": [], "-P": ["-P"], "-x": ["-x"], "-e ENOENT": ["-e", "ENOENT"],
+                  "-e 2": ["-e", "2"], "-L": ["-L"], "-L -m": ["-L", "-m"], "-T 3": ["-T", "3"]}
+
+
+@pytest.mark.parametrize("case", list(SYSCOUNT_CASES))
+def test_syscount_option_output_is_the_c_tools(case: str, tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing")
+    work = _workload(f"for _ in range(300): os.getppid()\n"
+                     f"for _ in range(120):\n    try: os.stat({missing!r})\n    except OSError: pass\n"
+                     f"for _ in range(70): os.getpid()\n")
+    try:
+        args = SYSCOUNT_CASES[case] + ["-p", str(work.pid)]
+        if "-T" not in args:
+            args += ["-T", "40"]
+        ours, theirs, *_ = side_by_side("syscount", args, lambda: _go(work), lambda lines: True, settle=0.5)
+    finally:
+        _finish(work)
+    assert ours[0] == theirs[0] and ours[0].startswith("Tracing syscalls, printing top")
+    a, b = _syscount_tables(ours), _syscount_tables(theirs)
+    if "-L" in args:   # latencies differ run to run: the TIME column's format, then the rest
+        col = r"\s+\d+\.\d{3}$"
+        a, b = blank(a, col, r"\s{1,}\d+\.\d{3}"), blank(b, col)
+        a, b = [re.sub(r"\s*#+$", " <time>", l) for l in a], [re.sub(r"\s*#+$", " <time>", l) for l in b]
+    # equal counts may come in any order (qsort is not stable): same rows, each sorted by count
+    ordered = "-L" not in args and len({l.split()[-1] for l in a[1:-1]}) == len(a) - 2
+    same_lines(f"syscount {case}", a, b, ordered=ordered)
+    if case == "default":
+        assert any(l.startswith("getppid ") and l.split()[-1] == "300" for l in a)
+
+
+def test_syscount_list_is_the_c_tools() -> None:
+    ours = subprocess.run(pybpf_cmd("tool", "syscount", "-l"), capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}).stdout
+    theirs = subprocess.run(c_tool("syscount") + ["-l"], capture_output=True, text=True, check=True).stdout
+    same_lines("syscount -l", ours.splitlines(), theirs.splitlines())
+    assert ours.splitlines()[0] == "  0: read"
+
+
+def _hist_shape(lines: list[str]) -> list[str]:
+    """A histogram output with the counts and stars blanked: labels, units, bounds, layout."""
+    return [re.sub(r": \d+\s+\|[* +]*\|$", ": <n> |<stars>|", l) for l in lines]
+
+
+RUNQLAT_CASES = {"default": [], "-m": ["-m"], "-P": ["-P"], "-L": ["-L"], "--pidnss": ["--pidnss"],
+                 "-T": ["-T"]}
+
+
+@pytest.mark.parametrize("case", list(RUNQLAT_CASES))
+def test_runqlat_option_output_is_the_c_tools(case: str) -> None:
+    """Latencies differ between any two runs: the text is compared with counts blanked (labels,
+    bounds, columns, blank lines), and both saw events of the same keys."""
+    work = _workload("for _ in range(200): time.sleep(0.001)\n")
+    try:
+        args = RUNQLAT_CASES[case] + ["-p", str(work.pid)]
+        ours, theirs, *_ = side_by_side("runqlat", args, lambda: _go(work), lambda lines: True)
+    finally:
+        _finish(work)
+    a, b = _hist_shape(ours), _hist_shape(theirs)
+    if "-T" in args:
+        close_clocks(a, b)
+        a, b = blank(a, r"^\d\d:\d\d:\d\d", r"\d\d:\d\d:\d\d"), blank(b, r"^\d\d:\d\d:\d\d")
+    assert a[0] == "Tracing run queue latency... Hit Ctrl-C to end."
+    labels = lambda ls: [l for l in ls if re.match(r"(pid|tid|pidns) = ", l)]  # noqa: E731
+    if case in ("-P", "-L", "--pidnss"):
+        assert labels(a) and set(labels(a)) == set(labels(b))
+        key = {"-P": "pid", "-L": "tid", "--pidnss": "pidns"}[case]
+        if key != "pidns":
+            assert f"{key} = {work.pid} python3" in labels(a)[0] or str(work.pid) in labels(a)[0]
+    # the bounds printed depend on the largest latency seen: compare up to the shorter histogram
+    rows = lambda ls: [l for l in ls if " -> " in l]  # noqa: E731
+    n = min(len(rows(a)), len(rows(b)))
+    assert n >= 2
+    non_rows = lambda ls: [l for l in ls if " -> " not in l]  # noqa: E731
+    same_lines(f"runqlat {case}", non_rows(a) + rows(a)[:n], non_rows(b) + rows(b)[:n], ordered=case not in ("-P", "-L"))
+
+
+TCP_CASES = {"default": ["-4"], "-T": ["-4", "-T"], "-w": ["-4", "-w"], "-L": ["-L", "{port}"],
+             "-D": ["-D", "{port}"], "-T -w": ["-T", "-w", "-4"]}
+
+
+@pytest.mark.parametrize("case", list(TCP_CASES))
+def test_tcpstates_option_output_is_the_c_tools(case: str, netns: str) -> None:
+    port = random.randint(20000, 60000)
+    args = [a.format(port=port) for a in TCP_CASES[case]]
+    code = ("import socket\n"
+            f"s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port}))\n"
+            "s.listen()\n"
+            "for _ in range(3):\n"
+            f"    c = socket.create_connection(('127.0.0.1', {port})); a, _ = s.accept(); c.close(); a.close()\n"
+            "s.close()\n")
+
+    def work() -> None:
+        subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], check=True)
+
+    def closed(lines: list[str]) -> bool:
+        if "-D" in args:   # the client sides only: 3 connections, 5 transitions each
+            return sum(f" {port} " in l for l in lines) >= 15
+        return any(f" {port} " in l and "LISTEN" in l and l.split()[-2] == "CLOSE" for l in lines)
+    ours, theirs, *_ = side_by_side("tcpstates", args, work, closed, settle=0.5)
+    time.sleep(0.3)
+    sel = lambda ls: [l for l in ls if f" {port} " in l]  # noqa: E731
+    a, b = ours[:1] + sel(ours), theirs[:1] + sel(theirs)
+    if "-T" in args:
+        close_clocks(a[1:], b[1:])
+        a, b = blank(a, r"^\d\d:\d\d:\d\d", r"\d\d:\d\d:\d\d"), blank(b, r"^\d\d:\d\d:\d\d")
+    # MS (time in the old state) is measured by each tool's own clock reads: its format only
+    ms = r"\d+\.\d{3}$"
+    a, b = blank(a, ms, ms), blank(b, ms)
+    if "-L" in args:   # the listener's own transitions and the server sides
+        assert len(a) >= 1 + 3
+    elif "-D" in args:
+        assert len(a) >= 1 + 3
+    else:
+        assert len(a) >= 1 + 3 * 9
+    same_lines(f"tcpstates {case}", a, b, ordered=False)
+    assert a[0] == b[0]
