@@ -89,3 +89,69 @@ def run_python(code: str, timeout: float = 60, env: dict[str, str] | None = None
     full_env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                           env=full_env, cwd=str(ROOT))
+
+
+def _append_section(out: bytearray, raw: bytes, section: str, data: bytes) -> None:
+    """Move section ``section``'s contents to the end of the file as ``data`` (its new size):
+    ELF places sections anywhere, so strings can grow without moving anything else."""
+    elf = ELFFile(io.BytesIO(raw))
+    index = next(i for i, sec in enumerate(elf.iter_sections()) if sec.name == section)
+    out.extend(bytes(-len(out) % 8))
+    hdr = elf["e_shoff"] + index * elf["e_shentsize"]
+    struct.pack_into("<QQ", out, hdr + 24, len(out), len(data))  # sh_offset, sh_size
+    out.extend(data)
+
+
+def rename(raw: bytes, btf: dict[tuple[str, ...], str] | None = None,
+           symbols: dict[str, str] | None = None) -> bytes:
+    """A copy of object ``raw`` with names changed to any text: BTF names by
+    ``("struct", NAME)``, ``("member", STRUCT, NAME)``, ``("var", NAME)``, ``("func", NAME)``
+    (the new strings appended to a copy of the string section), ELF symbols by name (the same
+    in ``.strtab``). What a hostile compiler or a hand-edited object can hold."""
+    out = bytearray(raw)
+    spec, base = _btf_base(raw)
+    parsed = spec.btf
+    assert parsed is not None
+    blob = bytearray(spec.sections[".BTF"].data)
+    hdr_len, type_off, _type_len, str_off, str_len = struct.unpack_from("<IIIII", blob, 4)
+    strings = bytearray(blob[hdr_len + str_off:hdr_len + str_off + str_len])
+
+    def new_string(text: str) -> int:
+        strings.extend(text.encode("utf-8", "surrogatepass") + b"\0")
+        return len(strings) - len(text.encode("utf-8", "surrogatepass")) - 1
+
+    for key, new in (btf or {}).items():
+        kind, name = key[0], key[-1]
+        found = False
+        for tid in range(parsed.start_id, len(parsed)):
+            t = parsed[tid]
+            pos = parsed._offs[tid - parsed.start_id] - parsed._offs[0] + hdr_len + type_off
+            if kind == "member" and t.kind in ("struct", "union") and t.name == key[1]:
+                for i, member in enumerate(t.members):
+                    if member[0] == name:
+                        struct.pack_into("<I", blob, pos + 12 + 12 * i, new_string(new))
+                        found = True
+            elif kind == t.kind and t.name == name:
+                struct.pack_into("<I", blob, pos, new_string(new))
+                found = True
+        if not found:
+            raise KeyError(key)
+    struct.pack_into("<I", blob, 4 + 16, len(strings))
+    blob[hdr_len + str_off:] = strings
+    _append_section(out, raw, ".BTF", bytes(blob))
+
+    if symbols:
+        elf = ELFFile(io.BytesIO(raw))
+        symtab = elf.get_section_by_name(".symtab")
+        strtab_sec = elf.get_section(symtab["sh_link"])
+        strtab = bytearray(strtab_sec.data())
+        for sname, _st_name, index in _symbols(raw)[2]:
+            if sname in symbols:
+                encoded = symbols[sname].encode("utf-8", "surrogatepass")
+                struct.pack_into("<I", out, symtab["sh_offset"] + 24 * index, len(strtab))
+                strtab.extend(encoded + b"\0")
+        missing = set(symbols) - {s[0] for s in _symbols(raw)[2]}
+        if missing:
+            raise KeyError(sorted(missing))
+        _append_section(out, raw, strtab_sec.name, bytes(strtab))
+    return bytes(out)

@@ -20,39 +20,91 @@ gives the same file byte for byte. Pure: spec and BTF parsing only, no kernel.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import keyword
 import os
 import re
+import unicodedata
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pybpf.btf.types import Btf
-from pybpf.spec.elf import ObjectSpec
+from pybpf.errors import ObjectFormatError
+from pybpf.spec.elf import GlobalSpec, MapSpec, ObjectSpec
 
-__all__ = ["generate"]
+__all__ = ["PyNames", "generate", "py_identifier"]
 
 _SECTION_ATTR = {".bss": "bss", ".data": "data", ".rodata": "rodata"}
 # maps the typed wrapper can front: their values are looked up by key
 _KEYED_MAPS = {"hash", "array", "lru_hash", "lpm_trie", "percpu_hash", "percpu_array", "lru_percpu_hash"}
 _PERCPU = {"percpu_hash", "percpu_array", "lru_percpu_hash"}
-_RESERVED = {"obj", "open", "load", "close", "attach", "maps", "programs", "path", "name"}
+
+# Names the generated module defines or imports: no name from the object may take them.
+_MODULE_NAMES = frozenset({
+    "annotations", "base64", "Callable", "Iterator", "Any", "ClassVar", "Generic", "Literal", "TypedDict",
+    "TypeVar", "np", "pybpf", "K", "V", "_same", "TypedMap", "OBJECT_NAME", "OBJECT_SHA256", "OBJECT_BYTES",
+    "OBJECT_PATH",
+}) | frozenset(dir(builtins))
+# Builtins a class body of the module names (decorators run there; mypy resolves annotations there):
+# a member of that name would shadow them.
+_CLASS_BODY_BUILTINS = frozenset({"int", "float", "bool", "bytes", "str", "list", "dict", "tuple", "type",
+                                  "object", "property", "staticmethod", "classmethod"})
+_OBJECT_MEMBERS = frozenset({"obj", "open", "load", "close", "attach", "maps", "programs", "path", "name", "NAMES"})
+_RECORD_MEMBERS = frozenset({"raw", "dtype", "FIELDS", "NAMES", "column", "each", "to_dict"})
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
 
 
-def _ident(name: str, taken: set[str] | None = None) -> str:
-    out = re.sub(r"\W", "_", name) or "_"
+def py_identifier(name: str, taken: Container[str] = (), *, style: str = "snake") -> str:
+    """A Python identifier for the object's ``name``: NFKC-normalised as Python does, then ASCII
+    letters, digits and ``_`` only (so no two distinct identifiers are one name to Python), never
+    a keyword, never starting with ``__`` (no dunder, no name mangling), and not in ``taken``
+    (a number is added).
+
+    ``style``: ``snake`` keeps the name's ASCII letters and digits with ``_`` for the rest
+    (``comm`` stays ``comm``), ``camel`` makes a class name (``task_info`` -> ``TaskInfo``),
+    ``const`` a constant (``TASK_INFO``)."""
+    name = unicodedata.normalize("NFKC", name)  # what Python does to identifiers: ｌｏａｄ is load
+    if style == "camel":
+        out = "".join(w[:1].upper() + w[1:] for w in _ASCII_WORD.findall(name)) or "Anon"
+    elif style == "const":
+        out = "_".join(w.upper() for w in _ASCII_WORD.findall(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)))
+        out = out or "ANON"
+    elif style == "snake":
+        out = re.sub(r"[^A-Za-z0-9_]", "_", name)
+        if not out.strip("_"):
+            out = "unnamed"
+    else:
+        raise ValueError(f"style must be 'snake', 'camel' or 'const', not {style!r}")
     if out[0].isdigit():
         out = "_" + out
-    if keyword.iskeyword(out) or (taken is not None and out in taken):
+    if out.startswith("__"):
+        out = "_" + out.lstrip("_")
+    if keyword.iskeyword(out):
         out += "_"
+    base, n = out, 2
+    while out in taken:
+        out, n = f"{base}{'' if style == 'camel' else '_'}{n}", n + 1
+    assert out.isascii() and out.isidentifier() and not out.startswith("__"), out
     return out
 
 
-def _camel(name: str) -> str:
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
-    out = "".join(p[:1].upper() + p[1:] for p in parts) or "Anon"
-    return "_" + out if out[0].isdigit() else out
+class PyNames:
+    """One namespace of generated identifiers (the module, or one class body) and where each
+    came from: ``names[identifier] == the object's own name``."""
+
+    def __init__(self, reserved: Iterable[str] = ()) -> None:
+        self.taken: set[str] = set(reserved)
+        self.names: dict[str, str] = {}
+
+    def add(self, name: str, style: str = "snake", *, prefix: str = "") -> str:
+        """A new identifier for ``name`` (``prefix`` + the name) in this namespace, recorded."""
+        ident = py_identifier(prefix + name, self.taken, style=style)
+        self.taken.add(ident)
+        self.names[ident] = name
+        return ident
 
 
 def _dtype_literal(dt: np.dtype) -> str:
@@ -71,24 +123,63 @@ def _dtype_literal(dt: np.dtype) -> str:
             f"'itemsize': {dt.itemsize}}}")
 
 
+def _libbpf_name(name: str) -> str:
+    """``name`` as libbpf keeps an object's name: at most 15 bytes of UTF-8, cut between characters
+    (a name that cannot be kept whole would make ``pybpf.open`` refuse it)."""
+    raw = name.split("\0", 1)[0].encode("utf-8", "surrogatepass")[:15]
+    return raw.decode("utf-8", "ignore") or "bpf"
+
+
+def _docstring(text: str, indent: str = "") -> str:
+    """``text`` as a triple-quoted string literal: backslashes, quotes and every character that is
+    not printable (controls, line separators, bidi overrides, surrogates) escaped, newlines kept.
+    What the object names can never end the literal early."""
+    out = []
+    for ch in text:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif ch == "\n" or ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])  # \x1b, \u2028, \ud800 ...
+    return f'{indent}"""{"".join(out)}"""'
+
+
 @dataclass
 class _Record:
-    cls: str
+    cls: str                # module-level identifiers, made by PyNames
+    field_type: str
+    dict_type: str
+    const: str
     c_name: str
     dtype: np.dtype
-    const: str
-    attr: str = ""
-    fields: list[tuple[str, str, str, np.dtype]] = field(default_factory=list)  # (field, attr, pytype, dtype)
+    attr: str = ""          # the object class's ClassVar for it
+    fields: list[tuple[str, str, str]] = field(default_factory=list)  # (C field name, attribute, python type)
+    names: PyNames | None = None
 
 
 class _Gen:
-    def __init__(self, spec: ObjectSpec) -> None:
+    def __init__(self, spec: ObjectSpec, class_name: str | None) -> None:
         if spec.btf is None:
-            raise ValueError(f"{spec.path or spec.name}: the object has no BTF; pybpf gen needs BTF")
+            raise ObjectFormatError(f"{spec.path or spec.name}: the object has no BTF; pybpf gen needs BTF",
+                                    path=spec.path)
         self.spec = spec
         self.btf: Btf = spec.btf
         self.records: dict[str, _Record] = {}     # by class name, in discovery order
-        self._by_dtype: dict[tuple[str, int], str] = {}
+        self._by_dtype: dict[str, str] = {}
+        self.module = PyNames(_MODULE_NAMES)
+        obj_name = spec.name or "bpf"
+        if class_name is not None:
+            if not (class_name.isascii() and class_name.isidentifier()) or keyword.iskeyword(class_name) \
+                    or class_name.startswith("__") or class_name in _MODULE_NAMES:
+                raise ValueError(f"--class {class_name!r}: give an ASCII Python identifier that is not a "
+                                 f"keyword, does not start with '__' and is not one of the module's own "
+                                 f"names (TypedMap, np, pybpf, builtins...)")
+            self.module.taken.add(class_name)
+            self.module.names[class_name] = obj_name
+            self.cls_name = class_name
+        else:
+            self.cls_name = self.module.add(obj_name, "camel")
 
     # ---- types ----------------------------------------------------------------------
 
@@ -107,23 +198,25 @@ class _Gen:
             self._struct_ids(t.type or 0, seen, out, depth + 1)
 
     def record_for(self, dt: np.dtype, c_name: str) -> str:
-        """The wrapper class for record dtype ``dt`` (made on first use)."""
-        key = (c_name, id(dt))
-        for (name, _), cls in self._by_dtype.items():
-            if name == c_name and self.records[cls].dtype == dt:
+        """The wrapper class for record dtype ``dt`` (made on first use, with its nested records)."""
+        for cls, rec in self.records.items():
+            if rec.c_name == c_name and rec.dtype == dt:
                 return cls
-        cls = _camel(c_name)
-        base, n = cls, 2
-        while cls in self.records:
+        base, n = py_identifier(c_name, style="camel"), 2
+        cls = base
+        while True:  # the class and the three names made from it, all free
+            const = py_identifier(cls, style="const") + "_DTYPE"
+            group = (cls, cls + "Field", cls + "Dict", const)
+            if not any(name in self.module.taken for name in group):
+                break
             cls, n = f"{base}{n}", n + 1
-        rec = _Record(cls, c_name, dt, _ident(re.sub(r"(?<!^)(?=[A-Z])", "_", cls).upper() + "_DTYPE"))
+        self.module.taken.update(group)
+        self.module.names[cls] = c_name
+        rec = _Record(cls, cls + "Field", cls + "Dict", const, c_name, dt)
         self.records[cls] = rec
-        self._by_dtype[key] = cls
-        taken = {"dtype", "column", "to_dict", "raw", "FIELDS"}
         assert dt.names is not None and dt.fields is not None
         for fname in dt.names:
-            fdt = dt.fields[fname][0]
-            rec.fields.append((fname, _ident(fname, taken), self.pytype(fdt, f"{c_name}_{fname}"), fdt))
+            rec.fields.append((fname, "", self.pytype(dt.fields[fname][0], f"{c_name}_{fname}")))
         return cls
 
     def pytype(self, dt: np.dtype, c_name: str) -> str:
@@ -138,13 +231,18 @@ class _Gen:
         t = self.btf[tid]
         return t.name or f"anon_{tid}"
 
+    def _class_scope(self, members: frozenset[str]) -> PyNames:
+        """A class body's namespace: nothing in it may shadow a module-level name."""
+        return PyNames(self.module.taken | _CLASS_BODY_BUILTINS | members)
+
     # ---- the module -----------------------------------------------------------------
 
-    def module(self, data: bytes, embed: bool, path: str | None, class_name: str | None) -> str:
+    def module_source(self, data: bytes, embed: bool, path: str | None) -> str:
         spec = self.spec
         obj_name = spec.name or "bpf"
-        cls_name = class_name or _camel(obj_name)
-        # discover record structs from maps and globals (in ELF order: deterministic)
+        cls_name = self.cls_name
+        # Every module-level name first (records from maps and globals, in ELF order), then the
+        # class bodies, whose members must not shadow any of them.
         root_ids: list[int] = []
         for m in spec.maps:
             if not m.internal:
@@ -158,35 +256,37 @@ class _Gen:
             dt = self.btf.dtype(tid)
             if dt.names is not None:
                 self.record_for(dt, self.btf[tid].name)
-
-        members: list[str] = []
-        names_taken = set(_RESERVED)
+        maps = [m for m in spec.maps if not m.internal and not m.name.startswith("__")]  # __bpf_*: libbpf's
+        map_types = {m.name: self._map_types(m) for m in maps}
+        global_types = {g.name: self._global_type(g) for g in spec.globals}
         for rec in self.records.values():
-            rec.attr = _ident(f"struct_{rec.c_name}", names_taken)
-            names_taken.add(rec.attr)
-        map_lines = self._maps(members, names_taken)
-        global_lines = self._globals(names_taken)
+            rec.names = self._class_scope(_RECORD_MEMBERS)
+            rec.fields = [(fname, rec.names.add(fname), ptype)
+                          for fname, _, ptype in rec.fields]
+        members = self._class_scope(_OBJECT_MEMBERS)
+        for rec in self.records.values():
+            rec.attr = members.add(rec.c_name, prefix="struct_")
+        map_lines = self._maps(maps, map_types, members)
+        global_lines = self._globals(global_types, members)
         prog_lines = []
         for p in spec.programs:
-            attr = _ident(p.name, names_taken)
-            names_taken.add(attr)
+            attr = members.add(p.name)
             prog_lines += [
                 "    @property",
                 f"    def {attr}(self) -> pybpf.Program:",
-                f'        """Program {p.name} (SEC("{_esc(p.section)}"), {p.prog_type or "unknown type"})."""',
+                _docstring(f"Program {p.name} (SEC(\"{p.section}\"), {p.prog_type or 'unknown type'}).",
+                           " " * 8),
                 f"        return self.obj.programs[{p.name!r}]",
                 "",
             ]
 
         out: list[str] = []
         sha = hashlib.sha256(data).hexdigest()
+        map_list = ", ".join(m.name for m in maps) or "-"
+        prog_list = ", ".join(p.name for p in spec.programs) or "-"
         out += [
-            f'"""Typed access to the BPF object {obj_name!r}: generated by `pybpf gen`, do not edit.',
-            "",
-            f"Object sha256 {sha}.",
-            f"Maps: {', '.join(m.name for m in spec.maps if not m.internal) or '-'}.",
-            f"Programs: {', '.join(p.name for p in spec.programs) or '-'}.",
-            '"""',
+            _docstring(f"Typed access to the BPF object {obj_name!r}: generated by `pybpf gen`, do not edit.\n\n"
+                       f"Object sha256 {sha}.\nMaps: {map_list}.\nPrograms: {prog_list}.\n"),
             "",
             "# ruff: noqa",
             "from __future__ import annotations",
@@ -204,7 +304,7 @@ class _Gen:
             "",
             f"__all__ = [{', '.join(repr(n) for n in [cls_name, 'TypedMap', *self.records])}]",
             "",
-            f"OBJECT_NAME = {obj_name!r}",
+            f"OBJECT_NAME = {_libbpf_name(obj_name)!r}",
             f"OBJECT_SHA256 = {sha!r}",
         ]
         if embed:
@@ -226,13 +326,12 @@ class _Gen:
         out += [
             "",
             f"class {cls_name}:",
-            f'    """The object {obj_name!r}: one typed attribute per map, global, program and record struct."""',
+            _docstring(f"The object {obj_name!r}: one typed attribute per map, global, program and record "
+                       f"struct.\n\n    ``NAMES`` maps each attribute to the name in the object.", " " * 4),
             "",
+            f"    NAMES: ClassVar[dict[str, str]] = {members.names!r}",
         ]
         for rec in self.records.values():
-            if not rec.attr:  # a record first met through a map or global
-                rec.attr = _ident(f"struct_{rec.c_name}", names_taken)
-                names_taken.add(rec.attr)
             out.append(f"    {rec.attr}: ClassVar[type[{rec.cls}]] = {rec.cls}")
         out += [
             "",
@@ -276,30 +375,28 @@ class _Gen:
         return "\n".join(out) + "\n"
 
     def _record_class(self, rec: _Record) -> list[str]:
-        names = [f for f, _, _, _ in rec.fields]
+        assert rec.names is not None
+        names = [f for f, _, _ in rec.fields]
+        dict_fields = ", ".join(f"{fname!r}: {self._dict_type(ptype)}" for fname, _, ptype in rec.fields)
         lines = [
-            f"{rec.cls}Field = Literal[{', '.join(repr(n) for n in names)}]",
-            "",
-            "",
-            f"class {rec.cls}Dict(TypedDict):",
-        ]
-        for fname, attr, ptype, _ in rec.fields:
-            lines.append(f"    {attr}: {ptype + 'Dict' if ptype in self.records else ptype}")
-        lines += [
+            f"{rec.field_type} = Literal[{', '.join(repr(n) for n in names)}]",
+            f"{rec.dict_type} = TypedDict({rec.dict_type!r}, {{{dict_fields}}})",
             "",
             "",
             f"class {rec.cls}:",
-            f'    """struct {rec.c_name} ({rec.dtype.itemsize} bytes) over one numpy record (a view or a copy)."""',
+            _docstring(f"struct {rec.c_name} ({rec.dtype.itemsize} bytes) over one numpy record (a view or a "
+                       f"copy).\n\n    ``NAMES`` maps each attribute to its field.", " " * 4),
             "",
             '    __slots__ = ("raw",)',
             f"    dtype: ClassVar[np.dtype] = {rec.const}",
             f"    FIELDS: ClassVar[tuple[str, ...]] = ({', '.join(repr(n) for n in names)}{',' if len(names) == 1 else ''})",
+            f"    NAMES: ClassVar[dict[str, str]] = {rec.names.names!r}",
             "",
             "    def __init__(self, raw: Any) -> None:",
             "        self.raw = raw",
             "",
             "    @staticmethod",
-            f"    def column(records: np.ndarray, name: {rec.cls}Field) -> np.ndarray:",
+            f"    def column(records: np.ndarray, name: {rec.field_type}) -> np.ndarray:",
             '        """One field of an array of these records (a view)."""',
             "        return records[name]",
             "",
@@ -307,15 +404,15 @@ class _Gen:
             f"    def each(cls, records: np.ndarray) -> list[{rec.cls}]:",
             "        return [cls(r) for r in records]",
             "",
-            f"    def to_dict(self) -> {rec.cls}Dict:",
-            "        return {" + ", ".join(f"{attr!r}: self.{attr}" + (".to_dict()" if ptype in self.records else "")
-                                    for _, attr, ptype, _ in rec.fields) + "}",
+            f"    def to_dict(self) -> {rec.dict_type}:",
+            "        return {" + ", ".join(f"{fname!r}: self.{attr}" + (".to_dict()" if ptype in self.records else "")
+                                    for fname, attr, ptype in rec.fields) + "}",
             "",
             "    def __repr__(self) -> str:",
             f"        return f\"{rec.cls}({{self.to_dict()!r}})\"",
             "",
         ]
-        for fname, attr, ptype, fdt in rec.fields:
+        for fname, attr, ptype in rec.fields:
             getter = {"int": f"int(self.raw[{fname!r}])", "float": f"float(self.raw[{fname!r}])",
                       "bool": f"bool(self.raw[{fname!r}])", "bytes": f"bytes(self.raw[{fname!r}])",
                       "np.ndarray": f"np.asarray(self.raw[{fname!r}])"}.get(ptype, f"{ptype}(self.raw[{fname!r}])")
@@ -334,6 +431,9 @@ class _Gen:
                 ]
         lines.append("")
         return lines
+
+    def _dict_type(self, ptype: str) -> str:
+        return repr(self.records[ptype].dict_type) if ptype in self.records else ptype
 
     def _value_decoder(self, tid: int, c_name: str, percpu: bool) -> tuple[str, str]:
         """(python type, decoder expression) of a map value."""
@@ -354,22 +454,27 @@ class _Gen:
         dt = self.btf.dtype(tid)
         return "int" if dt.names is None and dt.subdtype is None and dt.kind in "iu" else "Any"
 
-    def _maps(self, members: list[str], taken: set[str]) -> list[str]:
+    def _map_types(self, m: MapSpec) -> tuple[str, str, str] | None:
+        """(key type, value type, decoder) of a map the typed wrapper fronts; None for the others."""
+        if m.type not in _KEYED_MAPS or not m.value_type_id:
+            return None
+        vtype, decode = self._value_decoder(m.value_type_id, self.type_name(m.value_type_id), m.type in _PERCPU)
+        return self._key_type(m.key_type_id), vtype, decode
+
+    def _maps(self, maps: list[MapSpec], types: dict[str, tuple[str, str, str] | None],
+              members: PyNames) -> list[str]:
         lines: list[str] = []
-        for m in self.spec.maps:
-            if m.internal or m.name.startswith("__"):
-                continue  # .bss/.data/.rodata are globals; __bpf_* are libbpf's own
-            attr = _ident(m.name, taken)
-            taken.add(attr)
+        for m in maps:
+            attr = members.add(m.name)
             doc = f"{m.type} map {m.name}, max_entries {m.max_entries}"
-            if m.type in _KEYED_MAPS and m.value_type_id:
-                vtype, decode = self._value_decoder(m.value_type_id, self.type_name(m.value_type_id),
-                                                    m.type in _PERCPU)
-                ktype = self._key_type(m.key_type_id)
+            typed = types[m.name]
+            if typed is not None:
+                ktype, vtype, decode = typed
                 lines += [
                     "    @property",
                     f"    def {attr}(self) -> TypedMap[{ktype}, {vtype}]:",
-                    f'        """{doc}: {self.type_name(m.key_type_id)} -> {self.type_name(m.value_type_id)}."""',
+                    _docstring(f"{doc}: {self.type_name(m.key_type_id)} -> {self.type_name(m.value_type_id)}.",
+                               " " * 8),
                     f"        return TypedMap(self.obj.maps[{m.name!r}], {decode})",
                     "",
                 ]
@@ -377,36 +482,42 @@ class _Gen:
                 lines += [
                     "    @property",
                     f"    def {attr}(self) -> pybpf.Map:",
-                    f'        """{doc}."""',
+                    _docstring(f"{doc}.", " " * 8),
                     f"        return self.obj.maps[{m.name!r}]",
                     "",
                 ]
         return lines
 
-    def _globals(self, taken: set[str]) -> list[str]:
+    def _global_type(self, g: GlobalSpec) -> tuple[str, str]:
+        """(python type, getter expression) of a global variable."""
+        section = (f"self.obj.{_SECTION_ATTR[g.section]}" if g.section in _SECTION_ATTR
+                   else f"self.obj.section({g.section!r})")
+        dt = self.btf.dtype(g.type_id)
+        ptype = self.pytype(dt, self.type_name(g.type_id))
+        if ptype == "np.ndarray":
+            getter = f"np.asarray({section}[{g.name!r}])"
+        elif ptype in self.records:
+            getter = f"{ptype}({section}[{g.name!r}])"
+        elif ptype == "Any":
+            getter = f"{section}[{g.name!r}][()]"
+        else:
+            getter = f"{ptype}({section}[{g.name!r}])" if ptype != "bytes" else \
+                f"bytes({section}[{g.name!r}][()])"
+        if dt.kind == "u" and dt.itemsize == 8 and self.btf[self.btf.resolve(g.type_id)].kind == "ptr":
+            ptype, getter = "int", f"int({section}[{g.name!r}])"
+        return ptype, getter
+
+    def _globals(self, types: dict[str, tuple[str, str]], members: PyNames) -> list[str]:
         lines: list[str] = []
         for g in self.spec.globals:
-            attr = _ident(g.name, taken)
-            taken.add(attr)
+            attr = members.add(g.name)
             section = (f"self.obj.{_SECTION_ATTR[g.section]}" if g.section in _SECTION_ATTR
                        else f"self.obj.section({g.section!r})")
-            dt = self.btf.dtype(g.type_id)
-            ptype = self.pytype(dt, self.type_name(g.type_id))
-            if ptype == "np.ndarray":
-                getter = f"np.asarray({section}[{g.name!r}])"
-            elif ptype in self.records:
-                getter = f"{ptype}({section}[{g.name!r}])"
-            elif ptype == "Any":
-                getter = f"{section}[{g.name!r}][()]"
-            else:
-                getter = f"{ptype}({section}[{g.name!r}])" if ptype != "bytes" else \
-                    f"bytes({section}[{g.name!r}][()])"
-            if dt.kind == "u" and dt.itemsize == 8 and self.btf[self.btf.resolve(g.type_id)].kind == "ptr":
-                ptype, getter = "int", f"int({section}[{g.name!r}])"
+            ptype, getter = types[g.name]
             lines += [
                 "    @property",
                 f"    def {attr}(self) -> {ptype}:",
-                f'        """{g.section} {_esc(g.type_name)} {g.name} (read live after load)."""',
+                _docstring(f"{g.section} {g.type_name} {g.name} (read live after load).", " " * 8),
                 f"        return {getter}",
                 "",
             ]
@@ -418,10 +529,6 @@ class _Gen:
                     "",
                 ]
         return lines
-
-
-def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 _TYPED_MAP = [
@@ -483,4 +590,4 @@ def generate(obj: str | os.PathLike[str] | bytes, *, embed: bool = True, class_n
         with open(path, "rb") as f:
             data = f.read()
         spec = ObjectSpec(data, name=name or "", path=path)
-    return _Gen(spec).module(data, embed, path, class_name)
+    return _Gen(spec, class_name).module_source(data, embed, path)
