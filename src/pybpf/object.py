@@ -27,7 +27,7 @@ from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.hub import find_btf
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf, read_file
-from pybpf.kinds import ObjectState
+from pybpf.kinds import MapFlag, MapType, ObjectState
 from pybpf.errors import (
     BpfError,
     BpfPermissionError,
@@ -37,11 +37,13 @@ from pybpf.errors import (
     VerifierError,
 )
 from pybpf.kernel.features import capabilities
+from pybpf.link import struct_ops
 from pybpf.link.base import Link
 from pybpf.maps.map import Map
 from pybpf.maps.memory import check_map_memory
 from pybpf.program import LOG_LEVEL_STATS, Program
 from pybpf.section import Section
+from pybpf.spec.compat import STRUCT_OPS_LINK_SEC, STRUCT_OPS_SEC, struct_ops_link_as_legacy
 from pybpf.spec.core import relocation_error
 from pybpf.spec.elf import MapSpec, ObjectSpec, check_elf_header
 
@@ -161,6 +163,18 @@ class Object(Resource):
             found = find_btf(btf_path)  # None when the kernel has its own BTF
             btf_custom_path = _check_custom_btf(found) if found is not None else None
         self._btf_custom_path = btf_custom_path
+        # libbpf 1.1 does not know SEC(".struct_ops.link"): it gets the image with that section
+        # renamed .struct_ops, and pybpf makes those maps BPF_F_LINK maps (pybpf.link.struct_ops)
+        self._struct_ops_link = False
+        if STRUCT_OPS_LINK_SEC in self.file_spec.sections and not struct_ops.uses_libbpf():
+            if STRUCT_OPS_SEC in self.file_spec.sections:
+                raise NotSupportedError(f"{where}: SEC(\".struct_ops\") and SEC(\".struct_ops.link\") maps in one "
+                                        f"object need libbpf >= 1.2 (this is {_libbpf.VERSION_STRING})",
+                                        feature="struct_ops_link")
+            data = struct_ops_link_as_legacy(data, where)
+            self._struct_ops_link = True
+            if object_name is None and self.path is not None:  # the name libbpf gives a file
+                object_name = os.path.basename(self.path).split(".", 1)[0][:_OBJ_NAME_BYTES] or None
 
         self._keep = [c_name := _libbpf.c_str(object_name), c_pin := _libbpf.c_str(pin_root_path),
                       c_kconfig := _libbpf.c_str(kconfig), c_btf := _libbpf.c_str(btf_custom_path)]
@@ -185,6 +199,11 @@ class Object(Resource):
             self._btf: Btf | None = None
             self._programs = self._collect_programs()
             self._maps = self._collect_maps()
+            if self._struct_ops_link:
+                for map_ptr in (m._ptr for m in self._maps.values()):
+                    if lib.bpf_map__type(map_ptr) == MapType.STRUCT_OPS:
+                        _libbpf.check(lib.bpf_map__set_map_flags(map_ptr, lib.bpf_map__map_flags(map_ptr)
+                                                                 | MapFlag.LINK), "struct_ops map flags")
         except BaseException as exc:
             self._ptr, self._state = ffi.NULL, ObjectState.CLOSED
             lib.bpf_object__close(ptr)
@@ -450,6 +469,13 @@ class Object(Resource):
             self._links.remove(link)
         except ValueError:
             pass
+
+    def _attach_map(self, map_: Map) -> Link:
+        """Register struct_ops map ``map_`` (``Map.attach_struct_ops``); the object owns the link too."""
+        with self._guard(ObjectState.LOADED, f"registering struct_ops map {map_.name}"):
+            link = struct_ops.attach(map_)
+            self.register_link(link)
+            return link
 
     def attach(self) -> list[Link]:
         """Auto-attach every loaded program whose SEC() names its target (the others are skipped:

@@ -103,6 +103,15 @@ def describe(spec: ObjectSpec) -> dict[str, Any]:
             "access": r.access,
             "path": r.path,
         } for r in spec.core_relocations],
+        "struct_ops": [{
+            "name": o.name,
+            "ops_type": o.ops_type,
+            "section": o.section,
+            "link": o.link,
+            "size": o.size,
+            "programs": o.programs,
+            "data": o.data,
+        } for o in spec.struct_ops],
         "btf": describe_btf(btf),
     }
 
@@ -130,6 +139,12 @@ def _render(doc: dict[str, Any]) -> Group:
                    for r in doc["core_relocations"]])
     parts: list[Any] = [f"[bold]{doc['file'] or doc['name']}[/]  license: {doc['license'] or '-'}",
                         progs, maps, globs, relos]
+    if doc["struct_ops"]:  # one row per member the object sets
+        parts.insert(3, table("struct_ops maps", ["name", "ops type", "section", "member", "set to"],
+                              [(o["name"], o["ops_type"], o["section"], member, value)
+                               for o in doc["struct_ops"]
+                               for member, value in [*((k, f"program {v}") for k, v in o["programs"].items()),
+                                                     *((k, short(v)) for k, v in o["data"].items())]]))
     parts.append(_kinds_table("BTF", doc["btf"]) if doc["btf"]["types"] else "BTF: none")
     return Group(*parts)
 
@@ -140,7 +155,7 @@ def inspect_command(
     obj: Optional[Path] = typer.Argument(None, help="a BPF object (.bpf.o)", show_default=False),
     btf: Optional[Path] = typer.Option(None, "--btf", help="summarise a BTF blob instead, "
                                        "e.g. /sys/kernel/btf/vmlinux"),
-    as_json: bool = JSON_FLAG(help="print JSON (keys: programs, maps, globals, "
+    as_json: bool = JSON_FLAG(help="print JSON (keys: programs, maps, struct_ops, globals, "
                                  "core_relocations, btf)"),
 ) -> None:
     """What a BPF object contains: programs, maps, globals, CO-RE relocations, BTF (no root needed)."""

@@ -90,6 +90,9 @@ class MapOwner(Protocol):
 
     def _guard(self, wanted: ObjectState | None = None, doing: str = "") -> ContextManager[Any]: ...
 
+    def _attach_map(self, map_: Any) -> Any:
+        """Register a struct_ops map of this object (the object owns the link it returns)."""
+
 DTypeLike = Any  # anything np.dtype() accepts
 
 __all__ = [
@@ -337,6 +340,26 @@ class Map(Resource):
     def flag_names(self) -> list[str]:
         """The names of the map's flags."""
         return map_flag_names(self.flags)
+
+    # ---- struct_ops --------------------------------------------------
+
+    def libbpf_map(self) -> Any:
+        """libbpf's ``struct bpf_map *`` of a map that belongs to an object (for :mod:`pybpf.link`)."""
+        self._check()
+        if self._ptr is None:
+            raise BpfError(f"map {self.name} is not part of an object: libbpf has no bpf_map for it")
+        return self._ptr
+
+    def attach_struct_ops(self) -> Any:
+        """Register a loaded struct_ops map's ops with the kernel (a TCP congestion control,
+        sched_ext...): a Link that unregisters them on close. A ``SEC(".struct_ops.link")`` map's
+        link is a bpf_link, and ``link.update(other_map)`` swaps in another version in place."""
+        self._check()
+        if self.map_type is not MapType.STRUCT_OPS:
+            raise WrongMapTypeError(f"map {self.name} is a {self.type} map, not a struct_ops map")
+        if self._obj is None:
+            raise BpfError(f"struct_ops map {self.name}: only a map of a loaded Object can be registered")
+        return self._obj._attach_map(self)
 
     @property
     def info(self) -> MapInfo:

@@ -206,6 +206,25 @@ class GlobalSpec:
     linkage: str
 
 
+@dataclass(frozen=True)
+class StructOpsSpec:
+    """A struct_ops map (``SEC(".struct_ops")`` or ``SEC(".struct_ops.link")``): the kernel ops
+    type it implements, and the members the object sets: ``programs`` (member -> BPF program)
+    and ``data`` (member -> initial value, for the non-zero ones; a string for char arrays)."""
+
+    name: str
+    ops_type: str
+    section: str
+    size: int
+    programs: dict[str, str]
+    data: dict[str, int | str]
+
+    @property
+    def link(self) -> bool:
+        """Registered through a bpf_link (updatable in place)."""
+        return self.section == ".struct_ops.link"
+
+
 @dataclass(slots=True)
 class _Section:
     index: int
@@ -404,6 +423,7 @@ class ObjectSpec:
         self.func_info: list[FuncInfo] = []
         self.line_info: list[LineInfo] = []
         self.core_relocations: list[CoreRelo] = []
+        self.struct_ops: list[StructOpsSpec] = []
         self._btf_guard(self._parse_btf_parts)
 
     # ---- construction helpers ----------------------------------------------------------
@@ -491,6 +511,7 @@ class ObjectSpec:
         if self.btf is None:
             return
         self._globals()
+        self._struct_ops()
         ext = self.sections.get(".BTF.ext")
         if ext is not None:
             parsed: BtfExt = parse_btf_ext(ext.data, self.btf, self._where, self.function_at)
@@ -573,6 +594,41 @@ class ObjectSpec:
         if m.inner is not None and m.type in ("array_of_maps", "hash_of_maps") and not m.value_size:
             m.value_size = 4  # inner map fds
         return m
+
+    def _struct_ops(self) -> None:
+        btf = self.btf
+        assert btf is not None
+        for section in (".struct_ops", ".struct_ops.link"):
+            sec = self.sections.get(section)
+            if sec is None or section not in btf.datasecs():
+                continue
+            # which program each function-pointer slot points at: the section's relocations
+            targets: dict[int, str] = {}
+            rel = self.sections.get(".rel" + section)
+            if rel is not None:
+                for r_offset, r_info in struct.iter_unpack("<QQ", rel.data[:len(rel.data) - len(rel.data) % 16]):
+                    index = r_info >> 32
+                    if 0 < index < len(self._syms):
+                        targets[r_offset] = self._syms[index][0]
+            for var in btf.datasec(section):
+                ops = btf[btf.resolve(var.type_id)]
+                programs: dict[str, str] = {}
+                data: dict[str, int | str] = {}
+                for mname, mtype, bit_off, bits in ops.members or []:
+                    where = var.offset + bit_off // 8
+                    target = btf[btf.resolve(mtype)]
+                    if where in targets and target.kind == "ptr":
+                        programs[mname] = targets[where]
+                        continue
+                    size = btf.sizeof(mtype) if not bits else 0
+                    raw = sec.data[where:where + size] if sec.data else b""
+                    if not raw.strip(b"\0"):
+                        continue
+                    if target.kind == "array" and size == target.nelems:  # char name[16]
+                        data[mname] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+                    else:
+                        data[mname] = int.from_bytes(raw, "little")
+                self.struct_ops.append(StructOpsSpec(var.name, ops.name, section, var.size, programs, data))
 
     # ---- globals -----------------------------------------------------------------------
     def _globals(self) -> None:
