@@ -44,6 +44,15 @@ STRUCTS = [
 # layouts that never grow: equal sizes
 FIXED = {"struct btf_type", "struct statfs"}
 
+# optional cdef structs (OPTIONAL_CDEF) -> (the C type, the libbpf release whose headers have it):
+# checked when the installed headers are that release or newer
+NEWER_STRUCTS = {
+    "struct bpf_tcx_opts": ("struct bpf_tcx_opts", (1, 3)),
+    "struct bpf_uprobe_multi_opts": ("struct bpf_uprobe_multi_opts", (1, 3)),
+    "struct bpf_token_create_opts": ("struct bpf_token_create_opts", (1, 4)),
+    "struct bpf_object_open_opts_1_4": ("struct bpf_object_open_opts", (1, 4)),
+}
+
 
 def _fields(ctype: str) -> list[tuple[str, int]]:
     fields = ffi.typeof(ctype).fields or []
@@ -63,6 +72,12 @@ def _c_program() -> str:
             if c_field == "gpl_compatible":
                 continue  # a C bitfield: offsetof is not allowed; the next field's offset pins it
             lines.append(f'  printf("{ctype}|{name}|%zu\\n", offsetof({ctype}, {c_field}));')
+    for ctype, (c_type, (major, minor)) in NEWER_STRUCTS.items():
+        lines.append(f"#if LIBBPF_MAJOR_VERSION > {major} || LIBBPF_MINOR_VERSION >= {minor}")
+        lines.append(f'  printf("{ctype}|sizeof|%zu\\n", sizeof({c_type}));')
+        for name, _offset in _fields(ctype):
+            lines.append(f'  printf("{ctype}|{name}|%zu\\n", offsetof({c_type}, {name}));')
+        lines.append("#endif")
     lines += ["  return 0;", "}"]
     return "\n".join(lines) + "\n"
 
@@ -92,6 +107,11 @@ def test_cdef_structs_match_c_headers(tmp_path):
                 assert offset == expected[(ctype, name)], f"offsetof({ctype}, {name})"
                 checked += 1
     assert checked > 100
+    for ctype in NEWER_STRUCTS:  # present in these headers: the same rules
+        if (ctype, "sizeof") in expected:
+            assert ffi.sizeof(ctype) <= expected[(ctype, "sizeof")], f"sizeof({ctype}) larger than the header's"
+            for name, offset in _fields(ctype):
+                assert offset == expected[(ctype, name)], f"offsetof({ctype}, {name})"
 
 
 def test_version_gate_and_optional_symbols():

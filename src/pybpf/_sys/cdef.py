@@ -488,6 +488,12 @@ OPTIONAL_SYMBOLS: dict[str, tuple[int, int]] = {
     "bpf_map_get_info_by_fd": (1, 2),
     "ring_buffer__ring": (1, 3),
     "ring_buffer__consume_n": (1, 5),
+    # issue 25
+    "bpf_program__attach_tcx": (1, 3),
+    "bpf_program__attach_uprobe_multi": (1, 3),
+    "bpf_link__update_map": (1, 2),
+    "bpf_token_create": (1, 4),
+    "bpf_object__token_fd": (1, 5),
 }
 
 LIBC_CDEF = r"""
