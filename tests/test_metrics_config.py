@@ -88,6 +88,21 @@ def test_missing_pieces(tmp_path: Path) -> None:
     assert err.key == "gauge[1].name" and err.line == 7 and "defined twice" in str(err)
 
 
+def test_errors_in_arrays_point_at_the_element_not_a_later_brace(tmp_path: Path) -> None:
+    """An element of an array of strings is found on its own line, not by counting ``{`` of
+    the labels further down (which put an ``object.programs`` error on line 15)."""
+    text = ('[object]\npath = "x"\n# the programs\nprograms = [\n  "a",\n  7,\n]\n'
+            '[[counter]]\nname = "a_total"\nmap = "m"\nlabels = [\n  { name = "comm", field = "comm" },\n'
+            '  { name = "e", field = "e", decoder = "bogus" },\n]\n')
+    err = _error(text, tmp_path)
+    assert err.key == "object.programs[1]" and err.line == 6, str(err)
+    err = _error(text.replace("  7,", '  "b",'), tmp_path)
+    assert err.key == "counter[0].labels[1].decoder" and err.line == 13, str(err)
+    err = _error('[object]\npath = "x"\nprograms = ["a", 2]\n[[counter]]\nname = "a_total"\nglobal = "g"\n',
+                 tmp_path)
+    assert err.line == 3
+
+
 def test_shipped_configs_parse_and_follow_naming_rules() -> None:
     assert set(config_names()) >= {"execsnoop", "opensnoop", "syscount", "runqlat", "tcpstates"}
     for name in config_names():

@@ -104,9 +104,13 @@ def test_per_cpu_values_are_summed_and_counters_move_by_the_workload(tmp_path: P
         for _ in range(7):
             subprocess.run([str(prog)], check=True)
         after = _families(ex.exposition().decode())
+        seen = _value(after, "pybpf_execsnoop_execs", comm=prog.name, errno="OK")
+        assert any(x.labels.get("comm") == prog.name for x in after["pybpf_execsnoop_execs"].samples)  # type: ignore[attr-defined]
+        after = _families(ex.exposition().decode())
     assert _value(after, "t_syscalls", syscall="getppid") - _value(before, "t_syscalls", syscall="getppid") == n
     assert _value(after, "t_syscall_duration_seconds", syscall="getppid") > 0
     assert _value(before, "pybpf_execsnoop_execs", comm=prog.name) == 0
+    assert seen == 0   # a new label set reads 0 the first time, so increase() counts its first burst
     assert _value(after, "pybpf_execsnoop_execs", comm=prog.name, errno="OK") == 7
 
 
@@ -208,6 +212,9 @@ def test_a_real_prometheus_server_scrapes_the_exporter(tmp_path: Path) -> None:
         series = f'pybpf_execsnoop_execs_total{{comm="{prog.name}",errno="OK"}}'
         got = _wait_query(base, series, lambda r: r and float(r[0]["value"][1]) >= n)
         assert float(got[0]["value"][1]) == n                 # N execs raise the counter by exactly N
+        # a new label set starts at 0: increase() over its first burst counts the burst
+        burst = _query(base, f"increase({series}[1m])")
+        assert burst and float(burst[0]["value"][1]) >= n, burst
         # the histogram: buckets with le bounds Prometheus understands, count = +Inf bucket
         inf = _wait_query(base, 'pybpf_runqueue_latency_seconds_bucket{le="+Inf"}',
                           lambda r: r and float(r[0]["value"][1]) > 0)

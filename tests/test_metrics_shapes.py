@@ -79,3 +79,66 @@ def test_every_map_shape() -> None:
     assert [(s.labels, s.value) for s in fams["t_plain"].samples] == [({"slot": "5"}, 42)]
     flows = {(s.labels["addr"], s.labels["errno"]): s.value for s in fams["t_flows"].samples}
     assert flows == {("10.0.0.7", "OK"): 3, ("::1", "ECONNREFUSED"): 9}
+
+
+LIMITED = """
+[object]
+path = "metrics_test"
+programs = []
+
+[[counter]]
+name = "t_flows_total"
+map = "flows"
+max_series = 2
+labels = [{ name = "errno", field = "errno_", decoder = "errno" }]
+
+[[histogram]]
+name = "t_latency_seconds"
+map = "lat_by_cpu"
+bucket_field = "slot"
+max_series = 1
+buckets = { type = "linear", step = 10, scale = 1e-3 }
+labels = [{ name = "cpu", field = "cpu" }]
+"""
+
+
+def test_new_series_start_at_zero_and_max_series_folds_the_rest() -> None:
+    """A label set first seen after the first scrape reads 0 once (so PromQL's increase() counts
+    its first burst); past max_series label sets go to one 'other' series, and the count of
+    folded label sets is exported."""
+    def flows(text: str) -> dict[str, float]:
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        return {s.labels["errno"]: s.value for s in fams["t_flows"].samples if s.name == "t_flows_total"}
+
+    def folded(text: str) -> dict[str, float]:
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        return {s.labels["metric"]: s.value for s in fams["pybpf_export_folded_series"].samples}
+
+    def flow_key(m, errno: int) -> np.ndarray:  # noqa: ANN001
+        key = np.zeros(1, dtype=m.key_dtype)
+        key["family"] = 2
+        key["errno_"] = errno
+        return key
+
+    with Exporter([parse_config(LIMITED, "limited.toml")]) as ex:
+        m = ex.objects[0].maps["flows"]
+        m.update_batch(flow_key(m, 0), np.array([3], dtype=np.uint64))
+        assert flows(ex.exposition().decode()) == {"OK": 3}            # the first scrape: values as they are
+        m.update_batch(flow_key(m, 2), np.array([5], dtype=np.uint64))
+        assert flows(ex.exposition().decode()) == {"OK": 3, "ENOENT": 0}   # new: 0 on first sight
+        assert flows(ex.exposition().decode()) == {"OK": 3, "ENOENT": 5}
+        m.update_batch(np.concatenate([flow_key(m, 13), flow_key(m, 111)]), np.array([2, 4], dtype=np.uint64))
+        text = ex.exposition().decode()
+        assert flows(text) == {"OK": 3, "ENOENT": 5, "other": 0}         # two kept, the rest folded (new: 0)
+        assert folded(text)["t_flows_total"] == 2
+        text = ex.exposition().decode()
+        assert flows(text) == {"OK": 3, "ENOENT": 5, "other": 6}
+        lat = ex.objects[0].maps["lat_by_cpu"]
+        for (cpu, slot), count in {(0, 0): 5, (1, 1): 4, (2, 1): 1}.items():
+            lat[(cpu, slot)] = count
+        ex.exposition()
+        fams = {f.name: f for f in text_string_to_metric_families(ex.exposition().decode())}
+        inf = {s.labels["cpu"]: s.value for s in fams["t_latency_seconds"].samples
+               if s.name.endswith("_bucket") and s.labels["le"] == "+Inf"}
+        assert inf == {"0": 5, "other": 5}
+        assert folded(ex.exposition().decode())["t_latency_seconds"] == 2

@@ -8,12 +8,24 @@ through the section's mmapped view. Each map is read once per scrape, however
 many metrics use it. Labels come from key fields named through BTF, decoded by
 :mod:`pybpf.metrics.decoders`. Bucket arrays become histograms whose ``le`` bounds
 follow the bucket convention of libbpf-tools (see :func:`bucket_bounds`).
+
+Two rules keep PromQL right over maps whose keys come and go:
+
+- a counter or histogram series that appears after the first collection (a new
+  ``comm``) is reported at 0 the first time it is seen, and with its value from
+  the next collection on, so ``increase()`` counts its first burst (Prometheus
+  cannot count the increase of a series whose first sample already holds it);
+- ``max_series = N`` keeps the first N label sets seen and folds the others into
+  one series whose labels all read ``other``; ``pybpf_export_folded_series``
+  says per metric how many label sets were folded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+import threading
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -27,6 +39,7 @@ from pybpf.metrics.decoders import CachedDecoder
 __all__ = ["BpfCollector", "ObjectMetrics", "bucket_bounds"]
 
 _INF = float("inf")
+OTHER = "other"
 
 
 def bucket_bounds(buckets: Buckets, n: int) -> list[float]:
@@ -77,6 +90,11 @@ class _Metric:
         self.reader: _MapReader | None = None
         self.glob: tuple[pybpf.Section, str] | None = None
         self.decoders = [CachedDecoder(lab.decoder) for lab in spec.labels]
+        self._lock = threading.Lock()          # scrapes may run concurrently
+        self._collections = 0
+        self._seen: set[tuple[str, ...]] = set()
+        self._kept: set[tuple[str, ...]] = set()
+        self._folded: set[tuple[str, ...]] = set()
         if spec.map is not None:
             if spec.map not in obj.maps:
                 user = [n for n in obj.maps if "." not in n]
@@ -159,9 +177,40 @@ class _Metric:
             keys, vals = keys[nz], vals[nz]
         family = _family(spec, label_names)
         scaled = (vals * spec.scale).tolist() if spec.scale != 1.0 else vals.tolist()
-        for labels, v in zip(self._labels(keys), scaled):
-            family.add_metric(labels, v)
+        rows = self._fold(list(zip(self._labels(keys), scaled)))
+        with self._lock:
+            first, self._collections = self._collections == 0, self._collections + 1
+            for labels, v in rows:
+                if spec.kind == "counter" and labels not in self._seen:
+                    self._seen.add(labels)
+                    if not first:
+                        v = 0.0   # first sight: the next scrape's value is then an increase
+                family.add_metric(labels, v)
         return family
+
+    def _fold(self, rows: list[tuple[tuple[str, ...], float]]) -> list[tuple[tuple[str, ...], float]]:
+        """Keep the first ``max_series`` label sets, sum the rest into ``(other, ...)``."""
+        limit = self.spec.max_series
+        if limit is None or not self.spec.labels:
+            return rows
+        other = tuple(OTHER for _ in self.spec.labels)
+        out: dict[tuple[str, ...], float] = {}
+        with self._lock:
+            # new label sets: the biggest first, so a limit hit at once keeps the heavy ones
+            for labels, v in sorted(rows, key=lambda r: -r[1]):
+                if labels not in self._kept and labels not in self._folded:
+                    if len(self._kept) < limit and labels != other:
+                        self._kept.add(labels)
+                    else:
+                        self._folded.add(labels)
+                key = labels if labels in self._kept else other
+                out[key] = out.get(key, 0.0) + v
+        return list(out.items())
+
+    @property
+    def folded(self) -> int:
+        """How many label sets were folded into ``other`` so far."""
+        return len(self._folded)
 
     def _histogram(self, keys: np.ndarray, values: np.ndarray, label_names: list[str]) -> Metric:
         spec = self.spec
@@ -175,12 +224,24 @@ class _Metric:
         bounds = bucket_bounds(spec.buckets, n)
         les = [floatToGoString(b) for b in bounds]
         groups: dict[tuple[str, ...], list[int]] = {}
-        for i, labels in enumerate(self._labels(keys)):
+        all_labels = self._labels(keys)
+        if spec.max_series is not None:
+            self._fold([(lab, float(counts[i])) for i, lab in enumerate(all_labels)])   # decides who is kept
+            other = tuple(OTHER for _ in spec.labels)
+            all_labels = [lab if lab in self._kept else other for lab in all_labels]
+        for i, labels in enumerate(all_labels):
             groups.setdefault(labels, []).append(i)
         if not groups and not label_names:
             groups[()] = []
         family = HistogramMetricFamily(spec.name, spec.help, labels=label_names)
+        with self._lock:
+            first, self._collections = self._collections == 0, self._collections + 1
+            new = {labels for labels in groups if labels not in self._seen}
+            self._seen.update(new)
         for labels, rows in groups.items():
+            if labels in new and not first:   # first sight: all buckets at 0 this time
+                family.add_metric(list(labels), [(le, 0.0) for le in les], 0.0)
+                continue
             per_slot = np.zeros(n, dtype=np.float64)
             if rows:
                 np.add.at(per_slot, np.clip(slots[rows], 0, n - 1), counts[rows])
@@ -244,6 +305,13 @@ class ObjectMetrics:
         cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for metric in self.metrics:
             yield metric.collect(cache)
+        limited = [m for m in self.metrics if m.spec.max_series is not None]
+        if limited:
+            folded = GaugeMetricFamily("pybpf_export_folded_series",
+                                       "label sets folded into the 'other' series by max_series", labels=["metric"])
+            for m in limited:
+                folded.add_metric([m.spec.name], float(m.folded))
+            yield folded
 
     def read_paths(self) -> dict[str, str]:
         """How each map metric is read (``mmap view`` / ``batch lookup`` / ``per-key lookups``)."""

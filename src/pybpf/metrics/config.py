@@ -81,6 +81,7 @@ class MetricSpec:
     sum_field: str | None
     sum_scale: float
     path: tuple[Any, ...]
+    max_series: int | None = None   # label sets beyond it fold into one "other" series
 
 
 @dataclass
@@ -147,21 +148,62 @@ def locate(text: str, path: tuple[Any, ...]) -> int | None:
         if prefix in keys:
             start = keys[prefix]
             rest = path[n:]
-            # inside an inline array of tables: the i-th "{" after the key, then the sub-key
-            if rest and isinstance(rest[0], int):
-                seen = -1
-                for no in range(start, len(lines) + 1):
-                    seen += lines[no - 1].count("{")
-                    if seen >= rest[0]:
-                        if len(rest) > 1:
-                            for m in range(no, len(lines) + 1):
-                                if re.search(rf"\b{re.escape(str(rest[1]))}\s*=", lines[m - 1]):
-                                    return m
-                        return no
+            if rest and isinstance(rest[0], int):   # an element of the array value of that key
+                spans = _array_elements(lines, start)
+                if rest[0] < len(spans):
+                    first, last = spans[rest[0]]
+                    if len(rest) > 1:
+                        for m in range(first, last + 1):
+                            if re.search(rf"\b{re.escape(str(rest[1]))}\s*=", lines[m - 1]):
+                                return m
+                    return first
             return start
         if prefix in tables:
             return tables[prefix]
     return None
+
+
+def _array_elements(lines: list[str], start: int) -> list[tuple[int, int]]:
+    """(first line, last line) of each element of the array that is the value of the key on
+    line ``start`` (1-based), read by brackets, braces, strings and comments."""
+    spans: list[tuple[int, int]] = []
+    depth = 0
+    begun = False
+    quote = ""
+    for no in range(start, len(lines) + 1):
+        line = lines[no - 1]
+        i = line.index("=") + 1 if no == start and "=" in line else 0
+        while i < len(line):
+            ch = line[i]
+            if quote:
+                if ch == "\\" and quote == '"':
+                    i += 1
+                elif ch == quote:
+                    quote = ""
+            elif ch == "#":
+                break
+            elif ch in "\"'":
+                quote = ch
+                if depth == 1:
+                    spans.append((no, no))
+            elif ch in "[{":
+                if depth == 1 and begun:
+                    spans.append((no, no))
+                depth += 1
+                begun = True
+            elif ch in "]}":
+                depth -= 1
+                if depth == 0:
+                    return spans
+                if depth == 1 and spans:
+                    spans[-1] = (spans[-1][0], no)
+            elif depth == 1 and not ch.isspace() and ch != ",":
+                if not spans or spans[-1][1] != no or line[i - 1] in " ,[":
+                    spans.append((no, no))
+            i += 1
+        if depth == 1 and spans and quote:
+            spans[-1] = (spans[-1][0], no)
+    return spans
 
 
 def load_config(path: str | Path) -> Config:
@@ -216,7 +258,7 @@ def parse_config(text: str, file: str = "<config>") -> Config:
     return cfg
 
 
-_METRIC_KEYS = {"name", "help", "map", "global", "labels", "value_field", "scale", "skip_zero"}
+_METRIC_KEYS = {"name", "help", "map", "global", "labels", "value_field", "scale", "skip_zero", "max_series"}
 _HIST_KEYS = {"buckets", "bucket_field", "sum"}
 
 
@@ -255,6 +297,12 @@ def _metric(cfg: Config, kind: str, entry: dict[str, Any], path: tuple[Any, ...]
         labels.append(Label(lname, _get(cfg, lab, lpath + ("field",), str), decoder, lpath))
     if glob is not None and labels:
         raise cfg.error(path + ("labels",), "a global has no key to take labels from")
+    max_series = entry.get("max_series")
+    if max_series is not None:
+        if isinstance(max_series, bool) or not isinstance(max_series, int) or max_series < 1:
+            raise cfg.error(path + ("max_series",), f"must be a whole number >= 1, not {max_series!r}")
+        if not labels:
+            raise cfg.error(path + ("max_series",), "limits label sets: this metric has no labels")
     buckets = None
     sum_global = sum_field = None
     sum_scale = 1.0
@@ -282,7 +330,8 @@ def _metric(cfg: Config, kind: str, entry: dict[str, Any], path: tuple[Any, ...]
                       scale=_num(cfg, entry, path + ("scale",), 1.0),
                       skip_zero=bool(_get(cfg, entry, path + ("skip_zero",), bool)),
                       buckets=buckets, bucket_field=_get(cfg, entry, path + ("bucket_field",), str),
-                      sum_global=sum_global, sum_field=sum_field, sum_scale=sum_scale, path=path)
+                      sum_global=sum_global, sum_field=sum_field, sum_scale=sum_scale, path=path,
+                      max_series=max_series)
 
 
 def _known(cfg: Config, table: dict[str, Any], path: tuple[Any, ...], allowed: set[str]) -> None:
