@@ -258,6 +258,18 @@ NET_CALLS = {{
     "info": lambda o: o.programs["xdp_count"].info(),
 }}
 
+def opened(name):
+    def make():
+        obj = pybpf.open(B[name])
+        return obj, obj, []
+    return make
+
+OPEN_CALLS = {{  # an object never loaded: what can race close() before load
+    "rodata[]=": lambda o: o.rodata.__setitem__("want_tgid", 7), "bss[]=": lambda o: o.bss.__setitem__("hits", 3),
+    "data[]=": lambda o: o.data.__setitem__("increment", 2), "rodata[]": lambda o: o.rodata["want_tgid"],
+    "bss.bytes": lambda o: o.bss.bytes(), "maps[].max_entries": lambda o: o.maps["pairs"].max_entries,
+}}
+
 def ring():
     obj = pybpf.open(B["ringbuf_events"])
     obj.load()
@@ -265,7 +277,8 @@ def ring():
     return rb, rb, [obj]
 
 RING_CALLS = {{"poll": lambda r: r.poll(0), "drain": lambda r: r.drain(), "drain_bytes": lambda r: r.drain_bytes(),
-              "fileno": lambda r: r.fileno()}}
+              "fileno": lambda r: r.fileno(), "available_bytes": lambda r: r.available_bytes,
+              "pinned_bytes": lambda r: r.pinned_bytes}}
 
 def user_ring():
     obj = pybpf.open(B["ringbuf_user"])
@@ -279,6 +292,7 @@ USER_CALLS = {{"submit": lambda u: u.submit(bytes(16)), "submit-wait": lambda u:
     "owned-hash": lambda: race(owned_hash, MAP_CALLS),
     "owned-array": lambda: race(owned_array, dict(MAP_CALLS, view=lambda m: m.view(), viewsum=lambda m: m.view().sum())),
     "object": lambda: race(loaded("counters"), OBJECT_CALLS),
+    "object-open": lambda: race(opened("counters"), OPEN_CALLS, rounds=300),
     "object-map": lambda: race(object_map, MAP_CALLS),
     "program": lambda: race(loaded("net"), NET_CALLS),
     "ringbuf": lambda: race(ring, RING_CALLS),
@@ -290,7 +304,7 @@ for key, n in odd.most_common():
 print("odd errors", sum(odd.values()))
 """
 
-CLOSE_KINDS = ["owned-hash", "owned-array", "object", "object-map", "program", "ringbuf", "userringbuf"]
+CLOSE_KINDS = ["owned-hash", "owned-array", "object", "object-open", "object-map", "program", "ringbuf", "userringbuf"]
 
 
 @pytest.mark.parametrize("kind", CLOSE_KINDS)

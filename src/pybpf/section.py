@@ -157,7 +157,7 @@ class Section:
                     raw = bytes(self._initial_image()[var.offset:var.offset + var.size])
                     return np.frombuffer(raw, dtype=dtype).reshape(()) if not dtype.shape else \
                         np.frombuffer(raw, dtype=dtype.base).reshape(dtype.shape)
-            self._obj.check_open()
+        self._obj.check_open()
         if dtype.shape:  # a C array: n-d view of its element type
             return self._exported(lambda m: m.array(dtype.base, shape=dtype.shape, offset=var.offset))
         return self._exported(lambda m: m.scalar(dtype, var.offset))
@@ -174,7 +174,7 @@ class Section:
                     image = self._initial_image()
                     image[var.offset:var.offset + var.size] = data
                     return
-            self._obj.check_open()
+        self._obj.check_open()  # closed since _variable() looked: not "read-only after load"
         if self.section.startswith((".rodata", ".kconfig")):
             raise BpfError(f"{self.section}.{name} is read-only after load (libbpf freezes .rodata; "
                            f"set it before load())")
@@ -199,7 +199,7 @@ class Section:
             with self._obj._lock:
                 if self._obj.state is ObjectState.OPEN:
                     return bytes(self._initial_image())
-            self._obj.check_open()
+        self._obj.check_open()
         size = self._require_map().value_size
         return self._exported(lambda m: bytes(m.raw()[:size]))
 

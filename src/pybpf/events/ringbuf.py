@@ -152,14 +152,20 @@ class RingBuffer(EventSource):
     @property
     def available_bytes(self) -> int:
         """Bytes committed or reserved but not yet read (headers included)."""
-        self._check()
-        return self._reader.unread()
+        self._enter()  # a close() in another thread waits to unmap until this read is done
+        try:
+            return self._reader.unread()
+        finally:
+            self._leave()
 
     @property
     def pinned_bytes(self) -> int:
         """Bytes already read but still held from producers by borrowed views that may be alive."""
-        self._check()
-        return self._reader.pinned()
+        self._enter()
+        try:
+            return self._reader.pinned()
+        finally:
+            self._leave()
 
     def _free_partial(self) -> None:
         if hasattr(self, "_wake"):
