@@ -20,7 +20,7 @@ CFLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-inline"]
 
 
 def build(dest: Path) -> Path:
-    """Build hotcold and libhotcold.so into ``dest``; returns the program's path."""
+    """Build hotcold, libhotcold.so and offcpu into ``dest``; returns hotcold's path."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         needs_kernel("needs gcc (make setup installs it)")
@@ -28,6 +28,7 @@ def build(dest: Path) -> Path:
     subprocess.run([cc, *CFLAGS, "-o", str(prog), str(DATA / "hotcold.c")], check=True)
     subprocess.run([cc, *CFLAGS, "-shared", "-fPIC", "-o", str(dest / "libhotcold.so"),
                     str(DATA / "libhotcold.c")], check=True)
+    subprocess.run([cc, *CFLAGS, "-pthread", "-o", str(dest / "offcpu"), str(DATA / "offcpu.c")], check=True)
     return prog
 
 

@@ -76,7 +76,7 @@ def _resolve(ids: np.ndarray, names_of: dict[int, tuple[str, ...]], missed: str,
 
 
 def name_stacks(keys: np.ndarray, values: np.ndarray, stacks: StackTable, symbolizer: Symbolizer, *,
-                pid: str = "pid", comm: str | None = "name", kernel_id: str | None = "kern_stack_id",
+                pid: str | None = "pid", comm: str | None = "name", kernel_id: str | None = "kern_stack_id",
                 user_id: str | None = "user_stack_id", user_pid: str | None = None,
                 kernel_suffix: str = "") -> list[NamedStack]:
     """Name the stacks of a profile. ``keys`` is the counts map's structured key array and
