@@ -321,3 +321,25 @@ def test_bad_addresses():
     with pytest.raises(pybpf.InvalidArgumentError, match="negative"):
         sym.kernel([-1])
     assert len(sym.user(os.getpid(), [])) == 0
+
+
+# ---- exporter decoders -----------------------------------------------------------------------------
+
+def test_kstack_and_ustack_label_decoders(kernel):
+    import ctypes
+
+    from pybpf.metrics.decoders import DECODERS, CachedDecoder
+    ks = KernelSymbols()
+    sched, sleep = ks.address("schedule"), ks.address("do_nanosleep")
+    field = np.zeros(8, np.uint64)
+    field[:2] = [sched + 4, sleep + 8]
+    dec = CachedDecoder("kstack")
+    assert dec(field) == "schedule\ndo_nanosleep" == dec(field.copy())
+    libc = ctypes.CDLL("libc.so.6")
+    getpid = ctypes.cast(libc.getpid, ctypes.c_void_p).value
+    rec = np.zeros((), np.dtype([("pid", "<u4"), ("addrs", "<u8", (4,))]))
+    rec["pid"] = os.getpid()
+    rec["addrs"][:2] = [getpid, 0]
+    assert DECODERS["ustack"](rec) in ("getpid", "__getpid")
+    with pytest.raises(ValueError, match="struct field"):
+        DECODERS["ustack"](field)

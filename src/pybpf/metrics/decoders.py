@@ -44,6 +44,56 @@ def _inet(value: Any) -> str:
     return toolkit.ip_address(data, 10)
 
 
+_SYMBOLIZER: Any = None
+_STACKS: dict[bytes, str] = {}
+
+
+def _symbolizer() -> Any:
+    global _SYMBOLIZER
+    if _SYMBOLIZER is None:
+        from pybpf.symbolize import Symbolizer
+        _SYMBOLIZER = Symbolizer()
+    return _SYMBOLIZER
+
+
+def _addresses(value: Any) -> np.ndarray:
+    a = np.asarray(value).reshape(-1).astype(np.uint64)
+    zero = np.flatnonzero(a == 0)
+    return a[:zero[0]] if len(zero) else a
+
+
+def _remembered(key: bytes, make: Callable[[], str]) -> str:
+    text = _STACKS.get(key)
+    if text is None:
+        if len(_STACKS) >= 50_000:
+            _STACKS.clear()
+        text = _STACKS[key] = make()
+    return text
+
+
+def _kstack(value: Any) -> str:
+    """A ``u64[N]`` field of kernel addresses (``bpf_get_stack()``, zero-padded) -> its symbol
+    names, innermost first, one per line (as ebpf_exporter's kstack decoder)."""
+    addrs = _addresses(value)
+    return _remembered(b"k" + addrs.tobytes(),
+                       lambda: "\n".join(_symbolizer().kernel(addrs).names.tolist()))
+
+
+def _ustack(value: Any) -> str:
+    """A struct field holding a pid (its first integer member: ``pid``/``tgid``) and a ``u64[N]``
+    of that process's user addresses -> names, innermost first, one per line."""
+    names = getattr(getattr(value, "dtype", None), "names", None)
+    if not names:
+        raise ValueError("the ustack decoder needs a struct field: { __u32 pid; __u64 addrs[N]; }")
+    pid_name = next((n for n in names if value.dtype[n].kind in "iu" and value.dtype[n].shape == ()), None)
+    arr_name = next((n for n in names if value.dtype[n].shape != ()), None)
+    if pid_name is None or arr_name is None:
+        raise ValueError("the ustack decoder needs a pid member and an address array member")
+    pid, addrs = int(value[pid_name]), _addresses(value[arr_name])
+    return _remembered(b"u%d:" % pid + addrs.tobytes(),
+                       lambda: "\n".join(_symbolizer().user(pid, addrs).names.tolist()))
+
+
 DECODERS: dict[str, Callable[[Any], str]] = {
     "none": _text,
     "cstring": lambda v: toolkit.cstr(v),
@@ -56,6 +106,8 @@ DECODERS: dict[str, Callable[[Any], str]] = {
     "errno": lambda v: toolkit.errno_name(int(v)),
     "tcp_state": lambda v: toolkit.tcp_state(int(v)),
     "hex": lambda v: f"0x{int(v):x}",
+    "kstack": _kstack,
+    "ustack": _ustack,
 }
 
 

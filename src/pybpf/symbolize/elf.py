@@ -67,10 +67,13 @@ class ElfSymbols:
     """The function symbols, load segments and build-id of one ELF file.
 
     ``path`` is where it was read (``/proc/PID/root/usr/lib/...`` for a container's file);
-    ``data`` reads from bytes instead (the vDSO, copied out of a process).
+    ``data`` reads from bytes instead (the vDSO, copied out of a process). With ``lines`` (the
+    default) a file with DWARF stays mapped, for :meth:`file_lines`; otherwise, or without DWARF,
+    the file is closed once its symbols are read (an mmap holds an fd).
     """
 
-    def __init__(self, path: str, *, data: bytes | None = None, name: str | None = None) -> None:
+    def __init__(self, path: str, *, data: bytes | None = None, name: str | None = None,
+                 lines: bool = True) -> None:
         self.path = path
         self.name = name or path
         self._mm: mmap.mmap | None = None
@@ -92,7 +95,7 @@ class ElfSymbols:
         self._buf = buf
         try:
             self._parse()
-            if not self.has_debug_info:
+            if not (lines and self.has_debug_info):
                 self.close()   # everything is read: no fd held for it
         except ObjectFormatError:
             self.close()
@@ -303,7 +306,7 @@ class ElfSymbols:
         ``.debug_aranges``), each once: a lookup in libc's debug file reads a few CUs, not 2000.
         """
         out: list[tuple[str, int] | None] = [None] * len(vaddrs)
-        if not self.has_debug_info:
+        if not self.has_debug_info or (self._mm is None and not self._buf):
             return out
         with self._lock:
             try:

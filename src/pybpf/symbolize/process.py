@@ -137,8 +137,9 @@ class ProcessMaps:
     """
 
     def __init__(self, pid: int, load_elf: ElfLoader, *, debug_dirs: tuple[str, ...] = ("/usr/lib/debug",),
-                 perf_maps: bool = True) -> None:
+                 perf_maps: bool = True, lines: bool = False) -> None:
         self.pid = pid
+        self._lines = lines
         self.taken_at = time.monotonic()
         self.root = f"/proc/{pid}/root"
         self.mappings = read_maps(pid)
@@ -183,7 +184,7 @@ class ProcessMaps:
             if st.st_ino != m.inode and not candidate.startswith(f"/proc/{self.pid}/map_files"):
                 continue   # replaced since it was mapped: only map_files has the mapped one
             try:
-                return self._load_elf(_file_key(st), functools.partial(ElfSymbols, candidate, name=path))
+                return self._load_elf(_file_key(st), functools.partial(ElfSymbols, candidate, name=path, lines=self._lines))
             except (ObjectFormatError, OSError):
                 return None
         return None
@@ -199,7 +200,8 @@ class ProcessMaps:
                 candidate = f"{base}{d}/.build-id/{bid[:2]}/{bid[2:]}.debug"
                 try:
                     st = os.stat(candidate)
-                    debug = self._load_elf(_file_key(st), functools.partial(ElfSymbols, candidate, name=elf.name))
+                    debug = self._load_elf(_file_key(st), functools.partial(ElfSymbols, candidate, name=elf.name,
+                                                                         lines=self._lines))
                 except (ObjectFormatError, OSError):
                     continue
                 if debug.build_id == bid and len(debug.values) >= len(elf.values):

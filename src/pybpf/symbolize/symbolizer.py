@@ -100,7 +100,8 @@ class Symbolizer:
 
     ``lines=True`` adds ``file:line`` from DWARF where the file (or its debug file)
     carries ``.debug_line``. ``perf_maps`` reads ``/tmp/perf-PID.map`` for JIT code.
-    Thread-safe; nothing to close.
+    Thread-safe; nothing to close (without ``lines`` it holds no fd: files are read and let go;
+    with ``lines`` the files that carry DWARF stay mapped until the symbolizer is collected).
     """
 
     def __init__(self, *, lines: bool = False, perf_maps: bool = True,
@@ -145,7 +146,8 @@ class Symbolizer:
             if maps is not None:
                 return maps
             try:
-                maps = ProcessMaps(pid, self._load_elf, debug_dirs=self.debug_dirs, perf_maps=self.perf_maps)
+                maps = ProcessMaps(pid, self._load_elf, debug_dirs=self.debug_dirs, perf_maps=self.perf_maps,
+                                   lines=self.lines)
             except (FileNotFoundError, ProcessLookupError):
                 return None
             self._procs[pid] = maps
