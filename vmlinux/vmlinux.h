@@ -5,6 +5,22 @@
 #pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
 #endif
 
+#ifndef __ksym
+#define __ksym __attribute__((section(".ksyms")))
+#endif
+
+#ifndef __weak
+#define __weak __attribute__((weak))
+#endif
+
+#ifndef __bpf_fastcall
+#if __has_attribute(bpf_fastcall)
+#define __bpf_fastcall __attribute__((bpf_fastcall))
+#else
+#define __bpf_fastcall
+#endif
+#endif
+
 typedef signed char __s8;
 
 typedef unsigned char __u8;
@@ -134717,6 +134733,214 @@ enum reg_type {
 	REG_TYPE_BASE = 3,
 };
 
+
+
+/* BPF kfuncs */
+#ifndef BPF_NO_KFUNC_PROTOTYPES
+extern void __bpf_trap() __weak __ksym;
+extern void bbr_cwnd_event(struct sock *sk, enum tcp_ca_event event) __weak __ksym;
+extern void bbr_init(struct sock *sk) __weak __ksym;
+extern void bbr_main(struct sock *sk, u32 ack, int flag, const struct rate_sample *rs) __weak __ksym;
+extern u32 bbr_min_tso_segs(struct sock *sk) __weak __ksym;
+extern void bbr_set_state(struct sock *sk, u8 new_state) __weak __ksym;
+extern u32 bbr_sndbuf_expand(struct sock *sk) __weak __ksym;
+extern u32 bbr_ssthresh(struct sock *sk) __weak __ksym;
+extern u32 bbr_undo_cwnd(struct sock *sk) __weak __ksym;
+extern void __attribute__((btf_type_tag("address_space(1)"))) *bpf_arena_alloc_pages(void *p__map, void __attribute__((btf_type_tag("address_space(1)"))) *addr__ign, u32 page_cnt, int node_id, u64 flags) __weak __ksym;
+extern void bpf_arena_free_pages(void *p__map, void __attribute__((btf_type_tag("address_space(1)"))) *ptr__ign, u32 page_cnt) __weak __ksym;
+extern int bpf_arena_reserve_pages(void *p__map, void __attribute__((btf_type_tag("address_space(1)"))) *ptr__ign, u32 page_cnt) __weak __ksym;
+extern __bpf_fastcall void *bpf_cast_to_kern_ctx(void *obj) __weak __ksym;
+extern struct cgroup *bpf_cgroup_acquire(struct cgroup *cgrp) __weak __ksym;
+extern struct cgroup *bpf_cgroup_ancestor(struct cgroup *cgrp, int level) __weak __ksym;
+extern struct cgroup *bpf_cgroup_from_id(u64 cgid) __weak __ksym;
+extern int bpf_cgroup_read_xattr(struct cgroup *cgroup, const char *name__str, struct bpf_dynptr *value_p) __weak __ksym;
+extern void bpf_cgroup_release(struct cgroup *cgrp) __weak __ksym;
+extern int bpf_copy_from_user_dynptr(struct bpf_dynptr *dptr, u32 off, u32 size, const void *unsafe_ptr__ign) __weak __ksym;
+extern int bpf_copy_from_user_str(void *dst, u32 dst__sz, const void *unsafe_ptr__ign, u64 flags) __weak __ksym;
+extern int bpf_copy_from_user_str_dynptr(struct bpf_dynptr *dptr, u32 off, u32 size, const void *unsafe_ptr__ign) __weak __ksym;
+extern int bpf_copy_from_user_task_dynptr(struct bpf_dynptr *dptr, u32 off, u32 size, const void *unsafe_ptr__ign, struct task_struct *tsk) __weak __ksym;
+extern int bpf_copy_from_user_task_str(void *dst, u32 dst__sz, const void *unsafe_ptr__ign, struct task_struct *tsk, u64 flags) __weak __ksym;
+extern int bpf_copy_from_user_task_str_dynptr(struct bpf_dynptr *dptr, u32 off, u32 size, const void *unsafe_ptr__ign, struct task_struct *tsk) __weak __ksym;
+extern struct bpf_cpumask *bpf_cpumask_acquire(struct bpf_cpumask *cpumask) __weak __ksym;
+extern bool bpf_cpumask_and(struct bpf_cpumask *dst, const struct cpumask *src1, const struct cpumask *src2) __weak __ksym;
+extern u32 bpf_cpumask_any_and_distribute(const struct cpumask *src1, const struct cpumask *src2) __weak __ksym;
+extern u32 bpf_cpumask_any_distribute(const struct cpumask *cpumask) __weak __ksym;
+extern void bpf_cpumask_clear(struct bpf_cpumask *cpumask) __weak __ksym;
+extern void bpf_cpumask_clear_cpu(u32 cpu, struct bpf_cpumask *cpumask) __weak __ksym;
+extern void bpf_cpumask_copy(struct bpf_cpumask *dst, const struct cpumask *src) __weak __ksym;
+extern struct bpf_cpumask *bpf_cpumask_create() __weak __ksym;
+extern bool bpf_cpumask_empty(const struct cpumask *cpumask) __weak __ksym;
+extern bool bpf_cpumask_equal(const struct cpumask *src1, const struct cpumask *src2) __weak __ksym;
+extern u32 bpf_cpumask_first(const struct cpumask *cpumask) __weak __ksym;
+extern u32 bpf_cpumask_first_and(const struct cpumask *src1, const struct cpumask *src2) __weak __ksym;
+extern u32 bpf_cpumask_first_zero(const struct cpumask *cpumask) __weak __ksym;
+extern bool bpf_cpumask_full(const struct cpumask *cpumask) __weak __ksym;
+extern bool bpf_cpumask_intersects(const struct cpumask *src1, const struct cpumask *src2) __weak __ksym;
+extern void bpf_cpumask_or(struct bpf_cpumask *dst, const struct cpumask *src1, const struct cpumask *src2) __weak __ksym;
+extern int bpf_cpumask_populate(struct bpf_cpumask *cpumask, void *src, size_t src__sz) __weak __ksym;
+extern void bpf_cpumask_release(struct bpf_cpumask *cpumask) __weak __ksym;
+extern void bpf_cpumask_set_cpu(u32 cpu, struct bpf_cpumask *cpumask) __weak __ksym;
+extern void bpf_cpumask_setall(struct bpf_cpumask *cpumask) __weak __ksym;
+extern bool bpf_cpumask_subset(const struct cpumask *src1, const struct cpumask *src2) __weak __ksym;
+extern bool bpf_cpumask_test_and_clear_cpu(u32 cpu, struct bpf_cpumask *cpumask) __weak __ksym;
+extern bool bpf_cpumask_test_and_set_cpu(u32 cpu, struct bpf_cpumask *cpumask) __weak __ksym;
+extern bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __weak __ksym;
+extern u32 bpf_cpumask_weight(const struct cpumask *cpumask) __weak __ksym;
+extern void bpf_cpumask_xor(struct bpf_cpumask *dst, const struct cpumask *src1, const struct cpumask *src2) __weak __ksym;
+extern struct bpf_crypto_ctx *bpf_crypto_ctx_acquire(struct bpf_crypto_ctx *ctx) __weak __ksym;
+extern struct bpf_crypto_ctx *bpf_crypto_ctx_create(const struct bpf_crypto_params *params, u32 params__sz, int *err) __weak __ksym;
+extern void bpf_crypto_ctx_release(struct bpf_crypto_ctx *ctx) __weak __ksym;
+extern int bpf_crypto_decrypt(struct bpf_crypto_ctx *ctx, const struct bpf_dynptr *src, const struct bpf_dynptr *dst, const struct bpf_dynptr *siv__nullable) __weak __ksym;
+extern int bpf_crypto_encrypt(struct bpf_crypto_ctx *ctx, const struct bpf_dynptr *src, const struct bpf_dynptr *dst, const struct bpf_dynptr *siv__nullable) __weak __ksym;
+extern int bpf_ct_change_status(struct nf_conn *nfct, u32 status) __weak __ksym;
+extern int bpf_ct_change_timeout(struct nf_conn *nfct, u32 timeout) __weak __ksym;
+extern struct nf_conn *bpf_ct_insert_entry(struct nf_conn___init *nfct_i) __weak __ksym;
+extern void bpf_ct_release(struct nf_conn *nfct) __weak __ksym;
+extern int bpf_ct_set_nat_info(struct nf_conn___init *nfct, union nf_inet_addr *addr, int port, enum nf_nat_manip_type manip) __weak __ksym;
+extern int bpf_ct_set_status(const struct nf_conn___init *nfct, u32 status) __weak __ksym;
+extern void bpf_ct_set_timeout(struct nf_conn___init *nfct, u32 timeout) __weak __ksym;
+extern int bpf_dynptr_adjust(const struct bpf_dynptr *p, u32 start, u32 end) __weak __ksym;
+extern int bpf_dynptr_clone(const struct bpf_dynptr *p, struct bpf_dynptr *clone__uninit) __weak __ksym;
+extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, u32 dst_off, struct bpf_dynptr *src_ptr, u32 src_off, u32 size) __weak __ksym;
+extern int bpf_dynptr_from_skb(struct __sk_buff *s, u64 flags, struct bpf_dynptr *ptr__uninit) __weak __ksym;
+extern int bpf_dynptr_from_skb_meta(struct __sk_buff *skb_, u64 flags, struct bpf_dynptr *ptr__uninit) __weak __ksym;
+extern int bpf_dynptr_from_xdp(struct xdp_md *x, u64 flags, struct bpf_dynptr *ptr__uninit) __weak __ksym;
+extern bool bpf_dynptr_is_null(const struct bpf_dynptr *p) __weak __ksym;
+extern bool bpf_dynptr_is_rdonly(const struct bpf_dynptr *p) __weak __ksym;
+extern int bpf_dynptr_memset(struct bpf_dynptr *p, u32 offset, u32 size, u8 val) __weak __ksym;
+extern __u32 bpf_dynptr_size(const struct bpf_dynptr *p) __weak __ksym;
+extern void *bpf_dynptr_slice(const struct bpf_dynptr *p, u32 offset, void *buffer__opt, u32 buffer__szk) __weak __ksym;
+extern void *bpf_dynptr_slice_rdwr(const struct bpf_dynptr *p, u32 offset, void *buffer__opt, u32 buffer__szk) __weak __ksym;
+extern int bpf_fentry_test1(int a) __weak __ksym;
+extern int bpf_get_dentry_xattr(struct dentry *dentry, const char *name__str, struct bpf_dynptr *value_p) __weak __ksym;
+extern int bpf_get_file_xattr(struct file *file, const char *name__str, struct bpf_dynptr *value_p) __weak __ksym;
+extern struct kmem_cache *bpf_get_kmem_cache(u64 addr) __weak __ksym;
+extern struct file *bpf_get_task_exe_file(struct task_struct *task) __weak __ksym;
+extern void bpf_iter_bits_destroy(struct bpf_iter_bits *it) __weak __ksym;
+extern int bpf_iter_bits_new(struct bpf_iter_bits *it, const u64 *unsafe_ptr__ign, u32 nr_words) __weak __ksym;
+extern int *bpf_iter_bits_next(struct bpf_iter_bits *it) __weak __ksym;
+extern void bpf_iter_css_destroy(struct bpf_iter_css *it) __weak __ksym;
+extern int bpf_iter_css_new(struct bpf_iter_css *it, struct cgroup_subsys_state *start, unsigned int flags) __weak __ksym;
+extern struct cgroup_subsys_state *bpf_iter_css_next(struct bpf_iter_css *it) __weak __ksym;
+extern void bpf_iter_css_task_destroy(struct bpf_iter_css_task *it) __weak __ksym;
+extern int bpf_iter_css_task_new(struct bpf_iter_css_task *it, struct cgroup_subsys_state *css, unsigned int flags) __weak __ksym;
+extern struct task_struct *bpf_iter_css_task_next(struct bpf_iter_css_task *it) __weak __ksym;
+extern void bpf_iter_dmabuf_destroy(struct bpf_iter_dmabuf *it) __weak __ksym;
+extern int bpf_iter_dmabuf_new(struct bpf_iter_dmabuf *it) __weak __ksym;
+extern struct dma_buf *bpf_iter_dmabuf_next(struct bpf_iter_dmabuf *it) __weak __ksym;
+extern void bpf_iter_kmem_cache_destroy(struct bpf_iter_kmem_cache *it) __weak __ksym;
+extern int bpf_iter_kmem_cache_new(struct bpf_iter_kmem_cache *it) __weak __ksym;
+extern struct kmem_cache *bpf_iter_kmem_cache_next(struct bpf_iter_kmem_cache *it) __weak __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __weak __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __weak __ksym;
+extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task__nullable, unsigned int flags) __weak __ksym;
+extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
+extern void bpf_iter_task_vma_destroy(struct bpf_iter_task_vma *it) __weak __ksym;
+extern int bpf_iter_task_vma_new(struct bpf_iter_task_vma *it, struct task_struct *task, u64 addr) __weak __ksym;
+extern struct vm_area_struct *bpf_iter_task_vma_next(struct bpf_iter_task_vma *it) __weak __ksym;
+extern void bpf_key_put(struct bpf_key *bkey) __weak __ksym;
+extern void bpf_kfunc_call_memb_release(struct prog_test_member *p) __weak __ksym;
+extern void bpf_kfunc_call_test_release(struct prog_test_ref_kfunc *p) __weak __ksym;
+extern struct bpf_list_node *bpf_list_back(struct bpf_list_head *head) __weak __ksym;
+extern struct bpf_list_node *bpf_list_front(struct bpf_list_head *head) __weak __ksym;
+extern struct bpf_list_node *bpf_list_pop_back(struct bpf_list_head *head) __weak __ksym;
+extern struct bpf_list_node *bpf_list_pop_front(struct bpf_list_head *head) __weak __ksym;
+extern int bpf_list_push_back_impl(struct bpf_list_head *head, struct bpf_list_node *node, void *meta__ign, u64 off) __weak __ksym;
+extern int bpf_list_push_front_impl(struct bpf_list_head *head, struct bpf_list_node *node, void *meta__ign, u64 off) __weak __ksym;
+extern void bpf_local_irq_restore(long unsigned int *flags__irq_flag) __weak __ksym;
+extern void bpf_local_irq_save(long unsigned int *flags__irq_flag) __weak __ksym;
+extern struct bpf_key *bpf_lookup_system_key(u64 id) __weak __ksym;
+extern struct bpf_key *bpf_lookup_user_key(s32 serial, u64 flags) __weak __ksym;
+extern s64 bpf_map_sum_elem_count(const struct bpf_map *map) __weak __ksym;
+extern int bpf_modify_return_test(int a, int *b) __weak __ksym;
+extern int bpf_modify_return_test2(int a, int *b, short int c, int d, void *e, char f, int g) __weak __ksym;
+extern int bpf_modify_return_test_tp(int nonce) __weak __ksym;
+extern void bpf_obj_drop_impl(void *p__alloc, void *meta__ign) __weak __ksym;
+extern void *bpf_obj_new_impl(u64 local_type_id__k, void *meta__ign) __weak __ksym;
+extern int bpf_path_d_path(const struct path *path, char *buf, size_t buf__sz) __weak __ksym;
+extern void bpf_percpu_obj_drop_impl(void *p__alloc, void *meta__ign) __weak __ksym;
+extern void *bpf_percpu_obj_new_impl(u64 local_type_id__k, void *meta__ign) __weak __ksym;
+extern void bpf_preempt_disable() __weak __ksym;
+extern void bpf_preempt_enable() __weak __ksym;
+extern int bpf_probe_read_kernel_dynptr(struct bpf_dynptr *dptr, u32 off, u32 size, const void *unsafe_ptr__ign) __weak __ksym;
+extern int bpf_probe_read_kernel_str_dynptr(struct bpf_dynptr *dptr, u32 off, u32 size, const void *unsafe_ptr__ign) __weak __ksym;
+extern int bpf_probe_read_user_dynptr(struct bpf_dynptr *dptr, u32 off, u32 size, const void *unsafe_ptr__ign) __weak __ksym;
+extern int bpf_probe_read_user_str_dynptr(struct bpf_dynptr *dptr, u32 off, u32 size, const void *unsafe_ptr__ign) __weak __ksym;
+extern void bpf_put_file(struct file *file) __weak __ksym;
+extern int bpf_rbtree_add_impl(struct bpf_rb_root *root, struct bpf_rb_node *node, bool (*less)(struct bpf_rb_node *, const struct bpf_rb_node *), void *meta__ign, u64 off) __weak __ksym;
+extern struct bpf_rb_node *bpf_rbtree_first(struct bpf_rb_root *root) __weak __ksym;
+extern struct bpf_rb_node *bpf_rbtree_left(struct bpf_rb_root *root, struct bpf_rb_node *node) __weak __ksym;
+extern struct bpf_rb_node *bpf_rbtree_remove(struct bpf_rb_root *root, struct bpf_rb_node *node) __weak __ksym;
+extern struct bpf_rb_node *bpf_rbtree_right(struct bpf_rb_root *root, struct bpf_rb_node *node) __weak __ksym;
+extern struct bpf_rb_node *bpf_rbtree_root(struct bpf_rb_root *root) __weak __ksym;
+extern void bpf_rcu_read_lock() __weak __ksym;
+extern void bpf_rcu_read_unlock() __weak __ksym;
+extern __bpf_fastcall void *bpf_rdonly_cast(const void *obj__ign, u32 btf_id__k) __weak __ksym;
+extern void *bpf_refcount_acquire_impl(void *p__refcounted_kptr, void *meta__ign) __weak __ksym;
+extern int bpf_remove_dentry_xattr(struct dentry *dentry, const char *name__str) __weak __ksym;
+extern int bpf_res_spin_lock(struct bpf_res_spin_lock *lock) __weak __ksym;
+extern int bpf_res_spin_lock_irqsave(struct bpf_res_spin_lock *lock, long unsigned int *flags__irq_flag) __weak __ksym;
+extern void bpf_res_spin_unlock(struct bpf_res_spin_lock *lock) __weak __ksym;
+extern void bpf_res_spin_unlock_irqrestore(struct bpf_res_spin_lock *lock, long unsigned int *flags__irq_flag) __weak __ksym;
+extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type, u64 value) __weak __ksym;
+extern __u64 *bpf_session_cookie() __weak __ksym;
+extern bool bpf_session_is_return() __weak __ksym;
+extern int bpf_set_dentry_xattr(struct dentry *dentry, const char *name__str, const struct bpf_dynptr *value_p, int flags) __weak __ksym;
+extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *s, struct sock *sk, struct bpf_tcp_req_attrs *attrs, int attrs__sz) __weak __ksym;
+extern struct nf_conn___init *bpf_skb_ct_alloc(struct __sk_buff *skb_ctx, struct bpf_sock_tuple *bpf_tuple, u32 tuple__sz, struct bpf_ct_opts *opts, u32 opts__sz) __weak __ksym;
+extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb_ctx, struct bpf_sock_tuple *bpf_tuple, u32 tuple__sz, struct bpf_ct_opts *opts, u32 opts__sz) __weak __ksym;
+extern int bpf_sock_addr_set_sun_path(struct bpf_sock_addr_kern *sa_kern, const u8 *sun_path, u32 sun_path__sz) __weak __ksym;
+extern int bpf_sock_destroy(struct sock_common *sock) __weak __ksym;
+extern int bpf_sock_ops_enable_tx_tstamp(struct bpf_sock_ops_kern *skops, u64 flags) __weak __ksym;
+extern int bpf_strcasecmp(const char *s1__ign, const char *s2__ign) __weak __ksym;
+extern int bpf_strchr(const char *s__ign, char c) __weak __ksym;
+extern int bpf_strchrnul(const char *s__ign, char c) __weak __ksym;
+extern int bpf_strcmp(const char *s1__ign, const char *s2__ign) __weak __ksym;
+extern int bpf_strcspn(const char *s__ign, const char *reject__ign) __weak __ksym;
+extern int bpf_stream_vprintk_impl(int stream_id, const char *fmt__str, const void *args, u32 len__sz, void *aux__prog) __weak __ksym;
+extern int bpf_strlen(const char *s__ign) __weak __ksym;
+extern int bpf_strnchr(const char *s__ign, size_t count, char c) __weak __ksym;
+extern int bpf_strnlen(const char *s__ign, size_t count) __weak __ksym;
+extern int bpf_strnstr(const char *s1__ign, const char *s2__ign, size_t len) __weak __ksym;
+extern int bpf_strrchr(const char *s__ign, int c) __weak __ksym;
+extern int bpf_strspn(const char *s__ign, const char *accept__ign) __weak __ksym;
+extern int bpf_strstr(const char *s1__ign, const char *s2__ign) __weak __ksym;
+extern struct task_struct *bpf_task_acquire(struct task_struct *p) __weak __ksym;
+extern struct task_struct *bpf_task_from_pid(s32 pid) __weak __ksym;
+extern struct task_struct *bpf_task_from_vpid(s32 vpid) __weak __ksym;
+extern struct cgroup *bpf_task_get_cgroup1(struct task_struct *task, int hierarchy_id) __weak __ksym;
+extern void bpf_task_release(struct task_struct *p) __weak __ksym;
+extern long int bpf_task_under_cgroup(struct task_struct *task, struct cgroup *ancestor) __weak __ksym;
+extern int bpf_task_work_schedule_resume_impl(struct task_struct *task, struct bpf_task_work *tw, void *map__map, bpf_task_work_callback_t callback, void *aux__prog) __weak __ksym;
+extern int bpf_task_work_schedule_signal_impl(struct task_struct *task, struct bpf_task_work *tw, void *map__map, bpf_task_work_callback_t callback, void *aux__prog) __weak __ksym;
+extern void bpf_throw(u64 cookie) __weak __ksym;
+extern int bpf_wq_init(struct bpf_wq *wq, void *p__map, unsigned int flags) __weak __ksym;
+extern int bpf_wq_set_callback_impl(struct bpf_wq *wq, int (*callback_fn)(void *, int *, void *), unsigned int flags, void *aux__prog) __weak __ksym;
+extern int bpf_wq_start(struct bpf_wq *wq, unsigned int flags) __weak __ksym;
+extern struct nf_conn___init *bpf_xdp_ct_alloc(struct xdp_md *xdp_ctx, struct bpf_sock_tuple *bpf_tuple, u32 tuple__sz, struct bpf_ct_opts *opts, u32 opts__sz) __weak __ksym;
+extern struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *xdp_ctx, struct bpf_sock_tuple *bpf_tuple, u32 tuple__sz, struct bpf_ct_opts *opts, u32 opts__sz) __weak __ksym;
+extern struct xfrm_state *bpf_xdp_get_xfrm_state(struct xdp_md *ctx, struct bpf_xfrm_state_opts *opts, u32 opts__sz) __weak __ksym;
+extern int bpf_xdp_metadata_rx_hash(const struct xdp_md *ctx, u32 *hash, enum xdp_rss_hash_type *rss_type) __weak __ksym;
+extern int bpf_xdp_metadata_rx_timestamp(const struct xdp_md *ctx, u64 *timestamp) __weak __ksym;
+extern int bpf_xdp_metadata_rx_vlan_tag(const struct xdp_md *ctx, __be16 *vlan_proto, u16 *vlan_tci) __weak __ksym;
+extern int bpf_xdp_pull_data(struct xdp_md *x, u32 len) __weak __ksym;
+extern void bpf_xdp_xfrm_state_release(struct xfrm_state *x) __weak __ksym;
+extern void css_rstat_flush(struct cgroup_subsys_state *css) __weak __ksym;
+extern void css_rstat_updated(struct cgroup_subsys_state *css, int cpu) __weak __ksym;
+extern void cubictcp_acked(struct sock *sk, const struct ack_sample *sample) __weak __ksym;
+extern void cubictcp_cong_avoid(struct sock *sk, u32 ack, u32 acked) __weak __ksym;
+extern void cubictcp_cwnd_event(struct sock *sk, enum tcp_ca_event event) __weak __ksym;
+extern void cubictcp_init(struct sock *sk) __weak __ksym;
+extern u32 cubictcp_recalc_ssthresh(struct sock *sk) __weak __ksym;
+extern void cubictcp_state(struct sock *sk, u8 new_state) __weak __ksym;
+extern void tcp_cong_avoid_ai(struct tcp_sock *tp, u32 w, u32 acked) __weak __ksym;
+extern void tcp_reno_cong_avoid(struct sock *sk, u32 ack, u32 acked) __weak __ksym;
+extern u32 tcp_reno_ssthresh(struct sock *sk) __weak __ksym;
+extern u32 tcp_reno_undo_cwnd(struct sock *sk) __weak __ksym;
+extern u32 tcp_slow_start(struct tcp_sock *tp, u32 acked) __weak __ksym;
+#endif
 
 #ifndef BPF_NO_PRESERVE_ACCESS_INDEX
 #pragma clang attribute pop

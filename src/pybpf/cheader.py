@@ -6,7 +6,10 @@ This is what generates the committed ``vmlinux/vmlinux.h``::
 
 Types are emitted by libbpf (the same engine ``bpftool btf dump ... format c``
 uses); this module adds the header guard and the ``preserve_access_index``
-pragma that makes every struct access in BPF C a CO-RE relocation.
+pragma that makes every struct access in BPF C a CO-RE relocation. A whole header
+ends, as bpftool >= 7.5's does, with an ``extern ... __weak __ksym;`` prototype for
+each kernel function the BTF tags ``bpf_kfunc`` (pahole's ``decl_tag_kfuncs``), under
+``#ifndef BPF_NO_KFUNC_PROTOTYPES``, so BPF C can call kfuncs without declaring them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,22 @@ _PROLOGUE = """\
 #pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
 #endif
 
+#ifndef __ksym
+#define __ksym __attribute__((section(".ksyms")))
+#endif
+
+#ifndef __weak
+#define __weak __attribute__((weak))
+#endif
+
+#ifndef __bpf_fastcall
+#if __has_attribute(bpf_fastcall)
+#define __bpf_fastcall __attribute__((bpf_fastcall))
+#else
+#define __bpf_fastcall
+#endif
+#endif
+
 """
 _EPILOGUE = """
 #ifndef BPF_NO_PRESERVE_ACCESS_INDEX
@@ -57,7 +76,8 @@ def dump_c(path: str = KERNEL_BTF, *, type_names: list[str] | None = None,
             raise ObjectFormatError(f"{path}: its structs need {lines} lines of padding in C "
                                     f"(more than {MAX_PADDING_LINES}): members or sizes far past "
                                     f"their contents; use --format json", path=path)
-    text = _btfdump.dump_c(path, type_names)  # formatted by libbpf in C, into one buffer
+    # formatted by libbpf in C, into one buffer; a whole header ends with the kfunc prototypes
+    text = _btfdump.dump_c(path, type_names, kfuncs=guard and not type_names)
     body = text.decode("utf-8", "replace")
     return _PROLOGUE + body + _EPILOGUE if guard else body
 
