@@ -10,6 +10,7 @@ Counts go to $PYBPF_COMPARE_LOG."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -325,3 +326,102 @@ def test_tcpstates_option_output_is_the_c_tools(case: str, netns: str) -> None:
         assert len(a) >= 1 + 3 * 9
     same_lines(f"tcpstates {case}", a, b, ordered=False)
     assert a[0] == b[0]
+
+
+EXIT_CASES = {"default": [], "-t": ["-t"], "-x": ["-x"], "-T": ["-T"]}
+
+
+def _exits(sh: Path) -> None:
+    subprocess.run([str(sh), "-c", "exit 0"], check=False)
+    subprocess.run([str(sh), "-c", "exit 3"], check=False)
+    subprocess.run([str(sh), "-c", "kill -9 $$"], check=False)
+    subprocess.run([str(sh), "-c", "kill -USR1 $$"], check=False)
+
+
+@pytest.mark.parametrize("case", list(EXIT_CASES))
+def test_exitsnoop_option_output_is_the_c_tools(case: str, tmp_path: Path) -> None:
+    sh = unique_binary(tmp_path, "/bin/sh", "pbs")
+    args = EXIT_CASES[case]
+    n = 3 if "-x" in args else 4
+    mine = lambda lines: [l for l in lines if l.split()[:1] == [sh.name] or f" {sh.name} " in l]  # noqa: E731
+    ours, theirs, *_ = side_by_side("exitsnoop", args, lambda: _exits(sh), lambda lines: len(mine(lines)) >= n)
+    a, b = ours[:1] + mine(ours), theirs[:1] + mine(theirs)
+    assert len(a) == n + 1
+    # AGE(s): exit time minus start time, each tool reading its own clock at the exit: the format
+    age = r"(?<= )\d+\.\d\d (?= *(0|code|signal))"
+    a, b = blank(a, age, r"\d+\.\d\d "), blank(b, age)
+    if "-t" in args:
+        close_clocks(a[1:], b[1:])
+        a, b = blank(a, r"^\d\d:\d\d:\d\d", r"\d\d:\d\d:\d\d"), blank(b, r"^\d\d:\d\d:\d\d")
+    same_lines(f"exitsnoop {case}", a, b, ordered=False)
+    assert any(l.endswith("signal 9 (Killed)") for l in a) and any(l.endswith("code 3") for l in a)
+
+
+def test_exitsnoop_pid_and_cgroup(tmp_path: Path, cgroup: str) -> None:
+    sh = unique_binary(tmp_path, "/bin/sh", "pbs")
+    mine = lambda lines: [l for l in lines if l.split()[:1] == [sh.name]]  # noqa: E731
+
+    def inside() -> None:
+        for code in (0, 4, 5):
+            subprocess.run(["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$0" -c "exit {code}"', str(sh)])
+            subprocess.run([str(sh), "-c", "exit 7"])   # outside: filtered
+    ours, theirs, *_ = side_by_side("exitsnoop", ["-c", cgroup], inside, lambda lines: len(mine(lines)) >= 3)
+    a, b = ours[:1] + mine(ours), theirs[:1] + mine(theirs)
+    assert sorted(l.split()[-1] for l in a[1:]) == ["0", "4", "5"]
+    age = r"(?<= )\d+\.\d\d (?= *(0|code|signal))"
+    same_lines("exitsnoop -c", blank(a, age, r"\d+\.\d\d "), blank(b, age), ordered=False)
+
+    work = _workload("os._exit(9)\n")
+    try:
+        ours, theirs, *_ = side_by_side("exitsnoop", ["-p", str(work.pid)], lambda: _go(work),
+                                        lambda lines: any(l.endswith("code 9") for l in lines))
+    finally:
+        _finish(work)
+    a = [l for l in ours[1:] if l.endswith("code 9")]
+    b = [l for l in theirs[1:] if l.endswith("code 9")]
+    assert len(a) == 1 and a[0].split()[1] == str(work.pid) and len(ours) == 2
+    same_lines("exitsnoop -p", blank(ours[:1] + a, age, r"\d+\.\d\d "), blank(theirs[:1] + b, age))
+
+
+SIG_CASES = {"default": [], "-n": ["-n"], "-k": ["-k"], "-k -x": ["-k", "-x"], "-s 10": ["-s", "10"],
+             "-n -s 10,12": ["-n", "-s", "10,12"]}
+
+
+@pytest.mark.parametrize("case", list(SIG_CASES))
+def test_sigsnoop_option_output_is_the_c_tools(case: str, tmp_path: Path) -> None:
+    args = SIG_CASES[case]
+    if "10,12" in args and c_tool("sigsnoop") and not _c_takes_signal_lists():
+        args = ["-n", "-s", "12"]   # libbpf-tools 0.26 takes one signal
+    target = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                               "for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT): signal.signal(s, lambda *a: None)\n"
+                               "time.sleep(120)\n"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    code = ("import os, signal, sys, time\n"
+            f"t = {target.pid}\n"
+            "for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT, signal.SIGUSR1):\n"
+            "    os.kill(t, s); time.sleep(0.02)\n"
+            f"try: os.kill({gone.pid}, signal.SIGUSR1)\nexcept ProcessLookupError: pass\n")
+    sender = unique_binary(tmp_path, sys.executable, "pbk")
+    try:
+        time.sleep(0.5)   # the target's handlers are set
+        mine = lambda lines: [l for l in lines if f" {sender.name} " in l]  # noqa: E731
+        # signal_generate also sees the SIGCHLD of the sender's own exit; -k sees the failed kill too
+        want = {"default": 5, "-n": 5, "-k": 5, "-k -x": 1, "-s 10": 2}.get(case, 3 if args[-1:] == ["10,12"] else 1)
+        ours, theirs, *_ = side_by_side("sigsnoop", args, lambda: subprocess.run([str(sender), "-c", code], check=True),
+                                        lambda lines: len(mine(lines)) >= want, settle=0.5)
+    finally:
+        target.kill()
+        target.wait()
+    a, b = ours[:1] + mine(ours), theirs[:1] + mine(theirs)
+    assert len(a) == want + 1, a
+    close_clocks(a[1:], b[1:])
+    a, b = blank(a, r"^\d\d:\d\d:\d\d", r"\d\d:\d\d:\d\d"), blank(b, r"^\d\d:\d\d:\d\d")
+    same_lines(f"sigsnoop {' '.join(args) or 'default'}", a, b, ordered=False)
+    if "-k" in args:
+        assert any(l.split()[-1] == str(-errno.ESRCH) for l in a)
+
+
+def _c_takes_signal_lists() -> bool:
+    help_text = subprocess.run(c_tool("sigsnoop") + ["--help"], capture_output=True, text=True).stdout
+    return "1,9,15" in help_text

@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -167,12 +167,13 @@ def ring_bytes(c_pages: int, record_bytes: int, c_record_bytes: int | None = Non
 @contextmanager
 def loaded(name: str, rodata: Mapping[str, Any] | None = None, programs: list[str] | None = None,
            before_attach: Callable[[pybpf.Object], None] | None = None, *, cgroup: str | None = None,
-           max_entries: Mapping[str, int] | None = None) -> Iterator[pybpf.Object]:
+           max_entries: Mapping[str, int] | None = None, disable: Iterable[str] = ()) -> Iterator[pybpf.Object]:
     """Open the bundled object ``name``, set rodata, load, attach (all or ``programs``).
 
     ``before_attach(obj)`` runs between load and attach (fill filter maps there);
     ``cgroup`` is ``-c``'s path (the object includes ``tools_filter.h``);
-    ``max_entries`` sizes maps before load (the ``events`` ring).
+    ``max_entries`` sizes maps before load (the ``events`` ring); programs in ``disable``
+    are not loaded (``bpf_program__set_autoload(false)``, as the C tools choose hooks).
     """
     obj = pybpf.open(pybpf.bundled(name))
     try:
@@ -182,12 +183,19 @@ def loaded(name: str, rodata: Mapping[str, Any] | None = None, programs: list[st
             obj.rodata["filter_cg"] = True
         for key, count in (max_entries or {}).items():
             obj.maps[key].max_entries = count
+        off = set(disable)
+        for prog_name in off:
+            obj.programs[prog_name].autoload = False
         obj.load()
         if cgroup is not None:
             _set_cgroup(obj, cgroup)
         if before_attach is not None:
             before_attach(obj)
-        if programs is None:
+        if programs is None and off:
+            for prog_name in obj.programs:
+                if prog_name not in off:
+                    obj.programs[prog_name].attach()
+        elif programs is None:
             obj.attach()
         else:
             for prog in programs:
