@@ -20,7 +20,8 @@ from pybpf.btf.types import Btf
 from pybpf.errors import ObjectFormatError
 from pybpf.spec.core import Target, check, load_target
 
-from pybpf.cli.render import console, guarded, print_json, table, usage_error
+from pybpf.cli.render import console, guarded, plain, print_json, table, usage_error
+from pybpf.text import visible
 
 __all__ = ["check_command", "targets_from"]
 
@@ -85,10 +86,10 @@ def check_command(
                         rows.append((p["name"], r["insn"], r["kind"], r["path"], r["access"], _value(r),
                                      r["reason"] or ""))
             verdicts = ", ".join(f"{p['name']}: {p['verdict']}" for p in t["programs"]) or "no programs"
-            out.print(f"[bold]{t['btf']}[/]: {'ok' if t['ok'] else 'NOT OK'} ({verdicts})")
+            out.print(f"[bold]{plain(t['btf'])}[/]: {'ok' if t['ok'] else 'NOT OK'} ({plain(verdicts)})")
             if rows:
                 out.print(table(None, ["program", "insn", "kind", "access", "spec", "value", "why"], rows))
             for p in t["programs"]:
                 if p["reason"]:
-                    out.print(f"  {p['name']}: {p['reason']}", soft_wrap=True, markup=False)
+                    out.print(visible(f"  {p['name']}: {p['reason']}"), soft_wrap=True, markup=False)
     raise typer.Exit(0 if all(t["ok"] for t in report["targets"]) else 1)

@@ -20,7 +20,7 @@ from pybpf.btf.types import Btf
 from pybpf.errors import BpfError, ObjectFormatError
 from pybpf.spec.elf import MapSpec, ObjectSpec
 
-from pybpf.cli.render import JSON_FLAG, console, guarded, json_wanted, print_json, short, table, usage_error
+from pybpf.cli.render import JSON_FLAG, console, guarded, json_wanted, plain, print_json, short, table, usage_error
 
 __all__ = ["describe", "describe_btf", "inspect_command"]
 
@@ -137,7 +137,7 @@ def _render(doc: dict[str, Any]) -> Group:
     relos = table("CO-RE relocations", ["program", "insn", "kind", "access path", "raw"],
                   [(r["program"], r["insn"], r["kind"], r["path"], r["access"])
                    for r in doc["core_relocations"]])
-    parts: list[Any] = [f"[bold]{doc['file'] or doc['name']}[/]  license: {doc['license'] or '-'}",
+    parts: list[Any] = [f"[bold]{plain(doc['file'] or doc['name'])}[/]  license: {plain(doc['license'] or '-')}",
                         progs, maps, globs, relos]
     if doc["struct_ops"]:  # one row per member the object sets
         parts.insert(3, table("struct_ops maps", ["name", "ops type", "section", "member", "set to"],

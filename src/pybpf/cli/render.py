@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pybpf.errors import BpfError
+from pybpf.text import visible
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,7 +34,7 @@ else:  # numpy loads on the first numpy value rendered: commands that show none 
     np = _LazyNumpy()
 
 __all__ = ["EXIT_ERROR", "EXIT_BUG", "JSON_FLAG", "console", "err_console", "fail", "guarded", "json_wanted",
-           "jsonable", "normalize_argv", "print_json", "set_debug", "set_json", "short", "table", "usage_error"]
+           "jsonable", "normalize_argv", "plain", "print_json", "set_debug", "set_json", "short", "table", "usage_error"]
 
 EXIT_ERROR = 1     # the user's input or the system refused: the message says why
 EXIT_BUG = 70      # EX_SOFTWARE: an exception pybpf did not expect (a bug)
@@ -192,11 +193,11 @@ def guarded(fn: F) -> F:
         except USER_ERRORS as exc:
             if _debug:
                 raise
-            fail(_escape(message_of(exc)) + "  [dim](--debug shows the traceback)[/]")
+            fail(plain(message_of(exc)) + "  [dim](--debug shows the traceback)[/]")
         except Exception as exc:  # noqa: BLE001 - the last line of defence: say it is ours
             if _debug:
                 raise
-            fail(f"internal error in pybpf ({type(exc).__name__}: {_escape(message_of(exc))}); "
+            fail(f"internal error in pybpf ({type(exc).__name__}: {plain(message_of(exc))}); "
                  f"rerun with --debug and report it", EXIT_BUG)
 
     return wrapper  # type: ignore[return-value]
@@ -204,6 +205,12 @@ def guarded(fn: F) -> F:
 
 def _escape(text: str) -> str:
     return text.replace("[", "\\[")
+
+
+def plain(text: str) -> str:
+    """``text`` (names, paths, messages that may come from the kernel or an object) for rich
+    markup: terminal controls shown as escapes (:func:`pybpf.text.visible`), ``[`` not markup."""
+    return _escape(visible(text))
 
 
 # ---- JSON ---------------------------------------------------------------------------
@@ -257,6 +264,7 @@ def print_json(data: Any) -> None:
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]],
           caption: str | None = None, min_width: int | None = None) -> Table:
     """A rich table with these columns and rows."""
+    title, caption = (visible(t) if t is not None else None for t in (title, caption))
     out = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
                 min_width=min_width)
     for column in columns:
@@ -272,8 +280,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value) or "-"
-    return _escape(str(value))
+        return plain(", ".join(str(v) for v in value)) or "-"
+    return plain(str(value))
 
 
 def short(value: Any, limit: int = 60) -> str:

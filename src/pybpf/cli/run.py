@@ -28,6 +28,7 @@ import pybpf
 from pybpf.errors import BpfError, NotSupportedError, VerifierError
 
 from pybpf.cli.kernel import map_entries
+from pybpf.text import visible
 from pybpf.cli.render import (EXIT_ERROR, JSON_FLAG, console, err_console, guarded, json_wanted, jsonable,
                               print_json, short, table, usage_error)
 
@@ -103,7 +104,7 @@ def verifier_report(exc: VerifierError) -> Text:
         else:
             style = "dim" if i < last_source else ""
         marker = ">> " if style.startswith("bold") else "   "
-        out.append(marker + line + "\n", style=style)
+        out.append(marker + visible(line) + "\n", style=style)  # source lines come from the object
     return out
 
 

@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from pybpf.text import visible
 from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, ctext, emit_json, loaded, out, ring_bytes,
                                  version_option, wall_hms, tool_app)
 
@@ -48,7 +49,7 @@ def format_args(buf: bytes, count: int, quote: bool, max_args: int) -> str:
     for k, piece in enumerate(pieces):
         if done >= count:
             break
-        parts.append(piece.translate(_ESCAPES) if quote else piece)
+        parts.append(visible(piece.translate(_ESCAPES) if quote else piece))  # no ESC/newline reaches the tty
         if k == len(pieces) - 1:       # no NUL after it within args_size
             break
         done += 1
@@ -114,7 +115,7 @@ def execsnoop(
                 row += "%-8.3f" % ((int(e["ts_ns"]) - start_ns) / 1e9)
             if print_uid:
                 row += "%-6d" % int(e["uid"])
-            row += "%-16s %-6d %-6d %3d " % (comm, int(e["pid"]), int(e["ppid"]), int(e["retval"]))
+            row += "%-16s %-6d %-6d %3d " % (visible(comm), int(e["pid"]), int(e["ppid"]), int(e["retval"]))
             out(row + format_args(buf, count, quote, max_args) + "\n")
 
     with Stop(duration) as stop, loaded("execsnoop", rodata, cgroup=cgroup,

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from pybpf.text import visible
 from pybpf.tools._common import (EventTool, Stop, ctext, emit_json, loaded, out, ring_bytes, tool_app,
                                  version_option, wall_hms)
 
@@ -68,10 +69,10 @@ def opensnoop(
                 row += "%-8s " % wall_hms(int(e["ts_ns"]))
             if print_uid:
                 row += "%-7d " % int(e["uid"])
-            row += "%-6d %-16s %3d %3d " % (int(e["pid"]), comm, fd, err)
+            row += "%-6d %-16s %3d %3d " % (int(e["pid"]), visible(comm), fd, err)
             if extended:
                 row += "%08o " % (int(e["flags"]) & 0xFFFFFFFF)
-            out(row + path + "\n")
+            out(row + visible(path) + "\n")
 
     with Stop(duration) as stop, loaded("opensnoop", rodata,
                                         max_entries={"events": ring_bytes(C_PAGES, 320)}) as obj:

@@ -23,6 +23,7 @@ import numpy as np
 import typer
 
 import pybpf
+from pybpf.text import visible
 from pybpf.tools._pyusdt import BINARY_HELP, Stop, Target, attached, decode_object, python_version, ready
 
 __all__ = ["app", "decode_event", "read_counts"]
@@ -72,7 +73,7 @@ def _text(event: dict[str, Any]) -> str:
     args = ", ".join(repr(a) if not (isinstance(a, str) and a.startswith("<")) else a
                      for a in event["args"])
     more = ", ..." if event["nargs"] > len(event["args"]) else ""
-    return f"{event['pid']:<7} {event['event']:<28} ({args}{more})"
+    return visible(f"{event['pid']:<7} {event['event']:<28} ({args}{more})")  # the traced process's text
 
 
 def _print_counts(counts: dict[str, int], patterns: list[str], as_json: bool, pid: int | None) -> None:
@@ -83,7 +84,7 @@ def _print_counts(counts: dict[str, int], patterns: list[str], as_json: bool, pi
         return
     print(f"{'EVENT':<40} {'COUNT':>10}")
     for name, count in shown.items():
-        print(f"{name:<40} {count:>10}")
+        print(f"{visible(name):<40} {count:>10}")
     print(flush=True)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import typer
 
 import pybpf
+from pybpf.text import visible
 from pybpf.tools._pyusdt import BINARY_HELP, Stop, Target, attached, cpu_seconds, ready
 
 __all__ = ["NO_PROBES", "app", "read_stats"]
@@ -53,7 +54,7 @@ def read_stats(obj: pybpf.Object, clear: bool = False) -> list[dict[str, Any]]:
 def _print(rows: list[dict[str, Any]], top: int) -> None:
     print(f"{'FUNCTION':<60} {'CALLS':>10} {'TOTAL ms':>12} {'AVG us':>10}")
     for r in rows[:top]:
-        name = f"{r['file']}:{r['function']}"
+        name = visible(f"{r['file']}:{r['function']}")
         print(f"{name[-60:]:<60} {r['calls']:>10} {r['total_ns'] / 1e6:>12.3f} {r['avg_ns'] / 1e3:>10.2f}")
     print(flush=True)
 

@@ -22,6 +22,7 @@ import numpy as np
 import typer
 
 from pybpf.toolkit import log2_bounds, log2_hist_lines
+from pybpf.text import visible
 from pybpf.tools._common import (CGROUP_OPTION, Stop, ready_line, ctext, emit_json, fail, loaded, out, tool_app,
                                  version_option, wall_hms)
 
@@ -83,7 +84,7 @@ def runqlat(
                 text = "\n" + ("%-8s\n" % wall_hms() if timestamp else "")
                 for key, comm, snap in groups:
                     if label is not None:
-                        text += "\n%s = %d %s\n" % (label, key, comm)
+                        text += "\n%s = %d %s\n" % (label, key, visible(comm))
                     text += "".join(line + "\n" for line in log2_hist_lines(snap, unit))
                 out(text)
                 sys.stdout.flush()

@@ -25,6 +25,7 @@ import typer
 
 from pybpf.kernel.syscalls import SYSCALLS
 from pybpf.toolkit import cstr
+from pybpf.text import visible
 from pybpf.tools._common import (CGROUP_OPTION, Stop, ready_line, emit_json, fail, loaded, out, tool_app, version_option,
                                  wall_hms)
 
@@ -122,7 +123,7 @@ def syscount(
         unit = "TIME (ms)" if milliseconds else "TIME (us)"
         text += ("%-22s %8s %16s\n" % (agg, "COUNT", unit)) if latency else ("%-22s %8s\n" % (agg, "COUNT"))
         for r in rows:
-            col = ("%-6u %-15s" % (r["key"], r["comm"]))[:31] if process else _name(r["key"])
+            col = ("%-6u %-15s" % (r["key"], visible(r["comm"])))[:31] if process else _name(r["key"])
             if latency:
                 text += "%-22s %8d %16.3f\n" % (col, r["count"], r["total_ns"] / div)
             else:

@@ -19,6 +19,7 @@ import typer
 
 import pybpf
 from pybpf.toolkit import ip_address
+from pybpf.text import visible
 from pybpf.tools._common import (EventTool, Stop, c_release, ctext, emit_json, fail, loaded, out, ring_bytes,
                                  tool_app, version_option, wall_hms)
 
@@ -98,7 +99,7 @@ def tcpstates(
                            "ms": int(e["delta_us"]) / 1000.0})
                 continue
             row = "%8s " % wall_hms(int(e["ts_us"]) * 1000) if timestamp else ""
-            values: tuple[object, ...] = (int(e["skaddr"]), int(e["pid"]), comm)
+            values: tuple[object, ...] = (int(e["skaddr"]), int(e["pid"]), visible(comm))
             if wide:
                 values += (4 if family == AF_INET else 6,)
             values += (saddr, int(e["sport"]), daddr, int(e["dport"]), old, new, int(e["delta_us"]) / 1000)

@@ -1,0 +1,37 @@
+"""Text from the kernel or from a traced program, made safe to print on a terminal.
+
+This module owns :func:`visible`, the one function every printer of such text calls (tools'
+rows, CLI tables, ``usdt list``, error messages): a process name, an argv, a path or a probe
+name is chosen by whoever runs the process or writes the file, and an ``ESC`` in it would
+drive the reader's terminal (set its title, clear the screen, move the cursor), a newline
+would forge a row. Controls are shown as escapes instead; ordinary text, whatever its script,
+comes out unchanged (byte for byte, which the C-identical tool output relies on). JSON output
+needs none of this: JSON escapes controls itself. Pure: no imports beyond ``re``.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["visible"]
+
+# C0 controls (newline and tab too: they forge rows and columns), DEL, C1 controls (U+0080..9F:
+# CSI is U+009B), the same bytes kept undecoded by surrogateescape (\udc80-\udc9f), line and
+# paragraph separators, and the bidirectional embeddings, overrides and isolates that reorder
+# what is shown (the "Trojan source" characters).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDC9F:  # an undecodable byte (surrogateescape): shown as that byte
+        code -= 0xDC00
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with every terminal control shown as an escape (``ESC`` -> ``\\x1b``, newline ->
+    ``\\x0a``, U+202E -> ``\\u202e``); text without controls is returned as is."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(_escape, text)
