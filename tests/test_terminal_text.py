@@ -31,12 +31,13 @@ FORGED = "a\nFORGED 1 2 3"              # a newline makes a row that begins with
 
 def test_visible_escapes_controls_and_keeps_text():
     for text in ["", "bash", "/usr/lib/x86_64-linux-gnu/libc.so.6", "python3.11", "日本語 ファイル", "émoji 🙂",
-                 "back\\slash", "tab-less", "a" * 300, "\udcc3\udca9"]:  # raw bytes kept by surrogateescape
+                 "back\\slash", "tab\there", "a" * 300, "\udcc3\udca9"]:  # raw bytes kept by surrogateescape
         assert visible(text) is text  # unchanged: the same object, not a copy
     assert visible(TITLE) == "\\x1b]0;pwned\\x1b\\"
     assert visible(CLEAR) == "\\x1b[2J"
     assert visible(FORGED) == "a\\x0aFORGED 1 2 3"
-    assert visible("\t\r\x00\x07\x7f") == "\\x09\\x0d\\x00\\x07\\x7f"
+    assert visible("\r\x00\x07\x08\x7f") == "\\x0d\\x00\\x07\\x08\\x7f"
+    assert visible("a\tb") == "a\tb"  # a tab moves right, overwrites nothing: printed as the C tools do
     assert visible("\u009b2J\u0085") == "\\x9b2J\\x85"  # C1: CSI, NEL
     assert visible("\udc9b2J") == "\\x9b2J"  # the raw byte 0x9b (CSI in 8-bit terminals)
     assert visible("abc\u202edcba\u2066x\u2069\u2028") == "abc\\u202edcba\\u2066x\\u2069\\u2028"

@@ -15,11 +15,11 @@ import re
 
 __all__ = ["visible"]
 
-# C0 controls (newline and tab too: they forge rows and columns), DEL, C1 controls (U+0080..9F:
-# CSI is U+009B), the same bytes kept undecoded by surrogateescape (\udc80-\udc9f), line and
-# paragraph separators, and the bidirectional embeddings, overrides and isolates that reorder
-# what is shown (the "Trojan source" characters).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 controls but tab (a newline forges a row, CR and backspace overwrite one; a tab only moves
+# right, and the C tools print it as is), DEL, C1 controls (U+0080..9F: CSI is U+009B), the same
+# bytes kept undecoded by surrogateescape (\udc80-\udc9f), line and paragraph separators, and the
+# bidirectional embeddings, overrides and isolates that reorder what is shown ("Trojan source").
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -15,12 +15,28 @@ import numpy as np
 
 from pybpf import toolkit
 
-__all__ = ["DECODERS", "CachedDecoder", "decoder_names"]
+__all__ = ["DECODERS", "CachedDecoder", "decoder_names", "label_text"]
+
+
+# Label text of a C string: valid UTF-8 as it is, a backslash doubled, every byte that is not
+# UTF-8 as \xNN (surrogateescape keeps it as U+DC80..U+DCFF until then). One label value per
+# byte string and back: names that differ only in invalid bytes never share a series.
+_LABEL_ESCAPES = {0x5C: "\\\\", **{0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)}}
+
+
+def label_text(value: Any) -> str:
+    """A ``char[N]`` value (bytes up to the first NUL) as a lossless, collision-free label value."""
+    if isinstance(value, np.ndarray):
+        value = value.tobytes()
+    raw = bytes(value).split(b"\0", 1)[0]
+    if raw.isascii() and b"\\" not in raw:
+        return raw.decode("ascii")
+    return raw.decode("utf-8", "surrogateescape").translate(_LABEL_ESCAPES)
 
 
 def _text(value: Any) -> str:
     if isinstance(value, (bytes, np.bytes_)):
-        return toolkit.cstr(value)
+        return label_text(value)
     if isinstance(value, np.ndarray):
         return " ".join(str(v) for v in value.tolist())
     return str(value)
@@ -96,7 +112,7 @@ def _ustack(value: Any) -> str:
 
 DECODERS: dict[str, Callable[[Any], str]] = {
     "none": _text,
-    "cstring": lambda v: toolkit.cstr(v),
+    "cstring": label_text,
     "syscall": lambda v: toolkit.syscall_name(int(v)),
     "ksym": lambda v: toolkit.ksym(int(v)),
     "ipv4": _ipv4,
