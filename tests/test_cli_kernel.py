@@ -191,6 +191,7 @@ def test_load_subprocess(kernel: None, bundled, rejected: Path) -> None:
 
 
 def test_load_pins(kernel: None, bpffs: str, bundled) -> None:
+    bpffs = os.path.join(bpffs, "syscount")  # the mount's root is 1777: pins get a 0700 directory of their own
     result = invoke("load", bundled("syscount"), "--pin", bpffs, "--duration", "0.5")
     assert result.exit_code == 0, result.output
     pinned = set(os.listdir(bpffs))

@@ -270,6 +270,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_load_pin_in_one_process_upgrade_from_another(bundled, kernel, bpffs):
     a, b = _versions(bundled)
+    bpffs = os.path.join(bpffs, "tool")  # the mount's root is 1777: a deployment gets a 0700 directory of its own
     loaded = _cli("load", a, "--set", f"want_tgid={os.getpid()}", "--pin", bpffs, "--duration", "0")
     assert loaded.returncode == 0, loaded.stderr
     assert {"counts", "count_getppid_link", "count_getppid_slot", "pybpf_manifest"} <= set(os.listdir(bpffs))

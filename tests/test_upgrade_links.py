@@ -20,7 +20,7 @@ import pytest
 import pybpf
 from pybpf._sys.libbpf import perf_event_open
 from pybpf.link.base import LibbpfLink
-from pybpf.upgrade.attachments import attach
+from pybpf.upgrade.attach import attach
 from tests.conftest import enter_netns
 
 UPDATABLE = ["xdp", "cgroup", "netns", "iter"]

@@ -25,6 +25,7 @@ __all__ = [
     "KeyNotFoundError",
     "MapFullError",
     "MapMemoryError",
+    "ManifestError",
     "MapMismatchError",
     "NotSupportedError",
     "ObjectFormatError",
@@ -239,3 +240,13 @@ class MapMismatchError(BpfError, ValueError):
         super().__init__(f"map {map_name!r} cannot be carried into the new version: {difference}", _errno.EINVAL)
         self.map_name = map_name
         self.difference = difference
+
+
+class ManifestError(BpfError, ValueError):
+    """A pinned deployment's manifest (``DIR/pybpf_manifest``) is damaged or names something unsafe;
+    ``path`` is the manifest and ``reason`` what is wrong with it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: damaged deployment manifest: {reason}")
+        self.path = path
+        self.reason = reason

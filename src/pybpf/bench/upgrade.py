@@ -24,7 +24,7 @@ from typing import Any
 import pybpf
 from pybpf.kernel import fs
 from pybpf.kernel.info import enable_stats, open_prog_by_id, prog_info
-from pybpf.upgrade.attachments import Attachment
+from pybpf.upgrade.attach import Attachment
 from pybpf.upgrade.core import deploy, upgrade
 
 __all__ = ["render_rows", "run"]
@@ -113,7 +113,7 @@ def _time_switches(attachment: Attachment, programs: list[pybpf.Program], switch
 
 def switch_cost(switches: int) -> dict[str, Any]:
     """One BPF_LINK_UPDATE and one dispatcher slot update, in microseconds."""
-    from pybpf.upgrade.attachments import attach
+    from pybpf.upgrade.attach import attach
     result: dict[str, Any] = {}
     with pybpf.open(pybpf.bundled("upgrade_kinds")) as kinds:
         kinds.load()

@@ -57,7 +57,7 @@ SUMMARIES: dict[str, str] = {
     "usdt": "USDT (SystemTap SDT) probes of binaries and processes.",
     "tool": "Run a tool shipped with pybpf (execsnoop, opensnoop, syscount, runqlat, tcpstates, ...).",
     "export": "Serve BPF map contents as Prometheus metrics on http://ADDR:PORT/metrics.",
-    "upgrade": "Upgrade the version pinned in DIR to NEW without losing an event or a counter.",
+    "upgrade": "Upgrade the version pinned in DIR to NEW; migrated counters are merged exactly.",
     "features": "What pybpf runs on here: libbpf (version, optional APIs), kernel, capabilities, binding.",
     "bench": "Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C.",
 }

@@ -168,7 +168,9 @@ def _pin_name(name: str) -> str:
 
 
 def _pin(obj: pybpf.Object, links: list[pybpf.Link], directory: Path) -> list[str]:
-    directory.mkdir(parents=True, exist_ok=True)  # like bpftool: the pins' directory is made as needed
+    from pybpf.upgrade.manifest import make_directory
+
+    directory = Path(make_directory(str(directory)))  # made as needed, like bpftool, but 0700
     targets: list[tuple[Any, str]] = [(handle, name) for name, handle in obj.maps.items()]
     targets += [(program, name) for name, program in obj.programs.items() if program.autoload]
     # Link descriptions start with the program's name ("count_syscalls -> ...").
@@ -258,8 +260,10 @@ def load_command(
         links = deployment.links if deployment is not None else [] if no_attach else obj.attach()
         if deployment is not None and pin is not None:
             try:
-                pin.mkdir(parents=True, exist_ok=True)  # like bpftool: the pins' directory is made as needed
-                pinned = deployment.pin(pin)
+                from pybpf.upgrade.manifest import make_directory
+
+                # made as needed, like bpftool, but 0700 whatever the umask; refused if another user's
+                pinned = deployment.pin(make_directory(str(pin)))
             except BaseException:
                 deployment.close()
                 raise

@@ -92,3 +92,32 @@ def check_pin(ret: int, what: str, path: str) -> None:
         raise BpfError(f"{what}: something is already pinned there", err)
     raise _libbpf.make_error(err, what)
 
+
+
+def pin_open_error(path: str, err: int, what: str) -> BpfError:
+    """Why opening the pin at ``path`` was refused: the pin's file mode when it bars this user.
+
+    bpffs checks the pin like a file (``bpf_obj_get`` needs read access, and
+    write access for a writable fd) before any capability comes into it, so a
+    0600 pin of another user is refused whatever CAP_BPF says."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and err in (errno.EACCES, errno.EPERM):
+        uid = os.geteuid()
+        mode = st.st_mode & 0o7777
+        allowed = uid == 0 or (st.st_uid == uid and mode & 0o600 == 0o600) or \
+            (st.st_uid != uid and st.st_gid in os.getgroups() and mode & 0o060 == 0o060) or mode & 0o006 == 0o006
+        if not allowed:
+            return BpfPermissionError(
+                f"{what}: permission denied by the pin's file mode {mode:04o} (owner uid {st.st_uid}, "
+                f"group {st.st_gid}; this process runs as uid {uid}): open it as its owner, or have the owner "
+                f"give this user read and write access to the pin (chmod/chown)", err,
+                capability=f"read and write access to {path}")
+    if err in (errno.EACCES, errno.EPERM):
+        return BpfPermissionError(f"{what}: permission denied; this needs CAP_BPF (run as root or grant it)", err,
+                                  capability="CAP_BPF")
+    if err == errno.ENOENT:
+        return BpfError(f"{what}: no such pin", err)
+    return _libbpf.make_error(err, what)

@@ -230,8 +230,9 @@ class LibbpfLink(BpfLink):
             ptr = lib.bpf_link__open(os.fsencode(path))
         if ptr == ffi.NULL:
             err = ffi.errno or errno.ENOENT
-            raise _libbpf.make_error(err, f"opening pinned link {path}" + (": no such pin" if err == errno.ENOENT
-                                                                           else ""), log=log.text)
+            if err in (errno.EACCES, errno.EPERM, errno.ENOENT):
+                raise fs.pin_open_error(path, err, f"opening pinned link {path}")
+            raise _libbpf.make_error(err, f"opening pinned link {path}", log=log.text)
         return cls(ptr, f"pinned link {path}")
 
     def _detach(self) -> None:

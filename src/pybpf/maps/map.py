@@ -931,8 +931,9 @@ class Map(Resource):
     def from_pin(cls, path: str, *,
                  key_dtype: DTypeLike = None, value_dtype: DTypeLike = None) -> Map:
         """Open the map pinned at ``path`` in a bpffs."""
-        fd = _libbpf.check(lib.bpf_obj_get(os.fsencode(path)), f"opening pinned map {path}",
-                           overrides={errno.ENOENT: lambda w, e, l: BpfError(f"{w}: no such pin", e)})
+        fd = lib.bpf_obj_get(os.fsencode(path))
+        if fd < 0:  # the pin's mode, a missing pin, or libbpf's reason
+            raise fs.pin_open_error(path, -fd, f"opening pinned map {path}")
         return cls.from_fd(fd, dup=False, key_dtype=key_dtype, value_dtype=value_dtype)
 
     @classmethod

@@ -5,9 +5,11 @@
 verified while the old one runs, maps are reused or migrated by BTF member
 name, and every attachment is switched atomically (BPF_LINK_UPDATE, or one
 slot update of a tail-call dispatcher for hooks whose links cannot be
-updated). Owns: ``attachments`` (the two ways to switch), ``migrate`` (map
-state across versions), ``core`` (Deployment, deploy, pins and manifest, the
-upgrade itself).
+updated). Owns: ``attach`` (the kinds of attachment, one file each),
+``migrate`` (map state across versions), ``merge`` (the exact merge of what
+the old version wrote after the copy), ``manifest`` (a deployment directory:
+manifest, pins, ownership, lock), ``core`` (Deployment, deploy, the upgrade
+and its crash recovery).
 
 ``pybpf.upgrade`` is this package, and calling it calls ``upgrade()``:
 ``pybpf.upgrade(old, new)`` and ``pybpf.upgrade.Deployment`` both work,
@@ -18,9 +20,9 @@ import sys
 import types
 from typing import Any
 
-from pybpf.upgrade.core import Deployment, UpgradeReport, deploy, upgrade
+from pybpf.upgrade.core import Deployment, UpgradeReport, deploy, plan, recover, upgrade
 
-__all__ = ["Deployment", "UpgradeReport", "deploy", "upgrade"]
+__all__ = ["Deployment", "UpgradeReport", "deploy", "plan", "recover", "upgrade"]
 
 
 class _CallablePackage(types.ModuleType):

@@ -29,7 +29,8 @@ import numpy as np
 from pybpf.errors import MapMismatchError
 from pybpf.maps.map import Map
 
-__all__ = ["STATELESS", "MapPlan", "MigrateOption", "Migrator", "convert", "copy_entries", "plan_map"]
+__all__ = ["STATELESS", "MapPlan", "MigrateOption", "Migrator", "convert", "converter", "copy_entries", "copy_section",
+           "plan_map"]
 
 # (old keys, old values) -> (keys, values) in the new map's dtypes
 Migrator = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
@@ -55,6 +56,7 @@ class MapPlan:
     why: str = ""                 # for migrate/fresh: what changed
     migrator: Migrator | None = None
     entries: int = 0              # migrated entries, filled in by copy_entries
+    merged: dict[str, Any] | None = None  # what the exact merge did (merge.MergeResult)
 
 
 def _facts(m: Map) -> dict[str, Any]:
@@ -163,16 +165,28 @@ def _copy(src: np.ndarray, dst: np.ndarray, where: str) -> None:
     raise MapMismatchError(where, f"{where}: {s_dtype} cannot become {d_dtype}")
 
 
-def copy_entries(plan: MapPlan) -> int:
-    """Fill the new map from the old one (after the new object loaded); returns the entries copied."""
+def converter(plan: MapPlan) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(old keys, old values) -> (keys, values) of the new map: the plan's migrate= function, or by name."""
     old, new = plan.old, plan.new
     assert old is not None and new is not None
-    keys, values = old.lookup_batch()
+    if plan.name.startswith("."):  # a global section: one value, key 0, variables by name
+        def section(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return keys, convert(values, new.value_dtype, plan.name)
+        return section
     if plan.migrator is not None:
-        keys, values = plan.migrator(keys, values)
-    else:
-        keys = convert(keys, new.key_dtype, f"key of {plan.name}")
-        values = convert(values, new.value_dtype, f"value of {plan.name}")
+        return plan.migrator
+
+    def by_name(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (convert(keys, new.key_dtype, f"key of {plan.name}"),
+                convert(values, new.value_dtype, f"value of {plan.name}"))
+    return by_name
+
+
+def copy_entries(plan: MapPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Fill the new map from the old one (after the new object loaded); returns what was written."""
+    old, new = plan.old, plan.new
+    assert old is not None and new is not None
+    keys, values = converter(plan)(*old.lookup_batch())
     if new.type in ("array", "percpu_array"):
         limit = new.max_entries
         keep = keys.astype(np.int64) < limit if keys.dtype.kind in "iu" else np.ones(len(keys), bool)
@@ -186,16 +200,16 @@ def copy_entries(plan: MapPlan) -> int:
     if len(keys):
         new.update_batch(keys, values)
     plan.entries = len(keys)
-    return len(keys)
+    return keys, values
 
 
-def copy_section(plan: MapPlan) -> int:
-    """Globals of one data section (.bss/.data) carried by variable name; returns variables copied."""
+def copy_section(plan: MapPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Globals of one data section (.bss/.data) carried by variable name; returns what was written."""
     old, new = plan.old, plan.new
     assert old is not None and new is not None
     before = np.asarray(old.lookup(bytes(old.key_size))).reshape(1)  # key 0; internal maps have no BTF key
-    after = convert(before, new.value_dtype, plan.name)
+    keys, after = converter(plan)(np.zeros(1, np.uint32), before)
     new.update(bytes(new.key_size), after[0])
     common = set(old.value_dtype.names or ()) & set(new.value_dtype.names or ())
     plan.entries = len(common)
-    return len(common)
+    return keys, after
