@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 import pybpf
 from pybpf.upgrade.merge import Merger, leaves, wait_for_programs

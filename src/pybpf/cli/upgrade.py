@@ -55,7 +55,9 @@ def upgrade_command(
         raise FileNotFoundError(2, "no such BPF object", str(new_path))
     lasts = _last_values(last_value)
     if dry_run:
-        doc = pybpf.upgrade.plan(str(directory), new_path, migrate=not no_migrate, last_value=lasts)
+        from pybpf.upgrade.core import plan
+
+        doc = plan(str(directory), new_path, migrate=not no_migrate, last_value=lasts)
         _print_plan(doc, as_json)
         return
     try:

@@ -560,10 +560,14 @@ def _finish(mergers: Mapping[str, Merger], plans: list[MapPlan], report: Upgrade
     t0 = time.perf_counter()
     wait_for_programs()
     t1 = time.perf_counter()
+    first = True
     for p in plans:
         m = mergers.get(p.name)
         if m is not None:
             p.merged = m.merge(converter(p)).as_dict()
+            if first:
+                crash_point("merging")  # one map merged: a recovery merges it again, adding nothing twice
+                first = False
     report.wait_s, report.merge_s = t1 - t0, time.perf_counter() - t1
 
 
@@ -646,13 +650,13 @@ def _commit(txn: _Txn, mergers: Mapping[str, Merger] | None = None) -> None:
             os.rename(source, pin_path(directory, final))  # atomic: readers see the old pin or the new one
         if i == 0:
             crash_point("renaming")
-    write_manifest(directory, txn.next)
-    crash_point("committed")
     keep = _pin_names(txn.next) | {MANIFEST}
     stale = (_pin_names(txn.current) | {m["snapshot"] for m in txn.merges}) - keep
-    for name in sorted(stale):
+    for name in sorted(stale):  # before the new manifest: until then the journal still names them
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pin_path(directory, name))
+    write_manifest(directory, txn.next)
+    crash_point("committed")
 
 
 def _pin_names(manifest: dict[str, Any] | None) -> set[str]:

@@ -373,7 +373,6 @@ class Merger:
             chunk["rec"] -= base
             self._records[:j - i] = records[base:base + (j - i)]
             self._ops[:last - first] = chunk
-            crash_point("merging")
             program.test_run(ctx_in=struct.pack("<II", 0, last - first))
             self.result.runs += 1
             i = j

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pybpf.errors import BpfError, NotSupportedError
+from pybpf.errors import ManifestError, NotSupportedError
 from pybpf.kernel.info import LinkInfo, open_prog_by_id
 from pybpf.link.base import LibbpfLink, Link
 from pybpf.program import Program
@@ -132,8 +132,8 @@ def from_manifest(directory: str, entry: dict[str, Any]) -> Attachment:
     for kind in KINDS:
         if kind.mode == mode:
             return kind.from_manifest(directory, entry)
-    raise BpfError(f"{directory}: the manifest names an attachment of unknown mode {mode!r} "
-                   f"(known: {', '.join(k.mode for k in KINDS)})")
+    raise ManifestError(os.path.join(directory, "pybpf_manifest"), f"an attachment of unknown mode {mode!r} "
+                        f"(known: {', '.join(k.mode for k in KINDS)})")
 
 
 def kind_of(entry: dict[str, Any]) -> type[Attachment] | None:
