@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pybpf.errors import ManifestError, NotSupportedError
 from pybpf.kernel.info import LinkInfo, open_prog_by_id
-from pybpf.link.base import LibbpfLink, Link
+from pybpf.link.base import BpfLink, Link
 from pybpf.program import Program
 
 __all__ = ["KINDS", "Attachment", "Hook", "attach", "bundled_object", "disown", "from_manifest", "register"]
@@ -90,7 +90,7 @@ class Attachment(ABC):
     def current_link_info(self) -> LinkInfo:
         """The kernel's view of the link on the hook (the dispatcher's link for a dispatch attachment)."""
         link = self.link
-        assert isinstance(link, LibbpfLink)
+        assert isinstance(link, BpfLink)
         return link.info()
 
     def entry(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pybpf.errors import BpfError, NotSupportedError
-from pybpf.link.base import LibbpfLink, Link
+from pybpf.link.base import BpfLink, Link
 from pybpf.maps.map import Map
 from pybpf.object import Object, open as open_object
 from pybpf.program import Program
@@ -90,7 +90,7 @@ class DispatchAttachment(Attachment):
     mode = "dispatch"
     switch_how = "one update of the dispatcher's slot (PROG_ARRAY)"
 
-    def __init__(self, program: str, prog_type: str, hook: str, link: LibbpfLink, slot: Map,
+    def __init__(self, program: str, prog_type: str, hook: str, link: BpfLink, slot: Map,
                  dispatcher: Object | None) -> None:
         super().__init__(program, prog_type, hook)
         self._link, self.slot, self._dispatcher = link, slot, dispatcher
@@ -118,7 +118,7 @@ class DispatchAttachment(Attachment):
             slot.update(0, program.fd)  # the program is in place before the first event can arrive
             link = attach_hook(dispatcher.programs[name])
             disown(dispatcher, link)
-            if not isinstance(link, LibbpfLink):
+            if not isinstance(link, BpfLink):
                 link.close()
                 raise NotSupportedError(f"the dispatcher for {program.name!r} was attached as {link.description}, "
                                         f"not a bpf_link", feature=f"upgrade:{prog_type}")
@@ -130,7 +130,7 @@ class DispatchAttachment(Attachment):
     @classmethod
     def from_manifest(cls, directory: str, entry: dict[str, Any]) -> Attachment:
         """Reopen the pinned dispatcher link and slot map."""
-        link = LibbpfLink.from_pin(os.path.join(directory, entry["link"]))
+        link = BpfLink.from_pin(os.path.join(directory, entry["link"]))
         try:
             slot = Map.from_pin(os.path.join(directory, entry["slot"]))
             return cls(entry["program"], entry["type"], entry["hook"], link, slot, None)

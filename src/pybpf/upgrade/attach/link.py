@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from pybpf.errors import NotSupportedError
-from pybpf.link.base import LibbpfLink, Link
+from pybpf.link.base import BpfLink, Link
 from pybpf.program import Program
 from pybpf.upgrade.attach.base import Attachment, Hook, disown, register
 
@@ -25,7 +25,7 @@ class LinkAttachment(Attachment):
     mode = "link"
     switch_how = "BPF_LINK_UPDATE of the link (BPF_F_REPLACE)"
 
-    def __init__(self, program: str, prog_type: str, hook: str, link: LibbpfLink) -> None:
+    def __init__(self, program: str, prog_type: str, hook: str, link: BpfLink) -> None:
         super().__init__(program, prog_type, hook)
         self._link = link
 
@@ -39,7 +39,7 @@ class LinkAttachment(Attachment):
         """Attach through ``hook`` (or the SEC()); the result must be a bpf_link."""
         link = hook(program) if hook is not None else program.attach()
         disown(program._obj, link)
-        if not isinstance(link, LibbpfLink):
+        if not isinstance(link, BpfLink):
             link.close()
             raise NotSupportedError(f"program {program.name!r}: {link.description} is not a bpf_link and cannot be "
                                     f"updated in place (attach it as a bpf_link, e.g. attach_xdp without mode=)",
@@ -49,7 +49,7 @@ class LinkAttachment(Attachment):
     @classmethod
     def from_manifest(cls, directory: str, entry: dict[str, Any]) -> Attachment:
         """Reopen the pinned link."""
-        link = LibbpfLink.from_pin(os.path.join(directory, entry["link"]))
+        link = BpfLink.from_pin(os.path.join(directory, entry["link"]))
         return cls(entry["program"], entry["type"], entry["hook"], link)
 
     @property
