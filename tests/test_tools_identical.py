@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -425,3 +426,103 @@ def test_sigsnoop_option_output_is_the_c_tools(case: str, tmp_path: Path) -> Non
 def _c_takes_signal_lists() -> bool:
     help_text = subprocess.run(c_tool("sigsnoop") + ["--help"], capture_output=True, text=True).stdout
     return "1,9,15" in help_text
+
+
+CPUDIST_CASES = {"default": [], "-O": ["-O"], "-m": ["-m"], "-P": ["-P"], "-L": ["-L"], "-T": ["-T"],
+                 "-O -P": ["-O", "-P"]}
+
+
+@pytest.mark.parametrize("case", list(CPUDIST_CASES))
+def test_cpudist_option_output_is_the_c_tools(case: str) -> None:
+    """Slice lengths differ between any two runs: counts blanked, labels and layout compared.
+    The workload spins (on-CPU slices end in preemption, which both tools count) and sleeps."""
+    work = _workload("t = time.time()\nwhile time.time() - t < 0.6: pass\n"
+                     "for _ in range(100): time.sleep(0.001)\n")
+    try:
+        args = CPUDIST_CASES[case] + ["-p", str(work.pid)]
+        ours, theirs, *_ = side_by_side("cpudist", args, lambda: _go(work), lambda lines: True)
+    finally:
+        _finish(work)
+    a, b = _hist_shape(ours), _hist_shape(theirs)
+    if "-T" in args:
+        close_clocks(a, b)
+        a, b = blank(a, r"^\d\d:\d\d:\d\d", r"\d\d:\d\d:\d\d"), blank(b, r"^\d\d:\d\d:\d\d")
+    assert a[0] == b[0] == f"Tracing {'off' if '-O' in args else 'on'}-CPU time... Hit Ctrl-C to end."
+    labels = lambda ls: [l for l in ls if re.match(r"(pid|tid) = ", l)]  # noqa: E731
+    if "-P" in args or "-L" in args:
+        assert labels(a) and set(labels(a)) == set(labels(b))
+    rows = lambda ls: [l for l in ls if " -> " in l]  # noqa: E731
+    n = min(len(rows(a)), len(rows(b)))
+    assert n >= 1
+    non_rows = lambda ls: [l for l in ls if " -> " not in l]  # noqa: E731
+    same_lines(f"cpudist {case}", non_rows(a) + rows(a)[:n], non_rows(b) + rows(b)[:n], ordered=False)
+
+
+@pytest.fixture
+def loop_disk(tmp_path: Path):  # noqa: ANN201
+    """A loop device over a file in a temp dir: (device path, name); detached afterwards."""
+    if shutil.which("losetup") is None:
+        pytest.skip("needs losetup (util-linux)")
+    backing = tmp_path / "disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(16 << 20)
+    made = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(backing)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        from tests.conftest import needs_kernel
+        needs_kernel(f"cannot make a loop device: {made.stderr.strip()}")
+    dev = made.stdout.strip()
+    try:
+        yield dev, os.path.basename(dev)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def _disk_io(dev: str) -> None:
+    subprocess.run(["dd", "if=/dev/zero", f"of={dev}", "bs=4096", "count=64", "oflag=direct"],
+                   check=True, capture_output=True)
+    subprocess.run(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=48", "iflag=direct"],
+                   check=True, capture_output=True)
+    time.sleep(0.3)
+
+
+BIO_CASES = {"-d": [], "-D": ["-D"], "-F": ["-F"], "-Q": ["-Q"], "-m": ["-m"], "-T": ["-T"], "-D -F": ["-D", "-F"]}
+
+
+@pytest.mark.parametrize("case", list(BIO_CASES))
+def test_biolatency_option_output_is_the_c_tools(case: str, loop_disk: tuple[str, str]) -> None:
+    """On a loop device the test makes, both tools filtered to it (-d): the same requests,
+    so the same totals per histogram; labels (disk, flags) and layout byte for byte."""
+    dev, name = loop_disk
+    args = BIO_CASES[case] + ["-d", name]
+    ours, theirs, *_ = side_by_side("biolatency", args, lambda: _disk_io(dev), lambda lines: True, settle=0.5)
+
+    def totals(lines: list[str]) -> list[int]:
+        out, cur = [], None
+        for l in lines:
+            m = re.match(r"\s*\d+ -> \d+\s*: (\d+)", l)
+            if m:
+                cur = (cur or 0) + int(m.group(1))
+            elif cur is not None:
+                out.append(cur)
+                cur = None
+        return out + ([cur] if cur is not None else [])
+    assert sum(totals(ours)) == sum(totals(theirs)) >= 64 + 48 // 8   # dd's requests (merges aside)
+    a, b = _hist_shape(ours), _hist_shape(theirs)
+    if "-T" in args:
+        close_clocks(a, b)
+        a, b = blank(a, r"^\d\d:\d\d:\d\d", r"\d\d:\d\d:\d\d"), blank(b, r"^\d\d:\d\d:\d\d")
+    assert a[0] == b[0] == "Tracing block device I/O... Hit Ctrl-C to end."
+    labels = lambda ls: [l for l in ls if l.startswith(("disk = ", "flags = "))]  # noqa: E731
+    assert sorted(labels(a)) == sorted(labels(b))
+    if "-D" in args:
+        assert f"disk = {name}\t" in labels(a) or any(l.startswith(f"disk = {name}\t") for l in labels(a))
+    if "-F" in args:
+        assert any("Write" in l for l in labels(a)) and any("Read" in l for l in labels(a))
+    rows = lambda ls: [l for l in ls if " -> " in l]  # noqa: E731
+    non_rows = lambda ls: [l for l in ls if " -> " not in l]  # noqa: E731
+    if "-F" not in args:   # one histogram: bounds compared up to the shorter one
+        n = min(len(rows(a)), len(rows(b)))
+        same_lines(f"biolatency {case}", non_rows(a) + rows(a)[:n], non_rows(b) + rows(b)[:n])
+    else:
+        same_lines(f"biolatency {case}", non_rows(a), non_rows(b), ordered=False)

@@ -1,0 +1,79 @@
+"""cpudist: on-CPU (or off-CPU) time per scheduling slice, as log2 histograms (as libbpf-tools' cpudist).
+
+    pybpf tool cpudist [-O] [-T] [-m] [-P | -L] [-p PID] [-c CGROUP_PATH] [--json] [-V] [interval] [count]
+
+Output is the C tool's: ``Tracing on-CPU time... Hit Ctrl-C to end.``, then per
+interval an empty line, the time with ``-T``, and one histogram (per process with
+``-P``, per thread with ``-L``: ``pid = N COMM``).
+
+BPF side: ``bpf_src/cpudist.bpf.c`` on ``tp_btf/sched_switch``; histograms in a hash map
+read with one batch call per interval; ``pybpf export cpudist`` serves them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import typer
+
+from pybpf.toolkit import log2_bounds, log2_hist_lines
+from pybpf.tools._common import (CGROUP_OPTION, Stop, ctext, emit_json, fail, loaded, out, ready_line, tool_app,
+                                 version_option, wall_hms)
+
+__all__ = ["app"]
+
+app = tool_app()
+
+
+@app.command()
+def cpudist(
+    interval: Optional[float] = typer.Argument(None, help="output interval, in seconds (none: at Ctrl-C)"),
+    count: Optional[int] = typer.Argument(None, help="number of outputs"),
+    offcpu: bool = typer.Option(False, "-O", "--offcpu", help="measure off-CPU time"),
+    timestamp: bool = typer.Option(False, "-T", "--timestamp", help="include timestamp on output"),
+    milliseconds: bool = typer.Option(False, "-m", "--milliseconds", help="millisecond histogram"),
+    per_process: bool = typer.Option(False, "-P", "--pids", help="print a histogram per process ID"),
+    per_thread: bool = typer.Option(False, "-L", "--tids", help="print a histogram per thread ID"),
+    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="trace this PID only"),
+    cgroup: Optional[str] = CGROUP_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per histogram"),
+    version: bool = version_option("cpudist"),
+) -> None:
+    """Summarize on-CPU time per task as a histogram."""
+    if per_process and per_thread:
+        fail("pids and tids cann't be used together.")
+    rodata: dict[str, object] = {"targ_ms": milliseconds, "targ_offcpu": offcpu,
+                                 "targ_per_process": per_process, "targ_per_thread": per_thread}
+    if pid is not None:
+        rodata["targ_tgid"] = pid
+    unit = "msecs" if milliseconds else "usecs"
+    label = "pid" if per_process else "tid" if per_thread else None
+    with Stop() as stop, loaded("cpudist", rodata, cgroup=cgroup) as obj:
+        hists = obj.maps["hists"]
+        ready_line(f"Tracing {'off' if offcpu else 'on'}-CPU time... Hit Ctrl-C to end.", as_json)
+        printed = 0
+        while True:
+            stopping = stop.wait(interval if interval else 99999999.0)
+            keys, values = hists.lookup_and_delete_batch()
+            groups = [(int(k), ctext(v["comm"]), np.asarray(v["slots"], np.uint64))
+                      for k, v in zip(keys.tolist(), values)]
+            if as_json:
+                for key, comm, slots in groups:
+                    doc = {"time": time.time(), "unit": unit, "offcpu": offcpu, "total": int(slots.sum()),
+                           "buckets": [{"low": lo, "high": hi, "count": int(c)}
+                                       for (lo, hi), c in zip(log2_bounds(len(slots)), slots.tolist())]}
+                    emit_json({label: key, "comm": comm, **doc} if label else doc)
+            else:
+                text = "\n" + ("%-8s\n" % wall_hms() if timestamp else "")
+                for key, comm, slots in groups:
+                    if label is not None:
+                        text += "\n%s = %d %s\n" % (label, key, comm)
+                    text += "".join(line + "\n" for line in log2_hist_lines(slots, unit))
+                out(text)
+                sys.stdout.flush()
+            printed += 1
+            if stopping or (count is not None and printed >= count):
+                break
