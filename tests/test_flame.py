@@ -183,3 +183,41 @@ def test_svg_refusals_and_empty():
     with pytest.raises(pybpf.InvalidArgumentError, match="width"):
         render_svg(sample(), width=10)
     assert "no samples" in render_svg(Folded())
+
+
+def test_stacks_in_ring_buffer_records(kernel):
+    """bpf_get_stack() into a record's u64 ips[32]: StackTable.from_frames decodes the rows the
+    way a stack map is read, and they name hotcold's functions in the same 3:1 split."""
+    p = start(hotcold_path(), 60)
+    try:
+        with pybpf.open(pybpf.bundled("stacks_ring")) as obj:
+            obj.rodata["targ_tgid"] = p.pid
+            obj.load()
+            sym = Symbolizer()
+            sym.remember(p.pid)
+            with obj.maps["samples"].ring_buffer("stack_sample") as rb, \
+                    perf.open_events("cpu-clock", frequency=499) as events:
+                events.attach(obj.programs["on_sample"])
+                import time
+                deadline = time.monotonic() + 3
+                batches = []
+                while time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    batches.append(rb.drain())
+                events.disable()
+                batches.append(rb.drain())
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    batch = np.concatenate([b for b in batches if len(b)])
+    ok = batch[batch["ulen"] > 0]
+    assert len(ok) >= 50 and set(ok["pid"].tolist()) == {p.pid}
+    table = StackTable.from_frames(ok["ips"])
+    assert table.depths.tolist() == (ok["ulen"] // 8).tolist()   # ids are the row numbers, in order
+    names = dict(zip(table.addresses().tolist(), sym.user(p.pid, table.addresses()).names.tolist()))
+    folded = Folded()
+    for row in range(len(table)):
+        folded.add([names[a] for a in reversed(table.frames[row, :table.depths[row]].tolist())])
+    share = folded.share("main;hot") / (folded.share("main;hot") + folded.share("main;cold"))
+    assert 0.6 <= share <= 0.9, folded.text()
