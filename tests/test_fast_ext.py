@@ -1,13 +1,15 @@
-"""The compiled helpers (``pybpf._sys._fast``, cffi API mode) and their ABI-mode fallback.
+"""The compiled binding and helpers (``pybpf._sys._fast``, cffi API mode) and their ABI-mode fallback.
 
 Both paths run here against real maps: in this process (whichever path it
 has) and in subprocesses, one with the extension and one with
 ``PYBPF_NO_EXTENSION=1``, which must give identical results. A tree without
-the extension gets it built first (what ``make ext`` does).
+the extension (or with one built from older declarations) gets it built first
+(what ``make ext`` does).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -28,7 +30,8 @@ SRC = ROOT / "src"
 @pytest.fixture(scope="module")
 def extension_built() -> None:
     """Build ``pybpf._sys._fast`` in the tree if it is absent (as ``make ext`` would)."""
-    probe = subprocess.run([sys.executable, "-c", "import pybpf._sys._fast"], env=_env(), capture_output=True, check=False)
+    probe = subprocess.run([sys.executable, "-c", "from pybpf._sys import libbpf; assert libbpf.NATIVE"],
+                           env=_env(), capture_output=True, check=False)
     if probe.returncode != 0:
         subprocess.run([sys.executable, str(SRC / "pybpf" / "_sys" / "_build_fast.py")], check=True,
                        env=_env(), capture_output=True)
@@ -148,3 +151,65 @@ def test_map_paths_in_both_modes(kernel, extension_built, mode):
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], env=_env(**env), capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_the_compiled_binding_parses_no_c_at_import(extension_built):
+    """With the extension, ``pybpf._sys.libbpf`` is its ffi/lib: no cdef parse, no pycparser."""
+    probe = ("import sys, json\nfrom pybpf._sys import libbpf\n"
+             "print(json.dumps([libbpf.NATIVE, 'pycparser' in sys.modules, 'cffi.cparser' in sys.modules,"
+             " type(libbpf.lib).__name__]))")
+    compiled, abi = _python(probe), _python(probe, PYBPF_NO_EXTENSION="1")
+    assert compiled.returncode == 0 and abi.returncode == 0, compiled.stderr + abi.stderr
+    assert json.loads(compiled.stdout) == [True, False, False, "Lib"]
+    assert json.loads(abi.stdout)[:3] == [False, True, True]
+
+
+def test_an_extension_built_from_other_declarations_is_not_used(extension_built):
+    """A module older than cdef.py (say, a new optional symbol since) would lack declarations:
+    pybpf uses the ABI binding then, and says how to rebuild."""
+    code = ("import pybpf._sys.cdef as c\nc.OPTIONAL_CDEF += 'int pybpf_test_only(void);'\n"
+            "from pybpf._sys import libbpf, fast\nprint(libbpf.NATIVE, fast.MODE, libbpf.has_symbol('pybpf_test_only'))")
+    proc = _python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "abi", "False"]
+    assert "built from other declarations" in proc.stderr and "make ext" in proc.stderr
+
+
+def test_optional_symbols_are_detected_alike_and_never_called_when_absent(extension_built):
+    """Every function of OPTIONAL_CDEF: has_symbol() agrees on both paths; in the compiled module
+    an absent one is a weak reference whose call fails with EOPNOTSUPP (no jump to NULL)."""
+    code = textwrap.dedent("""
+        import json, re
+        from pybpf._sys import libbpf
+        from pybpf._sys.cdef import OPTIONAL_CDEF
+        names = sorted(set(re.findall(r"([a-z_0-9]+)\\(", OPTIONAL_CDEF)))
+        out = {"present": {n: libbpf.has_symbol(n) for n in names}, "calls": {}}
+        if libbpf.NATIVE:
+            ffi, lib = libbpf.ffi, libbpf.lib
+            for name in names:
+                if out["present"][name]:
+                    continue
+                fn = getattr(lib, name)
+                args = [ffi.NULL if t.kind == "pointer" else 0 for t in ffi.typeof(fn).args]
+                ffi.errno = 0
+                ret = fn(*args)
+                result = ffi.typeof(fn).result
+                value = (ret == ffi.NULL) if result.kind == "pointer" else (None if ret is None else int(ret))
+                out["calls"][name] = [value, ffi.errno]
+        print(json.dumps(out))
+    """)
+    compiled, abi = _python(code), _python(code, PYBPF_NO_EXTENSION="1")
+    assert compiled.returncode == 0 and abi.returncode == 0, compiled.stderr + abi.stderr
+    compiled_out, abi_out = json.loads(compiled.stdout), json.loads(abi.stdout)
+    assert compiled_out["present"] == abi_out["present"]
+    assert "ring_buffer__consume_n" in compiled_out["present"]
+    for name, (value, err) in compiled_out["calls"].items():
+        assert err == errno.EOPNOTSUPP, name
+        assert value in (True, -errno.EOPNOTSUPP, None), name  # NULL, -EOPNOTSUPP, or a void call
+    absent = [n for n, present in compiled_out["present"].items() if not present]
+    assert sorted(compiled_out["calls"]) == sorted(absent)

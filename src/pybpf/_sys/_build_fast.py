@@ -1,27 +1,42 @@
-"""Build script of ``pybpf._sys._fast``: the compiled (cffi API-mode) helpers for the hot paths.
+"""Build script of ``pybpf._sys._fast``: the compiled (cffi API-mode) binding and hot-path helpers.
 
-``pybpf._sys.libbpf`` binds libbpf in cffi's ABI mode (no compiler needed, every
-call goes through libffi). This out-of-line module adds, compiled against
-``<bpf/bpf.h>`` and linked with ``-lbpf``:
+``pybpf._sys.libbpf`` binds libbpf either through this module or, when it is
+absent, in cffi's ABI mode (no compiler needed, the cdef parsed at every start,
+every call through libffi). This out-of-line module, linked with ``-lbpf``, holds:
 
+* the whole binding of ``pybpf._sys.cdef`` (``CDEF``, ``OPTIONAL_CDEF``,
+  ``LIBC_CDEF``), compiled from those same declarations (not from libbpf's
+  headers: the layouts are the ones ``tests/test_binding_layout.py`` checks
+  against the headers, on both paths alike), so importing pybpf parses no C;
+  ``pb_cdef_crc()`` says which declarations it was built from, and a module
+  older than the installed ``cdef.py`` is not used;
+* the symbols newer than libbpf 1.1 (``OPTIONAL_CDEF``) as weak references: the
+  module loads with any libbpf >= 1.1, ``pb_has_symbol(name)`` says which the
+  running libbpf has, and calling one it lacks fails with ``-EOPNOTSUPP`` (a
+  pointer-returning one with NULL and errno ``EOPNOTSUPP``), never a jump to NULL;
 * typed per-key helpers: ``pb_lookup_<K>(fd, key, value*)``, ``pb_delete_<K>(fd, key)``,
   ``pb_update_<K>(fd, key, value*, flags)`` and ``pb_update_<K>_<V>(fd, key, value, flags)``
   for integer keys ``K`` and integer/float values ``V`` passed by value (cffi
   converts and range-checks the Python int; no buffer write from Python);
 * loops over numpy key arrays: ``pb_lookup_keys``, ``pb_update_keys``,
-  ``pb_delete_keys``: one ``bpf()`` syscall per key, no Python per key.
+  ``pb_delete_keys``: one ``bpf()`` syscall per key, no Python per key;
+* libbpf's print callback in C, and the ring buffer's copying reader (``pb_ring_copy``).
 
 Built by the package build (``setup.py`` adds it as an optional extension: a
 machine without a compiler or ``libbpf-dev`` gets the ABI-mode paths) and, for
 a dev tree, by ``make setup`` / ``python src/pybpf/_sys/_build_fast.py``,
-which writes ``_fast.*.so`` next to this file. ``pybpf._sys.fast`` picks it up.
+which writes ``_fast.*.so`` next to this file. ``pybpf._sys.libbpf`` picks it up.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import runpy
 import shutil
+import zlib
 from pathlib import Path
+from typing import Any
 
 from cffi import FFI
 
@@ -54,14 +69,6 @@ long pb_ring_copy(const void *data, uint64_t mask, const uint64_t *producer, uin
 """
 
 _LOOPS_SOURCE = r"""
-#include <errno.h>
-#include <stdint.h>
-#include <string.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 
 /* libbpf's print callback, in C. libbpf prints ~10-200 lines per open+load
    (every CO-RE relocation at DEBUG); formatting each through a Python
@@ -123,7 +130,7 @@ static int pb_print(enum libbpf_print_level level, const char *fmt, va_list args
     return 0;
 }
 
-static void pb_install_print(void) { libbpf_set_print(pb_print); }
+static void pb_install_print(void) { libbpf_set_print((libbpf_print_fn_t)(void *)pb_print); }
 static void pb_set_forward_level(int level) { pb_fwd_level = level; }
 static size_t pb_capture_begin(int level)
 {
@@ -291,13 +298,92 @@ def _typed() -> tuple[str, str]:
     return "\n".join(cdef), "\n".join(source)
 
 
+# Headers of the C source: libc only. libbpf's declarations come from pybpf's own cdef text
+# (the headers' would clash with its renamed padding fields and its void * va_list).
+_PRELUDE = r"""
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <linux/types.h>
+"""
+
+
+def _c_text(cdef: str) -> str:
+    """cdef text as C: the kernel's own ``__u64``... (``<linux/types.h>``: same sizes, and
+    Python.h may already have them) instead of the cdef's typedefs."""
+    return re.sub(r"(?m)^typedef [a-z0-9_ ]+ __[us]\d+;.*\n", "", cdef)
+
+
+def cdef_texts() -> dict[str, str]:
+    """``CDEF``, ``OPTIONAL_CDEF`` and ``LIBC_CDEF`` of ``cdef.py`` beside this file (run by path:
+    a package build runs this script without pybpf on ``sys.path``)."""
+    names = runpy.run_path(str(Path(__file__).resolve().parent / "cdef.py"))
+    return {name: names[name] for name in ("CDEF", "OPTIONAL_CDEF", "LIBC_CDEF")}
+
+
+def cdef_crc(texts: dict[str, str]) -> int:
+    """What ``pb_cdef_crc()`` returns: which declarations a module was built from."""
+    return zlib.crc32("\0".join(texts[n] for n in ("CDEF", "OPTIONAL_CDEF", "LIBC_CDEF")).encode())
+
+
+def _optional_functions(texts: dict[str, str]) -> list[tuple[str, Any]]:
+    """(name, cffi function type) of every function ``OPTIONAL_CDEF`` declares."""
+    parser = FFI()
+    parser.cdef(texts["CDEF"])
+    declarations = parser._parser._declarations  # cffi's parsed model of the cdef
+    base = set(declarations)
+    parser.cdef(texts["OPTIONAL_CDEF"])
+    return sorted((key[len("function "):], tp) for key, (tp, _quals) in declarations.items()
+                  if key.startswith("function ") and key not in base)
+
+
+def _optional_source(functions: list[tuple[str, Any]]) -> str:
+    """C making each optional function a weak reference behind a guard, and ``pb_has_symbol``."""
+    guards, has, renames = [], ["static int pb_has_symbol(const char *name)", "{"], []
+    for name, tp in functions:
+        if tp.ellipsis:
+            raise ValueError(f"optional function {name} is variadic: declare it with fixed arguments")
+        params = ", ".join(arg.get_c_name(f" a{i}") for i, arg in enumerate(tp.args)) or "void"
+        call = f"{name}({', '.join(f'a{i}' for i in range(len(tp.args)))})"
+        result = tp.result.get_c_name("")
+        if result == "void":
+            fail, body = "return;", f"{call};"
+        elif result.rstrip().endswith("*"):
+            fail, body = "return NULL;", f"return {call};"
+        else:
+            fail, body = "return -EOPNOTSUPP;", f"return {call};"
+        guards.append(f"#pragma weak {name}\n"
+                      f"static {result} pb_opt_{name}({params})\n"
+                      f"{{\n    if (!{name}) {{\n        errno = EOPNOTSUPP;\n        {fail}\n    }}\n    {body}\n}}")
+        has.append(f'    if (!strcmp(name, "{name}"))\n        return {name} != NULL;')
+        renames.append(f"#define {name} pb_opt_{name}")  # what cffi's wrappers call from here on
+    has += ["    return -1;  /* not an optional symbol */", "}"]
+    return "\n".join(guards + has + renames)
+
+
 def builder() -> FFI:
-    """The cffi builder of ``pybpf._sys._fast`` (cdef + C source, linked with libbpf)."""
+    """The cffi builder of ``pybpf._sys._fast`` (the binding, the helpers; linked with libbpf)."""
+    texts = cdef_texts()
+    optional = _optional_functions(texts)
     typed_cdef, typed_source = _typed()
     ffibuilder = FFI()
-    ffibuilder.cdef(_LOOPS_CDEF + typed_cdef)
-    ffibuilder.set_source(MODULE, _LOOPS_SOURCE + typed_source, libraries=["bpf"],
-                          extra_compile_args=["-O2"])
+    ffibuilder.cdef(texts["CDEF"])
+    ffibuilder.cdef(texts["OPTIONAL_CDEF"])
+    ffibuilder.cdef(texts["LIBC_CDEF"])
+    ffibuilder.cdef(_LOOPS_CDEF + typed_cdef + "\nint pb_has_symbol(const char *name);\nunsigned int pb_cdef_crc(void);\n")
+    # vsnprintf comes from <stdio.h> (with its va_list): the cdef's void * converts to it
+    libc = "\n".join(line for line in texts["LIBC_CDEF"].splitlines() if "vsnprintf" not in line)
+    source = "\n".join([
+        _PRELUDE, _c_text(texts["CDEF"]), _c_text(texts["OPTIONAL_CDEF"]), libc,
+        _optional_source(optional),
+        f"static unsigned int pb_cdef_crc(void) {{ return {cdef_crc(texts)}U; }}",
+        _LOOPS_SOURCE, typed_source])
+    ffibuilder.set_source(MODULE, source, libraries=["bpf"], extra_compile_args=["-O2"])
     return ffibuilder
 
 

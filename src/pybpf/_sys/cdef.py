@@ -10,9 +10,9 @@ CDEF = r"""
 typedef uint8_t __u8;
 typedef uint16_t __u16;
 typedef uint32_t __u32;
-typedef uint64_t __u64;
+typedef unsigned long long __u64;   /* the kernel's types: the compiled binding shares them */
 typedef int32_t __s32;
-typedef int64_t __s64;
+typedef long long __s64;
 
 struct bpf_object;
 struct bpf_program;

@@ -22,29 +22,24 @@ What is here:
 from __future__ import annotations
 
 import errno as _errno
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 
 __all__ = ["EXTENSION", "MODE", "delete_keys", "lookup_keys", "ring_copy", "type_code", "typed", "update_keys"]
 
-_xlib: Any = None
-if os.environ.get("PYBPF_NO_EXTENSION", "") not in ("1", "true", "yes"):
-    try:
-        from pybpf._sys import _fast  # type: ignore[attr-defined]
-        _xlib = _fast.lib
-    except ImportError:  # not built: the ABI-mode paths below
-        _xlib = None
+# the compiled module when pybpf._sys.libbpf binds through it (see there), else the ABI paths below
+_xlib: Any = _libbpf._native.lib if _libbpf._native is not None else None
 
 EXTENSION: bool = _xlib is not None
 MODE: str = "api" if EXTENSION else "abi"  # cffi's names: compiled (API) or libffi (ABI) calls
 
 # pb_ring_copy(data, mask, producer*, pos, size, out, limit, end*, stop_header*) -> records copied
-ring_copy: Callable[..., int] | None = _xlib.pb_ring_copy if _xlib is not None else None
+ring_copy: Callable[..., int] | None = getattr(_xlib, "pb_ring_copy", None)
 
 _INT_CODES = {("u", 1): "u8", ("u", 2): "u16", ("u", 4): "u32", ("u", 8): "u64",
               ("i", 1): "i8", ("i", 2): "i16", ("i", 4): "i32", ("i", 8): "i64",

@@ -13,11 +13,11 @@ import errno as _errno
 import logging
 import os
 import threading
+import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-
-from cffi import FFI
 
 from pybpf._sys.cdef import CDEF, LIBC_CDEF, OPTIONAL_CDEF, OPTIONAL_SYMBOLS
 from pybpf.errors import (
@@ -29,19 +29,50 @@ from pybpf.errors import (
 
 MIN_VERSION = (1, 1)
 
-ffi = FFI()
-ffi.cdef(CDEF)
-ffi.cdef(OPTIONAL_CDEF)
-ffi.cdef(LIBC_CDEF)
+logger = logging.getLogger("pybpf.libbpf")
 
-try:
-    lib: Any = ffi.dlopen("libbpf.so.1")
-except OSError as exc:  # pragma: no cover - depends on the machine
-    raise ImportError(
-        "pybpf needs the system libbpf (libbpf.so.1, version >= 1.1); "
-        "install it with `apt-get install libbpf1` (Debian/Ubuntu)"
-    ) from exc
-libc: Any = ffi.dlopen(None)
+
+def _compiled() -> Any:
+    """``pybpf._sys._fast`` when it is built from this pybpf's cdef (and not disabled), else None."""
+    if os.environ.get("PYBPF_NO_EXTENSION", "") in ("1", "true", "yes"):
+        return None
+    try:
+        from pybpf._sys import _fast  # type: ignore[attr-defined]
+    except ImportError:  # not built (no compiler at install), or libbpf.so.1 unusable
+        return None
+    built_from = getattr(_fast.lib, "pb_cdef_crc", None)
+    wanted = zlib.crc32("\0".join((CDEF, OPTIONAL_CDEF, LIBC_CDEF)).encode())
+    if built_from is None or built_from() != wanted:
+        warnings.warn("pybpf._sys._fast was built from other declarations than this pybpf's cdef.py: "
+                      "using the ABI-mode binding; rebuild it (make ext)", RuntimeWarning, stacklevel=2)
+        return None
+    return _fast
+
+
+# The compiled module (API mode: its declarations parsed at build time, direct C calls) when
+# it is there; else cffi's ABI mode, which parses the cdef now and calls through libffi.
+_native: Any = _compiled()
+if _native is not None:
+    ffi: Any = _native.ffi
+    lib: Any = _native.lib
+    libc: Any = _native.lib  # the same module binds the few libc calls
+else:
+    from cffi import FFI
+
+    ffi = FFI()
+    ffi.cdef(CDEF)
+    ffi.cdef(OPTIONAL_CDEF)
+    ffi.cdef(LIBC_CDEF)
+    try:
+        lib = ffi.dlopen("libbpf.so.1")
+    except OSError as exc:  # pragma: no cover - depends on the machine
+        raise ImportError(
+            "pybpf needs the system libbpf (libbpf.so.1, version >= 1.1); "
+            "install it with `apt-get install libbpf1` (Debian/Ubuntu)"
+        ) from exc
+    libc = ffi.dlopen(None)
+
+NATIVE: bool = _native is not None  # which binding runs: the compiled one, or ABI mode
 
 VERSION: tuple[int, int] = (int(lib.libbpf_major_version()), int(lib.libbpf_minor_version()))
 VERSION_STRING: str = ffi.string(lib.libbpf_version_string()).decode()
@@ -55,14 +86,21 @@ _symbol_cache: dict[str, bool] = {}
 
 
 def has_symbol(name: str) -> bool:
-    """Whether the loaded libbpf exports ``name`` (newer symbols are optional)."""
+    """Whether the loaded libbpf exports ``name`` (newer symbols, in ``OPTIONAL_CDEF``, are optional).
+
+    Only declared names can be present. The compiled binding references the optional ones
+    weakly and asks the dynamic linker; ABI mode looks each up when first used."""
     found = _symbol_cache.get(name)
     if found is None:
-        try:
-            getattr(lib, name)
-            found = True
-        except (AttributeError, NotImplementedError):
-            found = False
+        present = int(lib.pb_has_symbol(name.encode())) if _native is not None else -1
+        if present >= 0:
+            found = bool(present)
+        else:
+            try:
+                getattr(lib, name)
+                found = True
+            except (AttributeError, NotImplementedError):
+                found = False
         _symbol_cache[name] = found
     return found
 
@@ -89,7 +127,6 @@ def library_path() -> str:
 # libbpf's print callback -> logging + per-call capture
 # --------------------------------------------------------------------------
 
-logger = logging.getLogger("pybpf.libbpf")
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 _tls = threading.local()
 _VA_LIST_SIZE = 24  # sizeof(__va_list_tag) on x86-64
@@ -141,17 +178,9 @@ def _print_callback(level: int, fmt: Any, args: Any) -> int:
     return 0
 
 
-_print_cb = ffi.callback("int(enum libbpf_print_level, const char *, void *)", _print_callback)
-
-# With the compiled helpers (pybpf._sys._fast) libbpf's lines are formatted in C, kept in a
+# With the compiled module (pybpf._sys._fast) libbpf's lines are formatted in C, kept in a
 # per-thread C buffer while a capture() is active, and cross into Python only when the
 # pybpf.libbpf logger wants their level (checked when a capture starts; warnings always).
-_native: Any = None
-if os.environ.get("PYBPF_NO_EXTENSION", "") not in ("1", "true", "yes"):
-    try:
-        from pybpf._sys import _fast as _native  # type: ignore[attr-defined,no-redef]
-    except ImportError:
-        _native = None
 
 _C_LEVELS = {logging.DEBUG: 2, logging.INFO: 1}  # logging level -> libbpf's (0 warn, 1 info, 2 debug)
 
@@ -181,6 +210,7 @@ if _native is not None:
     _native.lib.pb_set_forward_level(_forward_level())
     _native.lib.pb_install_print()
 else:
+    _print_cb = ffi.callback("int(enum libbpf_print_level, const char *, void *)", _print_callback)
     lib.libbpf_set_print(_print_cb)
 
 

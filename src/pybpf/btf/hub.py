@@ -11,10 +11,8 @@ so a test can stand for a machine without kernel BTF. Pure: files only.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
-import tempfile
 from dataclasses import dataclass
 
 from pybpf.btf.types import KERNEL_BTF_PATH
@@ -78,6 +76,9 @@ def lookup_candidates(dirs: list[str], what: BtfLookup) -> list[str]:
 
 def _unpack(archive: str) -> str:
     """A BTFHub ``.btf.tar.xz`` unpacked into the per-user cache; the raw BTF's path."""
+    import hashlib  # here, not at import: pybpf.open() imports this module for find_btf()
+    import tempfile
+
     from pybpf.btf.extract import btf_from_tarball
     st = os.stat(archive)
     key = hashlib.sha256(f"{os.path.abspath(archive)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:24]

@@ -149,6 +149,13 @@ def main() -> None:
     """Entry point of the ``pybpf`` console script."""
     import sys
 
-    from pybpf.cli.render import normalize_argv
+    from pybpf.cli.argv import normalize_argv
 
-    app(args=normalize_argv(sys.argv[1:]), prog_name="pybpf")
+    argv = normalize_argv(sys.argv[1:])
+    if len(argv) >= 2 and argv[0] == "tool":
+        # a tool's start-up: straight to its function when its command line is plain (toolrun.py)
+        from pybpf.cli import toolrun
+
+        if toolrun.run(argv[1], argv[2:]):
+            return
+    app(args=argv, prog_name="pybpf")

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pybpf.cli.argv import normalize_argv  # re-exported; the entry point imports pybpf.cli.argv itself
 from pybpf.errors import BpfError
 from pybpf.text import visible
 
@@ -78,35 +79,6 @@ def json_wanted(flag: bool) -> bool:
 def JSON_FLAG(help: str = "print JSON") -> Any:  # noqa: N802 - used like a constant in signatures
     """The ``--json``/``-j`` flag of a command (a plain flag, as in bpftool)."""
     return typer.Option(False, "--json", "-j", help=help)
-
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def normalize_argv(argv: list[str]) -> list[str]:
-    """Keep ``--json true``/``--json=false`` working now that ``--json`` is a plain flag."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word == "--":
-            out.extend(argv[i:])
-            break
-        if word.startswith("--json="):
-            value = word.split("=", 1)[1].lower()
-            if value in _TRUE:
-                out.append("--json")
-            elif value not in _FALSE:
-                out.append(word)  # let the parser refuse it
-        elif word == "--json" and i + 1 < len(argv) and argv[i + 1].lower() in _TRUE | _FALSE:
-            if argv[i + 1].lower() in _TRUE:
-                out.append("--json")
-            i += 1
-        else:
-            out.append(word)
-        i += 1
-    return out
 
 
 def _plain_flags() -> None:

@@ -22,14 +22,13 @@ mmap of a map fd, with typed errors).
 
 from __future__ import annotations
 
-import asyncio
 import mmap
 import os
 import select
 import threading
 import time
 from abc import abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +36,9 @@ from pybpf._sys.forksafe import on_fork_child
 from pybpf._sys.resource import Resource
 from pybpf.errors import BpfError, BpfPermissionError, ClosedError, RecordFormatError, WrongMapTypeError
 from pybpf.maps.map import Map
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["EventSource", "check_map", "limit", "map_ring", "record_dtype"]
 
@@ -263,6 +265,8 @@ class EventSource(Resource):
 
     async def __anext__(self) -> Any:
         """``async for batch in source``: each non-empty batch, until close()."""
+        import asyncio  # only for `async for`: most readers never pay for its import
+
         loop = asyncio.get_running_loop()
         while True:
             try:

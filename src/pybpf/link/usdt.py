@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError
 from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink
 from pybpf.link.symbols import resolve_binary
-from pybpf.spec.usdt import UsdtProbe, describe_probes, process_probes, read_probes
+
+if TYPE_CHECKING:
+    from pybpf.spec.usdt import UsdtProbe
 
 __all__ = ["KIND", "UsdtLink", "attach", "attach_usdt", "find_usdt_probe", "parse_usdt_section"]
 
@@ -49,6 +51,9 @@ def find_usdt_probe(binary_or_pid: str | int, provider: str, name: str) -> UsdtP
     """The probe ``provider:name`` of a binary (path or library name), or of a process
     (its binary first, then the libraries it maps). Raises an error naming the probe
     and listing the probes that are there when it is missing."""
+    # pyelftools loads with the first USDT attach, not with every pybpf.open()
+    from pybpf.spec.usdt import describe_probes, process_probes, read_probes
+
     if isinstance(binary_or_pid, int):
         probes = process_probes(binary_or_pid)
         where = f"process {binary_or_pid} (its binary and mapped libraries)"

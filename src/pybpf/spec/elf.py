@@ -10,10 +10,14 @@ libbpf and works as any user.  Every malformed input becomes
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from dataclasses import dataclass
+
+try:  # BLAKE2 is built into CPython: hashlib would also load OpenSSL's libcrypto (3 MiB)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a CPython built without it
+    from hashlib import blake2b
 
 from pybpf.btf.types import Btf, read_file
 from pybpf.btf.ext import RELO_KINDS, BtfExt, CoreRelo, FuncInfo, LineInfo, parse_btf_ext
@@ -401,7 +405,7 @@ class ObjectSpec:
         self.name = name or (os.path.basename(path).split(".")[0] if path else "")
         data = bytes(data)
         # the verdict of the BTF validation is a function of these bytes alone: cached per process
-        self._digest = hashlib.blake2b(data, digest_size=16).digest()
+        self._digest = blake2b(data, digest_size=16).digest()
         check_elf_header(data, where)
         secs, syms = _guard(where, _read_sections, data, where)
         self.sections = {s.name: s for s in secs}

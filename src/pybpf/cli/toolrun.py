@@ -1,0 +1,225 @@
+"""``pybpf tool NAME ARGS...`` straight to the tool's function: the start-up path of every tool.
+
+A tool is a typer app (``pybpf.tools``). typer converts each option through pydantic,
+which it imports for the purpose (~0.3 s and ~8 MiB before the tool loads anything), and
+the ``pybpf`` command group and its error renderer bring rich. A tool's options are
+plain: flags, ints, floats and strings (optional or with a default, some with
+``min``/``max``), lists of strings, and a few positional arguments. This module reads them
+from the tool's own typer signature and calls the tool's function, so the first thing a
+tool pays for is its BPF object.
+
+It never guesses: ``--help``, an option the tool does not have, a value that does not
+read as its type or is out of range, or a parameter of any other kind hands the whole
+command line to typer, which answers (or refuses) exactly as it always has. Errors the
+tool raises are reported as every pybpf command reports them (``render.guarded``), which
+loads rich only then.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["direct_kwargs", "run"]
+
+_INT = re.compile(r"[+-]?\d+\Z")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+_SCALARS = (bool, int, float, str)
+
+
+@dataclass
+class _Param:
+    name: str
+    kind: type             # bool, int, float or str
+    default: Any
+    many: bool = False     # list[str]: the option may be given several times
+    low: Any = None
+    high: Any = None
+
+
+class _Unsupported(Exception):
+    """This command line (or this tool's signature) is left to typer."""
+
+
+def _scalar(hint: Any) -> tuple[type, bool]:
+    """(scalar type, many) of a parameter annotation, or _Unsupported."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _SCALARS:
+        return hint, False
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and len(args) == 2 and rest[0] in _SCALARS and rest[0] is not bool:
+            return rest[0], False
+    if origin is list and args == (str,):
+        return str, True
+    raise _Unsupported(f"parameter type {hint!r}")
+
+
+def _signature(callback: Callable[..., Any]) -> tuple[dict[str, _Param], list[_Param], list[_Param]]:
+    """(option word -> param, the positional params in order, every param) of a tool's function."""
+    from typer.models import ArgumentInfo, OptionInfo
+
+    hints = typing.get_type_hints(callback)
+    options: dict[str, _Param] = {}
+    positional: list[_Param] = []
+    params: list[_Param] = []
+    for name, parameter in inspect.signature(callback).parameters.items():
+        info = parameter.default
+        kind, many = _scalar(hints.get(name, str))
+        if isinstance(info, OptionInfo):
+            if info.count or info.is_eager or info.callback is not None or info.default is Ellipsis \
+                    or getattr(info, "envvar", None) or getattr(info, "prompt", None):
+                raise _Unsupported(f"option {name}'s settings")
+            param = _Param(name, kind, info.default, many, info.min, info.max)
+            words = list(info.param_decls or ()) or [f"--{name.replace('_', '-')}"]
+            for word in words:
+                if "/" in word or not word.startswith("-"):
+                    raise _Unsupported(f"option {name}'s names")
+                options[word] = param
+        elif isinstance(info, ArgumentInfo):
+            if many or info.default is Ellipsis or kind is bool or info.callback is not None:
+                raise _Unsupported(f"argument {name}")
+            param = _Param(name, kind, info.default, False, info.min, info.max)
+            positional.append(param)
+        else:
+            raise _Unsupported(f"parameter {name}")
+        params.append(param)
+    return options, positional, params
+
+
+def _convert(param: _Param, text: str) -> Any:
+    if param.kind is int:
+        if not _INT.match(text):
+            raise _Unsupported(f"{text!r} as an int")
+        value: Any = int(text)
+    elif param.kind is float:
+        if not _FLOAT.match(text):
+            raise _Unsupported(f"{text!r} as a float")
+        value = float(text)
+    else:
+        value = text
+    if (param.low is not None and value < param.low) or (param.high is not None and value > param.high):
+        raise _Unsupported(f"{param.name} out of range")  # typer says so, in its words
+    return value
+
+
+def direct_kwargs(callback: Callable[..., Any], argv: Sequence[str]) -> dict[str, Any] | None:
+    """The keyword arguments typer would call ``callback`` with for ``argv`` (click's rules:
+    ``-abc`` flag clusters, ``-u1000``, ``--uid 1000``, ``--uid=1000``, ``--`` ends the options,
+    the last of a repeated option wins), or None when typer should answer instead."""
+    try:
+        options, positional, params = _signature(callback)
+        values: dict[str, Any] = {}
+        lists: dict[str, list[str]] = {}
+        loose: list[str] = []
+
+        def take(param: _Param, text: str) -> None:
+            if param.many:
+                lists.setdefault(param.name, []).append(text)
+            else:
+                values[param.name] = _convert(param, text)
+
+        i, args = 0, list(argv)
+        while i < len(args):
+            word = args[i]
+            i += 1
+            if word == "--":
+                loose.extend(args[i:])
+                break
+            if word in ("-h", "--help"):
+                return None
+            if not word.startswith("-") or word == "-":  # click reads "-5" as an option too
+                loose.append(word)
+                continue
+            if word.startswith("--"):
+                key, eq, attached = word.partition("=")
+                param = options.get(key)
+                if param is None:
+                    return None
+                if param.kind is bool:
+                    if eq:
+                        return None
+                    values[param.name] = True
+                    continue
+                if not eq:
+                    if i >= len(args):
+                        return None
+                    attached, i = args[i], i + 1
+                take(param, attached)
+                continue
+            j = 1
+            while j < len(word):  # a cluster of short options
+                param = options.get("-" + word[j])
+                if param is None:
+                    return None
+                if param.kind is bool:
+                    values[param.name] = True
+                    j += 1
+                    continue
+                attached = word[j + 1:]
+                if not attached:
+                    if i >= len(args):
+                        return None
+                    attached, i = args[i], i + 1
+                take(param, attached)
+                break
+        if len(loose) > len(positional):
+            return None
+        for param, text in zip(positional, loose):
+            values[param.name] = _convert(param, text)
+        for param in params:
+            if param.many:
+                values[param.name] = lists.get(param.name, list(param.default or []))
+            values.setdefault(param.name, param.default)
+        return values
+    except _Unsupported:
+        return None
+
+
+def run(name: str, argv: Sequence[str]) -> bool:
+    """Run tool ``name`` with ``argv`` if its command line is plain; False leaves it to typer."""
+    from pybpf import tools
+
+    if name.startswith("-") or name not in tools.tool_names():
+        return False
+    app = tools.load_tool(name)
+    if len(app.registered_commands) != 1 or app.registered_groups or app.registered_callback is not None:
+        return False
+    callback = app.registered_commands[0].callback
+    kwargs = direct_kwargs(callback, argv) if callback is not None else None
+    if kwargs is None:
+        return False
+    try:
+        callback(**kwargs)
+    except BaseException as exc:  # noqa: BLE001 - reported as any pybpf command reports it
+        if isinstance(exc, SystemExit):
+            raise
+        _report(exc)
+    return True
+
+
+def _report(exc: BaseException) -> None:
+    """Exit as the ``pybpf`` command group would after ``exc`` escaped a tool."""
+    import typer
+
+    from pybpf.cli.render import _CLICK_EXCEPTION, guarded
+
+    def again() -> None:
+        raise exc
+
+    try:
+        guarded(again)()
+    except typer.Exit as stop:
+        sys.exit(stop.exit_code)
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    except _CLICK_EXCEPTION as error:
+        error.show()  # type: ignore[attr-defined]
+        sys.exit(error.exit_code)  # type: ignore[attr-defined]
