@@ -41,6 +41,7 @@ class _Param:
     many: bool = False     # list[str]: the option may be given several times
     low: Any = None
     high: Any = None
+    eager: bool = False    # a flag with a callback: given, the command line goes to typer
 
 
 class _Unsupported(Exception):
@@ -73,10 +74,19 @@ def _signature(callback: Callable[..., Any]) -> tuple[dict[str, _Param], list[_P
         info = parameter.default
         kind, many = _scalar(hints.get(name, str))
         if isinstance(info, OptionInfo):
-            if info.count or info.is_eager or info.callback is not None or info.default is Ellipsis \
-                    or getattr(info, "envvar", None) or getattr(info, "prompt", None):
+            if info.count or info.default is Ellipsis or getattr(info, "envvar", None) \
+                    or getattr(info, "prompt", None):
                 raise _Unsupported(f"option {name}'s settings")
-            param = _Param(name, kind, info.default, many, info.min, info.max)
+            eager = info.callback is not None or info.is_eager
+            default = info.default
+            if eager:
+                # an eager flag (-V/--version) acts when given: then typer runs it. Absent, the
+                # function gets what its callback makes of False, as click passes it.
+                if not (kind is bool and default is False and info.callback is not None
+                        and len(inspect.signature(info.callback).parameters) == 1):
+                    raise _Unsupported(f"option {name}'s callback")
+                default = info.callback(False)
+            param = _Param(name, kind, default, many, info.min, info.max, eager)
             words = list(info.param_decls or ()) or [f"--{name.replace('_', '-')}"]
             for word in words:
                 if "/" in word or not word.startswith("-"):
@@ -143,7 +153,7 @@ def direct_kwargs(callback: Callable[..., Any], argv: Sequence[str]) -> dict[str
                 if param is None:
                     return None
                 if param.kind is bool:
-                    if eq:
+                    if eq or param.eager:
                         return None
                     values[param.name] = True
                     continue
@@ -159,6 +169,8 @@ def direct_kwargs(callback: Callable[..., Any], argv: Sequence[str]) -> dict[str
                 if param is None:
                     return None
                 if param.kind is bool:
+                    if param.eager:
+                        return None
                     values[param.name] = True
                     j += 1
                     continue
