@@ -373,6 +373,8 @@ class Object(Resource):
                 allow_large_maps = os.environ.get("PYBPF_ALLOW_LARGE_MAPS", "") not in ("", "0")
             if not allow_large_maps:
                 check_map_memory(self.name, [m._memory_spec() for m in self._maps.values()])
+            for map_ in self._maps.values():
+                map_._prepare_arena()  # arena maps are pybpf's, mapped before the programs run
             if log_level is not None or verifier_stats:
                 level = (log_level or 0) | (LOG_LEVEL_STATS if verifier_stats else 0)
                 for program in self._programs.values():

@@ -68,6 +68,7 @@ from pybpf.maps.checks import (
 )
 from pybpf.maps.stacks import StackTable, read_stacks
 from pybpf.maps.views import MappedMap
+from pybpf.maps.arena import Arena, create_arena
 
 
 
@@ -234,6 +235,9 @@ class Map(Resource):
         self._fast = None
         for name in ("_getitem", "_setitem", "_delitem", "_contains", "lookup"):
             self.__dict__.pop(name, None)  # back to the general methods, which raise ClosedError
+        arena = getattr(self, "_arena", None)
+        if arena is not None:
+            arena.close()  # views still using the arena keep it mapped
         with self._mapping_lock:  # a view() being made in another thread exports first, or sees closed
             if self._mapping is not None:
                 self._mapping.try_close()  # if views still use it, the last one unmaps
@@ -340,6 +344,35 @@ class Map(Resource):
     def flag_names(self) -> list[str]:
         """The names of the map's flags."""
         return map_flag_names(self.flags)
+
+    # ---- arena -------------------------------------------------------
+
+    def _prepare_arena(self) -> None:
+        """For Object.load(): an arena map is created and mapped by pybpf, then given to libbpf."""
+        if self._ptr is None or lib.bpf_map__type(self._ptr) != MapType.ARENA or lib.bpf_map__fd(self._ptr) >= 0:
+            return
+        fd, arena = create_arena(self.name, int(lib.bpf_map__max_entries(self._ptr)),
+                                 int(lib.bpf_map__map_flags(self._ptr)), int(lib.bpf_map__map_extra(self._ptr)))
+        try:
+            _libbpf.check(lib.bpf_map__reuse_fd(self._ptr, fd), f"giving arena map {self.name} to libbpf")
+        except BaseException:
+            arena.close()
+            raise
+        finally:
+            os.close(fd)  # libbpf holds its own copy now
+        self._arena = arena
+
+    def arena(self) -> Arena:
+        """The user mapping of this arena map (``BPF_MAP_TYPE_ARENA``): ``.view()`` is the whole
+        arena as numpy, ``.at(pointer, dtype)`` a record at a pointer a BPF program stored,
+        ``.base`` the address those pointers start at. Views outlive the map and its object."""
+        self._check()
+        arena = getattr(self, "_arena", None)
+        if arena is None:
+            if self.map_type is not MapType.ARENA:
+                raise WrongMapTypeError(f"map {self.name} is a {self.type} map, not an arena")
+            raise BpfError(f"arena map {self.name} is mapped when its object loads; load it first")
+        return arena
 
     # ---- struct_ops --------------------------------------------------
 
@@ -803,6 +836,8 @@ class Map(Resource):
         up to 8; read-only when the map is frozen or read-only to user space.
         The view stays valid after the map and its object are closed.
         """
+        if self.map_type is MapType.ARENA:
+            return self.arena().view()
         dtype = self.value_dtype
         return self._with_mapping(lambda mapping: mapping.array(dtype))
 
