@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest
 
 import pybpf
 from pybpf.metrics.collector import BpfCollector, ObjectMetrics
+from pybpf.metrics.server import MetricsApp, start_server
 from pybpf.metrics.config import Config, load_config
 
 __all__ = ["Exporter"]
@@ -29,6 +30,7 @@ class Exporter:
         self.collector = BpfCollector()
         self.objects: list[pybpf.Object] = []
         self._server: Any = None
+        self.app: MetricsApp | None = None  # the HTTP side, once serve() runs
         self._thread: threading.Thread | None = None
         try:
             for item in configs:
@@ -69,7 +71,8 @@ class Exporter:
 
     def serve(self, addr: str = "127.0.0.1", port: int = 9435) -> int:
         """Start serving ``/metrics`` in a thread; returns the port (useful with ``port=0``)."""
-        self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
+        self.app = MetricsApp(self.registry)  # concurrent scrapes share one collection
+        self._server, self._thread = start_server(self.app, addr, port)
         return int(self._server.server_port)
 
     def close(self) -> None:
