@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "export": ("pybpf.cli.export", "export_command"),
     "bench": ("pybpf.cli.benchcmd", "bench_command"),
     "upgrade": ("pybpf.cli.upgrade", "upgrade_command"),
+    "deployment": ("pybpf.cli.deployment", "deployment_app"),
+    "agent": ("pybpf.cli.agent", "agent_command"),
     "features": ("pybpf.cli.features", "features_command"),
 }
 
@@ -58,6 +60,8 @@ SUMMARIES: dict[str, str] = {
     "tool": "Run a tool shipped with pybpf (execsnoop, opensnoop, syscount, runqlat, tcpstates, ...).",
     "export": "Serve BPF map contents as Prometheus metrics on http://ADDR:PORT/metrics.",
     "upgrade": "Upgrade the version pinned in DIR to NEW; migrated counters are merged exactly.",
+    "deployment": "Deployments pinned on bpffs: list, show, remove.",
+    "agent": "Deploy several tools, serve all their metrics, upgrade a tool when its object file changes.",
     "features": "What pybpf runs on here: libbpf (version, optional APIs), kernel, capabilities, binding.",
     "bench": "Benchmark map access: syscall lookups vs batch lookups vs mmap views, Python next to C.",
 }

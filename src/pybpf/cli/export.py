@@ -26,6 +26,9 @@ def export_command(
     addr: str = typer.Option("127.0.0.1", "--addr", help="address to listen on"),
     port: int = typer.Option(9435, "--port", help="port to listen on (0: any free port)"),
     once: bool = typer.Option(False, "--once", help="print one scrape to stdout and exit (no server)"),
+    deployment: List[str] = typer.Option([], "--deployment", metavar="DIR",
+                                         help="read the i-th CONFIG's maps from the deployment pinned in DIR "
+                                              "(already running) instead of loading a copy (repeatable)"),
 ) -> None:
     """Serve BPF map contents as Prometheus metrics on http://ADDR:PORT/metrics."""
     from pybpf.metrics import ConfigError, Exporter
@@ -38,7 +41,9 @@ def export_command(
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         try:
-            exporter = Exporter(configs)
+            if len(deployment) > len(configs):
+                fail(f"{len(deployment)} --deployment given for {len(configs)} CONFIG(s): one DIR per CONFIG, in order")
+            exporter = Exporter(configs, deployments=deployment)
         except ConfigError as exc:
             fail(str(exc))
         with exporter:

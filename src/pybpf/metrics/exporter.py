@@ -8,7 +8,7 @@ the libbpf object, in that order), which also stops the HTTP server.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,26 @@ __all__ = ["Exporter"]
 class Exporter:
     """Objects loaded from configs, one registry with their collector, and an optional HTTP server."""
 
-    def __init__(self, configs: Iterable[str | Path | Config]) -> None:
+    def __init__(self, configs: Iterable[str | Path | Config], deployments: Sequence[str | None] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = BpfCollector()
         self.objects: list[pybpf.Object] = []
+        self.deployments: list[Any] = []  # sources reading a running deployment's pins (--deployment DIR)
         self._server: Any = None
         self.app: MetricsApp | None = None  # the HTTP side, once serve() runs
         self._thread: threading.Thread | None = None
         try:
-            for item in configs:
+            for i, item in enumerate(configs):
                 cfg = item if isinstance(item, Config) else load_config(item)
-                self.collector.add(self._load(cfg))
+                directory = deployments[i] if i < len(deployments) else None
+                if directory is None:
+                    self.collector.add(self._load(cfg))
+                else:  # the i-th config reads the deployment pinned in DIR instead of loading a copy
+                    from pybpf.metrics.deployment import DeploymentMetrics
+
+                    source = DeploymentMetrics(cfg, directory)
+                    self.deployments.append(source)
+                    self.collector.add(source)  # type: ignore[arg-type]
         except BaseException:
             self.close()
             raise
@@ -86,6 +95,8 @@ class Exporter:
             self._thread = None
         while self.objects:
             self.objects.pop().close()
+        while self.deployments:
+            self.deployments.pop().close()
 
     def __enter__(self) -> Exporter:
         return self

@@ -178,7 +178,9 @@ class Deployment:
         programs = [{"name": name, "pin": pin_name(name)} for name, p in self.object.programs.items()
                     if p.autoload and name in attached]
         attachments = [{**a.entry(), **_attachment_pins(a)} for a in self.attachments]
-        return {"format": FORMAT, "object": self.object.name, "source": source or self.object.path,
+        path = source or self.object.path
+        return {"format": FORMAT, "object": self.object.name, "tool": self.manifest.get("tool") or self.object.name,
+                "source": path, "sha256": _sha256(path),
                 "version": self.manifest.get("version", 0) + 1 if self.manifest else 1,
                 "pinned_at": time.time(), "maps": maps, "programs": programs, "attachments": attachments}
 
@@ -281,6 +283,16 @@ class Deployment:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _sha256(path: str | None) -> str | None:
+    """The object file's digest (an agent upgrades when it changes), None if it is not a file."""
+    if not path or not os.path.isfile(path):
+        return None
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _attachment_pins(a: Attachment) -> dict[str, str]:
