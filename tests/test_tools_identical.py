@@ -526,3 +526,169 @@ def test_biolatency_option_output_is_the_c_tools(case: str, loop_disk: tuple[str
         same_lines(f"biolatency {case}", non_rows(a) + rows(a)[:n], non_rows(b) + rows(b)[:n])
     else:
         same_lines(f"biolatency {case}", non_rows(a), non_rows(b), ordered=False)
+
+
+def _c_formats(tool: str, marker: str) -> list[str]:
+    """The printf formats compiled into the C twin (its .rodata strings) that contain ``marker``."""
+    path = c_tool(tool)[-1]
+    data = Path(path).read_bytes()
+    return [s.decode() for s in re.findall(rb"[\x20-\x7e]{4,}", data) if marker.encode() in s]
+
+
+def _c_refuses(tool: str) -> tuple[bool, str]:
+    """Run the C twin briefly: (True, its error text) when it cannot attach here."""
+    proc = subprocess.run(["timeout", "-s", "INT", "4"] + c_tool(tool), capture_output=True, text=True)
+    refused = proc.returncode not in (0, 124, 130) and "failed to" in proc.stderr
+    return refused, proc.stderr
+
+
+def _kprobe_refusal(stderr: str, tool: str) -> None:
+    """What the C tools say on a kernel without kprobes (DESIGN.md: kprobes are not built in):
+    tcpconnect loads, then cannot create its kprobe; bindsnoop's kretprobe program is refused
+    at load."""
+    if tool == "tcpconnect":
+        assert "failed to create kprobe 'tcp_v4_connect+0x0' perf event" in stderr, stderr
+        assert "failed to attach BPF programs" in stderr, stderr
+    else:
+        assert "prog 'ipv4_bind_exit': BPF program load failed" in stderr, stderr
+        assert "failed to load BPF object" in stderr, stderr
+
+
+TCPCONNECT_CASES = {"default": [], "-s": ["-s"], "-U": ["-U"], "-t": ["-t"], "-P": ["-P", "{port}"]}
+
+
+@pytest.mark.parametrize("case", list(TCPCONNECT_CASES))
+def test_tcpconnect_against_the_c_tools_format_and_tcpstates(case: str, netns: str, tmp_path: Path) -> None:
+    """The C tcpconnect kprobes tcp_v4_connect: where that is refused (this kernel) the test
+    checks the refusal, then each of our lines against the C binary's own printf formats
+    filled with what the C tcpstates saw of the same connects (pid, addresses, ports)."""
+    refused, why = _c_refuses("tcpconnect")
+    port = random.randint(20000, 60000)
+    args = [a.format(port=port) for a in TCPCONNECT_CASES[case]]
+    client = unique_binary(tmp_path, sys.executable, "pbt")
+    code = ("import socket, time\n"
+            f"s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port}))\n"
+            "s.listen()\n"
+            "for _ in range(3):\n"
+            f"    c = socket.create_connection(('127.0.0.1', {port})); a, _ = s.accept(); c.close(); a.close()\n"
+            f"c = socket.socket(); c.connect_ex(('127.0.0.1', {port + 1 if port < 60000 else port - 1}))\n"
+            "s.close()\n")
+    mine = lambda lines: [l for l in lines if f" {client.name[:12]} " in l or f" {client.name} " in l]  # noqa: E731
+    want = 3 if "-P" in args else 4
+
+    def work() -> None:
+        subprocess.run(["ip", "netns", "exec", netns, str(client), "-c", code], check=True)
+    tool = "tcpstates" if refused else "tcpconnect"
+    theirs = Proc(c_tool(tool) + ([] if refused else args))
+    ours = Proc(pybpf_cmd("tool", "tcpconnect", *args))
+    try:
+        theirs.wait_for(lambda: bool(theirs.out))
+        ours.wait_for(lambda: any("Tracing" in l for l in ours.err))
+        time.sleep(0.3)
+        work()
+        ours.wait_for(lambda: len(mine(ours.out)) >= want, timeout=20, what="our connect lines")
+        time.sleep(0.5)
+    finally:
+        ours.stop()
+        theirs.stop()
+    a = ours.out[:1] + mine(ours.out)
+    assert len(a) == want + 1
+    if not refused:   # a kernel with kprobes: the C tool itself, line for line
+        b = theirs.out[:1] + mine(theirs.out)
+        if "-t" in args:
+            a, b = blank(a, r"^\d+\.\d{3} *", r"\d+\.\d{3} *"), blank(b, r"^\d+\.\d{3} *")
+        same_lines(f"tcpconnect {case}", a, b, ordered=False)
+        return
+    _kprobe_refusal(why, "tcpconnect")
+    head_fmt = next(f for f in _c_formats("tcpconnect", "%-6s %-1") if "%-2s" in f)
+    row_fmt = next(f for f in _c_formats("tcpconnect", "%-6d %-1") if "%-2d" in f)
+    comm_w = int(re.search(r"%-(\d+)s", head_fmt[5:]).group(1))     # type: ignore[union-attr]
+    head = ("%-9s" % "TIME(s)" if "-t" in args else "") + ("%-6s" % "UID" if "-U" in args else "")
+    head += head_fmt % ("PID", "COMM", "IP", "SADDR", "DADDR") + (" %-5s" % "SPORT" if "-s" in args else "")
+    expected = [head + " %-5s" % "DPORT"]
+    # the C tcpstates' view of the same connects: the connecting pid and, once established, the port
+    # (a socket address is reused by the next connect: the events are taken in order)
+    rows: list[list[object]] = []
+    opened: dict[str, int] = {}
+    for parts in (l.split() for l in theirs.out[1:]):
+        if len(parts) < 11 or not parts[6].isdigit():
+            continue
+        change = parts[-4:-1]
+        if change == ["CLOSE", "->", "SYN_SENT"]:
+            dport = int(parts[6])
+            if dport in (port, port + 1, port - 1) and ("-P" not in args or dport == port):
+                opened[parts[0]] = len(rows)
+                rows.append([int(parts[1]), parts[3], parts[5], 0, dport])
+        elif change[:2] == ["SYN_SENT", "->"] and parts[0] in opened:
+            rows[opened.pop(parts[0])][3] = int(parts[4])   # the port, once bound
+    for pid, saddr, daddr, sport, dport in rows:
+        row = "%-6d" % 0 if "-U" in args else ""
+        row += row_fmt % (pid, client.name, 4, saddr, daddr)
+        if "-s" in args:
+            row += " %-5d" % sport
+        expected.append(row + " %-5d" % dport)
+    if "-t" in args:
+        a = blank(a, r"^\d+\.\d{3} *", r"\d+\.\d{3} *")
+        expected = [expected[0]] + ["#" * 9 + e for e in expected[1:]]
+    assert int(comm_w) in (12, 16)
+    same_lines(f"tcpconnect {case} (C formats + C tcpstates)", a, expected, ordered=False)
+
+
+def test_tcpconnect_count_mode(netns: str) -> None:
+    port = random.randint(20000, 60000)
+    code = ("import socket\n"
+            f"s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port}))\n"
+            "s.listen(10)\n"
+            "for _ in range(5):\n"
+            f"    c = socket.create_connection(('127.0.0.1', {port})); a, _ = s.accept(); c.close(); a.close()\n")
+    ours = Proc(pybpf_cmd("tool", "tcpconnect", "-c", "-P", str(port)))
+    try:
+        ours.wait_for(lambda: any("Tracing" in l for l in ours.err))
+        subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], check=True)
+        time.sleep(0.3)
+    finally:
+        ours.stop()
+    head_fmt = "\n%-25s %-25s" % ("LADDR", "RADDR") + " %-20s" % "RPORT" + " %-10s" % "CONNECTS"
+    assert ours.out[:2] == head_fmt.split("\n")
+    assert ours.out[2] == "%-25s %-25s" % ("127.0.0.1", "127.0.0.1") + " %-20d" % port + " %-10d" % 5
+    refused, why = _c_refuses("tcpconnect")
+    if refused:
+        _kprobe_refusal(why, "tcpconnect")
+        assert any("%-25s %-25s" in f for f in _c_formats("tcpconnect", "%-25s"))
+
+
+def test_bindsnoop_against_the_c_tools_format(tmp_path: Path) -> None:
+    """The C bindsnoop kprobes inet_bind: where refused (this kernel), its refusal is checked and
+    our lines against its compiled printf formats, filled with the binds the workload made."""
+    refused, why = _c_refuses("bindsnoop")
+    binder = unique_binary(tmp_path, sys.executable, "pbb")
+    port = random.randint(20000, 60000)
+    code = ("import socket\n"
+            f"s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)\n"
+            f"s.bind(('127.0.0.1', {port}))\n"
+            "u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.setsockopt(socket.SOL_IP, 15, 1)\n"
+            f"u.bind(('::1', {port}))\n"
+            "try: socket.socket().bind(('192.0.2.1', 80))\nexcept OSError: pass\n")
+    mine = lambda lines: [l for l in lines if f" {binder.name} " in l]  # noqa: E731
+    if not refused:
+        ours, theirs, *_ = side_by_side("bindsnoop", ["-x"], lambda: subprocess.run([str(binder), "-c", code]),
+                                        lambda lines: len(mine(lines)) >= 3)
+        same_lines("bindsnoop -x", ours[:1] + mine(ours), theirs[:1] + mine(theirs), ordered=False)
+        return
+    _kprobe_refusal(why, "bindsnoop")
+    proc = Proc(pybpf_cmd("tool", "bindsnoop", "-x"))
+    try:
+        proc.wait_for(lambda: any("Tracing" in l for l in proc.err))
+        subprocess.run([str(binder), "-c", code], check=True)
+        proc.wait_for(lambda: len(mine(proc.out)) >= 3, timeout=20)
+    finally:
+        proc.stop()
+    head_fmt = next(f for f in _c_formats("bindsnoop", "%-7s %-16s"))
+    row_fmt = next(f for f in _c_formats("bindsnoop", "%-7d %-16s"))
+    pid = int(mine(proc.out)[0].split()[0])
+    expected = [head_fmt % ("PID", "COMM", "RET", "PROTO", "OPTS", "IF", "PORT", "ADDR"),
+                row_fmt % (pid, binder.name, 0, "TCP", "...Rr", 0, port, "127.0.0.1"),
+                row_fmt % (pid, binder.name, 0, "UDP", "F....", 0, port, "::1"),
+                row_fmt % (pid, binder.name, -99, "TCP", ".....", 0, 0, "0.0.0.0")]
+    same_lines("bindsnoop -x (C formats)", proc.out[:1] + mine(proc.out), [e.rstrip("\n") for e in expected])

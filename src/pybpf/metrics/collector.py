@@ -261,6 +261,8 @@ def _plain_column(col: np.ndarray) -> list[Any]:
     """A key column as hashable Python values: ints, bytes for char[]/u8[N] fields."""
     if col.dtype.kind == "S":
         return col.tolist()
+    if col.ndim > 1 and not len(col):
+        return []
     if col.ndim > 1:  # a sub-array field (u8 addr[16]): its raw bytes per row
         flat = np.ascontiguousarray(col).reshape(len(col), -1)
         return [bytes(row) for row in flat.view(np.uint8).reshape(len(col), -1)]
