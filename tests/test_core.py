@@ -459,7 +459,8 @@ def test_bitfield_shifts_and_anonymous_members() -> None:
 def test_verdicts_match_what_loading_here_does(kernel, corpus) -> None:
     """A poisoned instruction fails a load only if reachable: the check's per-program verdicts
     (constant propagation over the patched program) against real loads on this kernel."""
-    from pybpf.spec.core import kernel_target, program_report
+    from pybpf.spec.check import check_object
+    from pybpf.spec.core import kernel_target
     target = kernel_target()
     guarded = 0
     for name, obj in corpus.items():
@@ -468,7 +469,7 @@ def test_verdicts_match_what_loading_here_does(kernel, corpus) -> None:
         spec = inspect(obj)
         results = relocate(spec, target)
         guarded += sum(r.dead_code for r in results)
-        predicted = all(p["ok"] for p in program_report(spec, results))
+        predicted = all(p["ok"] for p in check_object(spec, target)["programs"])
         try:
             with pybpf.open(obj) as o:
                 o.load()

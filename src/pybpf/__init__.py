@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first
     from pybpf.object import Object, open
     from pybpf.program import Program, TestRunResult
     from pybpf.section import Section
-    from pybpf.spec.core import check
+    from pybpf.spec.check import check
     from pybpf.toolchain import build, include_dir
     from pybpf.upgrade.core import Deployment, deploy, upgrade
 
@@ -81,7 +81,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "UserRingBuffer": ("pybpf.events.userringbuf", "UserRingBuffer"),
     "Deployment": ("pybpf.upgrade.core", "Deployment"),
     "build": ("pybpf.toolchain", "build"),
-    "check": ("pybpf.spec.core", "check"),
+    "check": ("pybpf.spec.check", "check"),
     "deploy": ("pybpf.upgrade.core", "deploy"),
     "cstring": ("pybpf.btf.cstring", "cstring"),
     "cstrings": ("pybpf.btf.cstring", "cstrings"),

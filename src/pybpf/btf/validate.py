@@ -33,6 +33,8 @@ from __future__ import annotations
 from pybpf.btf.model import BtfType, TypeGraph
 from pybpf.errors import NotSupportedError, ObjectFormatError
 
+MIN_TYPES = 4096  # blobs this large go through the vectorised proof first (pybpf.btf.fastvalid)
+
 Btf = TypeGraph  # the annotations below name what they get: a parsed BTF
 
 __all__ = ["validate_btf", "padding_bits", "MAX_RESOLVE_DEPTH"]
@@ -69,8 +71,15 @@ def _strip_modifiers(btf: Btf, tid: int) -> int:
 
 
 def validate_btf(btf: Btf) -> None:
-    """Raise ObjectFormatError unless every type ``btf`` defines keeps the kernel's rules."""
+    """Raise ObjectFormatError unless every type ``btf`` defines keeps the kernel's rules.
+
+    A large blob (a vmlinux) is first given to the vectorised proof of
+    :mod:`pybpf.btf.fastvalid`; when that cannot prove it valid, every type is checked here."""
     start, end = btf.start_id, len(btf)
+    if end - start >= MIN_TYPES:
+        from pybpf.btf.fastvalid import proves_valid  # numpy: only for large blobs
+        if proves_valid(btf):
+            return
     for tid in range(start, end):
         btf[tid]  # decodes: string offsets and type ids in range
     for tid in range(start, end):

@@ -1,10 +1,12 @@
-"""``pybpf check``: an object's CO-RE relocations against target kernels, offline.
+"""``pybpf check``: will objects load and attach on target kernels? Offline, as any user.
 
-A thin renderer over :func:`pybpf.check` (:mod:`pybpf.spec.core`): no kernel, no root.
-Each target is a raw BTF, an ELF vmlinux, a kernel image (``btf extract``'s inputs)
-or a BTFHub ``.btf.tar.xz``; ``--btf-dir`` takes every such file of a directory
-tree; ``--kernel`` adds the running kernel's ``/sys/kernel/btf``. Exit status 0
-when every program is fine on every target, 1 otherwise.
+A thin renderer over :mod:`pybpf.spec.check`: attach targets, helpers, map/program/attach
+types, kfuncs and CO-RE relocations, each read from the target's BTF. Each target is a raw
+BTF, an ELF vmlinux, a kernel image (``btf extract``'s inputs) or a BTFHub ``.btf.tar.xz``;
+``--btf-dir`` takes every such file of a directory tree; ``--kernel`` adds the running
+kernel's ``/sys/kernel/btf``. Every target is parsed and validated once. One object prints
+its findings per target; several print an objects x kernels matrix, then what fails.
+Exit status 0 when no cell fails (``--strict``: and none is unknown), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -15,39 +17,29 @@ from typing import Any, List, Optional
 
 import typer
 
-from pybpf.btf.extract import extract_btf
-from pybpf.btf.types import Btf
-from pybpf.errors import ObjectFormatError
-from pybpf.spec.core import Target, check, load_target
+from pybpf.spec.check import matrix
+from pybpf.spec.core import Target, load_target
 
-from pybpf.cli.render import console, guarded, plain, print_json, table, usage_error
+from pybpf.cli.render import console, guarded, print_json, table, usage_error
 from pybpf.text import visible
 
 __all__ = ["check_command", "targets_from"]
 
 _BTF_SUFFIXES = (".btf", ".btf.tar.xz", ".tar.xz")
-
-
-def _target(path: str) -> Target:
-    """A target from any file ``btf extract`` reads, or a BTFHub tarball."""
-    if path.endswith((".tar.xz", ".tar.gz", ".tar")):
-        return load_target(path)
-    try:
-        return load_target(path)
-    except ObjectFormatError:
-        return Target(path, Btf.from_bytes(extract_btf(path), name=path))
+_SHOWN = {"ok": "ok", "fails": "FAILS", "unknown": "unknown"}
 
 
 def targets_from(files: list[Path], directory: Optional[Path]) -> list[Target]:
     """The target BTFs named by ``--btf`` files and the files under ``--btf-dir``."""
-    out = [_target(str(p)) for p in files]
+    out = [load_target(str(p)) for p in files]
     if directory is not None:
         if not directory.is_dir():
             raise FileNotFoundError(2, "no such directory", str(directory))
-        for root, _dirs, names in sorted(os.walk(directory)):
+        for root, dirs, names in os.walk(directory):
+            dirs.sort()
             for n in sorted(names):
                 if n.endswith(_BTF_SUFFIXES):
-                    out.append(_target(os.path.join(root, n)))
+                    out.append(load_target(os.path.join(root, n)))
     return out
 
 
@@ -59,37 +51,69 @@ def _value(r: dict[str, Any]) -> str:
     return str(r["value"])
 
 
+def _cell(t: dict[str, Any]) -> str:
+    bad = sum(p["verdict"] == t["verdict"] for p in t["programs"] if p["autoload"])
+    shown = _SHOWN[t["verdict"]]
+    return shown if t["verdict"] == "ok" or not bad else f"{shown} ({bad})"
+
+
+def _details(out: Any, doc: dict[str, Any], verbose: bool, single: bool) -> None:
+    """Per target: the verdict of each program, then what fails or is unknown (with --all,
+    every finding and relocation). Several objects: only the cells that are not ok."""
+    for t in doc["targets"]:
+        if t["verdict"] == "ok" and not verbose and not single:
+            continue
+        verdicts = ", ".join(f"{p['name']}: {p['verdict']}" for p in t["programs"]) or "no programs"
+        where = t["btf"] if single else f"{os.path.basename(doc['object'])} on {t['label']}"
+        out.print(visible(f"{where}: {_SHOWN[t['verdict']]} ({verdicts})"), soft_wrap=True, markup=False)
+        for f in t["findings"]:
+            if f["verdict"] != "ok" or verbose:
+                out.print(visible(f"  {f['verdict']}: {_message(f)}"), soft_wrap=True, markup=False)
+        for p in t["programs"]:
+            for f in p["findings"]:
+                if f["verdict"] != "ok" or verbose or f["missing"]:
+                    out.print(visible(f"  {p['name']}: {f['verdict']}: {_message(f)}"), soft_wrap=True,
+                              markup=False)
+        if verbose:
+            rows = [(p["name"], r["insn"], r["kind"], r["path"], r["access"], _value(r), r["reason"] or "")
+                    for p in t["programs"] for r in p["relocations"]]
+            if rows:
+                out.print(table(None, ["program", "insn", "kind", "access", "spec", "value", "why"], rows))
+
+
+def _message(f: dict[str, Any]) -> str:
+    where = ""
+    if f["insn"] is not None:
+        fn = f" of `{f['function']}`" if f["function"] and f["function"] != f["program"] else ""
+        where = f" at instruction {f['insn']}{fn}" + (f" ({f['line']})" if f["line"] else "")
+    text = f"{f['what']}{where}" + (f": {f['missing']}" if f["missing"] else "")
+    return text + (f"; {f['fix']}" if f["fix"] else "")
+
+
 @guarded
 def check_command(
     ctx: typer.Context,
-    obj: Path = typer.Argument(..., help="a .bpf.o", exists=False, show_default=False),
+    objects: List[Path] = typer.Argument(..., help="one or more .bpf.o", exists=False, show_default=False),
     btf: List[Path] = typer.Option([], "--btf", help="a target BTF / vmlinux / kernel image (repeatable)"),
     btf_dir: Optional[Path] = typer.Option(None, "--btf-dir", help="every *.btf[.tar.xz] under DIR"),
     kernel: bool = typer.Option(False, "--kernel", help="the running kernel (/sys/kernel/btf)"),
+    strict: bool = typer.Option(False, "--strict", help="count what BTF cannot tell (unknown) as failing"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
-    verbose: bool = typer.Option(False, "--all", "-a", help="list every relocation, not only failing ones"),
+    verbose: bool = typer.Option(False, "--all", "-a", help="every finding and relocation, not only failing ones"),
 ) -> None:
-    """Check that an object's CO-RE relocations resolve on target kernels (no kernel, no root)."""
+    """Check that objects will load and attach on target kernels, from their BTF (no kernel, no root)."""
     targets = targets_from(btf, btf_dir)
     if not targets and not kernel:
         usage_error(ctx, "give at least one --btf FILE, --btf-dir DIR or --kernel")
-    report = check(str(obj), targets, kernel=kernel)
+    doc = matrix([str(o) for o in objects], targets, kernel=kernel, strict=strict)
     if as_json:
-        print_json(report)
+        print_json(doc["objects"][0] if len(objects) == 1 else doc)
     else:
         out = console()
-        for t in report["targets"]:
-            rows = []
-            for p in t["programs"]:
-                for r in p["relocations"]:
-                    if verbose or (not r["ok"] and not r["dead_code"]):
-                        rows.append((p["name"], r["insn"], r["kind"], r["path"], r["access"], _value(r),
-                                     r["reason"] or ""))
-            verdicts = ", ".join(f"{p['name']}: {p['verdict']}" for p in t["programs"]) or "no programs"
-            out.print(f"[bold]{plain(t['btf'])}[/]: {'ok' if t['ok'] else 'NOT OK'} ({plain(verdicts)})")
-            if rows:
-                out.print(table(None, ["program", "insn", "kind", "access", "spec", "value", "why"], rows))
-            for p in t["programs"]:
-                if p["reason"]:
-                    out.print(visible(f"  {p['name']}: {p['reason']}"), soft_wrap=True, markup=False)
-    raise typer.Exit(0 if all(t["ok"] for t in report["targets"]) else 1)
+        if len(objects) > 1:
+            labels = [t["label"] for t in doc["targets"]]
+            rows = [[os.path.basename(d["object"])] + [_cell(t) for t in d["targets"]] for d in doc["objects"]]
+            out.print(table(None, ["object"] + labels, rows))
+        for d in doc["objects"]:
+            _details(out, d, verbose, len(objects) == 1)
+    raise typer.Exit(0 if doc["ok"] else 1)

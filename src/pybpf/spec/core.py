@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import re
 import struct
 import os
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 from pybpf.btf.relo import KIND_SHORT, RelocInput, RelocResult, Relocator
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf
@@ -27,27 +28,73 @@ from pybpf.errors import CoreRelocationError, ObjectFormatError
 from pybpf.spec.elf import ObjectSpec, inspect
 from pybpf.spec.reach import reachable
 
-__all__ = ["Target", "check", "libbpf_relocations", "relocation_error", "relocation_inputs", "relocate", "load_target", "kernel_target"]
+__all__ = ["Target", "libbpf_relocations", "relocation_error", "relocation_inputs", "relocate", "load_target",
+           "kernel_target", "patch_relocations"]
 
 _STT_FUNC = 2
 
 
 @dataclass
 class Target:
-    """A target kernel: its vmlinux BTF and (for the running kernel) module BTFs."""
+    """A target kernel: its vmlinux BTF and (for the running kernel) module BTFs.
+
+    ``trusted``: the running kernel's own BTF, which the kernel validated when it made it;
+    every other target passes :meth:`validate` (what ``btf_custom_path`` gets) before a verdict.
+    ``cache`` holds what the checks look up in it, so a fleet run parses each target once."""
 
     name: str
     btf: Btf
     modules: Sequence[Btf] = ()
+    trusted: bool = False
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: the file name without ``.btf``/``.tar.xz``, or
+        ``running`` for the running kernel."""
+        if self.trusted:
+            return "running"
+        base = os.path.basename(self.name) or self.name
+        for suffix in (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar", ".btf"):
+            base = base.removesuffix(suffix)
+        return base
+
+    def validate(self) -> None:
+        """ObjectFormatError unless the BTF keeps the kernel's rules (once per content)."""
+        if self.trusted or self.cache.get("valid"):
+            return
+        digest = hashlib.blake2b(self.btf._data, digest_size=16).digest()
+        if digest not in _VALID:
+            try:
+                self.btf.validate()
+            except ObjectFormatError as e:
+                raise ObjectFormatError(f"target {self.name}: {e}", e.errno, path=self.name) from None
+            _VALID.add(digest)
+        self.cache["valid"] = True
+
+
+_VALID: set[bytes] = set()  # digests of target BTFs that passed validation in this process
 
 
 def load_target(path: str | os.PathLike[str], base: Btf | None = None) -> Target:
-    """A target from a raw BTF file, an ELF vmlinux or a BTFHub ``.btf.tar.xz``."""
+    """A target from a raw BTF file, an ELF vmlinux, a kernel image (``btf extract``'s inputs)
+    or a BTFHub ``.btf.tar.xz``."""
     p = os.fspath(path)
     if p.endswith((".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar")):
         from pybpf.btf.extract import btf_from_tarball
         return Target(p, Btf.from_bytes(btf_from_tarball(p), name=p, base=base))
-    return Target(p, Btf.from_file(p, base=base))
+    try:
+        return Target(p, Btf.from_file(p, base=base))
+    except ObjectFormatError:
+        if base is not None:
+            raise
+        from pybpf.btf.extract import extract_btf
+        try:
+            raw = extract_btf(p)
+        except ObjectFormatError:
+            raise ObjectFormatError(f"{p}: neither BTF, an ELF with .BTF, a kernel image nor a BTF tarball",
+                                    path=p) from None
+        return Target(p, Btf.from_bytes(raw, name=p))
 
 
 def kernel_target(sysfs: str = os.path.dirname(KERNEL_BTF_PATH)) -> Target:
@@ -61,7 +108,7 @@ def kernel_target(sysfs: str = os.path.dirname(KERNEL_BTF_PATH)) -> Target:
                 modules.append(Btf.from_file(p, base=vmlinux))
             except (ObjectFormatError, OSError):
                 continue
-    return Target(os.path.join(sysfs, "vmlinux"), vmlinux, modules)
+    return Target(os.path.join(sysfs, "vmlinux"), vmlinux, modules, trusted=True)
 
 
 def _functions(spec: ObjectSpec) -> dict[tuple[str, str], int]:
@@ -124,32 +171,61 @@ def _function_ranges(spec: ObjectSpec) -> dict[tuple[str, str], tuple[int, int]]
     return out
 
 
+def _ld_imm64_symbols(spec: ObjectSpec, section: str) -> dict[int, str]:
+    """Byte offset -> symbol of each ELF relocation of ``section`` (maps, globals, ksyms)."""
+    rel = spec.sections.get(".rel" + section)
+    out: dict[int, str] = {}
+    if rel is None or rel.type != "SHT_REL":
+        return out
+    for r_offset, r_info in struct.iter_unpack("<QQ", rel.data[:len(rel.data) // 16 * 16]):
+        idx = r_info >> 32
+        if 0 <= idx < len(spec._syms):
+            out[r_offset] = spec._syms[idx][0]
+    return out
+
+
+def patch_relocations(spec: ObjectSpec, section: str, function: str, results: list[RelocResult],
+                      zero: frozenset[str] = frozenset()) -> bytes:
+    """A function's instructions as libbpf hands them to the verifier, as far as reachability
+    goes: the values ``results`` patch (the constants guards test) in place, and every ld_imm64
+    the loader fills (a map, a global, a ksym) made a value only the loader knows, except
+    those of the symbols in ``zero`` (weak ksyms the target lacks: libbpf writes 0).
+    Poisoned instructions are left as they are."""
+    rng = _function_ranges(spec).get((section, function))
+    sec = spec.sections.get(section)
+    if rng is None or sec is None:
+        return b""
+    start, size = rng
+    raw = bytearray(sec.data[start:start + size])
+    for off, sym in _ld_imm64_symbols(spec, section).items():
+        at = off - start
+        if 0 <= at < len(raw) - 8 and raw[at] == 0x18 and sym not in zero:
+            raw[at + 1] = (raw[at + 1] & 0x0F) | 0x20  # src_reg 2 (BPF_PSEUDO_MAP_VALUE): not a constant
+    for r in results:
+        if r.section != section or r.program != function or r.value is None or not 0 <= 8 * r.insn < len(raw):
+            continue
+        at = 8 * r.insn
+        if r.patch == "imm":
+            struct.pack_into("<I", raw, at + 4, r.value & 0xFFFFFFFF)
+        elif r.patch == "off" and r.value <= 0x7FFF:
+            struct.pack_into("<h", raw, at + 2, r.value)
+        elif r.patch == "imm64" and at + 16 <= len(raw):
+            struct.pack_into("<II", raw, at + 4, r.value & 0xFFFFFFFF, 0)
+            struct.pack_into("<I", raw, at + 12, (r.value >> 32) & 0xFFFFFFFF)
+    return bytes(raw)
+
+
 def _mark_dead_code(spec: ObjectSpec, results: list[RelocResult]) -> list[RelocResult]:
     poisoned = {(r.section, r.program) for r in results if r.poisoned}
     if not poisoned:
         return results
-    ranges = _function_ranges(spec)
     dead: set[tuple[str, str, int]] = set()
     for sec, prog in poisoned:
-        rng = ranges.get((sec, prog))
-        section = spec.sections.get(sec)
-        if rng is None or section is None:
+        raw = patch_relocations(spec, sec, prog, results)
+        if not raw:
             continue
-        start, size = rng
-        raw = bytearray(section.data[start:start + size])
-        for r in results:  # patch what libbpf patches: the constants the guards test
-            if r.section != sec or r.program != prog or r.value is None or not 0 <= 8 * r.insn < len(raw):
-                continue
-            at = 8 * r.insn
-            if r.patch == "imm":
-                struct.pack_into("<I", raw, at + 4, r.value & 0xFFFFFFFF)
-            elif r.patch == "off" and r.value <= 0x7FFF:
-                struct.pack_into("<h", raw, at + 2, r.value)
-            elif r.patch == "imm64" and at + 16 <= len(raw):
-                struct.pack_into("<II", raw, at + 4, r.value & 0xFFFFFFFF, 0)
-                struct.pack_into("<I", raw, at + 12, (r.value >> 32) & 0xFFFFFFFF)
         targets = {r.insn for r in results if r.poisoned and r.section == sec and r.program == prog}
-        hit = reachable(bytes(raw), targets)
+        hit = reachable(raw, targets)
         dead |= {(sec, prog, i) for i in targets - hit}
     return [dataclasses.replace(r, dead_code=True) if r.poisoned and (r.section, r.program, r.insn) in dead
             else r for r in results]
@@ -162,67 +238,6 @@ def _as_spec(obj: Any) -> ObjectSpec:
     if isinstance(spec, ObjectSpec):  # a pybpf.Object
         return spec
     return inspect(obj)
-
-
-def _as_target(t: Any) -> Target:
-    if isinstance(t, Target):
-        return t
-    if isinstance(t, Btf):
-        return Target(t.name or "<btf>", t)
-    return load_target(t)
-
-
-def program_report(spec: ObjectSpec, results: list[RelocResult]) -> list[dict[str, Any]]:
-    """Per-program verdicts and relocations (the ``programs`` list of the JSON schema)."""
-    names = [p.name for p in spec.programs]
-    for r in results:
-        if r.program not in names:
-            names.append(r.program)
-    out = []
-    for name in names:
-        mine = [r for r in results if r.program == name]
-        fatal = [r for r in mine if r.fatal]
-        poisoned = [r for r in mine if r.poisoned and not r.dead_code]
-        guarded = [r for r in mine if r.poisoned and r.dead_code]
-        if fatal:
-            verdict = "fails"
-            why = (f"relocation #{fatal[0].index} at instruction {fatal[0].insn} fails: {fatal[0].reason}; "
-                   f"the whole object fails to load")
-        elif poisoned:
-            verdict = "fails"
-            why = "; ".join(f"{r.reason}: program `{name}` will fail at instruction {r.insn}" for r in poisoned)
-        else:
-            verdict = "ok"
-            why = "; ".join(f"{r.reason} (instruction {r.insn} is dead code: guarded)" for r in guarded)
-        out.append({"name": name, "ok": verdict == "ok", "verdict": verdict, "reason": why,
-                    "relocations": [r.as_dict() for r in mine]})
-    return out
-
-
-def check(obj: Any, btfs: Iterable[Any] | Any = None, *, kernel: bool = False) -> dict[str, Any]:
-    """Check an object (path, bytes, ObjectSpec or Object) against target BTFs.
-
-    ``btfs``: paths (raw BTF, ELF vmlinux, ``.btf.tar.xz``), :class:`Btf` or :class:`Target`;
-    ``kernel=True`` adds the running kernel (``/sys/kernel/btf``). Returns
-    ``{"object": str, "targets": [{"btf": str, "ok": bool, "programs": [{"name", "ok",
-    "verdict", "reason", "relocations": [{"insn", "kind", "access", "path", "value", "ok",
-    ...}]}]}]}``: ``value`` is what libbpf patches (None when it poisons or fails).
-    """
-    spec = _as_spec(obj)
-    if btfs is None:
-        targets: list[Any] = []
-    elif isinstance(btfs, (str, os.PathLike, Btf, Target)):
-        targets = [btfs]
-    else:
-        targets = list(btfs)
-    resolved = [_as_target(t) for t in targets]
-    if kernel:
-        resolved.append(kernel_target())
-    out = []
-    for t in resolved:
-        progs = program_report(spec, relocate(spec, t))
-        out.append({"btf": t.name, "ok": all(p["ok"] for p in progs), "programs": progs})
-    return {"object": spec.path or spec.name, "targets": out}
 
 
 _PATCHED = re.compile(r"prog '([^']+)': relo #(\d+): patched insn #(\d+) \(([A-Z0-9/]+)\) (imm64|imm|off) "
