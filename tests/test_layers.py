@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -93,3 +94,19 @@ def test_inspect_command_runs_without_libbpf(no_libbpf: None, bundled) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert '"on_getppid"' in r.stdout
+
+
+def test_check_and_btf_min_run_without_libbpf(no_libbpf: None, bundled, tmp_path: Path) -> None:
+    """The pre-check and the minimal BTF are pure: both run where libbpf.so.1 cannot load."""
+    out = tmp_path / "min.btf"
+    code = "import json, sys; from pybpf.cli import main; sys.argv = ['pybpf'] + json.loads(sys.argv[1]); main()"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    for argv, want in ((["check", bundled("counters"), "--kernel", "--json"], '"verdict"'),
+                       (["btf", "min", "--checks", bundled("counters"), "--btf", "/sys/kernel/btf/vmlinux",
+                         "-o", str(out)], "")):
+        cmd = _hide_libbpf_script(code)
+        cmd.append(json.dumps([str(a) for a in argv]))
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode in (0, 1) and "libbpf" not in r.stderr, r.stderr
+        assert want in r.stdout
+    assert out.stat().st_size > 0

@@ -123,8 +123,10 @@ def access_path(btf: Btf, type_id: int, access: str, kind: str) -> str:
         raise ObjectFormatError(f"CO-RE access {access!r} on {btf.c_name(type_id)}: {e.why}") from None
 
 
-def parse_btf_ext(data: bytes, btf: Btf, where: str, program_at) -> BtfExt:  # type: ignore[no-untyped-def]
-    """Decode ``.BTF.ext``; ``program_at(section, insn_offset)`` names the function."""
+def parse_btf_ext(data: bytes, btf: Btf, where: str, program_at, *,  # type: ignore[no-untyped-def]
+                  core_only: bool = False) -> BtfExt:
+    """Decode ``.BTF.ext``; ``program_at(section, insn_offset)`` names the function.
+    ``core_only``: only the CO-RE records, with their access strings as paths."""
     if len(data) < 8:
         raise ObjectFormatError(f"{where}: .BTF.ext truncated ({len(data)} bytes)")
     magic, version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
@@ -139,16 +141,26 @@ def parse_btf_ext(data: bytes, btf: Btf, where: str, program_at) -> BtfExt:  # t
     fi_off, fi_len, li_off, li_len, cr_off, cr_len = fields
 
     func_info: list[FuncInfo] = []
+    if core_only:
+        fi_len = li_len = 0
     for sec_off, _sz, _i, rec in _records(data, hdr_len + fi_off, fi_len, 8, "func_info", where):
         insn_off, tid = struct.unpack_from("<II", rec)
         name = btf[tid].name if 0 < tid < len(btf) else ""
         func_info.append(FuncInfo(_str(btf, sec_off, where), insn_off, tid, name))
 
     line_info: list[LineInfo] = []
+    seen: dict[int, str] = {}  # section and file names repeat on every record
+
+    def text(off: int) -> str:
+        s = seen.get(off)
+        if s is None:
+            s = seen[off] = _str(btf, off, where)
+        return s
+
     for sec_off, _sz, _i, rec in _records(data, hdr_len + li_off, li_len, 16, "line_info", where):
         insn_off, file_off, line_off, line_col = struct.unpack_from("<IIII", rec)
-        line_info.append(LineInfo(_str(btf, sec_off, where), insn_off, _str(btf, file_off, where),
-                                  _str(btf, line_off, where), line_col >> 10, line_col & 0x3FF))
+        line_info.append(LineInfo(text(sec_off), insn_off, text(file_off), text(line_off), line_col >> 10,
+                                  line_col & 0x3FF))
 
     relos: list[CoreRelo] = []
     for sec_off, _sz, _i, rec in _records(data, hdr_len + cr_off, cr_len, 16, "core_relo", where):
@@ -161,7 +173,7 @@ def parse_btf_ext(data: bytes, btf: Btf, where: str, program_at) -> BtfExt:  # t
         kname = RELO_KINDS[kind]
         access = _str(btf, acc_off, where)
         try:
-            path = access_path(btf, tid, access, kname)
+            path = access if core_only else access_path(btf, tid, access, kname)
         except NotSupportedError:
             path = access
         relos.append(CoreRelo(program_at(sec, insn_off), sec, insn_off, insn_off // 8, kname,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["proves_valid", "MIN_TYPES"]
 
-from pybpf.btf.validate import MIN_TYPES  # noqa: E402,F401 (one threshold)
+MIN_TYPES = 64  # blobs this large go through this proof first (smaller ones: per type at once)
 _MAX_RESOLVE_DEPTH = 32
 _U32_MAX = 0xFFFF_FFFF
 _MODS = (_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG)
@@ -46,12 +46,19 @@ class _NotSure(Exception):
 
 def proves_valid(btf: TypeGraph) -> bool:
     """True only if every type ``btf`` defines keeps the rules of :func:`validate_btf`."""
-    if getattr(btf, "base", None) is not None or getattr(btf, "_datasec_fix", None):
+    if getattr(btf, "base", None) is not None:
         return False
     try:
         return _check(btf)
     except _NotSure:
         return False
+
+
+def _member(np: Any, values: Any, allowed: tuple[int, ...]) -> Any:
+    """``values`` (any size) that are one of ``allowed`` (small numbers)."""
+    table = np.zeros(max(allowed) + 2, dtype=bool)
+    table[list(allowed)] = True
+    return table[np.minimum(values, len(table) - 1)]
 
 
 def _expand(np: Any, u32: Any, w: Any, vlen: Any, width: int, field: int) -> tuple[Any, Any]:
@@ -65,7 +72,7 @@ def _expand(np: Any, u32: Any, w: Any, vlen: Any, width: int, field: int) -> tup
     return owner, np.repeat(w + 3, vlen) + width * j + field
 
 
-def _check(btf: TypeGraph) -> bool:
+def _check(btf: Any) -> bool:  # a parsed Btf: its raw records are read
     import numpy as np
 
     data = btf._data
@@ -100,7 +107,9 @@ def _check(btf: TypeGraph) -> bool:
         return cum[end] - cum[offsets] == 0, end > offsets
 
     def isin(k: Any, kinds: tuple[int, ...]) -> Any:
-        return np.isin(k, kinds)
+        table = np.zeros(32, dtype=bool)
+        table[list(kinds)] = True
+        return table[k]
 
     def refs_ok(r: Any) -> None:
         if (r >= n).any():
@@ -123,14 +132,14 @@ def _check(btf: TypeGraph) -> bool:
     i = sel[_INT]
     enc = u32[w[i] + 3]
     bits, bit_off, size = enc & 0xFF, (enc >> 16) & 0xFF, st[i]
-    fail_if(~np.isin(size, (1, 2, 4, 8, 16)) | (bits > size * 8) | (bits + bit_off > size * 8))
+    fail_if(~_member(np, size, (1, 2, 4, 8, 16)) | (bits > size * 8) | (bits + bit_off > size * 8))
     fail_if((bits == 0) | (bits > 128))
     INT_BITS = np.zeros(n, dtype=np.int64)
     INT_OFF = np.zeros(n, dtype=np.int64)
     INT_BITS[i + 1], INT_OFF[i + 1] = bits, bit_off
     for k in (_ENUM, _ENUM64):
-        fail_if(~np.isin(st[sel[k]], (1, 2, 4, 8)))
-    fail_if(~np.isin(st[sel[_FLOAT]], (2, 4, 8, 12, 16)))
+        fail_if(~_member(np, st[sel[k]], (1, 2, 4, 8)))
+    fail_if(~_member(np, st[sel[_FLOAT]], (2, 4, 8, 12, 16)))
     fail_if(vlen[sel[_FUNC]] > 2)
     fail_if(u32[w[sel[_VAR]] + 3] > 2)
     comp = u32[w[sel[_DECL_TAG]] + 3]
@@ -153,8 +162,8 @@ def _check(btf: TypeGraph) -> bool:
     m_owner, m_w = _expand(np, u32, w[comp_i], vlen[comp_i], 3, 0)
     m_name, m_type, m_off = u32[m_w], u32[m_w + 1], u32[m_w + 2]
     refs_ok(m_type)
-    for k, width in ((_ENUM, 2), (_ENUM64, 3)):
-        _o, vw = _expand(np, u32, w[sel[k]], vlen[sel[k]], width, 0)
+    for k, rec in ((_ENUM, 2), (_ENUM64, 3)):
+        _o, vw = _expand(np, u32, w[sel[k]], vlen[sel[k]], rec, 0)
         ok, _ne = names_ok(u32[vw])
         fail_if(~ok)
     fp = sel[_FUNC_PROTO]
@@ -169,6 +178,19 @@ def _check(btf: TypeGraph) -> bool:
     d_owner, d_w = _expand(np, u32, w[ds], vlen[ds], 3, 0)
     d_type, d_off, d_size = u32[d_w], u32[d_w + 1], u32[d_w + 2]
     refs_ok(d_type)
+    ds_size = st[ds].copy()
+    fixes = getattr(btf, "_datasec_fix", None) or {}
+    if fixes:  # an object's DATASECs as libbpf fixes them up: sizes and offsets from the ELF
+        d_off = d_off.copy()
+        for j, tid in enumerate((ds + 1).tolist()):
+            fix = fixes.get(tid)
+            if fix is None:
+                continue
+            ds_size[j] = fix[0]
+            for e in np.flatnonzero(d_owner == j).tolist():
+                name = btf._name_of(int(d_type[e]))
+                if name in fix[1]:
+                    d_off[e] = fix[1][name]
 
     # strip modifiers (R) and sizes (S), settled by iteration
     is_mod = np.zeros(n, dtype=bool)
@@ -246,7 +268,7 @@ def _check(btf: TypeGraph) -> bool:
     # datasecs
     dk = K[d_type]
     fail_if(~isin(dk, (_VAR, _FUNC)))
-    dsize = st[ds][d_owner]
+    dsize = ds_size[d_owner]
     fail_if((dsize != 0) & ((d_off > dsize) | (d_size > dsize - d_off)))
     var_entry = dk == _VAR
     fail_if(var_entry & (d_size != 0) & (d_size < S[R[TYPE[d_type]]]))
@@ -279,7 +301,7 @@ def _graph(np: Any, n: int, K: Any, TYPE: Any, arr: Any, arr_elem: Any, comp: An
     ptr = np.flatnonzero(K == _PTR)
     for via in (0, 1):
         edge(node(ptr, via), node(TYPE[ptr], 1))
-    mods = np.flatnonzero(np.isin(K, _MODS))
+    mods = np.flatnonzero(_member(np, K, _MODS))
     for via in (0, 1):
         edge(node(mods, via), node(TYPE[mods], via))
     for via in (0, 1):
@@ -288,7 +310,7 @@ def _graph(np: Any, n: int, K: Any, TYPE: Any, arr: Any, arr_elem: Any, comp: An
              node(m_type, 0) if via == 0 else np.zeros(0, dtype=np.int64))
         edge(node(protos, via), node(TYPE[protos], 1))
         edge(node(protos[p_owner], via), node(p_type, 1))
-        vt = np.flatnonzero(np.isin(K, (_VAR, _DECL_TAG)))
+        vt = np.flatnonzero(_member(np, K, (_VAR, _DECL_TAG)))
         edge(node(vt, via), node(TYPE[vt], 0))
         fn = np.flatnonzero(K == _FUNC)
         edge(node(fn, via), node(TYPE[fn], 1))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import errno
+import itertools
 import os
 import stat
 import struct
@@ -130,6 +131,15 @@ def read_file(path: str | bytes, *, check: Callable[[bytes], None] | None = None
         raise ObjectFormatError(f"{shown}: cannot read: {e.strerror}", e.errno, path=shown) from None
     finally:
         os.close(fd)
+
+
+def _essential(name: str) -> str:
+    """``name`` without its last ``___flavor`` (as libbpf's bpf_core_essential_name_len)."""
+    for i in range(len(name) - 5, -1, -1):
+        part = name[i:i + 5]
+        if part[0] != "_" and part[1:4] == "___" and part[4] != "_":
+            return name[:i + 1]
+    return name
 
 
 class Btf:
@@ -380,16 +390,41 @@ class Btf:
         if self._names is None:
             names: dict[str, list[int]] = {}
             d, unpack = self._data, struct.Struct("<I").unpack_from
-            for i, pos in enumerate(self._offs):
-                (off,) = unpack(d, pos)
+            offsets = [unpack(d, pos)[0] for pos in self._offs]
+            # every string of this blob at once (a vmlinux names ~100k types): offset -> text
+            texts: dict[int, str] = {}
+            if self.base is None and self._strs.isascii():
+                parts = self._strs.decode("ascii").split("\0")
+                texts = dict(zip(itertools.accumulate((len(x) + 1 for x in parts), initial=0), parts))
+            get = texts.get
+            for i, off in enumerate(offsets):
                 if off:
-                    names.setdefault(self._str(off), []).append(self._start_id + i)
+                    name = get(off)
+                    if name is None:  # inside another string, or in the base's strings
+                        name = self._str(off)
+                    names.setdefault(name, []).append(self._start_id + i)
             self._names = names
         return self._names
 
+    def ids_named(self, name: str, *, flavors: bool = False) -> list[int]:
+        """Ids of this blob's types called ``name`` (with ``flavors``, also the ``name___flavor``
+        ones libbpf takes as candidates for ``name``), in id order."""
+        names = self._name_index()
+        out = list(names.get(name, ()))
+        if flavors:
+            flavored = getattr(self, "_flavored", None)
+            if flavored is None:
+                flavored = {}
+                for n, ids in names.items():
+                    if "___" in n and _essential(n) != n:
+                        flavored.setdefault(_essential(n), []).extend(ids)
+                self._flavored = flavored
+            out += flavored.get(name, [])
+        return sorted(out)
+
     def find(self, name: str, kind: str | None = None) -> int:
         """Id of the first type called ``name`` (of ``kind`` if given); KeyError if none."""
-        for tid in self._name_index().get(name, ()):
+        for tid in self.ids_named(name):
             if kind is None or self.kind_of(tid) == kind:
                 return tid
         if self.base is not None:

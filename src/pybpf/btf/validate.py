@@ -33,7 +33,6 @@ from __future__ import annotations
 from pybpf.btf.model import BtfType, TypeGraph
 from pybpf.errors import NotSupportedError, ObjectFormatError
 
-MIN_TYPES = 4096  # blobs this large go through the vectorised proof first (pybpf.btf.fastvalid)
 
 Btf = TypeGraph  # the annotations below name what they get: a parsed BTF
 
@@ -76,10 +75,9 @@ def validate_btf(btf: Btf) -> None:
     A large blob (a vmlinux) is first given to the vectorised proof of
     :mod:`pybpf.btf.fastvalid`; when that cannot prove it valid, every type is checked here."""
     start, end = btf.start_id, len(btf)
-    if end - start >= MIN_TYPES:
-        from pybpf.btf.fastvalid import proves_valid  # numpy: only for large blobs
-        if proves_valid(btf):
-            return
+    from pybpf.btf import fastvalid  # numpy loads inside, only for large blobs
+    if end - start >= fastvalid.MIN_TYPES and fastvalid.proves_valid(btf):
+        return
     for tid in range(start, end):
         btf[tid]  # decodes: string offsets and type ids in range
     for tid in range(start, end):

@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 # (tests/test_startup.py checks each is its command's own first help line: keep them in step).
 SUMMARIES: dict[str, str] = {
     "inspect": "What a BPF object contains: programs, maps, globals, CO-RE relocations, BTF (no root needed).",
-    "check": "Check that an object's CO-RE relocations resolve on target kernels (no kernel, no root).",
+    "check": "Check that objects will load and attach on target kernels, from their BTF (no kernel, no root).",
     "load": "Load (and attach) a BPF object, then watch its maps and globals live (or stream a ring buffer).",
     "test-run": "Run one program with BPF_PROG_TEST_RUN and show its return value and output.",
     "demo": "Count every system call live with a bundled BPF program; the table reads it without syscalls.",

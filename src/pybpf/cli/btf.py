@@ -138,8 +138,9 @@ def extract_command(
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_bytes(raw)
     tmp.replace(output)
-    types = len(Btf.from_bytes(raw, base=Btf.from_bytes(extract_btf(str(base))) if base else None))
-    sys.stderr.write(f"{output}: {len(raw)} bytes of BTF, {types} types\n")
+    from pybpf.spec.minimize import type_count
+    parsed = Btf.from_bytes(raw, base=Btf.from_bytes(extract_btf(str(base))) if base else None)
+    sys.stderr.write(f"{output}: {len(raw)} bytes of BTF, {type_count(parsed)} types\n")
 
 
 @btf_app.command("min")
@@ -149,13 +150,18 @@ def min_command(
                                          show_default=False),
     full: Path = typer.Option(..., "--btf", help="the full target BTF (raw BTF or vmlinux)"),
     output: Path = typer.Option(..., "--output", "-o", help="where to write the minimal BTF"),
+    checks: bool = typer.Option(False, "--checks", help="also keep what `pybpf check` reads (attach points, "
+                                "helpers, map types, kfuncs), so it gives the same verdicts"),
 ) -> None:
     """A minimal BTF: only the types the objects' CO-RE relocations need (bpftool gen min_core_btf)."""
-    from pybpf.spec.minimize import minimize
+    from pybpf.btf.validate import validate_btf
+    from pybpf.spec.minimize import minimize, type_count
     src = Btf.from_file(str(full))
-    result = minimize([str(o) for o in objects], src)
+    result = minimize([str(o) for o in objects], src, checks=checks)
+    # libbpf trusts the BTF it is given (btf_custom_path): what we write keeps the kernel's rules
+    validate_btf(Btf.from_bytes(result.data, name=str(output)))
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_bytes(result.data)
     tmp.replace(output)
     sys.stderr.write(f"{output}: {len(result.data)} bytes, {result.types} types for {result.relocations} "
-                     f"relocations (full: {len(src._data)} bytes, {len(src) - 1} types)\n")
+                     f"relocations (full: {len(src._data)} bytes, {type_count(src)} types)\n")

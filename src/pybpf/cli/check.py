@@ -11,7 +11,9 @@ Exit status 0 when no cell fails (``--strict``: and none is unknown), 1 otherwis
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -20,7 +22,7 @@ import typer
 from pybpf.spec.check import matrix
 from pybpf.spec.core import Target, load_target
 
-from pybpf.cli.render import console, guarded, print_json, table, usage_error
+from pybpf.cli.render import console, guarded, table, usage_error
 from pybpf.text import visible
 
 __all__ = ["check_command", "targets_from"]
@@ -106,8 +108,8 @@ def check_command(
     if not targets and not kernel:
         usage_error(ctx, "give at least one --btf FILE, --btf-dir DIR or --kernel")
     doc = matrix([str(o) for o in objects], targets, kernel=kernel, strict=strict)
-    if as_json:
-        print_json(doc["objects"][0] if len(objects) == 1 else doc)
+    if as_json:  # plain data already: compact, like bpftool -j (a fleet's document is large)
+        sys.stdout.write(json.dumps(doc["objects"][0] if len(objects) == 1 else doc) + "\n")
     else:
         out = console()
         if len(objects) > 1:

@@ -29,6 +29,7 @@ check ``btf_custom_path`` gets) before any verdict. Pure: no kernel, no root, no
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import fnmatch
 import os
 import platform
@@ -42,11 +43,12 @@ from pybpf.kinds import AttachType
 from pybpf.spec.core import (
     Target, _as_spec, _function_ranges, kernel_target, load_target, patch_relocations, relocate,
 )
+from pybpf.errors import BpfError, ObjectFormatError
 from pybpf.spec.elf import ObjectSpec
 from pybpf.spec.helpers import helper_name
 from pybpf.spec.reach import reachable
 
-__all__ = ["Finding", "check", "check_object", "matrix", "VERDICTS"]
+__all__ = ["Finding", "check", "check_object", "matrix", "target_facts", "VERDICTS"]
 
 VERDICTS = ("ok", "unknown", "fails")  # in increasing severity
 _STT_SECTION = 3
@@ -253,11 +255,23 @@ class _TargetFacts:
         self.target = target
         self.btfs: list[Btf] = [target.btf, *target.modules]
         self._enums: dict[str, tuple[set[int], int] | None] = {}
+        # what the checks found and asked, for the minimal BTF that must give the same verdicts
+        self.found: dict[tuple[str, str], tuple[Btf, int]] = {}
+        self.asked: dict[str, set[int]] = {}
+        self.whole: set[int] = set()  # structs whose every member a check reads (struct_ops)
+        # every kernel's BTF has enum bpf_func_id and FUNCs; one without is partial (a minimal
+        # BTF made for CO-RE, by bpftool or `btf min`): what it lacks, the kernel may have
+        self.partial = self.find("bpf_func_id", "enum") is None or not any(
+            b.kind_counts().get("func") for b in self.btfs)
 
     def find(self, name: str, kind: str) -> tuple[Btf, int] | None:
+        hit = self.found.get((name, kind))
+        if hit is not None:
+            return hit
         for btf in self.btfs:
-            for tid in btf._name_index().get(name, ()):
+            for tid in btf.ids_named(name):
                 if btf.kind_of(tid) == kind:
+                    self.found[(name, kind)] = (btf, tid)
                     return btf, tid
         return None
 
@@ -266,6 +280,7 @@ class _TargetFacts:
         for btf in self.btfs:
             for name, ids in btf._name_index().items():
                 if fnmatch.fnmatchcase(name, pattern) and any(btf.kind_of(t) == kind for t in ids):
+                    self.find(name, kind)
                     return True
         return False
 
@@ -285,6 +300,11 @@ class _TargetFacts:
         return self._enums[name]
 
 
+def target_facts(target: Target) -> _TargetFacts:
+    """What the checks looked up in ``target`` so far (``found``, ``asked``, ``whole``)."""
+    return _target_facts(target)
+
+
 def _target_facts(target: Target) -> _TargetFacts:
     facts = target.cache.get("check")
     if facts is None:
@@ -294,6 +314,7 @@ def _target_facts(target: Target) -> _TargetFacts:
 
 
 def _known(t: _TargetFacts, enum: str, number: int) -> bool | None:
+    t.asked.setdefault(enum, set()).add(number)
     e = t.enum(enum)
     if e is None:
         return None
@@ -446,6 +467,7 @@ def _struct_ops_findings(spec: ObjectSpec, t: _TargetFacts) -> list[Finding]:
                 continue
             # members the kernel lacks: libbpf <= 1.2 refuses any, later ones only those set
             kb, kid = kern
+            t.whole.add(kid)
             have = {m[0] for m in kb[kid].members}
             lacking = [m[0] for m in st.members if m[0] and m[0] not in have]
             if lacking:
@@ -507,13 +529,16 @@ def _patched(spec: ObjectSpec, f: _Func, results: list[RelocResult], externs: di
     return patch_relocations(spec, f.section, f.name, results, zero)
 
 
-def check_object(obj: Any, target: Target, *, strict: bool = False) -> dict[str, Any]:
+def check_object(obj: Any, target: Target, *, strict: bool = False,
+                 results: list[RelocResult] | None = None) -> dict[str, Any]:
     """Every check of one object on one (validated) target: the ``targets[]`` entry of
-    :func:`check`'s document."""
+    :func:`check`'s document. ``results``: the object's relocations on this target, when
+    the caller has them already."""
     spec = _as_spec(obj)
     facts = _object_facts(spec)
     t = _target_facts(target)
-    results = relocate(spec, target)
+    if results is None:
+        results = relocate(spec, target)
     externs = _extern_states(spec, facts, t)
     objwide, per_prog = _type_findings(spec, t)
     objwide += _struct_ops_findings(spec, t)
@@ -532,6 +557,9 @@ def check_object(obj: Any, target: Target, *, strict: bool = False) -> dict[str,
         targets |= {r.insn for r in results if r.poisoned and r.section == f.section and r.program == f.name}
         if targets:
             bad_reached[(f.section, f.name)] = reachable(_patched(spec, f, results, externs), targets)
+    if t.partial:
+        objwide = [_partial(x) for x in objwide]
+        per_prog = {k: [_partial(x) for x in v] for k, v in per_prog.items()}
     fatal = any(x.verdict == "fails" for x in objwide)
     programs = []
     names = [p.name for p in spec.programs]
@@ -552,11 +580,22 @@ def check_object(obj: Any, target: Target, *, strict: bool = False) -> dict[str,
         for f in funcs:
             findings += _code_findings(f, name, facts, t, externs, results, bad_reached.get((f.section, f.name),
                                                                                            set()))
+        if t.partial:
+            findings = [_partial(x) for x in findings]
         mine = [r for r in results if r.program == name]
         programs.append(_program_entry(name, sections.get(name, ""), findings, mine, fatal, objwide, strict))
     worst = _worst([p["verdict"] for p in programs if p["autoload"]] + [x.verdict for x in objwide])
     return {"btf": target.name, "label": target.label, "verdict": worst, "ok": _ok(worst, strict),
             "findings": [x.as_dict() for x in objwide], "programs": programs}
+
+
+def _partial(f: Finding) -> Finding:
+    """On a partial BTF a missing attach point, kfunc or ksym says nothing about the kernel."""
+    if f.verdict != "fails" or f.check not in ("attach", "kfunc", "ksym", "struct_ops"):
+        return f
+    return dataclasses.replace(f, verdict="unknown", missing=f"{f.missing} (this BTF is partial: it has no "
+                               "FUNC or no enum bpf_func_id, as a minimal BTF made for CO-RE; the kernel "
+                               "may have it)")
 
 
 def _fstart(facts: _ObjectFacts, r: RelocResult) -> int:
@@ -652,6 +691,26 @@ def _targets(btfs: Iterable[Any] | Any, kernel: bool) -> list[Target]:
     return out
 
 
+def _spec(obj: Any) -> ObjectSpec:
+    """The object's spec, its BTF unvalidated: the check reads it with pybpf's own code only
+    (never handing it to libbpf, whose trust is what validation protects), and any fault it
+    meets becomes ObjectFormatError naming the object (:func:`_checked`)."""
+    if isinstance(obj, (str, os.PathLike)):
+        return _checked(str(obj), lambda: ObjectSpec.from_file(obj, validate=False))
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return _checked("<bytes>", lambda: ObjectSpec(bytes(obj), validate=False))
+    return _as_spec(obj)
+
+
+def _checked(where: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except BpfError:
+        raise
+    except (IndexError, KeyError, ValueError, TypeError, struct.error, RecursionError) as e:
+        raise ObjectFormatError(f"{where}: corrupted object ({type(e).__name__}: {e})", path=where) from None
+
+
 def check(obj: Any, btfs: Iterable[Any] | Any = None, *, kernel: bool = False, strict: bool = False
           ) -> dict[str, Any]:
     """Check an object (path, bytes, ObjectSpec or Object) against target kernels.
@@ -664,9 +723,11 @@ def check(obj: Any, btfs: Iterable[Any] | Any = None, *, kernel: bool = False, s
     "relocations"}]}]}``. ``verdict`` is ``ok``, ``unknown`` (BTF cannot tell) or ``fails``;
     ``ok`` is False for ``fails``, and for ``unknown`` too when ``strict``.
     """
-    spec = _as_spec(obj)
+    spec = _spec(obj)
     targets = _targets(btfs, kernel)
-    return {"object": spec.path or spec.name, "targets": [check_object(spec, t, strict=strict) for t in targets]}
+    where = spec.path or spec.name
+    return {"object": where, "targets": [_checked(where, lambda t=t: check_object(spec, t, strict=strict))
+                                         for t in targets]}
 
 
 def matrix(objs: Sequence[Any], btfs: Iterable[Any] | Any = None, *, kernel: bool = False,
@@ -676,8 +737,9 @@ def matrix(objs: Sequence[Any], btfs: Iterable[Any] | Any = None, *, kernel: boo
     targets = _targets(btfs, kernel)
     docs = []
     for obj in objs:
-        spec = _as_spec(obj)
-        docs.append({"object": spec.path or spec.name,
-                     "targets": [check_object(spec, t, strict=strict) for t in targets]})
+        spec = _spec(obj)
+        where = spec.path or spec.name
+        docs.append({"object": where, "targets": [_checked(where, lambda t=t: check_object(spec, t, strict=strict))
+                                                  for t in targets]})
     return {"targets": [{"btf": t.name, "label": t.label} for t in targets], "objects": docs,
             "ok": all(c["ok"] for d in docs for c in d["targets"])}

@@ -85,9 +85,11 @@ def load_target(path: str | os.PathLike[str], base: Btf | None = None) -> Target
         return Target(p, Btf.from_bytes(btf_from_tarball(p), name=p, base=base))
     try:
         return Target(p, Btf.from_file(p, base=base))
-    except ObjectFormatError:
-        if base is not None:
-            raise
+    except ObjectFormatError as e:
+        with open(p, "rb") as f:
+            head = f.read(4)
+        if base is not None or head[:2] == b"\x9f\xeb" or (head == b"\x7fELF" and "no .BTF" not in str(e)):
+            raise  # BTF, or an ELF with a bad .BTF: its own error says what is wrong
         from pybpf.btf.extract import extract_btf
         try:
             raw = extract_btf(p)
@@ -144,14 +146,22 @@ def relocation_inputs(spec: ObjectSpec, *, include_skipped: bool = False) -> lis
     return out
 
 
-def relocate(spec: ObjectSpec, target: Target | Btf) -> list[RelocResult]:
+def relocate(spec: ObjectSpec, target: Target | Btf, chosen: list[tuple[str, Any]] | None = None
+             ) -> list[RelocResult]:
     """Every relocation of ``spec`` resolved against ``target``, in libbpf's order; a poisoned
-    instruction no path reaches once the others are patched is marked ``dead_code``."""
+    instruction no path reaches once the others are patched is marked ``dead_code``.
+    ``chosen`` gets, per relocation, its kind and the target spec libbpf uses (the first
+    candidate that matched; None when none did): what a minimal BTF must keep."""
     if spec.btf is None:
         return []
     t = target if isinstance(target, Target) else Target(target.name, target)
     engine = Relocator(spec.btf, t.btf, t.modules)
-    return _mark_dead_code(spec, engine.resolve_all(relocation_inputs(spec)))
+    results = []
+    for r in relocation_inputs(spec):
+        results.append(engine.resolve(r))
+        if chosen is not None:
+            chosen.append((r.kind, engine.last_matches[0] if engine.last_matches else None))
+    return _mark_dead_code(spec, results)
 
 
 def _function_ranges(spec: ObjectSpec) -> dict[tuple[str, str], tuple[int, int]]:

@@ -398,8 +398,11 @@ def _is_data_section(name: str) -> bool:
 class ObjectSpec:
     """Everything a BPF object declares, parsed without loading it."""
 
-    def __init__(self, data: bytes, name: str = "", path: str | None = None) -> None:
+    def __init__(self, data: bytes, name: str = "", path: str | None = None, *, validate: bool = True,
+                 core_only: bool = False) -> None:
         self.path = path
+        self._validate = validate
+        self._core_only = core_only
         where = path or name or "<bytes>"
         self._where = where
         self.name = name or (os.path.basename(path).split(".")[0] if path else "")
@@ -432,10 +435,15 @@ class ObjectSpec:
 
     # ---- construction helpers ----------------------------------------------------------
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> ObjectSpec:
-        """The spec of the object file at ``path``."""
+    def from_file(cls, path: str | os.PathLike[str], *, validate: bool = True, core_only: bool = False
+                  ) -> ObjectSpec:
+        """The spec of the object file at ``path``. ``validate=False`` skips checking its BTF to
+        the kernel's rules, ``core_only`` reads only what CO-RE relocation needs (programs, BTF,
+        relocation records; no maps, globals, line info or access paths): both only for
+        callers that never hand the object to libbpf (``btf min``)."""
         p = os.fspath(path)
-        return cls(read_file(p, check=lambda head: check_elf_header(head, p), what="BPF object"), path=p)
+        return cls(read_file(p, check=lambda head: check_elf_header(head, p), what="BPF object"), path=p,
+                   validate=validate, core_only=core_only)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "") -> ObjectSpec:
@@ -503,22 +511,25 @@ class ObjectSpec:
     def _parse_btf_parts(self) -> None:
         # libbpf trusts the BTF it parses (a bitfield on an array divides by zero in CO-RE):
         # the kernel's BTF rules first, on the DATASECs as libbpf will fix them up.
-        if self.btf is not None and self._digest not in _VALIDATED:
+        if self.btf is not None and self._validate and self._digest not in _VALIDATED:
             self.btf.validate()
             if len(_VALIDATED) >= _VALIDATED_MAX:
                 _VALIDATED.clear()
             _VALIDATED.add(self._digest)
         # libbpf's order: BTF-defined maps, then internal maps in section order.
-        if self.btf is not None:
+        if self.btf is not None and not self._core_only:
             self._btf_maps()
-        self._internal_maps()
+        if not self._core_only:
+            self._internal_maps()
         if self.btf is None:
             return
-        self._globals()
-        self._struct_ops()
+        if not self._core_only:
+            self._globals()
+            self._struct_ops()
         ext = self.sections.get(".BTF.ext")
         if ext is not None:
-            parsed: BtfExt = parse_btf_ext(ext.data, self.btf, self._where, self.function_at)
+            parsed: BtfExt = parse_btf_ext(ext.data, self.btf, self._where, self.function_at,
+                                           core_only=self._core_only)
             self.func_info, self.line_info = parsed.func_info, parsed.line_info
             self.core_relocations = parsed.core_relos
 
