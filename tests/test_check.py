@@ -35,7 +35,7 @@ from pybpf.spec.elf import inspect
 from pybpf.toolchain import build
 
 from .conftest import ROOT, needs_kernel
-from .test_core import NEW_CLANGS, kernel_btfs  # noqa: F401 (a fixture)
+from .test_core import NEW_CLANGS
 
 CHECK_SRC = ROOT / "bpf_src" / "check"
 _CLI = [sys.executable, "-m", "pybpf.cli"]
@@ -55,7 +55,7 @@ def _has_func(btf: Btf, name: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def kernels(kernel_btfs: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: F811
+def kernels(kernel_btfs: list[dict[str, Any]]) -> dict[str, Any]:
     """The running kernel's target and the older ones, parsed once."""
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         needs_kernel("needs the running kernel's BTF")
@@ -243,7 +243,7 @@ def test_strict_counts_unknown_as_failing(kernels, check_objects) -> None:
 
 # ---- the fleet matrix -------------------------------------------------------------------------
 
-def test_fleet_matrix_in_one_run(kernel_btfs, kernels, check_objects, tmp_path: Path) -> None:  # noqa: F811
+def test_fleet_matrix_in_one_run(kernel_btfs, kernels, check_objects, tmp_path: Path) -> None:
     fleet = tmp_path / "fleet"
     fleet.mkdir()
     for t in kernel_btfs:
@@ -298,7 +298,7 @@ def _mutants(data: bytes, count: int, seed: int) -> list[bytes]:
     return out
 
 
-def test_targets_get_the_validation_btf_custom_path_gets(kernel_btfs, check_objects, tmp_path: Path) -> None:  # noqa: F811
+def test_targets_get_the_validation_btf_custom_path_gets(kernel_btfs, check_objects, tmp_path: Path) -> None:
     """No verdict on a BTF btf_custom_path refuses: 300 mutants of a real (minimal) kernel BTF."""
     from pybpf.object import _check_custom_btf
     from pybpf.spec.minimize import minimize
@@ -325,7 +325,7 @@ def test_targets_get_the_validation_btf_custom_path_gets(kernel_btfs, check_obje
     assert verdicts and refused
 
 
-def test_vectorised_proof_accepts_only_what_the_validator_accepts(kernel_btfs) -> None:  # noqa: F811
+def test_vectorised_proof_accepts_only_what_the_validator_accepts(kernel_btfs) -> None:
     """fastvalid answers 'valid' only for blobs the per-type validator takes (mutants of a
     minimal BTF made from a real kernel's), and proves a real kernel BTF valid."""
     t = next(t for t in kernel_btfs if t["label"] != "running")
@@ -357,7 +357,7 @@ def test_vectorised_proof_accepts_only_what_the_validator_accepts(kernel_btfs) -
     assert proved > 50 and agree > 0
 
 
-def test_bad_target_is_a_one_line_error(kernel_btfs, check_objects, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_target_is_a_one_line_error(kernel_btfs, check_objects, tmp_path: Path) -> None:
     """The issue's case: a type whose name lies past the string section. The file parses (types
     decode lazily), so only validation stops it: no verdict, one line naming file and fault."""
     from pybpf.spec.minimize import minimize
@@ -376,7 +376,7 @@ def test_bad_target_is_a_one_line_error(kernel_btfs, check_objects, tmp_path: Pa
         pybpf.check(check_objects["newer"], [str(bad)])
 
 
-def test_check_and_btf_min_run_without_root(kernel_btfs, check_objects) -> None:  # noqa: F811
+def test_check_and_btf_min_run_without_root(kernel_btfs, check_objects) -> None:
     import tempfile
     from .conftest import run_unprivileged
     with tempfile.TemporaryDirectory(prefix="pybpf-check-nobody-", dir="/tmp") as d:
@@ -433,7 +433,7 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def test_types_are_counted_the_same_everywhere(kernel_btfs, check_objects, tmp_path: Path) -> None:  # noqa: F811
+def test_types_are_counted_the_same_everywhere(kernel_btfs, check_objects, tmp_path: Path) -> None:
     """`btf extract`, `btf min` and bpftool count a BTF's types alike (void is no type)."""
     t = next(t for t in kernel_btfs if t["label"] != "running")
     out = tmp_path / "x.btf"

@@ -4,6 +4,7 @@
  * lacks it), in the object check_kfunc; the weak variant (CHECK_KFUNC_WEAK) has one call
  * guarded by a ksym-exists test (fine everywhere) and one not (fails where it is missing).
  * A test object of the pre-check (built by tests/test_check.py). */
+#define BPF_NO_KFUNC_PROTOTYPES /* vmlinux.h declares every kfunc __weak: this object declares its own */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>

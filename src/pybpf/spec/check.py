@@ -449,34 +449,34 @@ def _type_findings(spec: ObjectSpec, t: _TargetFacts) -> tuple[list[Finding], di
 
 
 def _struct_ops_findings(spec: ObjectSpec, t: _TargetFacts) -> list[Finding]:
-    btf = spec.btf
+    """Each struct_ops map needs its ops struct and ``bpf_struct_ops_<ops>`` in the kernel, and
+    every member the object sets (a program or non-zero data)."""
     out: list[Finding] = []
-    if btf is None:
-        return out
-    for dsname in btf.datasecs():
-        if dsname not in (".struct_ops", ".struct_ops.link"):
+    for ops in getattr(spec, "struct_ops", []):
+        what = f"struct_ops map {ops.name}: struct {ops.ops_type}"
+        kern = t.find(ops.ops_type, "struct")
+        if kern is None or t.find(f"bpf_struct_ops_{ops.ops_type}", "struct") is None:
+            missing = f"no struct {ops.ops_type}" if kern is None else f"no struct bpf_struct_ops_{ops.ops_type}"
+            out.append(Finding("struct_ops", "fails", what, f"{missing} in the target's BTF: the kernel cannot "
+                               "register these ops", "require a kernel with these struct_ops"))
             continue
-        for v in btf.datasec(dsname):
-            st = btf[btf.resolve(v.type_id)]
-            what = f"struct_ops map {v.name}: struct {st.name}"
-            kern = t.find(st.name, "struct")
-            if kern is None or t.find(f"bpf_struct_ops_{st.name}", "struct") is None:
-                missing = f"no struct {st.name}" if kern is None else f"no struct bpf_struct_ops_{st.name}"
-                out.append(Finding("struct_ops", "fails", what, f"{missing} in the target's BTF: the kernel "
-                                   "cannot register these ops", "require a kernel with these struct_ops"))
-                continue
-            # members the kernel lacks: libbpf <= 1.2 refuses any, later ones only those set
-            kb, kid = kern
-            t.whole.add(kid)
-            have = {m[0] for m in kb[kid].members}
-            lacking = [m[0] for m in st.members if m[0] and m[0] not in have]
-            if lacking:
-                out.append(Finding("struct_ops", "unknown", what,
-                                   f"the target's struct {st.name} lacks {', '.join(lacking)}: libbpf up to 1.2 "
-                                   "refuses the map, later versions only when the object sets them",
-                                   "leave them unset and use libbpf >= 1.3, or require a kernel that has them"))
-            else:
-                out.append(Finding("struct_ops", "ok", what))
+        kb, kid = kern
+        t.whole.add(kid)
+        have = {m[0] for m in kb[kid].members}
+        local = spec.btf[spec.btf.find(ops.ops_type, "struct")].members if spec.btf is not None else []
+        used = set(ops.programs) | set(ops.data)
+        set_missing = sorted(m for m in used if m not in have)
+        unset_missing = sorted(m[0] for m in local if m[0] and m[0] not in have and m[0] not in used)
+        if set_missing:
+            out.append(Finding("struct_ops", "fails", what, f"the target's struct {ops.ops_type} has no "
+                               f"{', '.join(set_missing)}, which the object sets",
+                               "leave them unset where the kernel lacks them, or require a kernel that has them"))
+        elif unset_missing:
+            out.append(Finding("struct_ops", "unknown", what, f"the target's struct {ops.ops_type} lacks "
+                               f"{', '.join(unset_missing)} (unset here): libbpf up to 1.2 refuses the map, "
+                               "later versions skip such members", "use libbpf >= 1.3 on such kernels"))
+        else:
+            out.append(Finding("struct_ops", "ok", what))
     return out
 
 
