@@ -692,3 +692,56 @@ def test_bindsnoop_against_the_c_tools_format(tmp_path: Path) -> None:
                 row_fmt % (pid, binder.name, 0, "UDP", "F....", 0, port, "::1"),
                 row_fmt % (pid, binder.name, -99, "TCP", ".....", 0, 0, "0.0.0.0")]
     same_lines("bindsnoop -x (C formats)", proc.out[:1] + mine(proc.out), [e.rstrip("\n") for e in expected])
+
+
+def _open_flood(target: Path, n: int) -> subprocess.Popen[str]:
+    return _workload(f"p = {str(target)!r}\nfor _ in range({n}): os.close(os.open(p, os.O_RDONLY))\n")
+
+
+def test_opensnoop_flood_loses_nothing_silently(tmp_path: Path) -> None:
+    """A flood of opens faster than the tool prints: every open is a line or counted in a
+    'Lost N events on CPU #C!' line (stderr, as libbpf-tools), and in --json a lost_events
+    record; a burst the C twin survives without loss is survived here too."""
+    target = tmp_path / "flood"
+    target.write_text("x")
+    n = 200_000
+    work = _open_flood(target, n)
+    try:
+        ours = Proc(pybpf_cmd("tool", "opensnoop", "-p", str(work.pid), "--json"))
+        try:
+            ours.wait_for(lambda: any("Tracing" in l for l in ours.err))
+            _go(work)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                seen = sum('"path"' in l for l in ours.out)
+                lost = sum(json.loads(l)["lost_events"] for l in ours.out if '"lost_events"' in l)
+                if seen + lost >= n:
+                    break
+                time.sleep(0.2)
+        finally:
+            ours.stop()
+    finally:
+        _finish(work)
+    seen = sum(1 for l in ours.out if '"path"' in l and str(target) in l)
+    lost_json = sum(json.loads(l)["lost_events"] for l in ours.out if '"lost_events"' in l)
+    lost_err = sum(int(m.group(1)) for l in ours.err for m in [re.match(r"Lost (\d+) events on CPU #\d+!$", l)] if m)
+    assert lost_json == lost_err
+    assert seen + lost_json == n, (seen, lost_json)
+    if os.environ.get("PYBPF_COMPARE_LOG"):
+        with open(os.environ["PYBPF_COMPARE_LOG"], "a") as f:
+            f.write(json.dumps({"case": "opensnoop flood", "opens": n, "lines": seen, "lost": lost_json}) + "\n")
+
+    burst = 5000
+    work = _open_flood(target, burst)
+    try:
+        def done(lines: list[str]) -> bool:
+            return sum(l.endswith(str(target)) for l in lines) >= burst
+        ours_out, theirs_out, ours_p, theirs_p = side_by_side("opensnoop", ["-p", str(work.pid)], lambda: _go(work),
+                                                              done, timeout=60)
+    finally:
+        _finish(work)
+    c_lost = [l for l in theirs_p.err if l.startswith("Lost ")]
+    assert not [l for l in ours_p.err if l.startswith("Lost ")]
+    if not c_lost:
+        assert sum(l.endswith(str(target)) for l in theirs_out) == burst
+    assert sum(l.endswith(str(target)) for l in ours_out) == burst
