@@ -7,6 +7,7 @@ Real objects loaded into this kernel; answers are checked against the library.
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 import pybpf
 from pybpf.cli import app
 from pybpf.cli.render import normalize_argv
+from tests.procs import unique_binary
 
 runner = CliRunner(env={"COLUMNS": "250", "LINES": "50"})
 
@@ -169,3 +171,49 @@ def test_load_value_size_for_a_stack_map(kernel: None, bundled) -> None:
         o.maps["stackmap"].max_entries = 64
         o.load()
         assert o.maps["stackmap"].value_size == 1016
+
+
+def test_load_events_text_is_one_line_per_event_under_one_header(kernel: None, bundled, tmp_path: Path) -> None:
+    """`--events` without -j: one header, then one aligned line per event, however many
+    batches the events came in (never a new boxed table per batch)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pybpf.cli", "load", bundled("events_exec"), "--events", "execs",
+                             "--duration", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("loaded events_exec")
+    children = []
+    for _ in range(4):   # in separate batches: the reader polls every 0.5 s
+        child = subprocess.Popen(["/bin/true"])
+        child.wait()
+        children.append(child.pid)
+        time.sleep(0.7)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["ts_ns", "pid", "ppid", "uid", "pad", "comm", "filename"]
+    assert not any(ch in out for ch in "┏┃━│╇"), out[:500]          # no boxes
+    ours = [l for l in lines[1:] if l.split()[1:2] and int(l.split()[1]) in children]
+    assert len(ours) == 4
+    start = lines[0].index("comm")
+    assert all(l[start:start + 4] == "true" for l in ours)          # aligned under the header
+    assert all(l.endswith("/bin/true") for l in ours)
+    assert f"{len(lines) - 1} event(s) from ring buffer execs" in err
+
+
+def test_load_live_view_shows_struct_keys_as_columns(kernel: None, bundled, tmp_path: Path) -> None:
+    prog = unique_binary(tmp_path, "/bin/true", "pbk")
+    proc = subprocess.Popen([sys.executable, "-m", "pybpf.cli", "load", bundled("execsnoop"), "--duration", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("loaded execsnoop")
+    for _ in range(3):
+        subprocess.run([str(prog)], check=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "map exec_counts" in out and "struct keys, table below" in out
+    table_text = out[out.index("map exec_counts"):]
+    header = next(l for l in table_text.splitlines() if "comm" in l and "errno_" in l)
+    assert "value" in header
+    row = next(l for l in table_text.splitlines() if prog.name in l)
+    assert [c for c in re.split(r"[│┃|]", row) if c.strip()][-2:] == [" 0 ", " 3 "] or row.split()[-3:-1] == ["0", "3"] \
+        or re.search(rf"{prog.name}\s*[│|]\s*0\s*[│|]\s*3\s*[│|]", row), row

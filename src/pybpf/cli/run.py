@@ -134,10 +134,34 @@ def _map_state(handle: pybpf.Map) -> dict[str, Any]:
             read = "batch lookup" if method == "batch" else "lookup per key"
     except (BpfError, TypeError, ValueError) as exc:
         return {**state, "read": None, "entries": None, "summary": f"unreadable: {exc}"}
+    if entries and isinstance(entries[0]["key"], dict):   # struct keys: a table of their own
+        return {**state, "read": read, "entries": entries,
+                "summary": f"{len(entries)} present: struct keys, table below"}
     first = ", ".join(f"{short(e['key'], 20)}: {short(e['value'], 30)}" for e in entries[:4])
     more = f" (+{len(entries) - 4} more)" if len(entries) > 4 else ""
     return {**state, "read": read, "entries": entries,
             "summary": f"{len(entries)} nonzero/present: {first}{more}" if entries else "empty"}
+
+
+_STRUCT_ROWS = 20
+
+
+def _struct_key_table(m: dict[str, Any]) -> Any:
+    """A map with struct keys as a table: one column per key field, then the value (or its
+    fields); the largest values first when they are numbers; at most 20 rows."""
+    entries = m["entries"]
+    key_cols = list(entries[0]["key"])
+    value = entries[0]["value"]
+    value_cols = list(value) if isinstance(value, dict) else ["value"]
+
+    def cells(e: dict[str, Any]) -> list[str]:
+        vals = [e["value"][c] for c in value_cols] if isinstance(e["value"], dict) else [e["value"]]
+        return [short(e["key"].get(c), 40) for c in key_cols] + [short(v, 40) for v in vals]
+    if not isinstance(value, dict) and all(isinstance(e["value"], (int, float)) for e in entries):
+        entries = sorted(entries, key=lambda e: -e["value"])
+    more = len(entries) - _STRUCT_ROWS
+    return table(f"map {m['name']}", key_cols + value_cols, (cells(e) for e in entries[:_STRUCT_ROWS]),
+                 caption=f"(+{more} more)" if more > 0 else None)
 
 
 def snapshot(obj: pybpf.Object) -> dict[str, Any]:
@@ -160,7 +184,9 @@ def _render(snap: dict[str, Any], elapsed: float, links: int) -> Group:
                   [(g["section"], g["name"], short(g["value"], 80)) for g in snap["globals"]])
     maps = table("maps", ["name", "type", "max_entries", "read with", "contents"],
                  [(m["name"], m["type"], m["max_entries"], m["read"], m["summary"]) for m in snap["maps"]])
-    return Group(f"[bold]{snap['object']}[/] loaded, {links} link(s) attached, {elapsed:.1f} s", globs, maps)
+    keyed = [_struct_key_table(m) for m in snap["maps"] if m["entries"] and isinstance(m["entries"][0]["key"], dict)]
+    return Group(f"[bold]{snap['object']}[/] loaded, {links} link(s) attached, {elapsed:.1f} s", globs, maps,
+                 *keyed)
 
 
 def _pin_name(name: str) -> str:
@@ -351,14 +377,41 @@ def _record_text(record: Any) -> dict[str, Any]:
     return jsonable(record)  # char fields end at their first NUL (ring records are not zeroed)
 
 
+def _widths(dtype: np.dtype | None) -> dict[str, int]:
+    """Column widths for ``--events`` lines, from the record type (fixed, so lines align)."""
+    if dtype is None or not dtype.names:
+        return {"size": 6, "data": 0}
+    widths = {}
+    for name in dtype.names:
+        field = dtype.fields[name][0]  # type: ignore[index]
+        if field.kind in "iu" and not field.shape:
+            need = len(str(np.iinfo(field).max if field.kind == "u" else np.iinfo(field).min))
+        elif field.kind == "S" or (field.shape and field.base.kind in "iu" and field.base.itemsize == 1):
+            need = min(field.itemsize, 32)
+        else:
+            need = 16
+        widths[name] = max(len(name), min(need, 20))
+    widths[dtype.names[-1]] = 0   # the last column is not padded
+    return widths
+
+
+def _event_line(values: list[str], widths: list[int]) -> str:
+    return " ".join(v.ljust(w) if w else v for v, w in zip(values, widths)).rstrip()
+
+
 def _stream_events(obj: pybpf.Object, map_name: str, dtype: np.dtype | None, duration: float | None,
                    as_json: bool) -> None:
-    out = console()
+    """Records as JSON lines, or as one text line per event under one header (a table that
+    grows; no box per batch), columns as wide as their type needs."""
     count = 0
     start = time.monotonic()
-    columns = list(dtype.names) if dtype is not None and dtype.names else ["size", "data"]
+    cols = _widths(dtype)
+    names, widths = list(cols), list(cols.values())
     with pybpf.RingBuffer(obj.maps[map_name], dtype=dtype) as rb:
         try:
+            if not as_json:
+                sys.stdout.write(visible(_event_line(names, widths)) + "\n")
+                sys.stdout.flush()
             while duration is None or (left := duration - (time.monotonic() - start)) > 0:
                 batch = rb.read(_REFRESH_S if duration is None else min(_REFRESH_S, left))
                 if not len(batch):
@@ -367,9 +420,10 @@ def _stream_events(obj: pybpf.Object, map_name: str, dtype: np.dtype | None, dur
                 count += len(records)
                 if as_json:
                     sys.stdout.write("".join(json.dumps(r) + "\n" for r in records))
-                    sys.stdout.flush()
                 else:
-                    out.print(table(None, columns, ([short(r.get(c), 60) for c in columns] for r in records)))
+                    sys.stdout.write("".join(visible(_event_line([short(r.get(c), 60) for c in names], widths))
+                                             + "\n" for r in records))
+                sys.stdout.flush()
         except KeyboardInterrupt:
             pass
         except BrokenPipeError:  # `pybpf load ... --events MAP | head`: the reader has gone
