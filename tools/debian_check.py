@@ -246,7 +246,7 @@ export DEBIAN_FRONTEND=noninteractive
 update-ca-certificates >/dev/null 2>&1 || true   # the machine's local CAs, copied in
 cd /root
 step prerequisites sh -c 'apt-get -o DPkg::Lock::Timeout=600 -qq update && apt-get -o DPkg::Lock::Timeout=600 install -y -qq make git >/dev/null' || exit 90
-step clone git -c advice.detachedHead=false clone -q pybpf.bundle pybpf || exit 91
+step clone git -c advice.detachedHead=false -c init.defaultBranch=main clone -q pybpf.bundle pybpf || exit 91
 cd pybpf
 git log -1 --format='debian-check: testing %h %s' >&2
 status=0

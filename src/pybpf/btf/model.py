@@ -76,7 +76,7 @@ class BtfType:
     vars: list[tuple[int, int, int]] = field(default_factory=list)
     # decl_tag
     component_idx: int = -1
-    signed: bool = False  # enum/enum64 signedness (kflag, or negative values)
+    signed: bool = False  # enum/enum64 signedness: the kind_flag (unsigned values when clear)
 
 
 @dataclass(frozen=True, slots=True)

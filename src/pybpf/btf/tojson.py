@@ -144,7 +144,7 @@ class _Encoder:
             return f'{head}, "size": {st}, "members": [{members}]}}'
         if k == 6:  # enum
             raw = list(struct.iter_unpack("<Ii", d[p:p + 8 * vlen]))
-            signed = bool(kflag) or any(v < 0 for _, v in raw)
+            signed = bool(kflag)  # the signedness, as in the decoded types and libbpf's C dump
             out = f'{head}, "size": {st}'
             if raw:
                 values = ", ".join(f'{{"name": {s(n)}, "value": {v if signed else v & 0xFFFFFFFF}}}'

@@ -341,8 +341,10 @@ class Btf:
         elif k == _ENUM:
             t.size = st
             raw = [(self._str(n), v) for n, v in struct.iter_unpack("<Ii", d[p:p + 8 * vlen])]
-            t.signed = kflag or any(v < 0 for _, v in raw)
-            t.values = raw if t.signed else [(n, v & 0xFFFFFFFF) for n, v in raw]
+            # kind_flag is the signedness (as libbpf's C dump reads it), whatever the bits look like:
+            # mm_cid_state's 0xffffffff is 4294967295, not -1
+            t.signed = kflag
+            t.values = raw if kflag else [(n, v & 0xFFFFFFFF) for n, v in raw]
         elif k == _ENUM64:
             t.size = st
             vals = [(self._str(n), lo | (hi << 32))

@@ -78,10 +78,12 @@ def write_btf(types: Sequence[BtfType]) -> bytes:
                 moff = (bits << 24) | off if bitfields else off
                 out += struct.pack("<III", strs.add(mname), ref(mtype, what), moff)
         elif t.kind == "enum":
+            kflag = int(bool(t.kflag or t.signed))  # an enum's kind_flag is its signedness
             out += struct.pack("<III", name, (kflag << 31) | (k << 24) | len(t.values), t.size or 0)
             for vname, v in t.values:
                 out += struct.pack("<II", strs.add(vname), v & 0xFFFFFFFF)
         elif t.kind == "enum64":
+            kflag = int(bool(t.kflag or t.signed))
             out += struct.pack("<III", name, (kflag << 31) | (k << 24) | len(t.values), t.size or 0)
             for vname, v in t.values:
                 v &= (1 << 64) - 1
