@@ -8,6 +8,7 @@ failure: CI's kernel has every feature these tests need.
 from __future__ import annotations
 
 import contextlib
+import gc
 import ctypes
 import os
 import shutil
@@ -259,5 +260,29 @@ def run_unprivileged(code: str, timeout: float = 60) -> subprocess.CompletedProc
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/tmp")
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _fd_identity(fd: int, target: str) -> str:
+    """What an fd is: its link target, with the BPF object id from fdinfo (map_id, prog_id,
+    link_id...) so that a reused fd number of another map is not taken for the same one."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as info:
+            ids = [line.strip() for line in info if line.split(":", 1)[0].endswith("_id")]
+    except OSError:
+        ids = []
+    return " ".join([target, *ids])
+
+
+def open_fds() -> dict[int, str]:
+    """This process's open fds -> what each is, taken after a garbage-collection pass.
+
+    The pass matters: an earlier test's garbage in a reference cycle (an exception's traceback
+    holding a ring buffer's record view, which keeps an mmap and its fd) is otherwise freed
+    whenever the collector next runs, possibly in the middle of the next test, whose fd count
+    then drops by one ("14 open fds, expected 15"). Compare with :func:`new_fds`."""
+    gc.collect()
+    return {fd: _fd_identity(fd, target) for fd, target in _open_fds().items()}
+
+
+def new_fds(before: dict[int, str]) -> dict[int, str]:
+    """The fds open now that were not open at ``before`` (a leak when not empty). An fd that
+    closed meanwhile (another thread's, a finalizer's) is not this code's leak and not counted."""
+    return {fd: what for fd, what in open_fds().items() if before.get(fd) != what}

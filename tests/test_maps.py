@@ -17,7 +17,7 @@ import pybpf
 from pybpf import ClosedError, KeyNotFoundError, Map, MapFullError, NotSupportedError
 from pybpf.maps.map import IndexOutOfRangeError
 
-from .conftest import open_fds
+from .conftest import new_fds, open_fds
 
 PKT = bytes(64)  # any frame: the XDP programs here ignore the packet
 NCPUS = None
@@ -430,4 +430,4 @@ def test_no_fd_leak_over_many_maps(kernel):
         del view
         with pytest.raises(ValueError):
             Map.create("hash", key_size=4, value_size=4, max_entries=1, name="bad name!")
-    assert open_fds() == before
+    assert not new_fds(before)

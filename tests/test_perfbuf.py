@@ -11,7 +11,7 @@ import pytest
 import pybpf
 from pybpf.events.perfbuf import PerfBuffer
 from pybpf.events.ringbuf import WrongMapTypeError
-from tests.conftest import open_fds
+from tests.conftest import new_fds, open_fds
 
 
 def _load(bundled, **rodata: int) -> pybpf.Object:
@@ -97,4 +97,4 @@ def test_bad_input_and_close(kernel, bundled):
         assert not waiter.is_alive()
         with pytest.raises(pybpf.ClosedError, match="perf buffer perf_events is closed"):
             pb.poll(0)
-        assert open_fds() == before
+        assert not new_fds(before)

@@ -13,7 +13,7 @@ import pytest
 
 import pybpf
 from pybpf.events.ringbuf import RecordFormatError, RingBuffer, RingBufferSet, WrongMapTypeError
-from tests.conftest import open_fds
+from tests.conftest import new_fds, open_fds
 
 STRIDE = 40  # 8-byte header + 32-byte struct event
 
@@ -169,7 +169,7 @@ def test_close_while_poll_waits_ends_it(events):
     waiter.join(10)
     assert not waiter.is_alive()
     assert len(result) == 1 and len(result[0]) == 0  # type: ignore[arg-type]
-    assert open_fds() == before
+    assert not new_fds(before)
     with pytest.raises(pybpf.ClosedError):
         rb.poll(0)
 
@@ -268,7 +268,7 @@ def test_not_a_ring_buffer(events):
         RingBuffer(obj.maps["perf_events"], dtype="event")
     with pytest.raises(TypeError):
         RingBuffer("events")  # type: ignore[arg-type]
-    assert open_fds() == before
+    assert not new_fds(before)
 
 
 def test_bad_record_types(events):
@@ -305,7 +305,7 @@ def test_outlives_its_object_and_leaks_nothing(events, bundled):
     obj.close()
     assert np.array_equal(rb.drain()["seq"], np.arange(7))
     rb.close()
-    assert open_fds() == before
+    assert not new_fds(before)
 
 
 def test_exec_events_of_the_bundled_example(kernel, bundled):

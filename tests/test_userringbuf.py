@@ -10,7 +10,7 @@ import pytest
 import pybpf
 from pybpf.events.ringbuf import BufferFullError, RecordFormatError, WrongMapTypeError
 from pybpf.events.userringbuf import UserRingBuffer
-from tests.conftest import open_fds
+from tests.conftest import new_fds, open_fds
 
 
 @pytest.fixture
@@ -70,4 +70,4 @@ def test_bad_input(consumer, bundled):
         other.load()
         with pytest.raises(WrongMapTypeError, match="needs a user_ringbuf map"):
             UserRingBuffer(other.maps["events"])
-    assert open_fds() == before
+    assert not new_fds(before)
