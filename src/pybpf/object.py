@@ -37,6 +37,7 @@ from pybpf.errors import (
     VerifierError,
 )
 from pybpf.kernel.features import capabilities
+from pybpf.kernel.token import ENV as TOKEN_ENV, LIBBPF_TOKEN_RELEASE, requested_path
 from pybpf.link import struct_ops
 from pybpf.link.base import Link
 from pybpf.maps.map import Map
@@ -62,6 +63,7 @@ _PROG_LOG = re.compile(r"prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END 
 _GENERIC = ("failed to load object", "failed to load:", "failed to prepare load attributes", "BPF program load failed",
             "failed to load program", "Retrying without BTF", "-- BEGIN PROG LOAD LOG", "-- END PROG LOAD LOG")
 _REFUSED_TYPES = {"tracing": "fentry/fexit/fmod_ret", "lsm": "lsm", "ext": "freplace"}
+_TOKEN_HINT = ", or in a user namespace load through a BPF token: token_path= a bpffs mounted with delegate_* options"
 
 
 class _Maps(Mapping[str, Map]):
@@ -118,13 +120,18 @@ class _Named(Mapping[str, T]):
 
 def open(source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None = None,
          object_name: str | None = None, pin_root_path: str | None = None,
-         kconfig: str | None = None, btf_path: str | os.PathLike[str] | None = None) -> Object:
+         kconfig: str | None = None, btf_path: str | os.PathLike[str] | None = None,
+         token_path: str | os.PathLike[str] | None = None) -> Object:
     """Open a BPF object (a path or the bytes of a ``.bpf.o``); nothing is in the kernel yet.
 
     Without ``/sys/kernel/btf/vmlinux``, a BTF for the running kernel is looked up under
-    ``btf_path`` (or ``$PYBPF_BTF_PATH``) in BTFHub's layout (:func:`pybpf.btf.hub.find_btf`)."""
+    ``btf_path`` (or ``$PYBPF_BTF_PATH``) in BTFHub's layout (:func:`pybpf.btf.hub.find_btf`).
+
+    ``token_path`` (or ``$LIBBPF_BPF_TOKEN_PATH``): a bpffs mounted with ``delegate_*`` options
+    for this process's user namespace; libbpf >= 1.4 loads through a BPF token made from it
+    (:mod:`pybpf.kernel.token`). ``""`` asks for no token."""
     return Object(source, btf_custom_path=btf_custom_path, object_name=object_name,
-                  pin_root_path=pin_root_path, kconfig=kconfig, btf_path=btf_path)
+                  pin_root_path=pin_root_path, kconfig=kconfig, btf_path=btf_path, token_path=token_path)
 
 
 class Object(Resource):
@@ -132,7 +139,8 @@ class Object(Resource):
 
     def __init__(self, source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None = None,
                  object_name: str | None = None, pin_root_path: str | None = None,
-                 kconfig: str | None = None, btf_path: str | os.PathLike[str] | None = None) -> None:
+                 kconfig: str | None = None, btf_path: str | os.PathLike[str] | None = None,
+                 token_path: str | os.PathLike[str] | None = None) -> None:
         self._ptr: Any = ffi.NULL
         self._state = ObjectState.CLOSED
         # Held by load(), close() and every use of libbpf's object or its maps/programs before
@@ -178,8 +186,22 @@ class Object(Resource):
 
         self._keep = [c_name := _libbpf.c_str(object_name), c_pin := _libbpf.c_str(pin_root_path),
                       c_kconfig := _libbpf.c_str(kconfig), c_btf := _libbpf.c_str(btf_custom_path)]
-        opts = _libbpf.new_opts("struct bpf_object_open_opts", object_name=c_name, pin_root_path=c_pin,
-                                kconfig=c_kconfig, btf_custom_path=c_btf)
+        token = requested_path(token_path)
+        if _libbpf.VERSION < LIBBPF_TOKEN_RELEASE:
+            if token:  # libbpf 1.1 would load without it: say so instead
+                asked = "token_path=" if token_path is not None else f"${TOKEN_ENV}"
+                raise NotSupportedError(f"{where}: loading through a BPF token ({asked}{token!r}) needs libbpf >= "
+                                        f"1.4 (this is {_libbpf.VERSION_STRING}): libbpf 1.1 makes its bpf() "
+                                        f"calls without a token", feature="bpf_token")
+            opts = _libbpf.new_opts("struct bpf_object_open_opts", object_name=c_name, pin_root_path=c_pin,
+                                    kconfig=c_kconfig, btf_custom_path=c_btf)
+        else:
+            # NULL: libbpf reads the environment
+            self._keep.append(c_token := _libbpf.c_str(None if token_path is None else os.fspath(token_path)))
+            owner = _libbpf.new_opts("struct bpf_object_open_opts_1_4", object_name=c_name, pin_root_path=c_pin,
+                                     kconfig=c_kconfig, btf_custom_path=c_btf, bpf_token_path=c_token)
+            self._keep.append(owner)  # the cast below does not own the memory
+            opts = ffi.cast("struct bpf_object_open_opts *", owner)
         with _libbpf.capture(logging.DEBUG) as log:  # libbpf says why an open failed at DEBUG
             if self.path is not None and object_name is None:
                 ptr = lib.bpf_object__open_file(os.fsencode(self.path), opts)
@@ -422,7 +444,7 @@ class Object(Resource):
                     else "CAP_PERFMON"
                 return BpfPermissionError(
                     f"loading {prog_type} program {name!r} was refused: it needs CAP_BPF and {needed} "
-                    f"(run as root or grant them)", err, capability=f"CAP_BPF+{needed}", log=log)
+                    f"(run as root or grant them{_TOKEN_HINT})", err, capability=f"CAP_BPF+{needed}", log=log)
             if verifier_log.strip():
                 source = _failing_source_line(verifier_log)
                 where = f" at `{source}`" if source else ""
@@ -444,12 +466,16 @@ class Object(Resource):
         map_failed = _MAP_FAILED.findall(log)
         if map_failed and err in (errno.EPERM, errno.EACCES):
             return BpfPermissionError(f"creating map {map_failed[-1]!r} was refused: it needs CAP_BPF "
-                                      f"(run as root or grant it)", err, capability="CAP_BPF", log=log)
+                                      f"(run as root or grant it{_TOKEN_HINT})", err, capability="CAP_BPF", log=log)
         reasons = _MAP_FAILED_REASON.findall(log)
         if reasons:
             name, reason = reasons[-1]
             return _libbpf.make_error(err, f"loading object {self.name}: creating map {name!r} "
                                            f"({self._map_summary(name)}) failed: {reason}", log=log)
+        if err in (errno.EPERM, errno.EACCES):  # refused before any map or program: BTF, or a probe
+            return BpfPermissionError(f"loading object {self.name} was refused ({_last_line(log, err)}): it needs "
+                                      f"CAP_BPF (run as root or grant it{_TOKEN_HINT})", err, capability="CAP_BPF",
+                                      log=log)
         return _libbpf.make_error(err, f"loading object {self.name}: {_last_line(log, err)}", log=log)
 
     def _map_summary(self, name: str) -> str:

@@ -107,4 +107,4 @@ def link_update_map(link_fd: int, new_map_fd: int, old_map_fd: int | None = None
 
 def token_create(bpffs_fd: int, flags: int = 0) -> int:
     """BPF_TOKEN_CREATE from an open bpffs mount (its root directory, or an fsmount fd)."""
-    return bpf(BPF_TOKEN_CREATE, _TOKEN_CREATE.pack(flags, bpffs_fd))
+    return bpf(BPF_TOKEN_CREATE, _TOKEN_CREATE.pack(flags, bpffs_fd & 0xFFFFFFFF))
