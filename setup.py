@@ -10,8 +10,9 @@ into ``src/pybpf/bpf`` and ``src/pybpf/include``, where the source tree's
 package finds them. A missing cmake, clang, llvm-strip or libbpf-dev fails the
 build with a message saying which: a wheel without its objects is never made.
 
-The compiled cffi helpers ``pybpf._sys._fast`` (src/pybpf/_sys/_build_fast.py) are an
-*optional* extension: without a C compiler or libbpf's headers the build warns and the
+The compiled binding ``pybpf._sys._fast`` (src/pybpf/_sys/_build_fast.py) and the per-key
+type ``pybpf._sys._keyops`` (src/pybpf/_sys/_keyops.c) are *optional* extensions: without
+a C compiler or libbpf's headers the build warns and the
 package falls back to its ABI-mode cffi paths (same results, slower per call).
 """
 
@@ -21,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
@@ -85,6 +86,9 @@ setup(
     cmdclass={"build_py": BuildPyWithBpf, "build_ext": OptionalBuildExt},
     # cffi generates the C source of pybpf._sys._fast into build_ext's temporary directory
     cffi_modules=["src/pybpf/_sys/_build_fast.py:ffibuilder"],
+    # per-key map access as a CPython type (optional too, like every extension here)
+    ext_modules=[Extension("pybpf._sys._keyops", ["src/pybpf/_sys/_keyops.c"], libraries=["bpf"],
+                           extra_compile_args=["-O2"])],
     options={"build": {"build_base": str(Path(_SCRATCH) / "build")},
              "egg_info": {"egg_base": _SCRATCH}},
 )

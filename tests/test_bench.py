@@ -23,7 +23,7 @@ from pybpf.bench.report import BARS, BARS_MIN
 
 TINY = Config(entries=(64, 300), value_sizes=(8, 64), repeats=1, fast_repeats=2, memory_repeats=3, warmup=1,
               copy_bytes=64 << 10, scalar_reads=500, gather_elems=1000, reference=(300, 8),
-              load_objects=("maps_test", "ringbuf_events"), ring_bytes=1 << 20)
+              load_objects=("maps_test", "ringbuf_events"), ring_bytes=1 << 20, startup_runs=1)
 
 REQUIRED_RATIOS = {"lookup_python_over_c", "batch_python_over_c", "mmap_copy_over_memcpy",
                    "mmap_scalar_over_numpy_scalar", "syscall_over_mmap_scalar",
@@ -108,6 +108,27 @@ def test_load_and_ring_cases(kernel: None, smoke_report: dict) -> None:
     assert 0 < r["load_parse_share"] < 1
 
 
+def test_startup_rows(kernel: None, smoke_report: dict) -> None:
+    """pybpf's tools to their first event and `prog show`, next to Debian's C tools and bpftool."""
+    from pybpf.distro import libbpf_tool
+
+    rows = {(c["case"], c["impl"], c["map_type"]): c for c in smoke_report["cases"]}
+    r = smoke_report["ratios"]
+    for tool in ("execsnoop", "opensnoop"):
+        impls = ("python", "c") if libbpf_tool(tool) is not None else ("python",)
+        for impl in impls:
+            first, peak = rows[("startup", impl, tool)], rows[("peak_rss", impl, tool)]
+            assert first["ok"] and peak["ok"] and first["repeats"] == TINY.startup_runs
+            assert 0 < first["ns_per_elem"]["median"] < 60e9
+            assert 1024 < peak["ns_per_elem"]["median"] < 1 << 20  # KiB: a real process's peak
+        assert 1 < r[f"startup_peak_rss_mib_{tool}"] < 1024
+        if "c" in impls:
+            assert r[f"startup_first_event_over_c_{tool}"] > 0
+    assert rows[("startup", "python", "prog_show")]["ok"] and 0 < r["startup_prog_show_s"] < 60
+    if shutil.which("bpftool"):
+        assert r["startup_prog_show_over_bpftool"] > 0
+
+
 def test_report_schema(kernel: None, smoke_report: dict) -> None:
     report = json.loads(json.dumps(smoke_report))  # plain JSON all the way down
     assert {"machine", "cases", "ratios"} <= set(report)
@@ -121,9 +142,10 @@ def test_report_schema(kernel: None, smoke_report: dict) -> None:
         assert c["repeats"] in (TINY.repeats, TINY.fast_repeats, TINY.memory_repeats)
     assert REQUIRED_RATIOS <= set(report["ratios"])
     assert all(v > 0 for v in report["ratios"].values())
-    assert set(BARS) | set(BARS_MIN) <= REQUIRED_RATIOS | {
+    assert set(BARS) | set(BARS_MIN) <= REQUIRED_RATIOS | set(report["ratios"]) | {
         f"ring_{how}_speed_over_{c}_{size}" for how, c in (("drain", "c_count"), ("into", "c_copy"))
         for size in (32, 64)}
+    assert {"update_python_over_c_hash", "startup_prog_show_s", "startup_peak_rss_mib_execsnoop"} <= set(BARS)
     assert report["config"]["reference"] == {"entries": 300, "value_size": 8}
 
 
@@ -194,7 +216,7 @@ def test_command_writes_json(kernel: None, tmp_path: Path, monkeypatch: pytest.M
     assert result.exit_code == 0, result.output
     assert "lookup_python_over_c" in result.output and "mmap_copy" in result.output
     report = json.loads(out.read_text())
-    sized = [c for c in report["cases"] if c["case"] not in ("load", "ring_drain")]  # these have their own sizes
+    sized = [c for c in report["cases"] if c["case"] not in ("load", "ring_drain", "startup", "peak_rss")]  # own sizes
     assert report["all_ok"] and {c["entries"] for c in sized} == {128}
 
 

@@ -390,13 +390,19 @@ def builder() -> FFI:
 ffibuilder = builder()
 
 
-def build_in_place(tmpdir: str | None = None) -> Path:
-    """Compile (in ``tmpdir``, default ``build/cffi`` of the checkout) and copy the module
-    next to this file; returns its path."""
-    here = Path(__file__).resolve().parent
-    work = Path(tmpdir) if tmpdir else here.parent.parent.parent / "build" / "cffi"
-    work.mkdir(parents=True, exist_ok=True)
-    built = Path(ffibuilder.compile(tmpdir=str(work), verbose=False))
+KEYOPS = "pybpf._sys._keyops"
+
+
+def keyops_extension() -> Any:
+    """The setuptools ``Extension`` of ``pybpf._sys._keyops`` (``_keyops.c``: per-key map
+    access as a CPython type, no cffi per call), linked with libbpf."""
+    from setuptools import Extension
+
+    source = Path(__file__).resolve().parent / "_keyops.c"
+    return Extension(KEYOPS, [str(source)], libraries=["bpf"], extra_compile_args=["-O2"])
+
+
+def _install(built: Path, here: Path) -> Path:
     target = here / built.name
     tmp = target.with_suffix(".tmp")
     shutil.copyfile(built, tmp)
@@ -404,5 +410,19 @@ def build_in_place(tmpdir: str | None = None) -> Path:
     return target
 
 
+def build_in_place(tmpdir: str | None = None) -> list[Path]:
+    """Compile both modules (in ``tmpdir``, default ``build/cffi`` of the checkout) and copy them
+    next to this file; returns their paths."""
+    from cffi import ffiplatform
+
+    here = Path(__file__).resolve().parent
+    work = Path(tmpdir) if tmpdir else here.parent.parent.parent / "build" / "cffi"
+    work.mkdir(parents=True, exist_ok=True)
+    built = [Path(ffibuilder.compile(tmpdir=str(work), verbose=False)),
+             Path(ffiplatform.compile(str(work), keyops_extension()))]
+    return [_install(path, here) for path in built]
+
+
 if __name__ == "__main__":
-    print(build_in_place())
+    for path in build_in_place():
+        print(path)

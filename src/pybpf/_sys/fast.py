@@ -11,6 +11,7 @@ What is here:
 
 * ``typed(op, key_code[, value_code])``: the compiled typed per-key helper
   (``pb_lookup_u32``...) or None (ABI mode or an unsupported type);
+* ``KeyOps``: ``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m`` in C (``_keyops.c``), or None;
 * ``ring_copy``: the compiled copying reader of a ring buffer's records (None in ABI mode:
   ``pybpf.events.ringreader`` then copies with numpy);
 * ``lookup_keys``/``update_keys``/``delete_keys``: one syscall per key of a
@@ -30,13 +31,23 @@ import numpy as np
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 
-__all__ = ["EXTENSION", "MODE", "delete_keys", "lookup_keys", "ring_copy", "type_code", "typed", "update_keys"]
+__all__ = ["EXTENSION", "MODE", "KeyOps", "delete_keys", "lookup_keys", "ring_copy", "type_code", "typed", "update_keys"]
 
 # the compiled module when pybpf._sys.libbpf binds through it (see there), else the ABI paths below
 _xlib: Any = _libbpf._native.lib if _libbpf._native is not None else None
 
 EXTENSION: bool = _xlib is not None
 MODE: str = "api" if EXTENSION else "abi"  # cffi's names: compiled (API) or libffi (ABI) calls
+
+# The per-key operations as a CPython type (pybpf._sys._keyops, built with the compiled module;
+# see pybpf.maps.fastpath), or None.
+KeyOps: Any = None
+if _xlib is not None:
+    try:
+        from pybpf._sys import _keyops  # type: ignore[attr-defined]
+        KeyOps = _keyops.KeyOps
+    except ImportError:  # not built: the cffi per-key helpers
+        KeyOps = None
 
 # pb_ring_copy(data, mask, producer*, pos, size, out, limit, end*, stop_header*) -> records copied
 ring_copy: Callable[..., int] | None = getattr(_xlib, "pb_ring_copy", None)

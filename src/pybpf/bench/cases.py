@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pybpf.bench import extra, pyops
+from pybpf.bench import extra, pyops, startup
 from pybpf.bench.rows import ALL, Impl, Result
 from pybpf.bench.cbuild import CBaseline
 from pybpf.bench.subjects import checksum, create_map, fill, pattern, read_all
@@ -44,10 +44,11 @@ class Config:
     reference: tuple[int, int] = (65536, 8)  # (entries, value_size) the headline ratios use
     load_objects: tuple[str, ...] = extra.LOAD_OBJECTS  # bundled objects the open+load case loads
     ring_bytes: int = 16 << 20                          # ring size of the ring_drain case
+    startup_runs: int = 3                               # runs of each start-up row (0: none)
 
 
 QUICK = Config(entries=(65536,), value_sizes=(8,))
-FULL = Config(entries=(1024, 65536, 1 << 20), value_sizes=(8, 64), repeats=5, fast_repeats=15)
+FULL = Config(entries=(1024, 65536, 1 << 20), value_sizes=(8, 64), repeats=5, fast_repeats=15, startup_runs=5)
 
 
 class Runner:
@@ -204,6 +205,8 @@ class Runner:
             yield "open+load of the bundled objects", partial(extra.load_cases, self)
         if cfg.ring_bytes:
             yield "ring buffer drain", partial(extra.ring_cases, self)
+        if cfg.startup_runs:
+            yield "start-up: tools to their first event, prog show", partial(startup.startup_cases, self)
 
 
 def run_all(config: Config, binary: Path, progress: Callable[[str], None] = lambda s: None) -> list[Result]:

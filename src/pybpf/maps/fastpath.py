@@ -65,7 +65,7 @@ class FastPath:
     ``delete(key) -> bool`` and ``contains(key) -> bool | None`` (None: ask the
     general path) for one map; ``delete`` and ``contains`` are None in ABI mode."""
 
-    __slots__ = ("compiled", "contains", "delete", "dunders", "lookup", "update")
+    __slots__ = ("compiled", "contains", "delete", "dunders", "keyops", "lookup", "update")
 
     def __init__(self, lookup: Callable[[Any], Any], update: Callable[[Any, Any, int], bool],
                  delete: Callable[[Any], bool] | None, contains: Callable[[Any], bool | None] | None,
@@ -75,16 +75,24 @@ class FastPath:
         self.delete = delete
         self.contains = contains
         self.compiled = compiled
-        # m[k], m[k] = v, del m[k], k in m as single closures (compiled mode; see Map.__getitem__)
+        # m[k], m[k] = v, del m[k], k in m as single callables (compiled mode; see Map.__getitem__)
         self.dunders: dict[str, Callable[..., Any]] = {}
+        self.keyops: Any = None  # the C per-key state behind the dunders, when they are C
+
+    def close(self) -> None:
+        """Before the map's fd goes: the C dunders send every later call to the general path."""
+        if self.keyops is not None:
+            self.keyops.close()
 
     @classmethod
     def build(cls, ref: FdRef, key_dtype: np.dtype, value_dtype: np.dtype, limit: int,
-              fallbacks: dict[str, Callable[..., Any]] | None = None) -> FastPath | None:
+              fallbacks: dict[str, Callable[..., Any]] | None = None, *, in_c: bool = False) -> FastPath | None:
         """``limit`` > 0 for array maps (valid keys 0..limit-1); None when the types don't qualify.
         ``fallbacks`` (``getitem``, ``setitem``, ``delitem``, ``contains``: the general paths) make
-        the ``dunders``: each one closure from the user's call to the syscall, falling back to the
-        general path for anything but a plain success."""
+        the ``dunders``: each one callable from the user's call to the syscall, falling back to the
+        general path for anything but a plain success. ``in_c``: the map is an array or hash map,
+        whose calls never sleep: the dunders may be the C type (``_keyops.c``), which holds the GIL
+        through the syscall."""
         key_ctype = _c_type(key_dtype)
         if key_ctype is None or key_dtype.kind not in "iu" or _c_type(value_dtype) is None:
             return None
@@ -92,9 +100,31 @@ class FastPath:
         if key_code is not None and value_code is not None and fast.EXTENSION:
             path = cls._compiled(ref, key_code, value_code, value_dtype)
             if fallbacks is not None:
-                path.dunders = cls._dunders(ref, key_code, value_code, value_dtype, fallbacks)
+                path.keyops = cls._keyops(ref, key_dtype, value_dtype, fallbacks) if in_c else None
+                if path.keyops is not None:
+                    ops = path.keyops
+                    path.dunders = {"_getitem": ops.op("getitem"), "_setitem": ops.op("setitem"),
+                                    "_delitem": ops.op("delitem"), "_contains": ops.op("contains"),
+                                    "lookup": ops.op("getitem")}
+                else:
+                    path.dunders = cls._dunders(ref, key_code, value_code, value_dtype, fallbacks)
             return path
         return cls._abi(ref, key_ctype, value_dtype, limit)
+
+    @staticmethod
+    def _keyops(ref: FdRef, key_dtype: np.dtype, value_dtype: np.dtype,
+                fallbacks: dict[str, Callable[..., Any]]) -> Any:
+        """The C per-key state of this map, or None (not built, or a numpy whose scalars it cannot make)."""
+        if fast.KeyOps is None:
+            return None
+        probe = np.array([-2.5 if value_dtype.kind == "f" else 0x5A], dtype=value_dtype)
+        ops = fast.KeyOps(ref.fd, key_dtype.itemsize, key_dtype.kind == "i", value_dtype.kind,
+                          value_dtype.itemsize, type(probe[0]), fallbacks["getitem"], fallbacks["setitem"],
+                          fallbacks["delitem"], fallbacks["contains"])
+        made = ops.scalar(probe.tobytes())
+        if type(made) is not type(probe[0]) or made != probe[0]:  # numpy's scalar layout, checked
+            return None
+        return ops
 
     @staticmethod
     def _dunders(ref: FdRef, key_code: str, value_code: str, value_dtype: np.dtype,

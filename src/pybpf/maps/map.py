@@ -232,6 +232,8 @@ class Map(Resource):
         if self._closed:
             return
         self._closed = True
+        if self._fast is not None:
+            self._fast.close()  # the C per-key calls stop using the fd before it goes
         self._fast = None
         for name in ("_getitem", "_setitem", "_delitem", "_contains", "lookup"):
             self.__dict__.pop(name, None)  # back to the general methods, which raise ClosedError
@@ -498,7 +500,8 @@ class Map(Resource):
             self._outer = kind.map_in_map
             self._index_limit = max_entries if kind.array_like and keys.is_int else 0
             if not (self._keyless or self._outer or values.ncpus):
-                self._fast = FastPath.build(ref, key_dtype, value_dtype, self._index_limit, _fallbacks(self))
+                self._fast = FastPath.build(ref, key_dtype, value_dtype, self._index_limit, _fallbacks(self),
+                                            in_c=kind in (MapType.HASH, MapType.ARRAY, MapType.LRU_HASH))
                 if self._fast is not None:
                     self.__dict__.update(self._fast.dunders)
             # published last: other threads read these without the lock
