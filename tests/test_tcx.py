@@ -209,3 +209,60 @@ def test_tcx_sections_load_with_any_libbpf(tmp_path, kernel):
         assert prog.type == "sched_cls" and not prog.auto_attachable
         with pytest.raises(pybpf.BpfError, match=r"attach_tcx\(interface"):
             prog.attach()
+
+
+def test_deploy_and_100_upgrades_count_every_packet_once(bundled, veth):
+    """pybpf.deploy attaches the tc program through tcx; each pybpf.upgrade swaps it with one
+    BPF_LINK_UPDATE and carries the counts over exactly: the last version's count is every packet
+    sent during the 100 upgrades, none lost and none twice."""
+    ns_a, ns_b = veth
+    tx, rx = _sockets(ns_a, ns_b)
+    with tx, rx:
+        with enter_netns(ns_b):
+            deployment = pybpf.deploy(_open(bundled), hooks={"count_a": lambda p: p.attach_tcx("vb", "ingress")})
+        try:
+            (attachment,) = deployment.attachments
+            assert attachment.mode == "tcx" and attachment.link.info().type == "tcx"
+            sent, received, stop = [0], [0], threading.Event()
+
+            def send() -> None:
+                while not stop.is_set():
+                    tx.sendto(b"u" * 32, (ADDR_B, PORT))
+                    sent[0] += 1
+                    if sent[0] % 8 == 0:
+                        time.sleep(0.001)
+
+            def receive() -> None:
+                try:
+                    while True:
+                        rx.recv(64)
+                        received[0] += 1
+                except TimeoutError:
+                    pass
+
+            rx.settimeout(3)
+            threads = [threading.Thread(target=receive), threading.Thread(target=send)]
+            for t in threads:
+                t.start()
+            try:
+                for _ in range(100):
+                    deployment = pybpf.upgrade(deployment, bundled("tcx_count"))
+                    (attachment,) = deployment.attachments
+                    assert attachment.current_program_id() == deployment.object.programs["count_a"].id
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
+            counts = deployment.object.bss["counts"].copy()
+        finally:
+            deployment.close()
+        assert received[0] == sent[0] > 100, "the kernel dropped packets: the count below cannot be checked"
+        assert int(counts[0]) == sent[0], f"{int(counts[0])} counted for {sent[0]} packets"
+
+
+def test_deploy_refuses_tc_without_a_tcx_link(bundled, veth):
+    _, ns_b = veth
+    with _open(bundled) as obj:
+        with enter_netns(ns_b), pytest.raises(pybpf.NotSupportedError, match="not a tcx link"):
+            pybpf.deploy(obj, hooks={"count_tc": lambda p: p.attach_tc("vb", "ingress")})
+        assert not obj.links
