@@ -262,3 +262,24 @@ def test_tcpstates_sees_the_same_transitions_as_libbpf_tools(netns: str) -> None
     mine = {(sk.lstrip("0"), lp, rp, o, n) for sk, lp, rp, o, n in mine}
     assert len(mine) >= 3 * 9   # 3 connections: at least 9 transitions each, plus the listener
     assert mine == c
+
+
+def test_every_tool_has_version_and_json_and_a_config() -> None:
+    names = tools.tool_names()
+    for name in ("exitsnoop", "sigsnoop", "tcpconnect", "bindsnoop", "cpudist", "biolatency"):
+        assert name in names
+    import pybpf
+    for name in ("execsnoop", "opensnoop", "syscount", "runqlat", "tcpstates", "exitsnoop", "sigsnoop",
+                 "tcpconnect", "bindsnoop", "cpudist", "biolatency"):
+        out = subprocess.run(pybpf_cmd("tool", name, "-V"), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout == f"{name} {pybpf.__version__} (pybpf)\n", (name, out.stderr)
+        helps = subprocess.run(pybpf_cmd("tool", name, "--help"), capture_output=True, text=True, timeout=120).stdout
+        assert "--json" in helps
+        assert name in tools.config_names()
+
+
+def test_cgroup_option_errors_name_the_path(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-cgroup")
+    for name in ("execsnoop", "runqlat", "syscount", "exitsnoop", "cpudist", "biolatency", "bindsnoop"):
+        run = subprocess.run(pybpf_cmd("tool", name, "-c", missing), capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and f"Failed opening Cgroup path: {missing}" in run.stderr, (name, run.stderr)
