@@ -222,3 +222,33 @@ def test_inspect_lists_struct_ops_maps_with_type_and_members(bundled):
     table = subprocess.run([sys.executable, "-m", "pybpf.cli", "inspect", bundled("tcp_cc_v1")],
                            capture_output=True, text=True, check=True).stdout
     assert "struct_ops maps" in table and "program cc_cong_avoid" in table
+
+
+def test_deploy_and_upgrade_swap_the_registered_map(bundled, kernel, netns, sink, cc_name):
+    """pybpf.deploy registers the map once (its four programs are one attachment); pybpf.upgrade
+    registers the new version's map through one BPF_LINK_UPDATE while a connection runs."""
+    deployment = pybpf.deploy(_object(bundled("tcp_cc_v1"), cc_name))
+    ids = {deployment.object.maps["pybpf_cc"].id}
+    try:
+        (attachment,) = deployment.attachments
+        assert attachment.mode == "struct_ops" and attachment.program == "cc_init"
+        assert attachment.current_program_id() == deployment.object.programs["cc_init"].id
+        first = sink.connect(netns, cc_name)
+        _send(first, 2)
+        deployment = pybpf.upgrade(deployment, _object(bundled("tcp_cc_v2"), cc_name))
+        new_map = deployment.object.maps["pybpf_cc"]
+        ids.add(new_map.id)
+        (attachment,) = deployment.attachments
+        assert attachment.link.map_id() == new_map.id  # type: ignore[attr-defined]
+        assert attachment.current_program_id() == deployment.object.programs["cc_init"].id
+        before = int(deployment.object.bss["cong_avoid_calls"])
+        _send(first, 2)                                   # the running connection goes on
+        with sink.connect(netns, cc_name) as second:      # and new ones use the new version
+            assert _congestion(second) == cc_name
+            _send(second, 4)
+        assert int(deployment.object.bss["cong_avoid_calls"]) > before
+        first.close()
+    finally:
+        deployment.close()
+    assert cc_name.decode() not in _available()
+    assert not _wait_gone(ids)

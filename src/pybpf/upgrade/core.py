@@ -51,7 +51,7 @@ from pybpf.maps.map import Map
 from pybpf.object import Object, open as open_object
 from pybpf.program import Program
 from pybpf.upgrade.attach import Attachment, Hook, attach, from_manifest
-from pybpf.upgrade.attach.base import kind_of
+from pybpf.upgrade.attach.base import kind_for, kind_of
 from pybpf.upgrade.manifest import (FORMAT, MANIFEST, LOCK_TIMEOUT, check_directory, locked, pin_path,
                                     read_manifest, write_manifest)
 from pybpf.upgrade.merge import Merger, crash_point, wait_for_programs
@@ -363,10 +363,17 @@ def deploy(obj: Object, *, hooks: Mapping[str, Hook] | None = None) -> Deploymen
     if unknown:
         raise KeyError(f"hooks name no program of {obj.name}: {', '.join(sorted(unknown))}")
     attachments: list[Attachment] = []
+    groups: set[str] = set()  # one attachment per group (the programs of a struct_ops map)
     try:
         for name, program in obj.programs.items():
             if not program.autoload or not (name in hooks or program.auto_attachable):
                 continue
+            kind = kind_for(program)
+            group = kind.group(program) if kind is not None else None
+            if group is not None:
+                if group in groups:
+                    continue
+                groups.add(group)
             attachments.append(attach(program, hooks.get(name)))
     except BaseException:
         for a in attachments:

@@ -44,6 +44,12 @@ class Attachment(ABC):
         """Whether this kind attaches ``program`` (by its type, section...)."""
 
     @classmethod
+    def group(cls, program: Program) -> str | None:
+        """Programs of one group share one attachment (a struct_ops map's): ``deploy`` attaches the
+        first of them and skips the rest. None: the program is attached on its own."""
+        return None
+
+    @classmethod
     @abstractmethod
     def attach(cls, program: Program, hook: Hook | None) -> Attachment:
         """Attach ``program`` (through ``hook`` if given) so that a later switch can swap it."""
