@@ -6,7 +6,12 @@ A case is a mutated bundled object (or a mutated raw BTF blob) sent through one 
 * ``open``     ``pybpf.open(bytes)``: the pure ELF/BTF checks, then libbpf's open;
 * ``inspect``  ``pybpf --debug inspect --json FILE`` (pure parsing only);
 * ``btf_dump`` ``pybpf --debug btf dump FILE`` (C through libbpf's btf_dump, then JSON);
-* ``load``     ``pybpf.open(bytes).load()`` into the running kernel (root only).
+* ``load``     ``pybpf.open(bytes).load()`` into the running kernel (root only);
+* ``gen``      ``pybpf gen``: the module generated for a mutated object, or for ``counters`` with
+               hostile names (``tests.mutate.rename``), is imported and every member used; a
+               canary shows that importing or using it never ran object data;
+* ``extract``  ``btf extract`` of a mutated kernel image (bzImage or bare, each codec), ELF, raw
+               BTF or BTFHub tarball, under a 4 GiB address-space limit (a bomb is a MemoryError).
 
 Each case runs in a child forked from the warm parent, so a crash is a signal the parent sees
 (not the end of the run) and a hang is a child still running at its deadline (then killed).
@@ -44,7 +49,7 @@ if str(ROOT / "src") not in sys.path:
 import pybpf  # noqa: E402
 from pybpf.errors import BpfError  # noqa: E402
 
-TARGETS = ("open", "inspect", "btf_dump", "load")
+TARGETS = ("open", "inspect", "btf_dump", "load", "gen", "extract")
 SEED_OBJECTS = ("counters", "syscount", "net", "maps_test", "probes", "ringbuf_events", "ringbuf_user",
                 "events_exec")
 _INTERESTING = (0, 1, 2, 7, 8, 16, 24, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x00FFFFFF, 0x01000000,
@@ -158,6 +163,82 @@ def mutated(draw: Callable[..., Any], seed: bytes) -> bytes:
     return bytes(data)
 
 
+# ---- gen: hostile names --------------------------------------------------------------------------
+
+CANARY = "PYBPF_GEN_PWNED"
+# what a name from the object tries: end a literal, run code, take one of the module's own names
+PAYLOAD = f'__import__("os").environ.__setitem__("{CANARY}", "1")'
+NAME_FRAGMENTS = ['"""', "'''", "\\", '"', "'", PAYLOAD, ";", "#", "{", "}", "\\N{", "__init__", "__enter__",
+                  "__getattribute__", "__class__", "class", "class_", "load", "open", "raw", "NAMES", "TypedMap",
+                  "typed_map", "Counters", "counters", "np", "int", "property", "type", "__", "_", " ", "0",
+                  "ｌｏａｄ", "x½", "\x1b", "\n", "\r", "\u2028", "\u202e", "\udcff"]
+RENAMED_MAPS = ["pairs", "slots"]
+RENAMED_GLOBALS = ["hits", "last_parent_tgid", "per_slot_seen", "increment", "greeting", "want_tgid", "small_knob"]
+RENAMED_PROGRAMS = ["on_getppid", "on_raw_sys_enter", "on_btf_sys_enter"]
+RENAMED_MEMBERS = ["count", "parent_tgid", "tgid"]
+
+
+def _names(alphabet: st.SearchStrategy[str], fragments: list[str]) -> st.SearchStrategy[str]:
+    return st.lists(st.one_of(st.sampled_from(fragments), st.text(alphabet, min_size=1, max_size=8)),
+                    min_size=1, max_size=4).map("".join)
+
+
+# BTF names: printable ASCII (pybpf's BTF validator refuses the rest); ELF names: any text but NUL
+BTF_NAMES = _names(st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+                   [f for f in NAME_FRAGMENTS if f.isascii() and f.isprintable()])
+ELF_NAMES = _names(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+                   [f for f in NAME_FRAGMENTS if not ("\ud800" <= f[:1] <= "\udfff")])
+ANY_NAMES = _names(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), NAME_FRAGMENTS)
+
+
+def renamed_counters(struct: str = "pair", members: dict[str, str] | None = None,
+                     names: dict[str, str] | None = None, programs: dict[str, str] | None = None) -> bytes:
+    """``counters`` with struct ``pair``, its members, maps and globals (BTF and symbol) and
+    programs (symbols: any text) renamed."""
+    from tests.mutate import rename
+    btf: dict[tuple[str, ...], str] = {("struct", "pair"): struct}
+    btf.update({("member", "pair", old): new for old, new in (members or {}).items()})
+    btf.update({("var", old): new for old, new in (names or {}).items()})
+    return rename(seed_objects()["counters"], btf, {**(names or {}), **(programs or {})})
+
+
+@st.composite
+def hostile_objects(draw: Callable[..., Any]) -> tuple[bytes, str]:
+    """(counters with every name drawn from BTF_NAMES/ELF_NAMES, an object name)."""
+    struct_name = draw(BTF_NAMES)
+    members = dict(zip(RENAMED_MEMBERS, draw(st.lists(BTF_NAMES, min_size=3, max_size=3))))
+    variables = dict(zip(RENAMED_MAPS + RENAMED_GLOBALS, draw(st.lists(BTF_NAMES, min_size=9, max_size=9,
+                                                                       unique=True))))
+    programs = dict(zip(RENAMED_PROGRAMS, draw(st.lists(ELF_NAMES, min_size=3, max_size=3, unique=True))))
+    return renamed_counters(struct_name, members, variables, programs), draw(ANY_NAMES)
+
+
+# ---- extract: kernel images --------------------------------------------------------------------
+
+_IMAGES: dict[str, bytes] = {}
+
+
+def kernel_images() -> dict[str, bytes]:
+    """Small kernel build artefacts around a real BTF (counters'): raw BTF, an ELF with .BTF,
+    bzImages of each codec, a bare gzip image, a BTFHub tarball."""
+    if not _IMAGES:
+        import bz2
+        import lzma
+        import zlib
+        import zstandard
+        from pybpf.btf.extract import _tar_bytes
+        from tests.mutate import bzimage, elf_with_btf, lz4_legacy
+        raw = raw_btf_of(seed_objects()["counters"])
+        elf = elf_with_btf(raw)
+        gz = zlib.compressobj(9, zlib.DEFLATED, 31)
+        codecs = {"gzip": gz.compress(elf) + gz.flush(), "xz": lzma.compress(elf, format=lzma.FORMAT_XZ),
+                  "lzma": lzma.compress(elf, format=lzma.FORMAT_ALONE), "bzip2": bz2.compress(elf),
+                  "lz4": lz4_legacy(elf), "zstd": zstandard.ZstdCompressor().compress(elf)}
+        _IMAGES.update({"raw": raw, "elf": elf, "bare-gzip": codecs["gzip"], "tarball": _tar_bytes("k.btf", raw)})
+        _IMAGES.update({f"bzimage-{name}": bzimage(data) for name, data in codecs.items()})
+    return _IMAGES
+
+
 def raw_btf_of(obj: bytes) -> bytes:
     from pybpf.spec.elf import ObjectSpec
     return ObjectSpec(obj, name="seed").sections[".BTF"].data
@@ -167,11 +248,19 @@ def raw_btf_of(obj: bytes) -> bytes:
 def cases(draw: Callable[..., Any], targets: tuple[str, ...] = TARGETS) -> tuple[str, bytes]:
     """(target, input): a mutated object, or for btf_dump a mutated object or raw BTF blob."""
     target = draw(st.sampled_from(targets))
+    if target == "extract":
+        images = kernel_images()
+        return target, draw(mutated(images[draw(st.sampled_from(sorted(images)))]))
     seeds = seed_objects()
     seed = seeds[draw(st.sampled_from(sorted(seeds)))]
+    if target == "gen" and draw(st.booleans()):
+        data, name = draw(hostile_objects())  # hostile names, sometimes mutated on top
+        return target, name.encode("utf-8", "surrogatepass") + b"\0" + (draw(mutated(data)) if draw(st.booleans())
+                                                                          else data)
     if target == "btf_dump" and draw(st.booleans()):
         seed = raw_btf_of(seed)
-    return target, draw(mutated(seed))
+    data = draw(mutated(seed))
+    return target, (b"fuzz\0" + data) if target == "gen" else data
 
 
 # ---- the targets (run in the child) ----------------------------------------------------------
@@ -201,8 +290,41 @@ def _target_load(data: bytes, path: str) -> None:
         obj.load()
 
 
+def _target_gen(data: bytes, path: str) -> None:
+    """Generate, import (a module object of its own) and use every member, without a kernel."""
+    import types
+    import numpy as np
+    from pybpf.spec.codegen import generate
+    name, _, obj = data.partition(b"\0")
+    source = generate(obj, name=name.decode("utf-8", "surrogatepass"))
+    os.environ.pop(CANARY, None)
+    module = types.ModuleType("fuzz_gen")
+    exec(compile(source, "fuzz_gen.py", "exec"), module.__dict__)  # noqa: S102 - the point of the target
+    try:
+        cls = module.__dict__[module.__all__[0]]
+        for record_name in module.__all__[2:]:
+            record = module.__dict__[record_name]
+            rows = np.zeros(1, record.dtype)
+            record(rows[0]).to_dict()
+        with cls.open() as skel:
+            for attr in cls.NAMES:
+                getattr(skel, attr)
+    finally:
+        if CANARY in os.environ:
+            raise AssertionError("the generated module ran code from the object")
+
+
+def _target_extract(data: bytes, path: str) -> None:
+    import resource
+    from pybpf.btf.extract import btf_from_tarball, extract_btf
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a bomb is a MemoryError, not a squeeze
+    extract_btf(path)
+    if data[:6] == b"\xfd7zXZ\x00" or data[:2] == b"\x1f\x8b":  # the same bytes as a BTFHub archive
+        btf_from_tarball(path)
+
+
 _RUNNERS = {"open": _target_open, "inspect": _target_inspect, "btf_dump": _target_btf_dump,
-            "load": _target_load}
+            "load": _target_load, "gen": _target_gen, "extract": _target_extract}
 
 
 def run_case(target: str, data: bytes, timeout: float = 20.0, workdir: str | None = None) -> Outcome:
@@ -289,3 +411,8 @@ def warm_up() -> None:
         with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
             for target in ("open", "inspect", "btf_dump"):
                 _RUNNERS[target](seed, f.name)
+            _RUNNERS["gen"](b"warm\0" + seed, f.name)
+            from pybpf.btf.extract import extract_btf
+            for name, image in kernel_images().items():
+                if name != "tarball":
+                    extract_btf(image, where="warm-up")

@@ -155,3 +155,39 @@ def rename(raw: bytes, btf: dict[tuple[str, ...], str] | None = None,
             raise KeyError(sorted(missing))
         _append_section(out, raw, strtab_sec.name, bytes(strtab))
     return bytes(out)
+
+
+# ---- kernel images (for btf extract) ------------------------------------------------------------
+
+def elf_with_btf(btf: bytes) -> bytes:
+    """A minimal little-endian ELF64 with a .BTF section."""
+    shstr = b"\0.BTF\0.shstrtab\0"
+    body = btf + shstr
+    shoff = 64 + len(body)
+    shoff += (-shoff) % 8
+    hdr = bytearray(64)
+    hdr[:16] = b"\x7fELF\x02\x01\x01" + bytes(9)
+    struct.pack_into("<HHIQQQIHHHHHH", hdr, 16, 1, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, 3, 2)
+    def sh(name: int, typ: int, off: int, size: int) -> bytes:
+        return struct.pack("<IIQQQQIIQQ", name, typ, 0, 0, off, size, 0, 0, 1, 0)
+    secs = sh(0, 0, 0, 0) + sh(1, 1, 64, len(btf)) + sh(6, 3, 64 + len(btf), len(shstr))
+    return bytes(hdr) + body + bytes(shoff - 64 - len(body)) + secs
+
+
+def bzimage(payload: bytes) -> bytes:
+    """An x86 boot image around ``payload`` (setup header, boot protocol 2.15)."""
+    setup = bytearray(1024)  # setup_sects = 1 -> protected-mode code at 1024
+    setup[0x1F1] = 1
+    setup[0x202:0x206] = b"HdrS"
+    struct.pack_into("<H", setup, 0x206, 0x20F)
+    struct.pack_into("<II", setup, 0x248, 32, len(payload))
+    return bytes(setup) + bytes(32) + payload + b"\x00\x10\x00\x00"
+
+
+def lz4_legacy(data: bytes) -> bytes:
+    import lz4.block
+    out = bytearray(b"\x02\x21\x4c\x18")
+    for i in range(0, len(data), 8 << 20):
+        block = lz4.block.compress(data[i:i + (8 << 20)], store_size=False)
+        out += struct.pack("<I", len(block)) + block
+    return bytes(out)

@@ -1,7 +1,8 @@
 """Issue 10: a seeded slice of the fuzz run (tools/fuzz.py runs the long one).
 
-Mutated bundled objects and raw BTF go through open, inspect, btf dump and load, each case
-in a forked child: a crash (signal), a hang (killed at 20 s) or an exception that is not a
+Mutated bundled objects and raw BTF go through open, inspect, btf dump and load, objects
+(mutated, or with hostile names) through gen, and mutated kernel images through btf extract,
+each case in a forked child: a crash (signal), a hang (killed at 20 s) or an exception that is not a
 pybpf error fails the test, and hypothesis reports the input. Seeded and derandomized: CI
 runs the same cases every time.
 """
@@ -39,6 +40,23 @@ def test_fuzzed_inputs_without_the_kernel(case: tuple[str, bytes]) -> None:
 @settings(_SLICE, max_examples=40)
 @given(fuzzing.cases(("load",)))
 def test_fuzzed_objects_through_load(kernel, case: tuple[str, bytes]) -> None:
+    _check(*case)
+
+
+@seed(20)
+@settings(_SLICE, max_examples=40)
+@given(fuzzing.cases(("gen",)))
+def test_fuzzed_objects_through_gen(case: tuple[str, bytes]) -> None:
+    """Issue 20: the generated module of a mutated or hostile-named object imports and works
+    (or generation is refused with a pybpf error), and never runs object data."""
+    _check(*case)
+
+
+@seed(21)
+@settings(_SLICE, max_examples=60)
+@given(fuzzing.cases(("extract",)))
+def test_fuzzed_kernel_images_through_extract(case: tuple[str, bytes]) -> None:
+    """Issue 20: mutated kernel images, ELFs, raw BTF and BTFHub archives through btf extract."""
     _check(*case)
 
 

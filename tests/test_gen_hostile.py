@@ -25,38 +25,19 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
 
 import pybpf
 from pybpf.spec.codegen import PyNames, generate, py_identifier
-from tests.mutate import rename
+from tests.fuzzing import (CANARY, PAYLOAD, RENAMED_GLOBALS, RENAMED_MAPS, RENAMED_PROGRAMS, hostile_objects,
+                           renamed_counters)
 
 ROOT = Path(__file__).resolve().parent.parent
-CANARY = "PYBPF_GEN_PWNED"
-# what the object's names try: end a literal, run code, take the module's own names
-PAYLOAD = f'__import__("os").environ.__setitem__("{CANARY}", "1")'
-FRAGMENTS = ['"""', "'''", "\\", '"', "'", PAYLOAD, ";", "#", "{", "}", "\\N{", "__init__", "__enter__",
-             "__getattribute__", "__class__", "class", "class_", "load", "open", "raw", "NAMES", "TypedMap",
-             "typed_map", "Counters", "counters", "np", "int", "property", "type", "__", "_", " ", "0", "ｌｏａｄ",
-             "x½", "\x1b", "\n", "\r", "\u2028", "\u202e", "\udcff"]
-MAPS = ["pairs", "slots"]
-GLOBALS = ["hits", "last_parent_tgid", "per_slot_seen", "increment", "greeting", "want_tgid", "small_knob"]
-PROGRAMS = ["on_getppid", "on_raw_sys_enter", "on_btf_sys_enter"]
-MEMBERS = ["count", "parent_tgid", "tgid"]
+MAPS, GLOBALS, PROGRAMS = RENAMED_MAPS, RENAMED_GLOBALS, RENAMED_PROGRAMS
+hostile = renamed_counters
 
 
 def _seed() -> bytes:
     return Path(pybpf.bundled("counters")).read_bytes()
-
-
-def hostile(struct: str = "pair", members: dict[str, str] | None = None, names: dict[str, str] | None = None,
-            programs: dict[str, str] | None = None) -> bytes:
-    """``counters`` with struct ``pair``, its members, maps/globals (BTF and symbol) and programs
-    (symbols: any text) renamed."""
-    btf: dict[tuple[str, ...], str] = {("struct", "pair"): struct}
-    btf.update({("member", "pair", old): new for old, new in (members or {}).items()})
-    btf.update({("var", old): new for old, new in (names or {}).items()})
-    return rename(_seed(), btf, {**(names or {}), **(programs or {})})
 
 
 def load_module(source: str, directory: str) -> ModuleType:
@@ -267,28 +248,6 @@ def test_identifier_function():
 
 
 # ---- any names ------------------------------------------------------------------------------
-
-_ASCII = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
-_ANY = st.characters(blacklist_categories=("Cs",), blacklist_characters="\0")
-
-
-def _names(alphabet: st.SearchStrategy[str], fragments: list[str]) -> st.SearchStrategy[str]:
-    return st.lists(st.one_of(st.sampled_from(fragments), st.text(alphabet, min_size=1, max_size=8)),
-                    min_size=1, max_size=4).map("".join)
-
-
-_BTF_NAME = _names(_ASCII, [f for f in FRAGMENTS if f.isascii() and f.isprintable()])  # the BTF validator's rule
-_ELF_NAME = _names(_ANY, [f for f in FRAGMENTS if not ("\ud800" <= f[:1] <= "\udfff")])
-
-
-@st.composite
-def hostile_objects(draw: Any) -> tuple[bytes, str]:
-    struct = draw(_BTF_NAME)
-    members = dict(zip(MEMBERS, draw(st.lists(_BTF_NAME, min_size=3, max_size=3))))
-    variables = dict(zip(MAPS + GLOBALS, draw(st.lists(_BTF_NAME, min_size=9, max_size=9, unique=True))))
-    programs = dict(zip(PROGRAMS, draw(st.lists(_ELF_NAME, min_size=3, max_size=3, unique=True))))
-    return hostile(struct, members, variables, programs), draw(_names(_ANY, FRAGMENTS))
-
 
 @seed(20)
 @settings(max_examples=int(os.environ.get("PYBPF_GEN_EXAMPLES", "60")), database=None, deadline=None,

@@ -1,7 +1,8 @@
-"""The long fuzz run of issue 10: hypothesis-mutated objects and raw BTF through open,
-inspect, btf dump and load, each case in a forked child (see tests/fuzzing.py).
+"""The long fuzz run of issues 10 and 20: hypothesis-mutated objects and raw BTF through open,
+inspect, btf dump, load and gen (also objects with hostile names), and mutated kernel images
+through btf extract, each case in a forked child (see tests/fuzzing.py).
 
-    python tools/fuzz.py --cases 10000 --seed 1 [--targets open,inspect,btf_dump,load]
+    python tools/fuzz.py --cases 10000 --seed 1 [--targets open,inspect,btf_dump,load,gen,extract]
                          [--save DIR] [--timeout 20] [--json FILE]
 
 Prints, per target, how many cases were accepted, rejected with a pybpf error, rejected with

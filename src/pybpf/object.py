@@ -586,8 +586,8 @@ def _check_custom_btf(path: str | os.PathLike[str]) -> str:
     if os.path.realpath(p) != KERNEL_BTF_PATH and key not in _VALID_BTFS:  # the kernel's own is trusted
         try:
             Btf.from_file(p).validate()
-        except ObjectFormatError as e:
-            raise ObjectFormatError(f"btf_custom_path {e}", e.errno, path=p) from None
+        except ObjectFormatError as e:  # its message, not str(e): the errno is named once, below
+            raise ObjectFormatError(f"btf_custom_path {e.message}", e.errno, path=p) from None
         _VALID_BTFS.add(key)  # a whole vmlinux BTF takes seconds to validate: once per file version
     return p
 
