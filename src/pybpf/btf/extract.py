@@ -261,7 +261,7 @@ def _which(payload: Buffer) -> str | None:
     return None
 
 
-def _vmlinux(data: Buffer, where: str) -> bytearray:
+def _vmlinux(data: bytes | bytearray, where: str) -> bytearray:
     """The ELF vmlinux inside a compressed kernel image (decompressed once, as a stream)."""
     payload = _bzimage_payload(data)
     if payload is not None:
@@ -313,7 +313,7 @@ def _checked(fmt: str, payload: Buffer, where: str) -> bytearray:
                                 path=where) from None
 
 
-def elf_section(data: bytes, name: str, where: str = "") -> bytes | None:
+def elf_section(data: bytes | bytearray, name: str, where: str = "") -> bytes | None:
     """Contents of section ``name`` of a little-endian ELF (32 or 64 bit), or None."""
     if data[:4] != b"\x7fELF" or len(data) < 52:
         raise ObjectFormatError(f"{where}: not an ELF file", path=where)
@@ -344,7 +344,7 @@ def elf_section(data: bytes, name: str, where: str = "") -> bytes | None:
                 if off + size > len(data):
                     raise ObjectFormatError(f"{where}: section {name} runs past the end of the file",
                                             path=where)
-                return data[off:off + size]
+                return bytes(data[off:off + size])
     except (struct.error, IndexError, ValueError) as e:
         raise ObjectFormatError(f"{where}: corrupted ELF section headers ({e})", path=where) from None
     return None
@@ -409,12 +409,12 @@ def btf_from_tarball(path: str) -> bytes:
                     return f.read(m.size)
     except ObjectFormatError:
         raise
-    except (tarfile.TarError, EOFError, *_codec_errors()) as e:
+    except (tarfile.TarError, EOFError) + _codec_errors() as e:
         raise ObjectFormatError(f"{path}: cannot read BTF archive: {e}", path=path) from None
     raise ObjectFormatError(f"{path}: archive holds no *.btf file", path=path)
 
 
-def _btf_of(data: Buffer, where: str) -> tuple[bytes, bool]:
+def _btf_of(data: bytes | bytearray, where: str) -> tuple[bytes, bool]:
     """(the raw BTF of raw BTF, an ELF or a compressed kernel image; True if it is a module's)."""
     if bytes(data[:2]) == struct.pack("<H", BTF_MAGIC):
         return bytes(data), False
@@ -442,7 +442,7 @@ def extract_btf(path: str | os.PathLike[str] | bytes, *, base: Btf | str | os.Pa
     """The raw BTF of a kernel image, ELF vmlinux, module (with ``base``), raw BTF or BTFHub
     tarball; parsed once to make sure it is BTF (split BTF against ``base``)."""
     if isinstance(path, (bytes, bytearray, memoryview)):
-        data: Buffer = bytes(path)
+        data: bytes | bytearray = bytes(path)
     else:
         where = where or os.fspath(path)
         if where.endswith((".tar.xz", ".tar.gz", ".tar", ".txz", ".tgz")):
