@@ -5,14 +5,17 @@ kernel exposes no BTF: in each directory of ``btf_path=`` or ``PYBPF_BTF_PATH``
 (``:``-separated), it looks for ``<os id>/<version id>/<arch>/<release>.btf``,
 then the same with ``.btf.tar.xz`` (BTFHub archives, unpacked once into a
 per-user cache), where the os id and version id come from ``/etc/os-release``
-and the release and arch from ``uname``. Every path it consults is a parameter,
-so a test can stand for a machine without kernel BTF. Pure: files only.
+and the release and arch from ``uname`` (each must be one plain path component).
+Archives are unpacked into a cache only this user can write (checked, see
+``_cache_dir``). Every path it consults is a parameter, so a test can stand for a
+machine without kernel BTF. Pure: files only.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 from dataclasses import dataclass
 
 from pybpf.btf.types import KERNEL_BTF_PATH
@@ -74,23 +77,105 @@ def lookup_candidates(dirs: list[str], what: BtfLookup) -> list[str]:
     return out
 
 
+def _cache_dir() -> str:
+    """The per-user cache of unpacked archives, made and checked: ``$XDG_CACHE_HOME/pybpf/btf``
+    (else ``~/.cache/pybpf/btf``), or ``$TMPDIR/pybpf-btf-<uid>`` without a usable home.
+
+    Whatever exists already must be a real directory (no symlink), owned by this user and
+    open to no one else, under parents only this user or root can change: otherwise another
+    user could plant a BTF there (CO-RE would trust it) or make a write follow a symlink."""
+    xdg, home = os.environ.get("XDG_CACHE_HOME", ""), os.path.expanduser("~")
+    places = []
+    if os.path.isabs(xdg):
+        places.append(os.path.join(xdg, "pybpf", "btf"))
+    elif os.path.isabs(home) and os.path.isdir(home):  # a home that exists: never made here
+        places.append(os.path.join(home, ".cache", "pybpf", "btf"))
+    import tempfile  # here, not at import: pybpf.open() imports this module for find_btf()
+    places.append(os.path.join(tempfile.gettempdir(), f"pybpf-btf-{os.geteuid()}"))
+    problems = []
+    for place in places:
+        try:
+            os.makedirs(place, mode=0o700, exist_ok=True)
+        except OSError as e:
+            problems.append(f"{place}: {e.strerror}")
+            continue
+        problem = _unsafe(place)
+        if problem is None:
+            return place
+        problems.append(problem)
+    raise NotSupportedError("no safe per-user cache for unpacked BTF archives: " + "; ".join(problems) +
+                            " (set XDG_CACHE_HOME to a directory of your own)", feature="BTF cache")
+
+
+def _unsafe(directory: str) -> str | None:
+    """Why ``directory`` is not safe as this user's private cache (None: it is)."""
+    import stat
+    uid = os.geteuid()
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return f"{directory} is not a directory of its own (a symlink or a file)"
+    if st.st_uid != uid:
+        return f"{directory} belongs to uid {st.st_uid}, not to this user (uid {uid})"
+    if st.st_mode & 0o077:
+        return f"{directory} is open to other users (mode {stat.S_IMODE(st.st_mode):o})"
+    parent = os.path.dirname(os.path.realpath(directory))
+    while True:  # every parent: only this user or root may rename what is under it
+        pst = os.stat(parent)
+        if pst.st_uid not in (0, uid):
+            return f"{parent} (a parent of {directory}) belongs to uid {pst.st_uid}"
+        if pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX:
+            return f"{parent} (a parent of {directory}) is writable by other users"
+        if parent == "/":
+            return None
+        parent = os.path.dirname(parent)
+
+
 def _unpack(archive: str) -> str:
-    """A BTFHub ``.btf.tar.xz`` unpacked into the per-user cache; the raw BTF's path."""
+    """A BTFHub ``.btf.tar.xz`` unpacked into the per-user cache (``_cache_dir``); the raw BTF's path.
+
+    Written to a temporary file of a random name made with ``O_CREAT|O_EXCL|O_NOFOLLOW``
+    (mode 0600) in that directory, then renamed into place, so no existing file or symlink
+    is ever written through."""
     import hashlib  # here, not at import: pybpf.open() imports this module for find_btf()
-    import tempfile
+    import secrets
+    import stat
 
     from pybpf.btf.extract import btf_from_tarball
     st = os.stat(archive)
     key = hashlib.sha256(f"{os.path.abspath(archive)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:24]
-    cache = os.path.join(tempfile.gettempdir(), f"pybpf-btf-{os.getuid()}")
-    os.makedirs(cache, mode=0o700, exist_ok=True)
+    cache = _cache_dir()
     out = os.path.join(cache, key + ".btf")
-    if not os.path.exists(out):
-        tmp = f"{out}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(btf_from_tarball(archive))
-        os.replace(tmp, out)
+    try:
+        found = os.lstat(out)
+        if stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid():
+            return out
+    except FileNotFoundError:
+        pass
+    data = btf_from_tarball(archive)
+    tmp = os.path.join(cache, f".{key}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)  # replaces a name, never writes through it
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
     return out
+
+
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]*")
+
+
+def _component(value: str, what: str) -> str:
+    """``value`` as one plain path component of the BTFHub layout, or NotSupportedError."""
+    if _COMPONENT.fullmatch(value) is None or value in (".", ".."):
+        raise NotSupportedError(f"{what} {value!r} is not a plain name (letters, digits, '._+~-'): "
+                                "not looked up in a BTF directory", feature="kernel BTF")
+    return value
 
 
 def find_btf(btf_path: str | os.PathLike[str] | list[str] | None = None, *,
@@ -107,8 +192,9 @@ def find_btf(btf_path: str | os.PathLike[str] | list[str] | None = None, *,
     os_id, version_id = os_release_ids(OS_RELEASE if os_release is None else os_release)
     uname = platform.uname()
     arch = machine or uname.machine
-    what = BtfLookup(os_id or "unknown", version_id or "unknown", _ARCH.get(arch, arch),
-                     release or uname.release)
+    what = BtfLookup(_component(os_id or "unknown", "os-release ID"),
+                     _component(version_id or "unknown", "os-release VERSION_ID"),
+                     _component(_ARCH.get(arch, arch), "machine"), _component(release or uname.release, "release"))
     dirs = _dirs(btf_path)
     places = lookup_candidates(dirs, what)
     for p in places:
