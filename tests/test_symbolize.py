@@ -130,7 +130,7 @@ def test_elf_lines(hotcold):
     assert none is None
     assert file_line is not None and file_line[0] == "hotcold.c"
     text = (Path(__file__).parent / "data" / "stacks" / "hotcold.c").read_text().splitlines()
-    assert "hot(void)" in text[file_line[1] - 2] + text[file_line[1] - 1]   # the signature or its "{"
+    assert "hot(double unit)" in text[file_line[1] - 2] + text[file_line[1] - 1]   # the signature or its "{"
     lib = ElfSymbols(str(hotcold.parent / "libhotcold.so"))
     assert lib.file_lines(np.array([nm(hotcold.parent / "libhotcold.so")["lib_hot"]], np.uint64))[0][0] \
         == "libhotcold.c"

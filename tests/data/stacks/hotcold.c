@@ -1,7 +1,8 @@
 /* A program whose CPU time splits 3:1 between hot() and cold(), both called from main().
  * Built with frame pointers so that BPF's user stack walk sees main -> hot / main -> cold.
  * Each call spins for its share of *this thread's CPU time* (not wall time), so the split
- * holds on a busy machine. Runs for argv[1] seconds of wall time (default 10), then exits.
+ * holds on a busy machine; the share unit is random each round, so that it cannot alias
+ * with the sampling period. Runs for argv[1] seconds of wall time (default 10), then exits.
  * With argv[2] = "lib", the work is done by libhotcold.so's lib_hot()/lib_cold() instead,
  * dlopen()ed at run time (so it lands at a base chosen then). */
 #define _GNU_SOURCE
@@ -22,9 +23,9 @@ static double now(clockid_t clock)
 
 volatile unsigned long sink;
 
-__attribute__((noinline)) void hot(void)
+__attribute__((noinline)) void hot(double unit)
 {
-	double end = now(CLOCK_THREAD_CPUTIME_ID) + 0.003;
+	double end = now(CLOCK_THREAD_CPUTIME_ID) + 3 * unit;
 	unsigned long i;
 
 	while (now(CLOCK_THREAD_CPUTIME_ID) < end)
@@ -32,9 +33,9 @@ __attribute__((noinline)) void hot(void)
 			sink += i * i;
 }
 
-__attribute__((noinline)) void cold(void)
+__attribute__((noinline)) void cold(double unit)
 {
-	double end = now(CLOCK_THREAD_CPUTIME_ID) + 0.001;
+	double end = now(CLOCK_THREAD_CPUTIME_ID) + unit;
 	unsigned long i;
 
 	while (now(CLOCK_THREAD_CPUTIME_ID) < end)
@@ -46,7 +47,8 @@ int main(int argc, char **argv)
 {
 	double seconds = argc > 1 ? atof(argv[1]) : 10.0;
 	double end = now(CLOCK_MONOTONIC) + seconds;
-	void (*work_hot)(void) = hot, (*work_cold)(void) = cold;
+	void (*work_hot)(double) = hot, (*work_cold)(double) = cold;
+	unsigned int seed = getpid();
 
 	if (argc > 2 && strcmp(argv[2], "lib") == 0) {
 		char path[4096];
@@ -59,16 +61,20 @@ int main(int argc, char **argv)
 			fprintf(stderr, "dlopen: %s\n", dlerror());
 			return 1;
 		}
-		work_hot = (void (*)(void))dlsym(lib, "lib_hot");
-		work_cold = (void (*)(void))dlsym(lib, "lib_cold");
+		work_hot = (void (*)(double))dlsym(lib, "lib_hot");
+		work_cold = (void (*)(double))dlsym(lib, "lib_cold");
 		if (!work_hot || !work_cold)
 			return 1;
 	}
 	printf("ready %d\n", getpid());
 	fflush(stdout);
 	while (now(CLOCK_MONOTONIC) < end) {
-		work_hot();
-		work_cold();
+		/* a random unit (0.2..1.2 ms) each round: a fixed 4 ms cycle would alias with a
+		 * ~2 ms sampling period and bias the split one way or the other */
+		double unit = 0.0002 + 0.001 * (rand_r(&seed) / (double)RAND_MAX);
+
+		work_hot(unit);
+		work_cold(unit);
 	}
 	printf("done %lu\n", sink);
 	return 0;

@@ -21,12 +21,12 @@ __attribute__((noinline)) static void lib_spin(double seconds)
 			lib_sink += i * i;
 }
 
-__attribute__((noinline)) void lib_hot(void)
+__attribute__((noinline)) void lib_hot(double unit)
 {
-	lib_spin(0.003);
+	lib_spin(3 * unit);
 }
 
-__attribute__((noinline)) void lib_cold(void)
+__attribute__((noinline)) void lib_cold(double unit)
 {
-	lib_spin(0.001);
+	lib_spin(unit);
 }
