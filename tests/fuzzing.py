@@ -10,6 +10,8 @@ A case is a mutated bundled object (or a mutated raw BTF blob) sent through one 
 * ``gen``      ``pybpf gen``: the module generated for a mutated object, or for ``counters`` with
                hostile names (``tests.mutate.rename``), is imported and every member used; a
                canary shows that importing or using it never ran object data;
+* ``usdt``     ``usdt list`` (the notes reader, then the CLI table) of a mutated binary with USDT
+               notes (Debian's CPython: its section headers, notes and all);
 * ``extract``  ``btf extract`` of a mutated kernel image (bzImage or bare, each codec), ELF, raw
                BTF or BTFHub tarball, under a 4 GiB address-space limit (a bomb is a MemoryError).
 
@@ -49,7 +51,7 @@ if str(ROOT / "src") not in sys.path:
 import pybpf  # noqa: E402
 from pybpf.errors import BpfError  # noqa: E402
 
-TARGETS = ("open", "inspect", "btf_dump", "load", "gen", "extract")
+TARGETS = ("open", "inspect", "btf_dump", "load", "gen", "usdt", "extract")
 SEED_OBJECTS = ("counters", "syscount", "net", "maps_test", "probes", "ringbuf_events", "ringbuf_user",
                 "events_exec")
 _INTERESTING = (0, 1, 2, 7, 8, 16, 24, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x00FFFFFF, 0x01000000,
@@ -116,7 +118,7 @@ def _parse_regions(data: bytes) -> dict[str, tuple[int, int]]:
         shoff, shnum, shentsize = elf["e_shoff"], elf["e_shnum"], elf["e_shentsize"]
         regions["shdrs"] = (shoff, min(len(data), shoff + shnum * shentsize))
         for sec in elf.iter_sections():
-            if sec.name in (".BTF", ".BTF.ext", ".symtab", ".maps") and sec["sh_type"] != "SHT_NOBITS":
+            if sec.name in (".BTF", ".BTF.ext", ".symtab", ".maps", ".note.stapsdt") and sec["sh_type"] != "SHT_NOBITS":
                 regions[sec.name] = (sec["sh_offset"], sec["sh_offset"] + sec["sh_size"])
     except Exception:  # noqa: BLE001 - an already-corrupt seed: mutate it whole
         pass
@@ -213,6 +215,19 @@ def hostile_objects(draw: Callable[..., Any]) -> tuple[bytes, str]:
     return renamed_counters(struct_name, members, variables, programs), draw(ANY_NAMES)
 
 
+# ---- usdt: a real binary with USDT notes --------------------------------------------------------
+
+_USDT: list[bytes] = []
+
+
+def usdt_binary() -> bytes:
+    """Debian's CPython with its USDT notes (python3.11 on 12, python3.13 on 13)."""
+    if not _USDT:
+        from pybpf.distro import usdt_python
+        _USDT.append(Path(usdt_python()).read_bytes())
+    return _USDT[0]
+
+
 # ---- extract: kernel images --------------------------------------------------------------------
 
 _IMAGES: dict[str, bytes] = {}
@@ -248,6 +263,8 @@ def raw_btf_of(obj: bytes) -> bytes:
 def cases(draw: Callable[..., Any], targets: tuple[str, ...] = TARGETS) -> tuple[str, bytes]:
     """(target, input): a mutated object, or for btf_dump a mutated object or raw BTF blob."""
     target = draw(st.sampled_from(targets))
+    if target == "usdt":
+        return target, draw(mutated(usdt_binary()))
     if target == "extract":
         images = kernel_images()
         return target, draw(mutated(images[draw(st.sampled_from(sorted(images)))]))
@@ -314,6 +331,14 @@ def _target_gen(data: bytes, path: str) -> None:
             raise AssertionError("the generated module ran code from the object")
 
 
+def _target_usdt(data: bytes, path: str) -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a size that allocates is a MemoryError
+    from pybpf.spec.usdt import read_probes
+    read_probes(path)
+    _cli(["usdt", "list", path])
+
+
 def _target_extract(data: bytes, path: str) -> None:
     import resource
     from pybpf.btf.extract import btf_from_tarball, extract_btf
@@ -324,7 +349,7 @@ def _target_extract(data: bytes, path: str) -> None:
 
 
 _RUNNERS = {"open": _target_open, "inspect": _target_inspect, "btf_dump": _target_btf_dump,
-            "load": _target_load, "gen": _target_gen, "extract": _target_extract}
+            "load": _target_load, "gen": _target_gen, "usdt": _target_usdt, "extract": _target_extract}
 
 
 def run_case(target: str, data: bytes, timeout: float = 20.0, workdir: str | None = None) -> Outcome:

@@ -98,9 +98,9 @@ def attach_usdt(prog: Any, description: str, binary_or_pid: str | int, provider:
     probe = find_usdt_probe(target, provider, name)
     path = probe.path
     if isinstance(target, int):
-        root_path = f"/proc/{pid}/root{path}"
-        if os.path.exists(root_path) and not os.path.samefile(root_path, path):
-            path = root_path  # the process sees another mount namespace
+        # the inode the process runs (/proc/PID/exe, /proc/PID/map_files/...): a binary replaced
+        # on disk since it started still has its probes there, and the uprobe must be on it
+        path = probe.source or path
     opts = _libbpf.new_opts("struct bpf_usdt_opts", usdt_cookie=cookie)
     c_path, c_provider, c_name = (ffi.new("char[]", s.encode()) for s in (path, provider, name))
     with _libbpf.capture() as log:

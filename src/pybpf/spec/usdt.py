@@ -14,7 +14,7 @@ import errno
 import os
 import re
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from elftools.common.exceptions import ELFError
@@ -30,6 +30,7 @@ __all__ = [
     "mapped_files",
     "parse_arg",
     "parse_args",
+    "process_files",
     "process_probes",
     "read_probes",
 ]
@@ -101,10 +102,14 @@ class UsdtProbe:
     semaphore_offset: int
     args_spec: str
     args: tuple[UsdtArg, ...]
+    # the file the probe was read from when that is not ``path``: /proc/PID/exe or
+    # /proc/PID/map_files/..., the very inode a process runs (its binary may be replaced on disk)
+    source: str = field(default="", compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The probe as plain data (``pybpf usdt list --json``)."""
         out = asdict(self)
+        del out["source"]
         out["args"] = [asdict(arg) | {"c_type": arg.c_type} for arg in self.args]
         return out
 
@@ -173,31 +178,60 @@ def _notes(data: bytes, little: bool) -> list[bytes]:
     return out
 
 
+# what pyelftools raises on damaged headers (offsets past the file, sizes that overflow a seek)
+_DAMAGE = (ELFError, struct.error, ValueError, OverflowError, IndexError, KeyError, UnicodeDecodeError,
+           MemoryError, AssertionError)
+
+
 def read_probes(path: str | os.PathLike[str]) -> list[UsdtProbe]:
-    """Every USDT probe note of the ELF file at ``path`` (an empty list if it has none)."""
+    """Every USDT probe note of the ELF file at ``path`` (an empty list if it has none).
+
+    Damaged headers are an ``ObjectFormatError``: a section is read only after its offset
+    and size are checked against the file's, so no header makes it read past the file
+    (or allocate what it claims)."""
     where = os.fspath(path)
     try:
         with open(where, "rb") as stream:
-            elf = ELFFile(stream)
-            if elf.elfclass != 64:
-                raise ObjectFormatError(f"{where}: USDT notes are read from 64-bit ELF files only",
-                                        path=where)
-            little = elf.little_endian
-            base_section = elf.get_section_by_name(".stapsdt.base")
-            base_addr = int(base_section["sh_addr"]) if base_section is not None else None
-            probes = []
-            for section in elf.iter_sections():
-                if section["sh_type"] != "SHT_NOTE" or section.name != ".note.stapsdt":
-                    continue
-                for desc in _notes(section.data(), little):
-                    probes.append(_probe(elf, where, desc, little, base_addr))
-            return probes
+            size = os.fstat(stream.fileno()).st_size
+            try:
+                return _read_notes(stream, where, size)
+            except _DAMAGE as exc:
+                if isinstance(exc, BpfError):
+                    raise
+                raise ObjectFormatError(f"{where}: damaged ELF headers ({type(exc).__name__}: {exc})",
+                                        path=where) from None
+            except OSError as exc:  # a seek or read past what the file can be (EINVAL)
+                if isinstance(exc, BpfError):
+                    raise
+                raise ObjectFormatError(f"{where}: damaged ELF headers ({exc.strerror or exc})",
+                                        exc.errno, path=where) from None
     except FileNotFoundError:
         raise BpfError(f"no such file {where!r}", errno.ENOENT) from None
     except IsADirectoryError:
         raise BpfError(f"{where!r} is a directory, not an ELF file", errno.EISDIR) from None
-    except (ELFError, struct.error) as exc:
-        raise ObjectFormatError(f"{where}: not a readable ELF file ({exc})", path=where) from None
+    except PermissionError:
+        raise BpfError(f"{where!r}: permission denied", errno.EACCES) from None
+
+
+def _read_notes(stream: Any, where: str, size: int) -> list[UsdtProbe]:
+    elf = ELFFile(stream)
+    if elf.elfclass != 64:
+        raise ObjectFormatError(f"{where}: USDT notes are read from 64-bit ELF files only", path=where)
+    little = elf.little_endian
+    base_section = elf.get_section_by_name(".stapsdt.base")
+    base_addr = int(base_section["sh_addr"]) if base_section is not None else None
+    probes = []
+    for section in elf.iter_sections():
+        if section["sh_type"] != "SHT_NOTE" or section.name != ".note.stapsdt":
+            continue
+        offset, length = int(section["sh_offset"]), int(section["sh_size"])
+        if offset > size or length > size - offset:
+            raise ObjectFormatError(f"{where}: section .note.stapsdt (offset {offset}, {length} bytes) runs "
+                                    f"past the end of the file ({size} bytes)", path=where)
+        stream.seek(offset)
+        for desc in _notes(stream.read(length), little):
+            probes.append(_probe(elf, where, desc, little, base_addr))
+    return probes
 
 
 def _probe(elf: ELFFile, where: str, desc: bytes, little: bool, base_addr: int | None) -> UsdtProbe:
@@ -224,50 +258,73 @@ def _probe(elf: ELFFile, where: str, desc: bytes, little: bool, base_addr: int |
         args_spec=arg_text, args=args)
 
 
-def mapped_files(pid: int) -> list[str]:
-    """The ELF files a process maps executable, its main binary first (from /proc/PID/maps)."""
+_DELETED = " (deleted)"
+
+
+def process_files(pid: int) -> list[tuple[str, str]]:
+    """The ELF files a process maps executable, its main binary first, as (the path the process
+    sees, a path that opens the very file it maps).
+
+    The second is ``/proc/PID/exe`` for the binary and ``/proc/PID/map_files/START-END`` for a
+    library (root, or CAP_CHECKPOINT_RESTORE): they reach the inode the process runs even
+    after a package upgrade replaced or removed the file on disk, and across mount
+    namespaces. Without access to map_files, a library is read through ``/proc/PID/root``."""
+    exe_link = f"/proc/{pid}/exe"
     try:
-        exe = os.path.realpath(f"/proc/{pid}/exe")
         with open(f"/proc/{pid}/maps") as maps:
             lines = maps.read().splitlines()
+        exe = os.readlink(exe_link)
     except FileNotFoundError:
         raise BpfError(f"no process with pid {pid}", errno.ESRCH) from None
     except PermissionError:
         raise BpfError(f"cannot read /proc/{pid}/maps (permission denied)", errno.EACCES) from None
-    seen: list[str] = []
+    exe = exe.removesuffix(_DELETED)
+    files: list[tuple[str, str]] = [(exe, exe_link)] if exe.startswith("/") else []
+    seen = {exe}
     for line in lines:
         fields = line.split(maxsplit=5)
-        if len(fields) < 6 or "x" not in fields[1]:
+        if len(fields) < 6 or "x" not in fields[1] or not fields[5].startswith("/"):
             continue
-        path = fields[5]
-        if path.startswith("/") and not path.endswith(" (deleted)") and path not in seen:
-            seen.append(path)
-    if exe in seen:
-        seen.remove(exe)
-    return [exe, *seen] if os.path.exists(exe) else seen
+        shown = fields[5].removesuffix(_DELETED)
+        if shown in seen:
+            continue
+        seen.add(shown)
+        source = f"/proc/{pid}/map_files/{fields[0]}"
+        if not _can_open(source):
+            source = f"/proc/{pid}/root{shown}"
+            if fields[5].endswith(_DELETED) or not os.path.exists(source):
+                continue  # gone from disk and no map_files access: nothing to read it through
+        files.append((shown, source))
+    return files
+
+
+def _can_open(path: str) -> bool:
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        return False
+    return True
+
+
+def mapped_files(pid: int) -> list[str]:
+    """The ELF files a process maps executable, its main binary first (paths as it sees them)."""
+    return [shown for shown, _ in process_files(pid)]
 
 
 def process_probes(pid: int) -> list[UsdtProbe]:
     """The USDT probes of a process: its binary's and those of every library it maps.
 
-    The files are read through ``/proc/PID/root`` so that a process in another mount
-    namespace is read from its own view; paths are reported as the process sees them."""
+    Each file is read through what :func:`process_files` gives (the inode the process runs);
+    paths are reported as the process sees them, and ``source`` keeps what was read (what
+    an attach must use too)."""
     probes: list[UsdtProbe] = []
-    for path in mapped_files(pid):
-        root_path = f"/proc/{pid}/root{path}"
-        source = root_path if os.path.exists(root_path) else path
+    for shown, source in process_files(pid):
         try:
             found = read_probes(source)
         except ObjectFormatError:
             continue  # a mapped non-ELF file (a font, a cache...)
-        probes.extend(_with_path(p, path) for p in found)
+        probes.extend(replace(p, path=shown, source=source) for p in found)
     return probes
-
-
-def _with_path(probe: UsdtProbe, path: str) -> UsdtProbe:
-    values = {field: getattr(probe, field) for field in probe.__dataclass_fields__}
-    values["path"] = path
-    return UsdtProbe(**values)
 
 
 def describe_probes(probes: list[UsdtProbe], limit: int = 40) -> str:
