@@ -284,6 +284,7 @@ def test_load_pin_in_one_process_upgrade_from_another(bundled, kernel, bpffs):
         doc = json.loads(upgraded.stdout)
         assert doc["object"] == "upgrade_count_b"
         assert {m["name"]: m["action"] for m in doc["maps"]}["counts"] == "reuse"
+        assert {m["name"]: m["entries"] for m in doc["maps"]}["counts"] == 1  # a reused map's true count
         assert doc["switched"] == ["count_getppid at tracepoint syscalls:sys_enter_getppid (dispatch)"]
         for _ in range(100):
             os.getppid()
@@ -305,3 +306,16 @@ def test_load_pin_in_one_process_upgrade_from_another(bundled, kernel, bpffs):
         with Deployment.from_pins(bpffs) as running:
             assert running.manifest["object"] == "upgrade_count_a"
             assert int(running.sections[".bss"].lookup(bytes(4))["seen_by_this_version"]) == 202
+
+
+def test_pybpfs_own_refusals_carry_no_errno_and_no_wrong_advice(bundled, kernel, tmp_path, bpffs):
+    plain = tmp_path / "not-bpffs"
+    plain.mkdir(mode=0o700)
+    result = _cli("upgrade", str(plain), bundled("upgrade_count_b"))
+    assert result.returncode == 1
+    assert "is not on a bpffs" in result.stderr and "--pin" not in result.stderr, result.stderr
+    empty = os.path.join(bpffs, "empty")
+    os.mkdir(empty, 0o700)
+    result = _cli("upgrade", empty, bundled("upgrade_count_b"))
+    assert "holds no pybpf deployment" in result.stderr
+    assert "[E" not in result.stderr, result.stderr  # pybpf's own refusal: no errno claimed
