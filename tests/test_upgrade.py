@@ -279,6 +279,15 @@ def test_load_pin_in_one_process_upgrade_from_another(bundled, kernel, bpffs):
         for _ in range(100):
             os.getppid()  # the loading process is gone: the pinned version counts
         assert int(view[0]) == 100
+        planned = _cli("upgrade", bpffs, b, "--dry-run", "--json")
+        assert planned.returncode == 0, planned.stderr
+        plan = json.loads(planned.stdout)
+        assert {m["name"]: m["action"] for m in plan["maps"]}["counts"] == "reuse"
+        assert plan["attachments"] == [{"program": "count_getppid", "hook": "tracepoint syscalls:sys_enter_getppid",
+                                        "mode": "dispatch", "switch": "one update of the dispatcher's slot (PROG_ARRAY)",
+                                        "new_program": "count_getppid"}]
+        with Deployment.from_pins(bpffs) as unchanged:  # the dry run changed nothing
+            assert unchanged.manifest["object"] == "upgrade_count_a" and "pending" not in unchanged.manifest
         upgraded = _cli("upgrade", bpffs, b, "--json")
         assert upgraded.returncode == 0, upgraded.stderr
         doc = json.loads(upgraded.stdout)
