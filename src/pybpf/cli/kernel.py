@@ -12,9 +12,8 @@ import datetime
 import errno
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
-import numpy as np
 import typer
 
 import pybpf
@@ -22,6 +21,9 @@ from pybpf.kernel import info
 from pybpf.errors import BpfError
 
 from pybpf.cli.render import JSON_FLAG, console, guarded, json_wanted, jsonable, print_json, short, table, usage_error
+
+if TYPE_CHECKING:  # numpy loads with `map dump`, not with `prog show`
+    import numpy as np
 
 __all__ = ["prog_app", "map_app", "programs", "maps", "map_entries"]
 
