@@ -27,6 +27,7 @@ objects and :func:`pybpf.check` exposes it.
 from __future__ import annotations
 
 import errno
+import itertools
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -36,7 +37,7 @@ from pybpf.btf.types import Btf
 __all__ = [
     "KIND_SHORT", "RelocError", "RelocResult", "RelocInput", "Relocator", "essential_name",
     "FIELD_KINDS", "TYPE_KINDS", "ENUMVAL_KINDS", "essential_index", "parse_spec", "spec_match",
-    "resolve_size", "Spec",
+    "resolve_size", "Spec", "seed_index", "unseed_index",
 ]
 
 # .BTF.ext kind names (pybpf.btf.ext.RELO_KINDS) -> libbpf's own short names (core_relo_kind_str).
@@ -919,6 +920,58 @@ class _EssentialIndex:
             ids += names.get(ess, ())
         ids += self._flavored.get(ess, ())
         return sorted(ids) if ids else list(default)
+
+
+class _PartialIndex:
+    """Type ids of only some essential names, found in one pass over a large BTF's raw records
+    without decoding its other names (``btf min`` asks for a few hundred of ~100k names)."""
+
+    def __init__(self, ids: dict[str, list[int]]) -> None:
+        self._ids = ids
+
+    def get(self, ess: str, default: Iterable[int] = ()) -> list[int]:
+        return self._ids.get(ess) or list(default)
+
+
+def seed_index(btf: Btf, names: Iterable[str]) -> bool:
+    """Prepare the candidate index of ``btf`` for these essential names only (relocations then
+    ask for no other): False, and nothing done, when a name offset of ``btf`` does not start a
+    string (the full index is then the exact one)."""
+    if btf.base is not None:
+        return False
+    strs = btf._strs
+    wanted = {n.encode() for n in names if n}
+    parts = strs.split(b"\0")
+    starts = itertools.accumulate((len(p) + 1 for p in parts), initial=0)
+    offs: dict[int, str] = {}
+    for at, raw in zip(starts, parts):
+        if raw in wanted or (b"___" in raw and raw.split(b"___", 1)[0] in wanted):
+            name = raw.decode("utf-8", "replace")
+            ess = essential_name(name)
+            if ess.encode() in wanted:
+                offs[at] = ess
+    names = btf._name_offs
+    if any(strs[off - 1] for off in set(names) if off):
+        return False
+    found: dict[str, list[int]] = {}
+    start = btf.start_id
+    get = offs.get
+    for i, off in enumerate(names):
+        ess = get(off)
+        if ess is not None:
+            found.setdefault(ess, []).append(start + i)
+    idx = _PartialIndex(found)
+    if len(_INDEX_CACHE) > 16:
+        _INDEX_CACHE.clear()
+    _INDEX_CACHE[(id(btf), False)] = (btf, idx)  # type: ignore[assignment]
+    return True
+
+
+def unseed_index(btf: Btf) -> None:
+    """Forget a partial index made by :func:`seed_index` (later lookups may ask any name)."""
+    hit = _INDEX_CACHE.get((id(btf), False))
+    if hit is not None and isinstance(hit[1], _PartialIndex):
+        del _INDEX_CACHE[(id(btf), False)]
 
 
 _INDEX_CACHE: dict[tuple[int, bool], tuple[Btf, _EssentialIndex]] = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import array
 import errno
 import itertools
 import os
@@ -192,26 +193,31 @@ class Btf:
 
     # ---- construction -------------------------------------------------------------------
     def _scan(self, pos: int, end: int) -> tuple[list[int], bytearray]:
-        """Record the start offset and kind of every type (one pass, no decoding)."""
+        """Record the start offset, kind and name offset of every type (one pass, no decoding)."""
         d = self._data
         offs: list[int] = []
         kinds = bytearray()
-        unpack = struct.Struct("<4xI").unpack_from
-        fixed, per_item = _EXTRA_FIXED, _EXTRA_PER_ITEM
-        append, kappend = offs.append, kinds.append
+        names = array.array("I")
+        unpack = struct.Struct("<II").unpack_from
+        fixed = [_EXTRA_FIXED.get(k, 0) for k in range(32)]
+        per_item = [_EXTRA_PER_ITEM.get(k, 0) for k in range(32)]
+        append, kappend, nappend = offs.append, kinds.append, names.append
+        last = end - 12
         while pos < end:
-            if pos + 12 > end:
+            if pos > last:
                 raise _bad(self.name, f"truncated type at offset {pos}")
-            (info,) = unpack(d, pos)
+            name, info = unpack(d, pos)
             kind = (info >> 24) & 0x1F
             if kind == _UNKN or kind > _ENUM64:
                 raise _bad(self.name, f"unknown kind {kind} for type [{self._start_id + len(offs)}]")
-            nxt = pos + 12 + fixed.get(kind, 0) + (info & 0xFFFF) * per_item.get(kind, 0)
+            nxt = pos + 12 + fixed[kind] + (info & 0xFFFF) * per_item[kind]
             if nxt > end:
                 raise _bad(self.name, f"type [{self._start_id + len(offs)}] runs past the type section")
             append(pos)
             kappend(kind)
+            nappend(name)
             pos = nxt
+        self._name_offs = names  # name offset of each type, for the name lookups
         return offs, kinds
 
     @classmethod
@@ -391,8 +397,7 @@ class Btf:
     def _name_index(self) -> dict[str, list[int]]:
         if self._names is None:
             names: dict[str, list[int]] = {}
-            d, unpack = self._data, struct.Struct("<I").unpack_from
-            offsets = [unpack(d, pos)[0] for pos in self._offs]
+            offsets = self._name_offs
             # every string of this blob at once (a vmlinux names ~100k types): offset -> text
             texts: dict[int, str] = {}
             if self.base is None and self._strs.isascii():

@@ -69,14 +69,15 @@ def _strip_modifiers(btf: Btf, tid: int) -> int:
     return tid  # too deep: the graph check reports it
 
 
-def validate_btf(btf: Btf) -> None:
+def validate_btf(btf: Btf, *, fast: bool = True) -> None:
     """Raise ObjectFormatError unless every type ``btf`` defines keeps the kernel's rules.
 
     A large blob (a vmlinux) is first given to the vectorised proof of
-    :mod:`pybpf.btf.fastvalid`; when that cannot prove it valid, every type is checked here."""
+    :mod:`pybpf.btf.fastvalid` (unless ``fast`` is False: a small blob, no numpy wanted); when
+    that cannot prove it valid, every type is checked here."""
     start, end = btf.start_id, len(btf)
     from pybpf.btf import fastvalid  # numpy loads inside, only for large blobs
-    if end - start >= fastvalid.MIN_TYPES and fastvalid.proves_valid(btf):
+    if fast and end - start >= fastvalid.MIN_TYPES and fastvalid.proves_valid(btf):
         return
     for tid in range(start, end):
         btf[tid]  # decodes: string offsets and type ids in range

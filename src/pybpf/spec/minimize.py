@@ -39,7 +39,7 @@ import dataclasses
 import os
 from typing import Any, Iterable
 
-from pybpf.btf.relo import ENUMVAL_KINDS, FIELD_KINDS, Spec
+from pybpf.btf.relo import ENUMVAL_KINDS, FIELD_KINDS, Spec, essential_name, seed_index, unseed_index
 from pybpf.btf.types import Btf, BtfType
 from pybpf.btf.write import write_btf
 from pybpf.spec.check import check_object, target_facts
@@ -229,22 +229,30 @@ def minimize(objs: Iterable[object], full: Btf, *, checks: bool = False) -> Mini
     target = Target(full.name or "<btf>", full)
     count = 0
     kfuncs: set[str] = set()
-    for obj in objs:
-        # the objects' BTF is read here by pybpf's own engine only, never by libbpf: unvalidated
-        # (what minimize() writes is validated by its caller, `btf min`)
-        spec = obj if isinstance(obj, ObjectSpec) else ObjectSpec.from_file(
-            obj, validate=checks, core_only=not checks) if isinstance(obj, (str, os.PathLike)) else _as_spec(obj)
-        chosen: list[tuple[str, Any]] = []
-        results = relocate(spec, target, chosen)
-        count += len(chosen)
-        for kind, tspec in chosen:
-            _record(keep, kind, tspec)
-        if checks:
-            check_object(spec, target, results=results)
-            btf = spec.btf
-            if btf is not None and ".ksyms" in btf.datasecs():
-                kfuncs |= {btf[v].name for v, _o, _s in btf[btf._datasec_id(".ksyms")].vars
-                           if btf.kind_of(v) == "func"}
+    # the objects' BTF is read here by pybpf's own engine only, never by libbpf: unvalidated
+    # (what minimize() writes is validated by its caller, `btf min`)
+    specs = [obj if isinstance(obj, ObjectSpec) else ObjectSpec.from_file(
+        obj, validate=checks, core_only=not checks) if isinstance(obj, (str, os.PathLike)) else _as_spec(obj)
+        for obj in objs]
+    seeded = not checks and seed_index(  # the relocations' candidates: all it looks up in the full BTF
+        full, {essential_name(s.btf._name_of(r.type_id)) for s in specs if s.btf is not None
+               for r in s.core_relocations if 0 < r.type_id < len(s.btf)})
+    try:
+        for spec in specs:
+            chosen: list[tuple[str, Any]] = []
+            results = relocate(spec, target, chosen)
+            count += len(chosen)
+            for kind, tspec in chosen:
+                _record(keep, kind, tspec)
+            if checks:
+                check_object(spec, target, results=results)
+                btf = spec.btf
+                if btf is not None and ".ksyms" in btf.datasecs():
+                    kfuncs |= {btf[v].name for v, _o, _s in btf[btf._datasec_id(".ksyms")].vars
+                               if btf.kind_of(v) == "func"}
+    finally:
+        if seeded:
+            unseed_index(full)
     if checks:
         # a complete-enough BTF for the check has enum bpf_func_id and some FUNC (a partial one,
         # as a CO-RE-only minimal BTF, gets "unknown" where it lacks something): keep both
