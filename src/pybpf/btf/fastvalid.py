@@ -322,16 +322,20 @@ def _graph(np: Any, n: int, K: Any, TYPE: Any, arr: Any, arr_elem: Any, comp: An
     s, d = s[keep], d[keep]
     if not len(s):
         return
+    order = np.argsort(s, kind="stable")  # edges grouped by source: maxima by segment
+    s, d = s[order], d[order]
     depth = np.zeros(2 * n, dtype=np.int64)
     changed = np.ones(2 * n, dtype=bool)
     for _ in range(_MAX_RESOLVE_DEPTH + 1):
         live = changed[d]  # only edges into a node whose depth just grew can raise their source
         if not live.any():
             return
-        ls, ld = s[live], d[live]
-        nxt = depth.copy()
-        np.maximum.at(nxt, ls, depth[ld] + 1)
-        changed = nxt != depth
-        depth = nxt
+        ls, vals = s[live], depth[d[live]] + 1
+        starts = np.flatnonzero(np.concatenate(([True], ls[1:] != ls[:-1])))
+        heads = ls[starts]
+        best = np.maximum(depth[heads], np.maximum.reduceat(vals, starts))
+        changed = np.zeros(2 * n, dtype=bool)
+        changed[heads] = best != depth[heads]
+        depth[heads] = best
     if changed.any():
         raise _NotSure
