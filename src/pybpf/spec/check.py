@@ -741,5 +741,26 @@ def matrix(objs: Sequence[Any], btfs: Iterable[Any] | Any = None, *, kernel: boo
         where = spec.path or spec.name
         docs.append({"object": where, "targets": [_checked(where, lambda t=t: check_object(spec, t, strict=strict))
                                                   for t in targets]})
+    if len(targets) > 1:
+        for d in docs:
+            _name_kernels_that_have_it(d)
     return {"targets": [{"btf": t.name, "label": t.label} for t in targets], "objects": docs,
             "ok": all(c["ok"] for d in docs for c in d["targets"])}
+
+
+def _name_kernels_that_have_it(doc: dict[str, Any]) -> None:
+    """In a fleet run, a failing finding's fix names the kernels of the run that have the piece
+    (where the same check of the same program does not fail): the minimum kernel, by example."""
+    def failing(cell: dict[str, Any]) -> set[tuple[str, str, str]]:
+        pool = cell["findings"] + [f for p in cell["programs"] for f in p["findings"]]
+        return {(f["check"], f["what"], f["program"]) for f in pool if f["verdict"] == "fails"}
+
+    fails = {cell["label"]: failing(cell) for cell in doc["targets"]}
+    for cell in doc["targets"]:
+        for f in cell["findings"] + [f for p in cell["programs"] for f in p["findings"]]:
+            if f["verdict"] != "fails" or f["check"] == "relocation":
+                continue
+            key = (f["check"], f["what"], f["program"])
+            have = [label for label, bad in fails.items() if key not in bad]
+            if have:
+                f["fix"] += f" (in this run: {', '.join(have)})"
