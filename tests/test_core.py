@@ -445,5 +445,7 @@ def test_verdicts_match_what_loading_here_does(kernel, corpus) -> None:
             loaded = True
         except CoreRelocationError:
             loaded = False
+        except NotSupportedError:  # the kernel refuses something else (an arena map here): not BTF's to tell
+            continue
         assert loaded == predicted, name
     assert guarded > 0  # core_kinds guards task_struct___old.state with bpf_core_field_exists()

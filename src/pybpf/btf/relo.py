@@ -945,21 +945,20 @@ def seed_index(btf: Btf, names: Iterable[str]) -> bool:
     starts = itertools.accumulate((len(p) + 1 for p in parts), initial=0)
     offs: dict[int, str] = {}
     for at, raw in zip(starts, parts):
-        if raw in wanted or (b"___" in raw and raw.split(b"___", 1)[0] in wanted):
-            name = raw.decode("utf-8", "replace")
-            ess = essential_name(name)
+        if raw in wanted or b"___" in raw:
+            ess = essential_name(raw.decode("utf-8", "replace"))
             if ess.encode() in wanted:
                 offs[at] = ess
-    names = btf._name_offs
-    if any(strs[off - 1] for off in set(names) if off):
+    name_offs = btf._name_offs
+    if any(strs[off - 1] for off in set(name_offs) if off):
         return False
     found: dict[str, list[int]] = {}
     start = btf.start_id
     get = offs.get
-    for i, off in enumerate(names):
-        ess = get(off)
-        if ess is not None:
-            found.setdefault(ess, []).append(start + i)
+    for i, off in enumerate(name_offs):
+        hit = get(off)
+        if hit is not None:
+            found.setdefault(hit, []).append(start + i)
     idx = _PartialIndex(found)
     if len(_INDEX_CACHE) > 16:
         _INDEX_CACHE.clear()
