@@ -7,8 +7,9 @@ libbpf does (``relo #K`` is the record's index within its section; ``insn`` is
 relative to the function holding it; programs in ``SEC("?...")`` are not
 loaded by default and libbpf skips their relocations), and runs the engine of
 :mod:`pybpf.btf.relo` in libbpf's order against each target. No kernel, no root.
-
-:func:`check` returns plain data in the schema of ``pybpf check --json``.
+It also owns targets (:class:`Target`: a kernel's BTF, loaded from any file ``btf extract``
+reads, validated once) and the patched instructions reachability is judged on. The
+pre-check built on it is :mod:`pybpf.spec.check`.
 """
 
 from __future__ import annotations
