@@ -1,0 +1,275 @@
+"""pyprofile and pybpf.pyframes on Debian's own CPython (3.11 on Debian 12, 3.13 on 13), unmodified scripts.
+
+Each test starts ``usdt_python()`` on a script written here (no change to the interpreter, no
+``sys.setprofile``), samples it from outside with ``pybpf tool pyprofile`` (a perf-event BPF
+program reading the frames), and checks what comes back: the 3:1 hot/cold split with
+``file:line``, two threads each with its own stack, a depth-500 recursion cut and marked, and
+the refusal of a process whose layout does not match the offsets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from pybpf.distro import usdt_python
+from pybpf.flame import Folded
+from pybpf.pyframes import PyOffsets, PythonProcess, UnreadablePythonError
+from pybpf.errors import ObjectFormatError
+from tests.conftest import needs_kernel
+from tests.procs import env, pybpf_cmd
+
+HOTCOLD = '''\
+import sys
+import time
+
+
+def hot():
+    total = 0
+    for i in range(3000):
+        total += i * i
+    return total
+
+
+def cold():
+    total = 0
+    for i in range(3000):
+        total += i * i
+    return total
+
+
+def main():
+    end = time.monotonic() + float(sys.argv[1])
+    print("ready", flush=True)
+    while time.monotonic() < end:
+        hot()
+        hot()
+        hot()
+        cold()
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+THREADS = '''\
+import sys
+import threading
+import time
+
+
+def spin_a(end):
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+
+
+def spin_b(end):
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+
+
+def worker_a(end):
+    spin_a(end)
+
+
+def worker_b(end):
+    spin_b(end)
+
+
+def main():
+    end = time.monotonic() + float(sys.argv[1])
+    a = threading.Thread(target=worker_a, args=(end,))
+    b = threading.Thread(target=worker_b, args=(end,))
+    a.start()
+    b.start()
+    print("ready", a.native_id, b.native_id, flush=True)
+    a.join()
+    b.join()
+
+
+main()
+'''
+
+DEEP = '''\
+import sys
+import time
+
+
+def bottom(end):
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+
+
+def recurse(depth, end):
+    if depth == 0:
+        print("ready", flush=True)
+        bottom(end)
+    else:
+        recurse(depth - 1, end)
+
+
+sys.setrecursionlimit(5000)
+recurse(int(sys.argv[2]), time.monotonic() + float(sys.argv[1]))
+'''
+
+
+@pytest.fixture
+def python() -> str:
+    try:
+        return usdt_python()
+    except FileNotFoundError as exc:
+        needs_kernel(f"needs Debian's CPython: {exc}")
+        raise
+
+
+class Target:
+    """A script run by Debian's CPython, killed at the end; ``ready`` is its first stdout line."""
+
+    def __init__(self, python: str, script: Path, *args: str) -> None:
+        self.p = subprocess.Popen([python, str(script), *args], stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout is not None
+        self.ready = self.p.stdout.readline().split()
+        assert self.ready and self.ready[0] == "ready", f"{script} did not start"
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.p.kill()
+        self.p.wait()
+        assert self.p.stdout is not None
+        self.p.stdout.close()
+
+
+def pyprofile(pid: int, *args: str, seconds: float = 4, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(pybpf_cmd("tool", "pyprofile", "-p", str(pid), *args, str(seconds)), capture_output=True,
+                          text=True, env=env(), timeout=timeout)
+
+
+def folded(text: str) -> Folded:
+    return Folded.parse(text)
+
+
+def _shares(fold: Folded, a: str, b: str) -> tuple[int, int]:
+    na = sum(c for frames, c in fold if any(f.startswith(a + " (") for f in frames))
+    nb = sum(c for frames, c in fold if any(f.startswith(b + " (") for f in frames))
+    return na, nb
+
+
+def test_hot_cold_three_to_one_with_file_and_line(kernel, python, tmp_path):
+    script = tmp_path / "hotcold.py"
+    script.write_text(HOTCOLD)
+    with Target(python, script, "120") as t:
+        run = pyprofile(t.p.pid, "-f", "-F", "199", seconds=6)
+    assert run.returncode == 0, run.stderr
+    fold = folded(run.stdout)
+    hot = f"hot ({script}:5)"
+    cold = f"cold ({script}:12)"
+    main = f"main ({script}:19)"
+    n_hot = sum(c for frames, c in fold if frames[-2:] == (main, hot))
+    n_cold = sum(c for frames, c in fold if frames[-2:] == (main, cold))
+    assert n_hot + n_cold >= 60, run.stdout
+    share = n_hot / (n_hot + n_cold)
+    assert 0.65 <= share <= 0.85, (share, run.stdout)
+    # the whole chain, outermost first, as the script's own lines name it
+    assert any(frames == (f"<module> ({script}:1)", main, hot) for frames, _ in fold), run.stdout
+
+
+def test_two_threads_each_with_its_own_stack(kernel, python, tmp_path):
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS)
+    with Target(python, script, "120") as t:
+        tid_a, tid_b = int(t.ready[1]), int(t.ready[2])
+        run = pyprofile(t.p.pid, "-f", "--threads", "-F", "199", seconds=5)
+    assert run.returncode == 0, run.stderr
+    per_tid: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for frames, count in folded(run.stdout):
+        per_tid[frames[0]].update(f.split(" (")[0] for f in frames[1:])
+        counts[frames[0]] += count
+    a, b = f"tid {tid_a}", f"tid {tid_b}"
+    assert counts[a] >= 10 and counts[b] >= 10, run.stdout
+    assert {"worker_a", "spin_a"} <= per_tid[a] and not {"worker_b", "spin_b"} & per_tid[a], run.stdout
+    assert {"worker_b", "spin_b"} <= per_tid[b] and not {"worker_a", "spin_a"} & per_tid[b], run.stdout
+    # each thread's stack starts where threading starts it
+    assert "Thread.run" in per_tid[a] and "Thread.run" in per_tid[b]
+
+
+def test_depth_500_is_cut_at_the_limit_and_marked(kernel, python, tmp_path):
+    script = tmp_path / "deep.py"
+    script.write_text(DEEP)
+    with Target(python, script, "120", "500") as t:
+        run = pyprofile(t.p.pid, "-f", "--max-depth", "100", "-F", "199", seconds=4)
+    assert run.returncode == 0, run.stderr
+    fold = folded(run.stdout)
+    deep = [(frames, c) for frames, c in fold if any(f.startswith("bottom (") for f in frames)]
+    assert sum(c for _, c in deep) >= 10, run.stdout
+    for frames, _ in deep:
+        # the innermost 100 frames, exact, under a [truncated] root: never a made-up outer part
+        assert frames[0] == "[truncated]" and len(frames) == 101, frames[:3]
+        assert frames[-1] == f"bottom ({script}:5)"
+        assert set(frames[1:-1]) == {f"recurse ({script}:11)"}
+    assert "stacks deeper than --max-depth 100 were cut" in run.stderr
+
+
+def test_offsets_verified_and_a_mismatch_refused(kernel, python, tmp_path):
+    script = tmp_path / "hotcold.py"
+    script.write_text(HOTCOLD)
+    with Target(python, script, "120") as t:
+        dump = subprocess.run(pybpf_cmd("tool", "pyprofile", "-p", str(t.p.pid), "--dump-offsets"),
+                              capture_output=True, text=True, env=env(), timeout=240)
+        assert dump.returncode == 0, dump.stderr
+        doc = json.loads(dump.stdout)
+        good = PyOffsets.from_dict(doc)
+        with PythonProcess(t.p.pid) as proc:
+            assert proc.offsets == good
+            assert proc.verified_threads >= 1 and proc.verified_frames >= 2
+            major, minor = proc.version[:2]
+            assert f"{major}.{minor}" == doc["version"]
+            names = [str(proc.code_info(c)) for th in proc.threads() for c in th.frames]
+            assert f"main ({script}:19)" in names
+        # a deliberately mismatched offsets file: the thread id one word off
+        bad = dict(doc, tstate_native_thread_id=doc["tstate_native_thread_id"] + 8)
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        run = pyprofile(t.p.pid, "--offsets", str(tmp_path / "bad.json"), seconds=1)
+        assert run.returncode == 1 and "the offsets do not match this process" in run.stderr, run.stderr
+        assert "names OS thread" in run.stderr
+        # the frame chain one word off: caught on the frames
+        bad = dict(doc, frame_code=doc["frame_code"] + 8)
+        (tmp_path / "bad2.json").write_text(json.dumps(bad))
+        run = pyprofile(t.p.pid, "--offsets", str(tmp_path / "bad2.json"), seconds=1)
+        assert run.returncode == 1 and "the offsets do not match this process" in run.stderr, run.stderr
+        # offsets of another version
+        other = dict(doc, version="3.9")
+        (tmp_path / "other.json").write_text(json.dumps(other))
+        with pytest.raises(UnreadablePythonError, match=r"offsets given are for CPython 3\.9"):
+            PythonProcess(t.p.pid, offsets=PyOffsets.from_dict(other))
+    with pytest.raises(ObjectFormatError, match="no 'frame_code'"):
+        PyOffsets.from_dict({k: v for k, v in doc.items() if k != "frame_code"})
+    with pytest.raises(ObjectFormatError, match="is not an offset"):
+        PyOffsets.from_dict(dict(doc, frame_code="8"))
+
+
+def test_not_a_cpython_is_refused(kernel):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        run = pyprofile(sleeper.pid, seconds=1)
+        assert run.returncode == 1, run.stderr
+        assert f"pid {sleeper.pid} (sleep," in run.stderr and "is not a CPython pybpf can read" in run.stderr
+        with pytest.raises(UnreadablePythonError, match="no _PyRuntime symbol"):
+            PythonProcess(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with pytest.raises(UnreadablePythonError, match="no process with pid"):
+        PythonProcess(2 ** 22 + 1)
