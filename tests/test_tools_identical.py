@@ -288,18 +288,20 @@ def test_runqlat_option_output_is_the_c_tools(case: str) -> None:
 
 
 TCP_CASES = {"default": ["-4"], "-T": ["-4", "-T"], "-w": ["-4", "-w"], "-L": ["-L", "{port}"],
-             "-D": ["-D", "{port}"], "-T -w": ["-T", "-w", "-4"]}
+             "-D": ["-D", "{port}"], "-T -w": ["-T", "-w", "-4"], "-6": ["-6"], "-6 -w": ["-6", "-w"]}
 
 
 @pytest.mark.parametrize("case", list(TCP_CASES))
 def test_tcpstates_option_output_is_the_c_tools(case: str, netns: str) -> None:
     port = random.randint(20000, 60000)
     args = [a.format(port=port) for a in TCP_CASES[case]]
+    host, family = ("::1", "socket.AF_INET6") if "-6" in args else ("127.0.0.1", "socket.AF_INET")
     code = ("import socket\n"
-            f"s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port}))\n"
+            f"s = socket.socket({family}); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f"s.bind(('{host}', {port}))\n"
             "s.listen()\n"
             "for _ in range(3):\n"
-            f"    c = socket.create_connection(('127.0.0.1', {port})); a, _ = s.accept(); c.close(); a.close()\n"
+            f"    c = socket.create_connection(('{host}', {port})); a, _ = s.accept(); c.close(); a.close()\n"
             "s.close()\n")
 
     def work() -> None:
