@@ -71,14 +71,14 @@ class Tally:
     foreign: Counter[str] = field(default_factory=Counter)
     bad: list[tuple[str, str, str]] = field(default_factory=list)  # (target, kind, saved file)
 
-    def add(self, target: str, outcome: Outcome, data: bytes, save_dir: Path | None) -> None:
+    def add(self, target: str, outcome: Outcome, data: bytes | Mutant, save_dir: Path | None) -> None:
         self.counts[(target, outcome.kind)] += 1
         if outcome.kind == FOREIGN:
             self.foreign[outcome.detail.splitlines()[-1] if outcome.detail else "?"] += 1
         if outcome.kind in (FOREIGN, CRASH, HANG) and save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             path = save_dir / f"{target}-{outcome.kind.replace(' ', '_')}-{len(self.bad)}.bin"
-            path.write_bytes(data)
+            path.write_bytes(bytes(data))
             (path.with_suffix(".txt")).write_text(outcome.detail)
             self.bad.append((target, outcome.kind, str(path)))
 
@@ -106,7 +106,9 @@ def _regions(data: bytes) -> dict[str, tuple[int, int]]:
     (parsed once per seed)."""
     found = _REGIONS.get(data)
     if found is None:
-        found = _REGIONS[data] = _parse_regions(data)
+        found = _parse_regions(data)
+        if len(_REGIONS) < 64:  # the seeds; a one-off input (a renamed object) is not kept alive
+            _REGIONS[data] = found
     return found
 
 
@@ -125,11 +127,51 @@ def _parse_regions(data: bytes) -> dict[str, tuple[int, int]]:
     return regions
 
 
+class Mutant:
+    """A case's input, kept small: its seed (shared) and the edits made to it, or a recipe.
+
+    Hypothesis keeps every value a strategy returned for the whole run (its span values), so a
+    strategy that returned the mutated bytes of a 6.6 MB binary would hold 6.6 MB per case;
+    ``bytes(mutant)`` makes the input when the case runs."""
+
+    __slots__ = ("edits", "make", "prefix", "seed")
+
+    def __init__(self, seed: bytes | Callable[[], bytes], edits: tuple[tuple[int, int, bytes | None], ...] = (),
+                 prefix: bytes = b"") -> None:
+        self.seed = seed if isinstance(seed, bytes) else None
+        self.make = None if isinstance(seed, bytes) else seed
+        self.edits = edits
+        self.prefix = prefix
+
+    def base(self) -> bytes:
+        return self.seed if self.seed is not None else self.make()  # type: ignore[misc]
+
+    def __bytes__(self) -> bytes:
+        data = bytearray(self.base())
+        for start, end, chunk in self.edits:
+            if chunk is None:
+                del data[start:]
+            else:
+                data[start:end] = chunk
+        return self.prefix + bytes(data)
+
+    def __repr__(self) -> str:
+        return f"<Mutant of {len(self.base())} bytes, {len(self.edits)} edit(s)>"
+
+
 @st.composite
-def mutated(draw: Callable[..., Any], seed: bytes) -> bytes:
-    """A copy of ``seed`` with 1-8 structure-aware edits."""
-    data = bytearray(seed)
-    regions = _regions(seed)
+def mutated(draw: Callable[..., Any], seed: bytes | Mutant) -> Mutant:
+    """``seed`` with 1-8 structure-aware edits (as a :class:`Mutant`)."""
+    base = seed.base() if isinstance(seed, Mutant) else seed
+    data = bytearray(base)
+    regions = _regions(base)
+    edits: list[tuple[int, int, bytes | None]] = []
+
+    def put(start: int, chunk: bytes) -> None:
+        end = start + len(chunk) if start + len(chunk) <= len(data) else len(data)
+        data[start:end] = chunk
+        edits.append((start, end, chunk))
+
     for _ in range(draw(st.integers(1, 8))):
         if not data:
             break
@@ -141,9 +183,9 @@ def mutated(draw: Callable[..., Any], seed: bytes) -> bytes:
         op = draw(st.sampled_from(["flip", "byte", "u32", "u32", "truncate", "copy"]))
         pos = draw(st.integers(lo, max(lo, hi - 1)))
         if op == "flip":
-            data[pos] ^= 1 << draw(st.integers(0, 7))
+            put(pos, bytes([data[pos] ^ 1 << draw(st.integers(0, 7))]))
         elif op == "byte":
-            data[pos] = draw(st.integers(0, 255))
+            put(pos, bytes([draw(st.integers(0, 255))]))
         elif op == "u32":
             pos = lo + (pos - lo) // 4 * 4
             if pos + 4 <= len(data):
@@ -151,18 +193,20 @@ def mutated(draw: Callable[..., Any], seed: bytes) -> bytes:
                 value = draw(st.one_of(st.sampled_from(_INTERESTING), st.integers(0, 2**32 - 1),
                                        st.integers(-16, 16).map(lambda d, o=old: (o + d) & 0xFFFFFFFF),
                                        st.just(len(data))))
-                struct.pack_into("<I", data, pos, value & 0xFFFFFFFF)
+                put(pos, struct.pack("<I", value & 0xFFFFFFFF))
         elif op == "truncate":
             if draw(st.booleans()) or name == "file":
                 del data[pos:]
+                edits.append((pos, pos, None))
             else:
-                data[pos:hi] = bytes(hi - pos)
+                put(pos, bytes(hi - pos))
         else:
             src = draw(st.integers(0, len(data) - 1))
             n = draw(st.integers(1, 64))
-            chunk = data[src:src + n]
-            data[pos:pos + len(chunk)] = chunk
-    return bytes(data)
+            put(pos, bytes(data[src:src + n]))
+    if isinstance(seed, Mutant):
+        return Mutant(seed.make if seed.make is not None else base, seed.edits + tuple(edits), seed.prefix)
+    return Mutant(base, tuple(edits))
 
 
 # ---- gen: hostile names --------------------------------------------------------------------------
@@ -205,14 +249,15 @@ def renamed_counters(struct: str = "pair", members: dict[str, str] | None = None
 
 
 @st.composite
-def hostile_objects(draw: Callable[..., Any]) -> tuple[bytes, str]:
-    """(counters with every name drawn from BTF_NAMES/ELF_NAMES, an object name)."""
+def hostile_objects(draw: Callable[..., Any]) -> tuple[Mutant, str]:
+    """(counters with every name drawn from BTF_NAMES/ELF_NAMES, as a Mutant; an object name)."""
     struct_name = draw(BTF_NAMES)
     members = dict(zip(RENAMED_MEMBERS, draw(st.lists(BTF_NAMES, min_size=3, max_size=3))))
     variables = dict(zip(RENAMED_MAPS + RENAMED_GLOBALS, draw(st.lists(BTF_NAMES, min_size=9, max_size=9,
                                                                        unique=True))))
     programs = dict(zip(RENAMED_PROGRAMS, draw(st.lists(ELF_NAMES, min_size=3, max_size=3, unique=True))))
-    return renamed_counters(struct_name, members, variables, programs), draw(ANY_NAMES)
+    recipe = Mutant(lambda: renamed_counters(struct_name, members, variables, programs))  # made when run
+    return recipe, draw(ANY_NAMES)
 
 
 # ---- usdt: a real binary with USDT notes --------------------------------------------------------
@@ -260,7 +305,7 @@ def raw_btf_of(obj: bytes) -> bytes:
 
 
 @st.composite
-def cases(draw: Callable[..., Any], targets: tuple[str, ...] = TARGETS) -> tuple[str, bytes]:
+def cases(draw: Callable[..., Any], targets: tuple[str, ...] = TARGETS) -> tuple[str, Mutant]:
     """(target, input): a mutated object, or for btf_dump a mutated object or raw BTF blob."""
     target = draw(st.sampled_from(targets))
     if target == "usdt":
@@ -271,13 +316,16 @@ def cases(draw: Callable[..., Any], targets: tuple[str, ...] = TARGETS) -> tuple
     seeds = seed_objects()
     seed = seeds[draw(st.sampled_from(sorted(seeds)))]
     if target == "gen" and draw(st.booleans()):
-        data, name = draw(hostile_objects())  # hostile names, sometimes mutated on top
-        return target, name.encode("utf-8", "surrogatepass") + b"\0" + (draw(mutated(data)) if draw(st.booleans())
-                                                                          else data)
+        recipe, name = draw(hostile_objects())  # hostile names, sometimes mutated on top
+        case = draw(mutated(recipe)) if draw(st.booleans()) else recipe
+        case.prefix = name.encode("utf-8", "surrogatepass") + b"\0"
+        return target, case
     if target == "btf_dump" and draw(st.booleans()):
         seed = raw_btf_of(seed)
-    data = draw(mutated(seed))
-    return target, (b"fuzz\0" + data) if target == "gen" else data
+    case = draw(mutated(seed))
+    if target == "gen":
+        case.prefix = b"fuzz\0"
+    return target, case
 
 
 # ---- the targets (run in the child) ----------------------------------------------------------
@@ -352,8 +400,9 @@ _RUNNERS = {"open": _target_open, "inspect": _target_inspect, "btf_dump": _targe
             "load": _target_load, "gen": _target_gen, "usdt": _target_usdt, "extract": _target_extract}
 
 
-def run_case(target: str, data: bytes, timeout: float = 20.0, workdir: str | None = None) -> Outcome:
+def run_case(target: str, data: bytes | Mutant, timeout: float = 20.0, workdir: str | None = None) -> Outcome:
     """Run one case in a forked child; classify how it ended."""
+    data = bytes(data)
     fd, path = tempfile.mkstemp(suffix=".bpf.o", dir=workdir)
     with os.fdopen(fd, "wb") as f:
         f.write(data)

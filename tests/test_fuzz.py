@@ -32,21 +32,21 @@ def _check(target: str, data: bytes) -> None:
 @seed(10)
 @_SLICE
 @given(fuzzing.cases(("open", "inspect", "btf_dump")))
-def test_fuzzed_inputs_without_the_kernel(case: tuple[str, bytes]) -> None:
+def test_fuzzed_inputs_without_the_kernel(case: tuple[str, fuzzing.Mutant]) -> None:
     _check(*case)
 
 
 @seed(11)
 @settings(_SLICE, max_examples=40)
 @given(fuzzing.cases(("load",)))
-def test_fuzzed_objects_through_load(kernel, case: tuple[str, bytes]) -> None:
+def test_fuzzed_objects_through_load(kernel, case: tuple[str, fuzzing.Mutant]) -> None:
     _check(*case)
 
 
 @seed(20)
 @settings(_SLICE, max_examples=40)
 @given(fuzzing.cases(("gen",)))
-def test_fuzzed_objects_through_gen(case: tuple[str, bytes]) -> None:
+def test_fuzzed_objects_through_gen(case: tuple[str, fuzzing.Mutant]) -> None:
     """Issue 20: the generated module of a mutated or hostile-named object imports and works
     (or generation is refused with a pybpf error), and never runs object data."""
     _check(*case)
@@ -55,7 +55,7 @@ def test_fuzzed_objects_through_gen(case: tuple[str, bytes]) -> None:
 @seed(21)
 @settings(_SLICE, max_examples=60)
 @given(fuzzing.cases(("extract",)))
-def test_fuzzed_kernel_images_through_extract(case: tuple[str, bytes]) -> None:
+def test_fuzzed_kernel_images_through_extract(case: tuple[str, fuzzing.Mutant]) -> None:
     """Issue 20: mutated kernel images, ELFs, raw BTF and BTFHub archives through btf extract."""
     _check(*case)
 

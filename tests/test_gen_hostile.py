@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, seed, settings
 
 import pybpf
 from pybpf.spec.codegen import PyNames, generate, py_identifier
-from tests.fuzzing import (CANARY, PAYLOAD, RENAMED_GLOBALS, RENAMED_MAPS, RENAMED_PROGRAMS, hostile_objects,
-                           renamed_counters)
+from tests.fuzzing import (CANARY, PAYLOAD, RENAMED_GLOBALS, RENAMED_MAPS, RENAMED_PROGRAMS, Mutant,
+                           hostile_objects, renamed_counters)
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPS, GLOBALS, PROGRAMS = RENAMED_MAPS, RENAMED_GLOBALS, RENAMED_PROGRAMS
@@ -253,10 +253,10 @@ def test_identifier_function():
 @settings(max_examples=int(os.environ.get("PYBPF_GEN_EXAMPLES", "60")), database=None, deadline=None,
           derandomize=True, suppress_health_check=list(HealthCheck))
 @given(hostile_objects())
-def test_any_names_stay_data_and_round_trip(case: tuple[bytes, str]):
-    data, object_name = case
+def test_any_names_stay_data_and_round_trip(case: tuple[Mutant, str]):
+    recipe, object_name = case
     with tempfile.TemporaryDirectory(prefix="pybpf-gen-") as directory:
-        module = check_module(generate(data, name=object_name), directory)
+        module = check_module(generate(bytes(recipe), name=object_name), directory)
         assert module.__doc__ is not None and repr(object_name) in module.__doc__
         assert 0 < len(module.OBJECT_NAME.encode()) <= 15  # as libbpf keeps it, cut between characters
     assert not hasattr(builtins, CANARY)

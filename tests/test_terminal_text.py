@@ -42,6 +42,10 @@ def test_visible_escapes_controls_and_keeps_text():
     assert visible("\udc9b2J") == "\\x9b2J"  # the raw byte 0x9b (CSI in 8-bit terminals)
     assert visible("abc\u202edcba\u2066x\u2069\u2028") == "abc\\u202edcba\\u2066x\\u2069\\u2028"
     assert ESC not in visible(ESC * 1000) and "\n" not in visible("\n" * 10)
+    # whole blocks of output (tools' out()): their own newlines kept, every other control escaped
+    assert visible("row one\nrow\x1b[2J two\n", newlines=True) == "row one\nrow\\x1b[2J two\n"
+    block = "   usecs : count\n     0 -> 1 : 3 |***|\n"
+    assert visible(block, newlines=True) is block
 
 
 def _hostile_binary(tmp_path: Path, uniq: str) -> Path:

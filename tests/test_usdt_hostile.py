@@ -37,7 +37,7 @@ def _warm() -> None:
 @settings(max_examples=150, database=None, deadline=None, derandomize=True, phases=[Phase.generate],
           suppress_health_check=list(HealthCheck))
 @given(fuzzing.cases(("usdt",)))
-def test_damaged_binaries_are_read_or_refused_with_a_pybpf_error(case: tuple[str, bytes]) -> None:
+def test_damaged_binaries_are_read_or_refused_with_a_pybpf_error(case: tuple[str, fuzzing.Mutant]) -> None:
     outcome = fuzzing.run_case(*case, timeout=60)
     assert outcome.kind in (fuzzing.ACCEPTED, fuzzing.TYPED), f"{outcome.kind}: {outcome.detail}"
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     @settings(max_examples=args.cases, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(fuzzing.cases(targets))
-    def run(case: tuple[str, bytes]) -> None:
+    def run(case: tuple[str, fuzzing.Mutant]) -> None:
         target, data = case
         tally.add(target, fuzzing.run_case(target, data, args.timeout, work), data, save)
         done = tally.total()

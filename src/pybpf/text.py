@@ -20,6 +20,7 @@ __all__ = ["visible"]
 # bytes kept undecoded by surrogateescape (\udc80-\udc9f), line and paragraph separators, and the
 # bidirectional embeddings, overrides and isolates that reorder what is shown ("Trojan source").
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -29,9 +30,13 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def visible(text: str) -> str:
+def visible(text: str, *, newlines: bool = False) -> str:
     """``text`` with every terminal control shown as an escape (``ESC`` -> ``\\x1b``, newline ->
-    ``\\x0a``, U+202E -> ``\\u202e``); text without controls is returned as is."""
-    if _CONTROL.search(text) is None:
+    ``\\x0a``, U+202E -> ``\\u202e``); text without controls is returned as is.
+
+    ``newlines=True`` keeps newlines: for whole blocks of output whose lines a program made (a
+    safety net under a field that was not escaped: a newline inside a field needs the default)."""
+    pattern = _CONTROL_BUT_NEWLINE if newlines else _CONTROL
+    if pattern.search(text) is None:
         return text
-    return _CONTROL.sub(_escape, text)
+    return pattern.sub(_escape, text)

@@ -34,6 +34,7 @@ import numpy as np
 import typer
 
 import pybpf
+from pybpf.text import visible
 from pybpf.events.base import EventSource
 
 __all__ = ["CGROUP_OPTION", "EventTool", "Stop", "c_release", "emit_json", "fail", "loaded",
@@ -287,7 +288,9 @@ def ready_line(text: str, as_json: bool) -> None:
 def out(text: str) -> None:
     """Write ``text`` to stdout as the C tools' printf does: bytes from the kernel as they were
     (C strings are decoded with ``surrogateescape`` by :func:`ctext`), flushed per batch."""
-    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+    # a safety net: no ESC/CR/bidi control from a field reaches the terminal, even where a tool did
+    # not pass the field through visible() (a newline inside a field still needs that)
+    sys.stdout.buffer.write(visible(text, newlines=True).encode("utf-8", "surrogateescape"))
 
 
 def ctext(value: Any) -> str:

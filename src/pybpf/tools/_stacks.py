@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import pybpf
+from pybpf.text import visible
 from pybpf.flame import Folded, render_svg
 from pybpf.flame.stacks import NamedStack
 from pybpf.symbolize import Symbolizer
@@ -80,11 +81,11 @@ def print_blocks(named: Sequence[NamedStack], *, delimiter: bool = False, tail: 
     out = sys.stdout
     for row in sorted(named, key=lambda r: -r.value):
         for frame in reversed(row.kernel):
-            out.write(f"    {frame}\n")
+            out.write(f"    {visible(frame)}\n")
         if delimiter and row.kernel and row.user:
             out.write("    --\n")
         for frame in reversed(row.user):
-            out.write(f"    {frame}\n")
+            out.write(f"    {visible(frame)}\n")  # symbols of a traced binary: its author's text
         out.write(tail(row))
     out.flush()
 
@@ -92,7 +93,7 @@ def print_blocks(named: Sequence[NamedStack], *, delimiter: bool = False, tail: 
 def print_folded(folded: Folded) -> None:
     """One ``a;b;c COUNT`` line per stack, the largest first (as libbpf-tools' profile -f)."""
     for frames, count in sorted(folded, key=lambda fc: -fc[1]):
-        sys.stdout.write(f"{';'.join(frames)} {count}\n")
+        sys.stdout.write(f"{visible(';'.join(frames))} {count}\n")
     sys.stdout.flush()
 
 

@@ -21,6 +21,7 @@ import typer
 
 import pybpf
 from pybpf.toolkit import ip_address
+from pybpf.text import visible
 from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, ctext, emit_json, fail, loaded, out, ring_bytes,
                                  tool_app, version_option, wall_hms)
 
@@ -80,7 +81,7 @@ def bindsnoop(
                 continue
             row = "%8s " % wall_hms(int(e["ts_us"]) * 1000) if timestamp else ""
             out(row + "%-7d %-16s %-3d %-5s %-5s %-4d %-5d %-48s\n" % (
-                int(e["pid"]), ctext(e["task"]), int(e["ret"]), proto, options_text(int(e["opts"])),
+                int(e["pid"]), visible(ctext(e["task"])), int(e["ret"]), proto, options_text(int(e["opts"])),
                 int(e["bound_dev_if"]), int(e["port"]), addr))
 
     with Stop(duration) as stop, loaded("bindsnoop", rodata, before_attach=fill, cgroup=cgroup,

@@ -20,6 +20,7 @@ import numpy as np
 import typer
 
 from pybpf.toolkit import log2_bounds, log2_hist_lines
+from pybpf.text import visible
 from pybpf.tools._common import (CGROUP_OPTION, Stop, ctext, emit_json, fail, loaded, out, ready_line, tool_app,
                                  version_option, wall_hms)
 
@@ -70,7 +71,7 @@ def cpudist(
                 text = "\n" + ("%-8s\n" % wall_hms() if timestamp else "")
                 for key, comm, slots in groups:
                     if label is not None:
-                        text += "\n%s = %d %s\n" % (label, key, comm)
+                        text += "\n%s = %d %s\n" % (label, key, visible(comm))
                     text += "".join(line + "\n" for line in log2_hist_lines(slots, unit))
                 out(text)
                 sys.stdout.flush()

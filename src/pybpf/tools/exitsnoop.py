@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from pybpf.text import visible
 from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, ctext, emit_json, loaded, out, ring_bytes,
                                  tool_app, version_option, wall_hms)
 
@@ -64,7 +65,7 @@ def exitsnoop(
                            "age": age, "exit_code": code, "signal": sig & 0x7F, "core_dumped": bool(sig & 0x80)})
                 continue
             row = "%8s " % wall_hms(int(e["exit_time"])) if timestamp else ""
-            row += "%-16s %-7d %-7d %-7d %-7.2f " % (comm, int(e["pid"]), int(e["ppid"]), int(e["tid"]), age)
+            row += "%-16s %-7d %-7d %-7d %-7.2f " % (visible(comm), int(e["pid"]), int(e["ppid"]), int(e["tid"]), age)
             out(row + exit_status(sig, code) + "\n")
 
     with Stop(duration) as stop, loaded("exitsnoop", rodata, cgroup=cgroup,

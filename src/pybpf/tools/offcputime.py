@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from pybpf.text import visible
 from pybpf.flame.stacks import fold, name_stacks
 from pybpf.symbolize import Symbolizer
 from pybpf.tools._common import Stop, fail
@@ -79,6 +80,6 @@ def offcputime(
         print_folded(result)
     else:
         print_blocks(named, delimiter=delimited,
-                     tail=lambda r: f"    {'-':<16} {r.comm} ({r.pid})\n        {r.value}\n\n")
+                     tail=lambda r: f"    {'-':<16} {visible(r.comm)} ({r.pid})\n        {r.value}\n\n")
     if svg:
         write_svg(svg, result, title, "us", subtitle=f"{int(np.sum(values['delta'])):,} us off CPU")

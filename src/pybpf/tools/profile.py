@@ -18,6 +18,7 @@ import numpy as np
 import typer
 
 from pybpf import perf
+from pybpf.text import visible
 from pybpf.flame.stacks import fold, name_stacks
 from pybpf.symbolize import Symbolizer
 from pybpf.tools._common import Stop, fail
@@ -87,7 +88,7 @@ def profile(
         print_folded(result)
     else:
         print_blocks(named, delimiter=delimited,
-                     tail=lambda r: f"    {'-':<16} {r.comm} ({r.pid})\n        {r.value}\n\n")
+                     tail=lambda r: f"    {'-':<16} {visible(r.comm)} ({r.pid})\n        {r.value}\n\n")
     if missing:
         print(f"WARNING: {missing} stack traces could not be displayed. Consider increasing "
               f"--stack-storage-size.", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from pybpf.text import visible
 from pybpf.tools._common import (EventTool, Stop, ctext, emit_json, fail, loaded, out, ring_bytes, tool_app,
                                  version_option, wall_hms)
 
@@ -68,7 +69,7 @@ def sigsnoop(
                            "signal": SIG_NAMES[sig] if 0 <= sig < len(SIG_NAMES) else None,
                            "tpid": int(e["tpid"]), "ret": int(e["ret"])})
                 continue
-            head = (wall_hms(), int(e["pid"]), comm)
+            head = (wall_hms(), int(e["pid"]), visible(comm))
             tail = (int(e["tpid"]), int(e["ret"]))
             if name and 0 <= sig < len(SIG_NAMES):
                 out("%-8s %-7d %-16s %-9s %-7d %-6d\n" % (*head, SIG_NAMES[sig], *tail))

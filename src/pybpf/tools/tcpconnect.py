@@ -23,6 +23,7 @@ import typer
 
 import pybpf
 from pybpf.toolkit import ip_address
+from pybpf.text import visible
 from pybpf.tools._common import (EventTool, Stop, c_release, ctext, emit_json, fail, loaded, out, ring_bytes,
                                  tool_app, version_option)
 
@@ -89,7 +90,7 @@ def tcpconnect(
             if print_uid:
                 row += "%-6d" % int(e["uid"])
             row += f"%-6d %-{comm_w}.{comm_w}s %-2d %-16s %-16s" % (
-                int(e["pid"]), ctext(e["task"]), 4 if af == AF_INET else 6, saddr, daddr)
+                int(e["pid"]), visible(ctext(e["task"])), 4 if af == AF_INET else 6, saddr, daddr)
             if source_port:
                 row += " %-5d" % int(e["sport"])
             out(row + " %-5d\n" % int(e["dport"]))

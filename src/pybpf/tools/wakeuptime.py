@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from pybpf.text import visible
 from pybpf.flame import Folded
 from pybpf.flame.stacks import name_stacks
 from pybpf.symbolize import Symbolizer
@@ -76,12 +77,12 @@ def wakeuptime(
     else:
         out = sys.stdout
         for row, target, stack_id in rows:
-            out.write(f"\n\t{'target:':<16} {target}\n")
+            out.write(f"\n\t{'target:':<16} {visible(target)}\n")
             addrs = stacks.get(stack_id).tolist() if stack_id >= 0 and stack_id in stacks else []
             frames = sym.kernel(addrs).names.tolist() if addrs else []
             for addr, name in zip(addrs, frames):
                 out.write(f"\t{addr:<16x} {name}\n")   # as the C tool: address and name, -v or not
-            out.write(f"\t{'waker:':>16} {row.comm}\n\t{row.value // 1000}\n")
+            out.write(f"\t{'waker:':>16} {visible(row.comm)}\n\t{row.value // 1000}\n")
         out.flush()
     if svg:
         write_svg(svg, result, title, "us")
