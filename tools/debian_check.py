@@ -2,6 +2,7 @@
 """Run the README's two commands on another Debian release, in a root made by debootstrap.
 
     python3 tools/debian_check.py [--suite trixie] [--commands "make demo" "make test"] [--keep]
+    python3 tools/debian_check.py --root /var/tmp/pybpf-debian-check-trixie-XXXX --commands "make test"
     make test-debian13                      # the same, for Debian 13 (trixie)
 
 What it does, as a new user of that release would see it, on this machine's kernel:
@@ -17,7 +18,9 @@ What it does, as a new user of that release would see it, on this machine's kern
 3. Inside a private mount namespace (nothing it mounts is ever visible outside, and all of it
    goes when the namespace ends, even after SIGKILL), the root is bind-mounted on itself (a mount
    point: ``ip netns`` and ``unshare`` need one) and gets /proc, the machine's /sys (with
-   tracefs, cgroup v2 and bpffs mounted when missing), /dev and a tmpfs /run.
+   tracefs, cgroup v2 and bpffs mounted when missing), /dev and a tmpfs /run; then it becomes
+   the namespace's root with ``pivot_root`` (not ``chroot``: the kernel refuses a user namespace
+   to a chrooted process, and prints paths of other mount namespaces from outside a chroot).
 4. In the root, with an empty environment: ``apt-get install make git`` (what the README asks
    for first), ``git clone`` of this repository's committed HEAD (a bundle), then each command
    (default: ``make demo``, ``make test``) with ``PYBPF_REQUIRE_KERNEL=1``, as CI runs them.
@@ -246,7 +249,11 @@ export DEBIAN_FRONTEND=noninteractive
 update-ca-certificates >/dev/null 2>&1 || true   # the machine's local CAs, copied in
 cd /root
 step prerequisites sh -c 'apt-get -o DPkg::Lock::Timeout=600 -qq update && apt-get -o DPkg::Lock::Timeout=600 install -y -qq make git >/dev/null' || exit 90
-step clone git -c advice.detachedHead=false -c init.defaultBranch=main clone -q pybpf.bundle pybpf || exit 91
+if [ -d pybpf/.git ]; then  # a kept root (--root): the new HEAD into the same clone
+  step update sh -c 'git -C pybpf fetch -q ../pybpf.bundle HEAD && git -C pybpf -c advice.detachedHead=false checkout -q -f FETCH_HEAD' || exit 91
+else
+  step clone git -c advice.detachedHead=false -c init.defaultBranch=main clone -q pybpf.bundle pybpf || exit 91
+fi
 cd pybpf
 git log -1 --format='debian-check: testing %h %s' >&2
 status=0
@@ -279,7 +286,16 @@ fi
 mkdir -p "$R/root/.cache/pip" "$R/var/cache/pybpf-kernel-btf"
 mount --bind "$PIP_CACHE" "$R/root/.cache/pip"
 mount --bind "$BTF_CACHE" "$R/var/cache/pybpf-kernel-btf"
-chroot "$R" "$@"
+# The root becomes this namespace's root (pivot_root, not chroot): the kernel treats the processes
+# as it would on a machine booted from it (a chrooted process may not make a user namespace, and
+# /proc/PID/maps of another namespace's files would print paths from outside the root).
+cd "$R"
+mkdir -p .pybpf-oldroot
+pivot_root . .pybpf-oldroot
+trap - EXIT
+umount -l /.pybpf-oldroot
+rmdir /.pybpf-oldroot
+exec "$@"
 """
 
 
@@ -409,9 +425,9 @@ def repo_bundle(dest: str) -> str:
     return head
 
 
-def check(suite: str, commands: list[str], keep: bool, refresh: bool, shell: bool) -> int:
+def check(suite: str, commands: list[str], keep: bool, refresh: bool, shell: bool, reuse: str = "") -> int:
     if os.geteuid() != 0:
-        raise SystemExit("debian-check: must run as root (debootstrap, mounts, chroot)")
+        raise SystemExit("debian-check: must run as root (debootstrap, mounts, pivot_root)")
     ensure_host_tools()
     host = {}
     with open("/etc/os-release") as f:
@@ -425,17 +441,22 @@ def check(suite: str, commands: list[str], keep: bool, refresh: bool, shell: boo
     for sub in ("apt-archives", "pip", "kernel-btf"):
         (cache / sub / suite if sub == "kernel-btf" else cache / sub).mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
-    tarball = base_tarball(suite, arch, archive, refresh)
+    if reuse:  # a root kept by an earlier run: no extraction, the clone is updated to HEAD
+        root, keep, tarball = os.path.realpath(reuse), True, None
+        if not os.path.isfile(os.path.join(root, "root", "pybpf-check.sh")):
+            raise SystemExit(f"debian-check: {root} is not a root kept by an earlier run (--keep)")
+    else:
+        tarball = base_tarball(suite, arch, archive, refresh)
+        root = tempfile.mkdtemp(prefix=f"pybpf-debian-check-{suite}-", dir="/var/tmp")
+        os.chmod(root, 0o755)
     t_base = time.monotonic() - t_start
-
-    root = tempfile.mkdtemp(prefix=f"pybpf-debian-check-{suite}-", dir="/var/tmp")
-    os.chmod(root, 0o755)
     group = ProcessGroup(root)
     old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     status = 1
     proc: subprocess.Popen[bytes] | None = None
     try:
-        prepare_root(root, tarball, suite, archive, security, cache)
+        if tarball is not None:
+            prepare_root(root, tarball, suite, archive, security, cache)
         commit = repo_bundle(os.path.join(root, "root", "pybpf.bundle"))
         Path(root, "root", "pybpf-check.sh").write_text(INNER)
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
@@ -483,6 +504,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the root afterwards (its path is printed)")
     ap.add_argument("--refresh", action="store_true", help="debootstrap again even if the cached root is fresh")
     ap.add_argument("--shell", action="store_true", help="an interactive shell in the prepared root instead")
+    ap.add_argument("--root", default="", help="run again in a root an earlier run kept (--keep), on the new HEAD")
     ap.add_argument("--print-mirrors", action="store_true", help="print the mirrors read from apt's sources")
     args = ap.parse_args()
     if args.print_mirrors:
@@ -491,7 +513,7 @@ def main() -> int:
                              if line.startswith("VERSION_CODENAME=")), "")
         print(*debian_mirrors(machine_sources(), codename))
         return 0
-    return check(args.suite, args.commands, args.keep, args.refresh, args.shell)
+    return check(args.suite, args.commands, args.keep, args.refresh, args.shell, args.root)
 
 
 if __name__ == "__main__":

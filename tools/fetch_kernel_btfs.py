@@ -36,6 +36,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DIR = os.environ.get("PYBPF_KERNEL_BTF_DIR") or os.path.join(REPO, ".cache", "kernel-btf")
 MODULE = "nls_utf8"
 FLAVOURS = ("generic", "rt", "cloud")
+# 2: modules looked for under /usr/lib too (an entry of 1 without a module is extracted again)
+EXTRACTOR = 2
 
 # Debian's image package names: linux-image-6.1.0-37-amd64, linux-image-6.1.0-37-cloud-amd64,
 # linux-image-6.12.117+deb13-rt-amd64-unsigned ... (series, ABI/upload number, flavour, unsigned)
@@ -120,11 +122,13 @@ def _extract(pkg: str, out_btf: str, quiet: bool) -> dict[str, object]:
         version = _run(["dpkg-deb", "-f", deb, "Version"]).stdout.strip()
         with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE) as tar:
             # the image, its config, and one small module (split BTF, for `btf extract --base`)
+            # modules are under /lib on Debian 12, under /usr/lib on 13 (merged /usr)
             subprocess.run(["tar", "-x", "-C", tmp, "--wildcards", "./boot/vmlinuz-*", "./boot/config-*",
-                            f"./lib/modules/*/kernel/fs/nls/{MODULE}.ko*"],
+                            f"./lib/modules/*/kernel/fs/nls/{MODULE}.ko*",
+                            f"./usr/lib/modules/*/kernel/fs/nls/{MODULE}.ko*"],
                            stdin=tar.stdout, check=False, stderr=subprocess.DEVNULL)
         module = ""
-        for root, _dirs, files in os.walk(os.path.join(tmp, "lib")):
+        for root, _dirs, files in os.walk(tmp):
             for f in files:
                 if f.startswith(MODULE + ".ko"):
                     module = os.path.basename(out_btf).removesuffix(".btf") + "-" + f
@@ -144,7 +148,7 @@ def _extract(pkg: str, out_btf: str, quiet: bool) -> dict[str, object]:
         _log(quiet, f"  {pkg}: {release} ({compression}) -> {os.path.getsize(out_btf)} bytes "
                     f"in {time.monotonic() - t0:.1f} s")
         return {"package": pkg, "version": version, "release": release, "compression": compression,
-                "image_size": os.path.getsize(vmlinuz), "module": module}
+                "image_size": os.path.getsize(vmlinuz), "module": module, "extractor": EXTRACTOR}
 
 
 def fetch(directory: str = DEFAULT_DIR, quiet: bool = False) -> str:
@@ -168,7 +172,8 @@ def _fetch(directory: str, quiet: bool) -> str:
     if not chosen:
         _log(quiet, "  apt offers no kernel image package (linux-image-*) here")
     for label, pkg in chosen.items():
-        if label in by_label:
+        cached = by_label.get(label)
+        if cached is not None and (cached.get("module") or cached.get("extractor", 1) >= EXTRACTOR):
             continue  # cached (a newer upload of the same flavour is not fetched again)
         name = pkg.removeprefix("linux-image-").removesuffix("-unsigned") + ".btf"
         info = _extract(pkg, os.path.join(directory, name), quiet)

@@ -5,7 +5,8 @@ binary and libraries are searched for the ``python`` provider, or a ``--binary``
 every process running it), loading a bundled object and attaching its programs to
 USDT probes, a wait that ends on an interval, a duration, Ctrl-C/SIGTERM, or the
 traced process exiting (a pidfd), and decoding small CPython 3.11/3.12 objects that
-the BPF side copied out of the traced process (ints, bools, floats, str, bytes, None).
+the BPF side copied out of the traced process (ints, bools, floats, str, bytes, None),
+in the layouts of CPython 3.11 (Debian 12) and 3.12+ (Debian 13's 3.13).
 """
 
 from __future__ import annotations
@@ -214,8 +215,10 @@ def decode_object(type_name: str, raw: bytes, version: tuple[int, int] = (3, 11)
         kind, compact, ascii_ = (state >> 2) & 7, (state >> 5) & 1, (state >> 6) & 1
         if not compact or kind not in (1, 2, 4):
             return None
+        # PyASCIIObject, then for non-ASCII compact strings PyCompactUnicodeObject's utf8_length
+        # and utf8 (3.11 also has wstr and wstr_length: 48 + 24; 3.12+ has no wstr: 40 + 16)
         header = 40 if version >= (3, 12) else 48
-        start = header if ascii_ else header + 24
+        start = header if ascii_ else header + (16 if version >= (3, 12) else 24)
         data = raw[start:start + length * kind]
         codec = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind]
         text = data[:len(data) - len(data) % kind].decode(codec, "replace")

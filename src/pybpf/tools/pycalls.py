@@ -19,6 +19,7 @@ from typing import Any
 import typer
 
 import pybpf
+from pybpf.errors import BpfError, NotSupportedError
 from pybpf.text import visible
 from pybpf.tools._pyusdt import BINARY_HELP, Stop, Target, attached, cpu_seconds, ready
 
@@ -30,6 +31,26 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 NO_PROBES = ("no python:function__entry probe fired in {who}{cpu}: CPython 3.11 fires its function "
              "probes only while a trace or profile function is set (sys.setprofile, sys.settrace, "
              "a debugger or coverage); set one in the traced program to see its calls")
+
+
+def _require_function_probes(target: Target) -> None:
+    """Refuse, saying why, an interpreter built without ``python:function__entry``.
+
+    Debian 12's python3.11 has the probe; Debian 13's python3.13 has only ``audit``, ``gc__start``,
+    ``gc__done`` and ``import__find__load__start``/``done`` (no function probes at all), so this
+    tool cannot count its calls."""
+    from pybpf.spec.usdt import describe_probes, process_probes, read_probes
+
+    try:
+        probes = process_probes(target.pid) if target.pid is not None else read_probes(str(target.binary))
+    except (OSError, BpfError):
+        return  # attaching says what is wrong with the target
+    if any(p.provider == "python" and p.name == "function__entry" for p in probes):
+        return
+    where = f"pid {target.pid}" if target.pid is not None else str(target.binary)
+    raise NotSupportedError(f"{where} has no python:function__entry probe, which pycalls counts calls with "
+                            f"(Debian 12's python3.11 has it; Debian 13's python3.13 has no function probes); "
+                            f"it has: {describe_probes(probes)}", feature="python:function__entry")
 
 
 def _cstr(raw: Any) -> str:
@@ -71,6 +92,7 @@ def pycalls(
 ) -> None:
     """Calls and time per Python function of CPython processes."""
     target = Target(pid, binary)
+    _require_function_probes(target)
     who = f"pid {pid}" if pid is not None else f"processes running {target.binary}"
     cpu_before = cpu_seconds(pid) if pid is not None else None
     with Stop(duration, pid) as stop, \
