@@ -69,9 +69,10 @@ def cstrings(array: Any, *, copy: bool = True) -> np.ndarray:
         raise TypeError(f"cstrings() wants char arrays (numpy S<N>) or records with char fields, "
                         f"not dtype {a.dtype}")
     for offset, shape, size in leaves:
-        spec: dict[str, Any] = {"names": ["s"], "formats": [(np.uint8, shape + (size,))], "offsets": [offset],
-                                "itemsize": a.dtype.itemsize}
-        single = np.dtype(spec)  # (numpy >= 2.3's stubs refuse the dict literal's inferred type)
+        # typed Any: numpy 1.x's and 2.x's stubs each refuse another inferred type of this dict
+        spec: Any = {"names": ["s"], "formats": [(np.uint8, shape + (size,))], "offsets": [offset],
+                     "itemsize": a.dtype.itemsize}
+        single = np.dtype(spec)
         chars = a.view(single)["s"]
         after_nul = np.logical_or.accumulate(chars == 0, axis=-1)
         chars[after_nul] = 0
