@@ -219,21 +219,32 @@ def base_tarball(suite: str, arch: str, mirror: str, refresh: bool) -> Path:
             return tarball
         t0 = time.monotonic()
         log(f"debootstrap {suite} ({arch}) from {mirror} into the cache ...")
-        with tempfile.TemporaryDirectory(prefix=f"pybpf-debootstrap-{suite}-", dir="/var/tmp") as tmp:
+        tmp = tempfile.mkdtemp(prefix=f"pybpf-debootstrap-{suite}-", dir="/var/tmp")
+        try:
             root = os.path.join(tmp, "root")
-            cmd = ["debootstrap", "--variant=minbase", f"--arch={arch}", "--include=ca-certificates",
-                   f"--keyring={KEYRING}", suite, root, mirror]
-            with open(os.path.join(tmp, "debootstrap.log"), "w") as out:
-                if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
-                    out.close()
-                    tail = Path(tmp, "debootstrap.log").read_text().splitlines()[-15:]
-                    raise SystemExit("debian-check: debootstrap failed:\n  " + "\n  ".join(tail))
+            # in its own mount namespace: whatever debootstrap mounts in the target (proc, sys) goes
+            # with it, also when it fails or is interrupted, and is never seen by the host
+            cmd = ["unshare", "--mount", "--propagation", "private", "debootstrap", "--variant=minbase",
+                   f"--arch={arch}", "--include=ca-certificates", f"--keyring={KEYRING}", suite, root, mirror]
+            for attempt in range(1, 4):  # a mirror hiccup on a fresh CI machine is not a failed check
+                with open(os.path.join(tmp, "debootstrap.log"), "w") as out:
+                    ok = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode == 0
+                if ok:
+                    break
+                tail = Path(tmp, "debootstrap.log").read_text().splitlines()[-15:]
+                if attempt == 3:
+                    raise SystemExit("debian-check: debootstrap failed 3 times:\n  " + "\n  ".join(tail))
+                log(f"debootstrap failed (attempt {attempt}): {tail[-1] if tail else ''}; again in 30 s")
+                _remove_tree(root)
+                time.sleep(30)
             # the downloaded .debs would double the tarball; a run refills apt's cache itself
             for deb in glob.glob(os.path.join(root, "var/cache/apt/archives/*.deb")):
                 os.unlink(deb)
             partial = tarball.with_name(tarball.name + ".part")
             run(["tar", "--numeric-owner", "-C", root, "-czf", str(partial), "."])
             os.replace(partial, tarball)
+        finally:
+            _remove_tree(tmp)
         meta_path.write_text(json.dumps({"suite": suite, "arch": arch, "mirror": mirror, "created": time.time()}))
         log(f"cached {tarball} ({tarball.stat().st_size >> 20} MiB) in {time.monotonic() - t0:.0f} s")
         return tarball
@@ -365,6 +376,14 @@ class ProcessGroup:
             time.sleep(0.5)
 
 
+def _remove_tree(path: str) -> None:
+    """``rm -rf`` that never crosses into a mounted file system (unmounting any first)."""
+    if _mounts_under(path):
+        subprocess.run(["umount", "-R", "-l", path], check=False)
+    if not _mounts_under(path):
+        subprocess.run(["rm", "-rf", "--one-file-system", path], check=False)
+
+
 def _mounts_under(root: str) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
@@ -389,6 +408,8 @@ def prepare_root(root: str, tarball: Path, suite: str, archive: str, security: s
     cas.mkdir(parents=True, exist_ok=True)
     for ca in glob.glob("/usr/local/share/ca-certificates/**/*.crt", recursive=True):
         shutil.copyfile(ca, cas / os.path.basename(ca))
+    # downloads retried (a fresh CI machine meets a mirror's hiccups too)
+    Path(root, "etc/apt/apt.conf.d/80pybpf-retries").write_text('Acquire::Retries "5";\n')
     policy = Path(root, "usr/sbin/policy-rc.d")
     policy.write_text("#!/bin/sh\nexit 101\n")  # a chroot: no package starts a service
     policy.chmod(0o755)
@@ -491,8 +512,8 @@ def check(suite: str, commands: list[str], keep: bool, refresh: bool, shell: boo
             subprocess.run(["umount", "-R", "-l", root], check=False)
         if keep:
             log(f"kept {root}")
-        elif not _mounts_under(root):
-            subprocess.run(["rm", "-rf", "--one-file-system", root], check=False)
+        else:
+            _remove_tree(root)
     return status
 
 
