@@ -125,7 +125,10 @@ def test_same_block_as_bpftool_where_bpftool_writes_one():
         version = subprocess.run([bpftool, "version"], capture_output=True, text=True).stdout.split("\n")[0]
         assert re.search(r"v7\.[0-4]\.", version), f"bpftool {version} should write kfunc prototypes"
         return
-    assert _kfunc_block(cheader.dump_c(path)) == _kfunc_block(theirs)
+    ours = _kfunc_block(cheader.dump_c(path))
+    if "__bpf_fastcall" not in theirs:  # bpftool 7.5 (Debian 13) predates the fastcall marker
+        ours = ours.replace("extern __bpf_fastcall ", "extern ")
+    assert ours == _kfunc_block(theirs)
 
 
 def test_shipped_header_has_the_prototypes():

@@ -252,3 +252,13 @@ def test_deploy_and_upgrade_swap_the_registered_map(bundled, kernel, netns, sink
         deployment.close()
     assert cc_name.decode() not in _available()
     assert not _wait_gone(ids)
+
+
+def test_object_attach_registers_struct_ops_maps(bundled, kernel, cc_name):
+    with _object(bundled("tcp_cc_v1"), cc_name) as obj:
+        obj.load()
+        with pytest.raises(pybpf.BpfError, match=r"obj.maps\['pybpf_cc'\].attach_struct_ops\(\)"):
+            obj.programs["cc_init"].attach()
+        (link,) = obj.attach()
+        assert link.info().type == "struct_ops" and cc_name.decode() in _available()
+    assert cc_name.decode() not in _available()  # closing the object closed its link

@@ -27,7 +27,7 @@ from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.btf.hub import find_btf
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf, read_file
-from pybpf.kinds import MapFlag, MapType, ObjectState
+from pybpf.kinds import MapFlag, MapType, ObjectState, ProgType
 from pybpf.errors import (
     BpfError,
     BpfPermissionError,
@@ -37,7 +37,7 @@ from pybpf.errors import (
     VerifierError,
 )
 from pybpf.kernel.features import capabilities
-from pybpf.kernel.token import ENV as TOKEN_ENV, LIBBPF_TOKEN_RELEASE, requested_path
+from pybpf.kernel.token import ENV as TOKEN_ENV, LIBBPF_TOKEN_RELEASE, requested_path, token_error
 from pybpf.link import struct_ops
 from pybpf.link.base import Link
 from pybpf.maps.map import Map
@@ -53,6 +53,7 @@ __all__ = ["Object", "open"]
 _log = logging.getLogger("pybpf")
 T = TypeVar("T")
 
+_TOKEN_FAILED = re.compile(r"failed \(-?\d+\) to create BPF token from '([^']*)'(?!, skipping)")
 _PROG_FAILED = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
 _VERIFIER_LOG = re.compile(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
 _MAP_FAILED = re.compile(r"map '([^']+)': failed to create")
@@ -420,6 +421,9 @@ class Object(Resource):
         return cached
 
     def _load_error(self, err: int, log: str) -> BpfError:
+        token = _TOKEN_FAILED.search(log)
+        if token:  # libbpf >= 1.4 was asked for a token and could not make one
+            return token_error(err, token[1])
         core = relocation_error(self.file_spec, log, target=self._btf_custom_path, errno=err)
         if core is not None:
             return core
@@ -507,10 +511,20 @@ class Object(Resource):
 
     def attach(self) -> list[Link]:
         """Auto-attach every loaded program whose SEC() names its target (the others are skipped:
-        attach them with the explicit verbs)."""
+        attach them with the explicit verbs), and register every struct_ops map."""
         self.require_state(ObjectState.LOADED, "attach()")
         links = []
+        for map_ in self._maps.values():  # struct_ops maps register their programs (as libbpf's skeletons do)
+            if map_.map_type is MapType.STRUCT_OPS:
+                try:
+                    links.append(map_.attach_struct_ops())
+                except BpfError:
+                    for link in links:
+                        link.close()
+                    raise
         for program in self._programs.values():
+            if program.prog_type is ProgType.STRUCT_OPS:
+                continue
             if program.autoload and lib.bpf_program__autoattach(program._ptr) and program.auto_attachable:
                 try:
                     links.append(program.attach())

@@ -316,6 +316,11 @@ class Program:
     def attach(self) -> Link:
         """Attach according to the program's SEC() (libbpf's auto-attach)."""
         self._loaded()
+        if self.prog_type is ProgType.STRUCT_OPS:
+            spec = getattr(self._obj, "file_spec", None)
+            owner = next((o.name for o in getattr(spec, "struct_ops", ()) if self.name in o.programs.values()), "NAME")
+            raise BpfError(f"struct_ops program {self.name!r} runs as a member of its struct_ops map: register the "
+                           f"map with obj.maps[{owner!r}].attach_struct_ops()")
         usage = explicit_usage(self.prog_type, self.section)
         if usage is not None:
             raise BpfError(f"program {self.name!r} (SEC({self.section!r})) has no target in its section; "
