@@ -90,14 +90,6 @@ CHILD = textwrap.dedent(r'''
 ''')
 
 
-# The kernel refuses a user namespace to a chrooted process (current_chrooted()); a chroot whose
-# root is a mount point (tools/debian_check.py bind-mounts it on itself) stops being one when a
-# private mount namespace pivots onto it. Where "/" cannot be pivoted (it is the namespace's root
-# already, or not a mount point) the command runs as it is.
-_ROOTED = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-           'cd / && { pivot_root . . && umount -l . ; } 2>/dev/null; exec "$@"', "rooted"]
-
-
 def _fsconfig(fd: int, cmd: int, key: bytes | None = None, value: bytes | None = None) -> None:
     import ctypes
 
@@ -130,7 +122,7 @@ def _slot_raw_tp() -> int:
 def _run_child(bundled) -> dict:
     if shutil.which("setpriv") is None:
         needs_kernel("needs setpriv (util-linux)")
-    probe = subprocess.run([*_ROOTED, "unshare", "--user", "true"], capture_output=True, text=True)
+    probe = subprocess.run(["unshare", "--user", "true"], capture_output=True, text=True)
     if probe.returncode != 0:  # e.g. inside a chroot: the kernel refuses new user namespaces there
         needs_kernel(f"this process may not make a user namespace ({probe.stderr.strip()}): a chroot, or "
                      f"user.max_user_namespaces = 0")
@@ -138,7 +130,7 @@ def _run_child(bundled) -> dict:
     mountpoint = f"/tmp/pybpf-token-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HOME="/tmp")
     env.pop("LIBBPF_BPF_TOKEN_PATH", None)
-    cmd = [*_ROOTED, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
            "--bounding-set=-all", sys.executable, "-c", CHILD, str(child.fileno()), mountpoint, bundled("counters"),
            str(_slot_raw_tp())]
     with parent:
