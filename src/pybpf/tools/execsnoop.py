@@ -24,8 +24,8 @@ import numpy as np
 import typer
 
 from pybpf.text import visible
-from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, ctext, emit_json, loaded, out, ring_bytes,
-                                 version_option, wall_hms, tool_app)
+from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, c_release, ctext, emit_json, loaded, out,
+                                 ring_bytes, tool_app, version_option, wall_hms)
 
 __all__ = ["app", "format_args"]
 
@@ -90,6 +90,13 @@ def execsnoop(
     if uid is not None:
         rodata["targ_uid"] = uid
     start_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    # libbpf-tools 0.31's BPF side counts one more argument whenever argv has max_args entries
+    # or more (it reads the NULL slot after them), so " ..." also ends an argv of exactly
+    # max_args; 0.26 only when there are more. The installed twin decides (--json says the fact).
+    exact_dots = c_release() >= (0, 31)
+
+    def dots_count(count: int) -> int:
+        return max_args + 1 if exact_dots and count == max_args else count
 
     def show(batch: np.ndarray) -> None:
         args_at = int(batch.dtype.fields["args"][1])  # type: ignore[index]  # raw bytes: S fields drop NULs
@@ -116,7 +123,7 @@ def execsnoop(
             if print_uid:
                 row += "%-6d" % int(e["uid"])
             row += "%-16s %-6d %-6d %3d " % (visible(comm), int(e["pid"]), int(e["ppid"]), int(e["retval"]))
-            out(row + format_args(buf, count, quote, max_args) + "\n")
+            out(row + format_args(buf, dots_count(count), quote, max_args) + "\n")
 
     with Stop(duration) as stop, loaded("execsnoop", rodata, cgroup=cgroup,
                                         max_entries={"events": ring_bytes(C_PAGES, 200)}) as obj:
