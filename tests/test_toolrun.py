@@ -74,7 +74,7 @@ def _pybpf(*argv: str) -> subprocess.CompletedProcess[str]:
     """``pybpf ARGV`` in a fresh interpreter that reports, at exit, the modules it never needed."""
     code = ("import atexit, json, sys\n"
             "atexit.register(lambda: sys.stderr.write('MODULES ' + json.dumps(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('pydantic', 'rich', 'asyncio', 'elftools', 'pycparser'))) + '\\n'))\n"
+            "if m.split('.')[0] in ('pydantic', 'rich', 'asyncio', 'elftools'))) + '\\n'))\n"
             f"sys.argv = ['pybpf', *{list(argv)!r}]\n"
             "from pybpf.cli import main\nmain()\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
