@@ -273,7 +273,9 @@ def test_perf_map_names_jit_code(tmp_path):
     if not anon:
         # a tiny executable anonymous mapping of our own
         import mmap
-        block = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        # private: a shared anonymous mmap shows as "/dev/zero (deleted)", not as anonymous memory
+        block = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                          prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
         anon = [m for m in read_maps(pid) if not m.path]
     else:
         block = None
