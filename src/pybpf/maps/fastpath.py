@@ -118,10 +118,13 @@ class FastPath:
         if fast.KeyOps is None:
             return None
         probe = np.array([-2.5 if value_dtype.kind == "f" else 0x5A], dtype=value_dtype)
-        ops = fast.KeyOps(ref.fd, key_dtype.itemsize, key_dtype.kind == "i", value_dtype.kind,
-                          value_dtype.itemsize, type(probe[0]), fallbacks["getitem"], fallbacks["setitem"],
-                          fallbacks["delitem"], fallbacks["contains"])
-        made = ops.scalar(probe.tobytes())
+        try:
+            ops = fast.KeyOps(ref.fd, key_dtype.itemsize, key_dtype.kind == "i", value_dtype.kind,
+                              value_dtype.itemsize, type(probe[0]), fallbacks["getitem"], fallbacks["setitem"],
+                              fallbacks["delitem"], fallbacks["contains"])
+            made = ops.scalar(probe.tobytes())
+        except (TypeError, ValueError):  # a scalar type it cannot make (another numpy): the cffi path
+            return None
         if type(made) is not type(probe[0]) or made != probe[0]:  # numpy's scalar layout, checked
             return None
         return ops
