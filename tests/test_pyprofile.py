@@ -10,6 +10,7 @@ the refusal of a process whose layout does not match the offsets.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -273,3 +274,214 @@ def test_not_a_cpython_is_refused(kernel):
         sleeper.wait()
     with pytest.raises(UnreadablePythonError, match="no process with pid"):
         PythonProcess(2 ** 22 + 1)
+
+
+FIVE = r'''\
+import os
+import sys
+import time
+
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def f1():
+    work(300)
+
+
+def f2():
+    work(600)
+
+
+def f3():
+    work(900)
+
+
+def f4():
+    work(1200)
+
+
+def f5():
+    work(1500)
+
+
+def main():
+    with open(sys.argv[3], "w") as out:
+        out.write(f"{os.getpid()}\n")
+    with open(sys.argv[2]) as go:
+        go.read(1)
+    end = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < end:
+        f1()
+        f2()
+        f3()
+        f4()
+        f5()
+
+
+main()
+'''
+
+
+def _own_shares(fold: Folded) -> dict[str, float]:
+    own: dict[str, int] = defaultdict(int)
+    for frames, count in fold:
+        if frames and frames[-1].startswith("["):
+            continue
+        # the function that runs: work() is called by f1..f5, so the share of fN is work's under it
+        names = [f.split(" (")[0] for f in frames]
+        key = names[-2] if names[-1] == "work" and len(names) > 1 else names[-1]
+        own[key] += count
+    total = sum(own.values())
+    return {k: v / total for k, v in own.items()} if total else {}
+
+
+def test_agrees_with_py_spy_on_the_same_seconds(kernel, python, tmp_path):
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        needs_kernel("needs py-spy in the test venv (pip install -e '.[test]')")
+    import os
+    script, fifo, result, raw = tmp_path / "five.py", tmp_path / "go", tmp_path / "pid", tmp_path / "spy.txt"
+    script.write_text(FIVE)
+    os.mkfifo(fifo)
+    # py-spy starts the program (by pid it cannot read Debian 12's python3.11: "Failed to find python
+    # version from target process"); pyprofile attaches to that same process; both sample until it exits
+    spy_run = subprocess.Popen([str(spy), "record", "-r", "100", "-f", "raw", "-o", str(raw), "--", python,
+                                str(script), "10", str(fifo), str(result)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (result.exists() and result.read_text().endswith("\n")):
+            assert time.monotonic() < deadline and spy_run.poll() is None, "the program did not start"
+            time.sleep(0.05)
+        pid = int(result.read_text())
+        mine = subprocess.Popen(pybpf_cmd("tool", "pyprofile", "-p", str(pid), "-f", "-F", "100"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+        assert mine.stderr is not None
+        line = mine.stderr.readline()
+        assert "Sampling the Python stacks" in line, line + mine.stderr.read()
+        with open(fifo, "w") as go:
+            go.write("g")
+        out, err = mine.communicate(timeout=240)
+        assert mine.returncode == 0, err
+        _, spy_err = spy_run.communicate(timeout=120)
+    finally:
+        for p in (spy_run,):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    # py-spy writes a line with no frames (" 6") for samples of a thread with no Python frame
+    spy_lines = "\n".join(line for line in raw.read_text().splitlines() if line.rpartition(" ")[0].strip())
+    ours, theirs = _own_shares(folded(out)), _own_shares(folded(spy_lines))
+    top5 = sorted(ours, key=lambda k: -ours[k])[:5]
+    print("own shares, pyprofile vs py-spy:", {k: (round(ours[k], 3), round(theirs.get(k, 0), 3)) for k in top5})
+    assert set(top5) == {"f1", "f2", "f3", "f4", "f5"}, (ours, theirs)
+    for name in top5:
+        assert abs(ours[name] - theirs.get(name, 0.0)) <= 0.05, (name, ours, theirs)
+    # and both see the 5:4:3:2:1 work split
+    assert ours["f5"] > ours["f3"] > ours["f1"]
+
+
+def test_pycalls_samples_without_setprofile(kernel, python, tmp_path):
+    script = tmp_path / "hotcold.py"
+    script.write_text(HOTCOLD)
+    with Target(python, script, "120") as t:
+        run = subprocess.run(pybpf_cmd("tool", "pycalls", "-p", str(t.p.pid), "-F", "199", "-d", "5", "--json"),
+                             capture_output=True, text=True, env=env(), timeout=240)
+    assert run.returncode == 0, run.stderr
+    reports = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(reports) == 1 and reports[0]["mode"] == "sampled" and reports[0]["frequency"] == 199
+    funcs = {f["function"]: f for f in reports[0]["functions"]}
+    hot, cold, main = funcs[f"hot ({script}:5)"], funcs[f"cold ({script}:12)"], funcs[f"main ({script}:19)"]
+    assert hot["own"] + cold["own"] >= 60
+    assert 0.65 <= hot["own"] / (hot["own"] + cold["own"]) <= 0.85, funcs
+    assert main["total"] >= hot["own"] + cold["own"] and main["total_pct"] >= 90
+    assert abs(hot["own_seconds"] - hot["own"] / 199) < 1e-9   # time = samples / frequency
+    # --binary is --exact's; the sampling mode reads one process
+    bad = subprocess.run(pybpf_cmd("tool", "pycalls", "--binary", python), capture_output=True, text=True,
+                         env=env(), timeout=120)
+    assert bad.returncode == 2 and "give -p PID" in bad.stderr
+
+
+FOUR = r'''\
+import sys
+import time
+
+
+def a():
+    total = 0
+    for i in range(4000):
+        total += i * i
+
+
+def b():
+    total = 0
+    for i in range(3000):
+        total += i * i
+
+
+def c():
+    total = 0
+    for i in range(2000):
+        total += i * i
+
+
+def d():
+    total = 0
+    for i in range(1000):
+        total += i * i
+
+
+with open("/proc/self/comm", "w") as f:   # a name the exporter's comm filter picks out
+    f.write(sys.argv[2])
+end = time.monotonic() + float(sys.argv[1])
+print("ready", flush=True)
+while time.monotonic() < end:
+    a()
+    b()
+    c()
+    d()
+'''
+
+
+def test_exporter_top_functions_per_process_bounded(kernel, python, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pybpf.metrics.config import load_config, parse_config
+    from pybpf.metrics.exporter import Exporter
+
+    shipped = load_config("pyprofile")
+    assert shipped.python is not None and shipped.python.top == 10 and not shipped.metrics
+    comm = f"pyx27{os.getpid() % 100000}"
+    script = tmp_path / "four.py"
+    script.write_text(FOUR)
+    cfg = parse_config(f'[python]\nfrequency = 199\ntop = 2\ncomm = "^{comm}$"\nrescan = 1\n', "test.toml")
+    with Target(python, script, "120", comm) as t, Target(python, script, "120", comm) as t2:
+        with Exporter([cfg]) as ex:
+            source = ex.deployments[0]
+            assert set(source.describe()["sampled"]) == {t.p.pid, t2.p.pid}, source.describe()
+            ex.exposition()
+            time.sleep(3)
+            ex.exposition()   # every series seen by now: the next scrape reports them in full
+            time.sleep(1)
+            text = ex.exposition().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    funcs = [s for s in fams["pybpf_python_function_samples"].samples if s.name.endswith("_total")]
+    for pid in (t.p.pid, t2.p.pid):
+        mine = {s.labels["function"]: s.value for s in funcs if s.labels["pid"] == str(pid)}
+        # 2 functions of their own, the rest in "other": 3 series per process, never more
+        assert len(mine) == 3 and "other" in mine, mine
+        assert all(s.labels["comm"] == comm for s in funcs if s.labels["pid"] == str(pid))
+        total = next(s.value for s in fams["pybpf_python_samples"].samples if s.labels["pid"] == str(pid))
+        assert sum(mine.values()) == total and total >= 20, (mine, total)
+        named = [f for f in mine if f != "other"]
+        assert all(re.fullmatch(r"(<module>|[abcd]) \(.*four\.py:\d+\)", f) for f in named), named
+    assert next(iter(fams["pybpf_python_processes"].samples)).value == 2
+    with pytest.raises(Exception, match=r"python\.top: must be a whole number 1\.\.1000"):
+        parse_config("[python]\ntop = 0\n", "bad.toml")
+    with pytest.raises(Exception, match=r"python\.comm: not a regular expression"):
+        parse_config('[python]\ncomm = "("\n', "bad.toml")

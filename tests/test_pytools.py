@@ -200,13 +200,14 @@ def test_pycalls_refuses_an_interpreter_without_function_probes(kernel):
             else ["cat"])
     target = subprocess.Popen(argv, stdin=subprocess.PIPE)
     try:
-        proc = subprocess.run([sys.executable, "-m", "pybpf.cli", "tool", "pycalls", "--pid", str(target.pid),
-                               "--json", "--duration", "1"], capture_output=True, text=True, timeout=120,
+        proc = subprocess.run([sys.executable, "-m", "pybpf.cli", "tool", "pycalls", "--exact", "--pid",
+                               str(target.pid), "--json", "--duration", "1"], capture_output=True, text=True, timeout=120,
                               env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
     finally:
         target.communicate(b"")
     assert proc.returncode != 0 and "Tracing" not in proc.stderr
     assert f"pid {target.pid} has no python:function__entry probe" in proc.stderr, proc.stderr
+    assert "drop --exact to sample the stacks instead" in proc.stderr
     if argv[0] != "cat":
         assert "python:audit" in proc.stderr and "python:gc__start" in proc.stderr  # what it does have
 
@@ -214,7 +215,8 @@ def test_pycalls_refuses_an_interpreter_without_function_probes(kernel):
 def test_pycalls_counts_calls_with_a_profile_function(kernel):
     if not _has_function_probes():
         pytest.skip(f"{_debian_python()} has no function probes (Debian 13's python3.13): refused, see above")
-    result, reports, _ = run_tool("pycalls", CALLS, script_args=("profile",))
+    result, reports, err = run_tool("pycalls", CALLS, "--exact", script_args=("profile",))
+    assert "pycalls --exact: every call and return of a traced thread hits a uprobe" in err
     assert result == "done"
     assert len(reports) == 1
     functions = {(r["file"], r["function"]): r for r in reports[0]["functions"]}
@@ -227,7 +229,7 @@ def test_pycalls_counts_calls_with_a_profile_function(kernel):
 def test_pycalls_says_when_function_probes_do_not_fire(kernel):
     if not _has_function_probes():
         pytest.skip(f"{_debian_python()} has no function probes (Debian 13's python3.13): refused, see above")
-    result, reports, _ = run_tool("pycalls", CALLS)
+    result, reports, _ = run_tool("pycalls", CALLS, "--exact")
     assert result == "done"
     assert reports[0]["functions"] == []
     assert "fires its function probes only while a trace or profile function is set" in reports[0]["message"]

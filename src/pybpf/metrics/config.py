@@ -26,7 +26,7 @@ else:  # pragma: no cover - 3.10
 
 from pybpf.metrics.decoders import decoder_names
 
-__all__ = ["Buckets", "Config", "ConfigError", "Label", "MetricSpec", "load_config", "parse_config"]
+__all__ = ["Buckets", "Config", "ConfigError", "Label", "MetricSpec", "PythonSpec", "load_config", "parse_config"]
 
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -84,6 +84,18 @@ class MetricSpec:
     max_series: int | None = None   # label sets beyond it fold into one "other" series
 
 
+@dataclass(frozen=True)
+class PythonSpec:
+    """A ``[python]`` config: Python stacks sampled from BPF (``pybpf.tools.pyprofile``), the top
+    functions of each CPython process as counters (``pybpf.metrics.python``)."""
+
+    frequency: int = 49          # samples per second per CPU
+    top: int = 10                # functions per process; the others add up in function="other"
+    max_processes: int = 20      # processes sampled at once
+    comm: str = ""               # a regex the process's comm must match ("": any CPython pybpf can read)
+    rescan: float = 10.0         # seconds between looks for new Python processes
+
+
 @dataclass
 class Config:
     """A parsed config: the object, rodata, programs and metrics, plus where it came from."""
@@ -94,6 +106,7 @@ class Config:
     rodata: dict[str, Any]
     programs: list[str] | None
     metrics: list[MetricSpec] = field(default_factory=list)
+    python: PythonSpec | None = None
 
     def error(self, path: tuple[Any, ...], message: str) -> ConfigError:
         """A ConfigError for the config key at ``path`` (line found in the text)."""
@@ -230,7 +243,11 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         raise ConfigError(file, "", f"not valid TOML: {exc}", int(m.group(1)) if m else None) from None
     cfg = Config(file=file, text=text, object="", rodata={}, programs=None)
-    _known(cfg, doc, (), {"object", *KINDS})
+    if "python" in doc:
+        _known(cfg, doc, (), {"python"})
+        cfg.python = _python(cfg, doc)
+        return cfg
+    _known(cfg, doc, (), {"object", "python", *KINDS})
     obj = _get(cfg, doc, ("object",), dict, required=True)
     _known(cfg, obj, ("object",), {"path", "rodata", "programs"})
     cfg.object = _get(cfg, obj, ("object", "path"), str, required=True)
@@ -256,6 +273,31 @@ def parse_config(text: str, file: str = "<config>") -> Config:
     if not cfg.metrics:
         raise ConfigError(file, "", "no metrics: add at least one [[counter]], [[gauge]] or [[histogram]]", None)
     return cfg
+
+
+def _python(cfg: Config, doc: dict[str, Any]) -> PythonSpec:
+    table = _get(cfg, doc, ("python",), dict, required=True)
+    path = ("python",)
+    _known(cfg, table, path, {"frequency", "top", "max_processes", "comm", "rescan"})
+    values: dict[str, Any] = {}
+    for key, low, high in (("frequency", 1, 10_000), ("top", 1, 1000), ("max_processes", 1, 1000)):
+        if key in table:
+            v = table[key]
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                raise cfg.error(path + (key,), f"must be a whole number {low}..{high}, not {v!r}")
+            values[key] = v
+    if "rescan" in table:
+        values["rescan"] = _num(cfg, table, path + ("rescan",), 10.0)
+        if values["rescan"] <= 0:
+            raise cfg.error(path + ("rescan",), "must be > 0 seconds")
+    comm = _get(cfg, table, path + ("comm",), str)
+    if comm is not None:
+        try:
+            re.compile(comm)
+        except re.error as exc:
+            raise cfg.error(path + ("comm",), f"not a regular expression: {exc}") from None
+        values["comm"] = comm
+    return PythonSpec(**values)
 
 
 _METRIC_KEYS = {"name", "help", "map", "global", "labels", "value_field", "scale", "skip_zero", "max_series"}

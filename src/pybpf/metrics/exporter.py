@@ -37,7 +37,13 @@ class Exporter:
             for i, item in enumerate(configs):
                 cfg = item if isinstance(item, Config) else load_config(item)
                 directory = deployments[i] if i < len(deployments) else None
-                if directory is None:
+                if cfg.python is not None:   # Python stacks: its own source (pybpf.metrics.python)
+                    from pybpf.metrics.python import PythonMetrics
+
+                    pysource = PythonMetrics(cfg)
+                    self.deployments.append(pysource)   # closed with the others
+                    self.collector.add(pysource)  # type: ignore[arg-type]
+                elif directory is None:
                     self.collector.add(self._load(cfg))
                 else:  # the i-th config reads the deployment pinned in DIR instead of loading a copy
                     from pybpf.metrics.deployment import DeploymentMetrics

@@ -96,6 +96,25 @@ def load_offsets_file(path: str) -> PyOffsets:
     return PyOffsets.from_dict(doc, path)
 
 
+_ELF_CACHE: dict[tuple[int, int, int, int], _Elf] = {}
+
+
+def _elf(source: str, shown: str) -> _Elf:
+    """:class:`_Elf` of ``source``, parsed once per file (dev, inode, size, mtime): every
+    process of one interpreter shares it."""
+    try:
+        st = os.stat(source)
+    except OSError as exc:
+        raise UnreadablePythonError(f"cannot read the ELF file {shown}: {exc.strerror}") from None
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    elf = _ELF_CACHE.get(key)
+    if elf is None:
+        if len(_ELF_CACHE) > 64:
+            _ELF_CACHE.clear()
+        elf = _ELF_CACHE[key] = _Elf(source, shown)
+    return elf
+
+
 class _Elf:
     """The few data symbols of the interpreter's ELF file that a reader needs."""
 
@@ -208,7 +227,7 @@ class PythonProcess:
         candidates = [(s, src) for s, src in files
                       if s == names[0] or re.match(r"libpython3\.\d+", os.path.basename(s))]
         for shown, source in candidates:
-            elf = _Elf(source, shown)
+            elf = _elf(source, shown)
             if "_PyRuntime" not in elf.symbols:
                 continue
             if elf.first_load is None:

@@ -94,6 +94,33 @@ class PySampler:
             self.close()
             raise
 
+    def add(self, pid: int, offsets: PyOffsets | None = None) -> PythonProcess:
+        """Sample one more process (opened and verified now: UnreadablePythonError if it cannot be read)."""
+        if pid in self.procs:
+            return self.procs[pid]
+        proc = PythonProcess(pid, offsets=offsets)
+        try:
+            self._register(pid, proc)
+        except BaseException:
+            proc.close()
+            raise
+        self.procs[pid] = proc
+        if self.symbolizer is not None:
+            self.symbolizer.remember(pid)
+        return proc
+
+    def discard(self, pid: int) -> None:
+        """Stop sampling ``pid`` (its counted stacks stay until read)."""
+        proc = self.procs.pop(pid, None)
+        if proc is None:
+            return
+        assert self.obj is not None
+        try:
+            del self.obj.maps["procs"][pid]
+        except KeyError:
+            pass
+        proc.close()
+
     def _register(self, pid: int, proc: PythonProcess) -> None:
         assert self.obj is not None
         o = proc.offsets
@@ -142,10 +169,11 @@ class PySampler:
         return {name: int(self.obj.bss[name]) for name in
                 ("samples", "no_tstate", "truncated", "read_errors", "walks", "dropped")}
 
-    def raw(self) -> tuple[np.ndarray, np.ndarray]:
-        """The ``counts`` map: keys (:func:`key_dtype`) and their counts."""
+    def raw(self, delete: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The ``counts`` map: keys (:func:`key_dtype`) and their counts (``delete``: emptied as read)."""
         assert self.obj is not None
-        keys, values = self.obj.maps["counts"].lookup_batch()
+        counts_map = self.obj.maps["counts"]
+        keys, values = counts_map.lookup_and_delete_batch() if delete else counts_map.lookup_batch()
         dtype = key_dtype(self.max_depth)
         keys = np.frombuffer(np.ascontiguousarray(keys).tobytes(), dtype) if len(keys) else np.zeros(0, dtype)
         counts = np.frombuffer(np.ascontiguousarray(values).tobytes(), "<u8") if len(values) else np.zeros(0, "<u8")
@@ -183,9 +211,10 @@ class PySampler:
             name = self._names[value] = self._name(proc, value) if proc is not None else FREED
         return name
 
-    def stacks(self) -> list[PyStack]:
-        """Every counted stack, named (outermost frame first)."""
-        keys, counts = self.raw()
+    def stacks(self, drain: bool = False) -> list[PyStack]:
+        """Every counted stack, named (outermost frame first); ``drain`` empties the map as it
+        reads (a long-running reader adds them up itself and the map never fills)."""
+        keys, counts = self.raw(delete=drain)
         native: dict[int, list[str]] = {}
         if self.native and self.obj is not None and len(keys):
             native = self._native_frames(keys)
