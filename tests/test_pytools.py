@@ -216,7 +216,7 @@ def test_pycalls_counts_calls_with_a_profile_function(kernel):
     if not _has_function_probes():
         pytest.skip(f"{_debian_python()} has no function probes (Debian 13's python3.13): refused, see above")
     result, reports, err = run_tool("pycalls", CALLS, "--exact", script_args=("profile",))
-    assert "pycalls --exact: every call and return of a traced thread hits a uprobe" in err
+    assert "--exact: every call and return of a traced thread hits a uprobe" in err
     assert result == "done"
     assert len(reports) == 1
     functions = {(r["file"], r["function"]): r for r in reports[0]["functions"]}

@@ -63,8 +63,8 @@ def _require_function_probes(target: Target) -> None:
                             f"(pybpf tool pycalls -p PID)", feature="python:function__entry")
 
 
-EXACT_COST = ("pycalls --exact: every call and return of a traced thread hits a uprobe, and CPython fires them "
-              "only while a profile or trace function is set, which slows every call too (see README, pycalls)")
+EXACT_COST = ("--exact: every call and return of a traced thread hits a uprobe, and CPython fires them "
+              "only while a profile or trace function is set, which slows every call too; see README, pycalls")
 
 
 def _cstr(raw: Any) -> str:
@@ -121,8 +121,7 @@ def pycalls(
     cpu_before = cpu_seconds(pid) if pid is not None else None
     with Stop(duration, pid) as stop, \
             attached("pycalls", target, {"on_entry": "function__entry", "on_return": "function__return"}) as obj:
-        ready(f"Tracing Python function calls of {target.describe()}... Hit Ctrl-C to end.")
-        typer.echo(EXACT_COST, err=True)
+        ready(f"Tracing Python function calls of {target.describe()} ({EXACT_COST})... Hit Ctrl-C to end.")
         last_cpu = cpu_before
         while True:
             stop.wait(interval if interval else 3600.0)
