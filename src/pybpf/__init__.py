@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from pathlib import Path
+import os
 from typing import TYPE_CHECKING, Any
 
 from pybpf.errors import (
@@ -163,19 +163,23 @@ def __dir__() -> list[str]:
 
 logging.getLogger("pybpf").addHandler(logging.NullHandler())
 
-_BUNDLED_DIR = Path(__file__).parent / "bpf"
+_BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "bpf")  # os.path: pathlib costs a tool's start
 
 
 def bundled(name: str) -> str:
     """Path of a BPF object shipped with pybpf (``"counters"`` or ``"counters.bpf.o"``)."""
     stem = name.removesuffix(".bpf.o")
-    path = _BUNDLED_DIR / f"{stem}.bpf.o"
-    if not path.exists():
+    path = os.path.join(_BUNDLED_DIR, f"{stem}.bpf.o")
+    if not os.path.exists(path):
         available = ", ".join(bundled_names()) or "none (build them: cmake -S . -B build && cmake --build build)"
         raise FileNotFoundError(f"no bundled BPF object {stem!r}; available: {available}")
-    return str(path)
+    return path
 
 
 def bundled_names() -> list[str]:
     """Names of the BPF objects shipped with pybpf (for :func:`bundled`)."""
-    return sorted(p.name.removesuffix(".bpf.o") for p in _BUNDLED_DIR.glob("*.bpf.o"))
+    try:
+        names = os.listdir(_BUNDLED_DIR)
+    except OSError:
+        return []
+    return sorted(n.removesuffix(".bpf.o") for n in names if n.endswith(".bpf.o"))

@@ -2,24 +2,20 @@
 
 Like ``bpftool prog/map``, read through :mod:`pybpf.kernel.info` (ids and
 ``BPF_OBJ_GET_INFO_BY_FD``) and :class:`pybpf.Map` (``Map.from_id`` and
-``lookup_batch``, typed from the map's BTF). Needs CAP_SYS_ADMIN.
+``lookup_batch``, typed from the map's BTF). Needs CAP_SYS_ADMIN. ``list`` and ``show``
+are :mod:`pybpf.cli.kernelview`'s (which the entry point also runs without typer);
+these are their typer commands, with help and usage errors.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import errno
-import os
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 import pybpf
-from pybpf.kernel import info
-from pybpf.errors import BpfError
-
+from pybpf.cli import kernelview
+from pybpf.cli.kernelview import maps, programs
 from pybpf.cli.render import JSON_FLAG, console, guarded, json_wanted, jsonable, print_json, short, table, usage_error
 
 if TYPE_CHECKING:  # numpy loads with `map dump`, not with `prog show`
@@ -30,128 +26,29 @@ __all__ = ["prog_app", "map_app", "programs", "maps", "map_entries"]
 prog_app = typer.Typer(help="BPF programs loaded in the kernel.", no_args_is_help=True)
 map_app = typer.Typer(help="BPF maps in the kernel.", no_args_is_help=True)
 
-T = TypeVar("T")
-
-
-def _by_id(open_fd: Callable[[int], int], read: Callable[[int], T], item_id: int) -> T:
-    fd = open_fd(item_id)
-    try:
-        return read(fd)
-    finally:
-        os.close(fd)
-
-
-def _all(ids: Iterator[int], open_fd: Callable[[int], int], read: Callable[[int], T]) -> list[T]:
-    found = []
-    for item_id in ids:
-        try:
-            found.append(_by_id(open_fd, read, item_id))
-        except BpfError as exc:
-            if exc.errno != errno.ENOENT:  # ENOENT: unloaded between listing and opening
-                raise
-    return found
-
-
-def programs() -> list[info.ProgramInfo]:
-    """Every program the kernel holds, by id."""
-    return _all(info.program_ids(), info.open_prog_by_id, info.prog_info)
-
-
-def maps() -> list[info.MapInfo]:
-    """Every map the kernel holds, by id."""
-    return _all(info.map_ids(), info.open_map_by_id, info.map_info)
-
-
-def _when(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="seconds")
-
-
-def _prog_json(p: info.ProgramInfo) -> dict[str, Any]:
-    return {**dataclasses.asdict(p), "map_ids": list(p.map_ids), "loaded_at_iso": _when(p.loaded_at)}
-
-
-def _map_json(m: info.MapInfo) -> dict[str, Any]:
-    return {**dataclasses.asdict(m), "flag_names": m.flag_names}
-
-
-def _stats(p: info.ProgramInfo) -> str | None:
-    if not p.run_cnt:
-        return None  # stats off (BPF_ENABLE_STATS) or never run
-    return f"{p.run_cnt:,} runs, {p.run_time_ns / p.run_cnt:,.0f} ns/run"
-
-
-_PROG_COLUMNS = ["id", "type", "name", "tag", "loaded at", "uid", "xlated B", "jited B", "memlock B", "maps",
-                 "run stats"]
-
-
-def _prog_row(p: info.ProgramInfo) -> tuple[Any, ...]:
-    return (p.id, p.type, p.name, p.tag, _when(p.loaded_at), p.uid, p.xlated_len, p.jited_len, p.memlock,
-            list(p.map_ids), _stats(p))
-
-
-# ---- selecting programs and maps the way bpftool does -------------------------------------
-
 _PROG_REF = "[id ID | name NAME | tag TAG | pinned PATH]"
 _MAP_REF = "[id ID | name NAME | pinned PATH]"
 
 
 def _reference(ctx: typer.Context, words: list[str], kinds: tuple[str, ...], what: str) -> tuple[str, str] | None:
-    """``[]`` (all), ``[ID]``, or ``[KIND, VALUE]`` as bpftool takes them (``id 5``, ``name hist``)."""
-    if not words:
-        return None
-    if len(words) == 1 and words[0].isdigit():
-        return "id", words[0]
-    if len(words) == 2 and words[0] in kinds:
-        kind, value = words
-        if kind == "id" and not (value.isdigit() and int(value) > 0):
-            usage_error(ctx, f"{what} id must be a positive number, got {value!r}")
-        return kind, value
-    usage_error(ctx, f"give a {what} as {' | '.join(f'{k} {k.upper()}' for k in kinds)}, or a bare id; "
-                     f"got {' '.join(words)!r}")
+    try:
+        return kernelview.reference(words, kinds, what)
+    except kernelview.BadReference as exc:
+        usage_error(ctx, str(exc))
 
 
-def _name_matches(kernel_name: str, wanted: str) -> bool:
-    # the kernel keeps 15 characters of a name (BPF_OBJ_NAME_LEN)
-    return kernel_name == wanted or (len(kernel_name) == 15 and wanted.startswith(kernel_name))
-
-
-def _select_programs(ref: tuple[str, str] | None) -> list[info.ProgramInfo]:
-    if ref is None:
-        return programs()
-    kind, value = ref
-    if kind == "id":
-        return [_by_id(info.open_prog_by_id, info.prog_info, int(value))]
-    if kind == "pinned":
-        return [_by_id(lambda _p: info.open_pinned(value, "program"), info.prog_info, 0)]
-    found = [p for p in programs() if (_name_matches(p.name, value) if kind == "name" else p.tag == value.lower())]
-    if not found:
-        raise KeyError(f"no program with {kind} {value!r} is loaded")
-    return found
-
-
-def _select_maps(ref: tuple[str, str] | None) -> list[info.MapInfo]:
-    if ref is None:
-        return maps()
-    kind, value = ref
-    if kind == "id":
-        return [_by_id(info.open_map_by_id, info.map_info, int(value))]
-    if kind == "pinned":
-        return [_by_id(lambda _p: info.open_pinned(value, "map"), info.map_info, 0)]
-    found = [m for m in maps() if _name_matches(m.name, value)]
-    if not found:
-        raise KeyError(f"no map named {value!r} in the kernel")
-    return found
+def _show(ctx: typer.Context, noun: str, words: list[str] | None, as_json: bool) -> None:
+    try:
+        kernelview.show(noun, words, json_wanted(as_json))
+    except kernelview.BadReference as exc:
+        usage_error(ctx, str(exc))
 
 
 @prog_app.command("list")
 @guarded
-def prog_list(as_json: bool = JSON_FLAG()) -> None:
+def prog_list(ctx: typer.Context, as_json: bool = JSON_FLAG()) -> None:
     """Every program loaded in the kernel."""
-    found = programs()
-    if json_wanted(as_json):
-        print_json([_prog_json(p) for p in found])
-    else:
-        console().print(table(f"{len(found)} programs", _PROG_COLUMNS, map(_prog_row, found)))
+    _show(ctx, "prog", None, as_json)
 
 
 @prog_app.command("show")
@@ -162,36 +59,14 @@ def prog_show(ctx: typer.Context,
     """Programs by id, name, tag or pin (as bpftool); with none, every program.
 
     JSON: one object for ``id``/``pinned``/a bare id, a list otherwise."""
-    selected = _reference(ctx, ref or [], ("id", "name", "tag", "pinned"), "program")
-    found = _select_programs(selected)
-    single = selected is not None and selected[0] in ("id", "pinned")
-    if json_wanted(as_json):
-        print_json(_prog_json(found[0]) if single else [_prog_json(p) for p in found])
-    elif single:
-        p = found[0]
-        rows = [(k, short(v, 100)) for k, v in _prog_json(p).items()]
-        console().print(table(f"program {p.id} {p.name}", ["field", "value"], rows))
-    else:
-        console().print(table(f"{len(found)} programs", _PROG_COLUMNS, map(_prog_row, found)))
-
-
-_MAP_COLUMNS = ["id", "type", "name", "key B", "value B", "max_entries", "flags", "memlock B", "btf id"]
-
-
-def _map_row(m: info.MapInfo) -> tuple[Any, ...]:
-    return (m.id, m.type, m.name, m.key_size, m.value_size, m.max_entries, m.flag_names, m.memlock,
-            m.btf_id or None)
+    _show(ctx, "prog", ref or [], as_json)
 
 
 @map_app.command("list")
 @guarded
-def map_list(as_json: bool = JSON_FLAG()) -> None:
+def map_list(ctx: typer.Context, as_json: bool = JSON_FLAG()) -> None:
     """Every map in the kernel."""
-    found = maps()
-    if json_wanted(as_json):
-        print_json([_map_json(m) for m in found])
-    else:
-        console().print(table(f"{len(found)} maps", _MAP_COLUMNS, map(_map_row, found)))
+    _show(ctx, "map", None, as_json)
 
 
 @map_app.command("show")
@@ -202,17 +77,7 @@ def map_show(ctx: typer.Context,
     """Maps by id, name or pin (as bpftool); with none, every map.
 
     JSON: one object for ``id``/``pinned``/a bare id, a list otherwise."""
-    selected = _reference(ctx, ref or [], ("id", "name", "pinned"), "map")
-    found = _select_maps(selected)
-    single = selected is not None and selected[0] in ("id", "pinned")
-    if json_wanted(as_json):
-        print_json(_map_json(found[0]) if single else [_map_json(m) for m in found])
-    elif single:
-        m = found[0]
-        rows = [(k, short(v, 100)) for k, v in _map_json(m).items()]
-        console().print(table(f"map {m.id} {m.name}", ["field", "value"], rows))
-    else:
-        console().print(table(f"{len(found)} maps", _MAP_COLUMNS, map(_map_row, found)))
+    _show(ctx, "map", ref or [], as_json)
 
 
 def map_entries(handle: pybpf.Map) -> tuple[str, np.ndarray | list[Any], np.ndarray | list[Any]]:
@@ -253,7 +118,7 @@ def map_dump(ctx: typer.Context,
     elif kind == "pinned":
         opened = [pybpf.Map.from_pin(value)]
     else:
-        opened = [pybpf.Map.from_id(m.id) for m in _select_maps(selected)]
+        opened = [pybpf.Map.from_id(m.id) for m in kernelview.select_maps(selected)]
     docs = []
     for handle in opened:
         with handle:

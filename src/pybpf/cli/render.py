@@ -10,29 +10,19 @@ into a one-line ``error: ...`` on stderr and a non-zero exit. ``--debug``
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pybpf.cli.argv import normalize_argv  # re-exported; the entry point imports pybpf.cli.argv itself
+from pybpf.cli.jsonout import jsonable, print_json, short  # re-exported: JSON needs neither typer nor rich
 from pybpf.errors import BpfError
 from pybpf.text import visible
-
-if TYPE_CHECKING:
-    import numpy as np
-else:  # numpy loads on the first numpy value rendered: commands that show none start faster
-    class _LazyNumpy:
-        def __getattr__(self, name: str) -> Any:
-            import numpy
-            return getattr(numpy, name)
-
-    np = _LazyNumpy()
 
 __all__ = ["EXIT_ERROR", "EXIT_BUG", "JSON_FLAG", "console", "err_console", "fail", "guarded", "json_wanted",
            "jsonable", "normalize_argv", "plain", "print_json", "set_debug", "set_json", "short", "table", "usage_error"]
@@ -185,52 +175,6 @@ def plain(text: str) -> str:
     return _escape(visible(text))
 
 
-# ---- JSON ---------------------------------------------------------------------------
-
-def _as_text(raw: bytes) -> str | None:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return text if text.isprintable() else None
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types for numpy scalars/records/arrays, bytes (as hex) and containers."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.names:
-            return [jsonable(v) for v in value.reshape(-1)] if value.shape else jsonable(value[()])
-        if value.dtype.kind == "S":  # char names[K][N]: each one a C string
-            return [jsonable(v) for v in value] if value.shape else jsonable(value[()])
-        if value.dtype.kind == "V":
-            return [jsonable(v) for v in value.reshape(-1)] if value.shape else bytes(value.tobytes()).hex()
-        return jsonable(value.tolist())
-    if isinstance(value, np.void):
-        if value.dtype.names:
-            return {name: jsonable(value[name]) for name in value.dtype.names}
-        return bytes(value.tobytes()).hex()
-    if isinstance(value, np.bytes_):  # a C char array: text up to its first NUL, when it is text
-        text = _as_text(bytes(value).split(b"\0", 1)[0])  # what follows the NUL is stale (older records)
-        return text if text is not None else bytes(value).hex()
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return str(value)  # JSON has no NaN/inf
-    return value
-
-
-def print_json(data: Any) -> None:
-    """Print ``data`` as JSON on stdout."""
-    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
-    sys.stdout.flush()
-
-
 # ---- tables -------------------------------------------------------------------------
 
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]],
@@ -254,9 +198,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return plain(", ".join(str(v) for v in value)) or "-"
     return plain(str(value))
-
-
-def short(value: Any, limit: int = 60) -> str:
-    """A compact text form of a (JSON-able) value for a table cell."""
-    text = json.dumps(jsonable(value)) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import inspect
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pybpf.cli.direct import report
 
 __all__ = ["direct_kwargs", "run"]
 
@@ -212,26 +213,5 @@ def run(name: str, argv: Sequence[str]) -> bool:
     except BaseException as exc:  # noqa: BLE001 - reported as any pybpf command reports it
         if isinstance(exc, SystemExit):
             raise
-        _report(exc)
+        report(exc)
     return True
-
-
-def _report(exc: BaseException) -> None:
-    """Exit as the ``pybpf`` command group would after ``exc`` escaped a tool."""
-    import typer
-
-    from pybpf.cli.render import _CLICK_EXCEPTION, guarded
-
-    def again() -> None:
-        raise exc
-
-    try:
-        guarded(again)()
-    except typer.Exit as stop:
-        sys.exit(stop.exit_code)
-    except typer.Abort:
-        print("Aborted!", file=sys.stderr)
-        sys.exit(1)
-    except _CLICK_EXCEPTION as error:
-        error.show()  # type: ignore[attr-defined]
-        sys.exit(error.exit_code)  # type: ignore[attr-defined]
