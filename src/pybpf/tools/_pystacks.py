@@ -34,6 +34,7 @@ TRUNCATED = "[truncated]"
 UNREADABLE = "[unreadable]"
 NO_PYTHON = "[no Python frame]"
 FREED = "[code object freed]"
+EXITED = "[process exited before naming]"
 
 
 def key_dtype(depth: int) -> np.dtype:
@@ -199,7 +200,7 @@ class PySampler:
         info = proc.code_info(addr)
         if info is None or (info.firstlineno & 0x7FFF) != tag:
             proc.forget_code(addr)
-            return FREED
+            return FREED if process_alive(proc.pid) else EXITED
         return str(info).replace(";", ":")
 
     def name_of(self, value: int, pid: int) -> str:
