@@ -156,7 +156,10 @@ def bpf_cost(python: str, script: Path, work: int, hz: int) -> dict[str, float]:
     os.mkfifo(fifo)
     p = subprocess.Popen([python, str(script), str(work), str(fifo), str(result)], stdin=subprocess.DEVNULL)
     try:
+        deadline = time.monotonic() + 120
         while not (result.exists() and result.read_text().endswith("\n")):
+            if time.monotonic() > deadline or p.poll() is not None:
+                raise RuntimeError("the program did not start")
             time.sleep(0.05)
         pid = int(result.read_text().split()[0])
         with enable_stats(), PySampler([pid], frequency=hz) as sampler:
@@ -196,13 +199,13 @@ def main(argv: list[str] | None = None) -> int:
             order = modes[r % len(modes):] + modes[:r % len(modes)]
             for mode in order:
                 times[mode].append(run_once(python, script, args.work, mode))
+        costs = [bpf_cost(python, script, args.work, hz) for hz in (100, 1000)]
     rows = []
     for mode in modes[1:]:
         cpu = statistics.median(t[0] / a[0] for t, a in zip(times[mode], times["alone"]))
         wall = statistics.median(t[1] / a[1] for t, a in zip(times[mode], times["alone"]))
         tool, _, hz = mode.partition("@")
         rows.append({"tool": tool, "hz": int(hz), "cpu_ratio": round(cpu, 4), "wall_ratio": round(wall, 4)})
-        costs = [bpf_cost(python, script, args.work, hz) for hz in (100, 1000)]
     alone = {"cpu_s": statistics.median(t[0] for t in times["alone"]),
              "wall_s": statistics.median(t[1] for t in times["alone"])}
     if args.json:
