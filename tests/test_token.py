@@ -47,7 +47,11 @@ CHILD = textwrap.dedent(r'''
     mountpoint, obj_path = sys.argv[2], sys.argv[3]
     # Everything from the checkout is read now, while CAP_DAC_READ_SEARCH still lets uid 65534 read
     # it (a checkout under /root): in its user namespace the process has no capability outside.
-    import pybpf, pybpf.object, pybpf.kernel.token, pybpf.kernel.features  # noqa
+    import importlib, pkgutil
+    import pybpf
+    for module in pkgutil.walk_packages(pybpf.__path__, "pybpf."):  # pybpf imports lazily: all of it now
+        if not module.name.startswith(("pybpf.cli", "pybpf.tools", "pybpf.bench", "pybpf.metrics", "pybpf.upgrade")):
+            importlib.import_module(module.name)
     pybpf.LIBBPF_VERSION
     with open(obj_path, "rb") as f:
         obj_bytes = f.read()
