@@ -41,12 +41,16 @@ def c_tool(name: str) -> list[str]:
 
 
 class Proc:
-    """A process whose stdout and stderr lines are collected by reader threads."""
+    """A process whose stdout and stderr lines are collected by reader threads.
+
+    Lines are decoded with ``surrogateescape``: a machine-wide tool prints other processes'
+    bytes too (file names, argv), which need not be UTF-8; a strict decode would end the reader
+    thread, stop the collection and leave the tool blocked on a full pipe."""
 
     def __init__(self, argv: list[str], **kw: object) -> None:
         self.argv = argv
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=env(), **kw)  # type: ignore[call-overload]
+                                  errors="surrogateescape", env=env(), **kw)  # type: ignore[call-overload]
         self.out: list[str] = []
         self.err: list[str] = []
         self._threads = [threading.Thread(target=self._read, args=(self.p.stdout, self.out), daemon=True),
