@@ -206,6 +206,7 @@ def _holders(directory: str) -> list[str]:
             lines = f.read().splitlines()
     except OSError:
         return []
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
     found = []
     for line in lines:
         fields = line.split()
@@ -213,9 +214,13 @@ def _holders(directory: str) -> list[str]:
             continue
         pid, ident = fields[4], fields[5]
         try:
-            _, _, inode = ident.split(":")
-            if int(inode) != st.st_ino:
+            # MAJOR:MINOR:INODE (hex, hex, decimal): the same inode number exists on other file systems
+            major, minor, inode = ident.split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) != want:
                 continue
+        except ValueError:
+            continue
+        try:
             with open(f"/proc/{pid}/comm") as c:
                 comm = c.read().strip()
             owner = os.stat(f"/proc/{pid}").st_uid
