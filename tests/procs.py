@@ -104,8 +104,12 @@ class Proc:
 
 
 def unique_binary(tmp: Path, source: str, prefix: str) -> Path:
-    """A copy of ``source`` under a unique name (so its comm picks out the test's workload)."""
-    name = f"{prefix}{os.getpid() % 100000:05d}"[:15]
+    """A copy of ``source`` under a unique name (so its comm picks out the test's workload).
+
+    The whole pid: other suites run the same tests at the same time, and where pid_max is
+    4194304 (systemd's default) two of them can share ``pid % 100000``; 3 + 7 characters fit
+    the C tools' narrowest COMM column (12)."""
+    name = f"{prefix}{os.getpid()}"[:15]
     dest = tmp / name
     shutil.copy(source, dest)
     dest.chmod(0o755)
