@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 import pybpf
 from pybpf.cli import app
 from pybpf.cli.render import normalize_argv
-from tests.procs import unique_binary
+from tests.procs import Proc, pybpf_cmd, unique_binary
 
 runner = CliRunner(env={"COLUMNS": "250", "LINES": "50"})
 
@@ -177,19 +177,20 @@ def test_load_value_size_for_a_stack_map(kernel: None, bundled) -> None:
 def test_load_events_text_is_one_line_per_event_under_one_header(kernel: None, bundled, tmp_path: Path) -> None:
     """`--events` without -j: one header, then one aligned line per event, however many
     batches the events came in (never a new boxed table per batch)."""
-    proc = subprocess.Popen([sys.executable, "-m", "pybpf.cli", "load", bundled("events_exec"), "--events", "execs",
-                             "--duration", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    assert proc.stderr.readline().startswith("loaded events_exec")
-    children = []
-    for _ in range(4):   # in separate batches: the reader polls every 0.5 s
-        child = subprocess.Popen(["/bin/true"])
-        child.wait()
-        children.append(child.pid)
-        time.sleep(0.7)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    lines = out.splitlines()
+    proc = Proc(pybpf_cmd("load", bundled("events_exec"), "--events", "execs"))
+    try:
+        proc.wait_for(lambda: any(l.startswith("loaded events_exec") for l in proc.err), what="loaded")
+        children: list[int] = []
+        for _ in range(4):   # each in a batch of its own: the next exec once this one's line is out
+            child = subprocess.Popen(["/bin/true"])
+            child.wait()
+            children.append(child.pid)
+            proc.wait_for(lambda: any(l.split()[1:2] == [str(children[-1])] for l in proc.out[1:]),
+                          what=f"the line of exec {children[-1]}")
+    finally:
+        rc = proc.stop()   # SIGINT, as Ctrl-C: the reader stops and counts
+    assert rc == 0, proc.err
+    lines, out = proc.out, "\n".join(proc.out)
     assert lines[0].split() == ["ts_ns", "pid", "ppid", "uid", "pad", "comm", "filename"]
     assert not any(ch in out for ch in "┏┃━│╇"), out[:500]          # no boxes
     ours = [l for l in lines[1:] if l.split()[1:2] and int(l.split()[1]) in children]
@@ -197,7 +198,7 @@ def test_load_events_text_is_one_line_per_event_under_one_header(kernel: None, b
     start = lines[0].index("comm")
     assert all(l[start:start + 4] == "true" for l in ours)          # aligned under the header
     assert all(l.endswith("/bin/true") for l in ours)
-    assert f"{len(lines) - 1} event(s) from ring buffer execs" in err
+    assert f"{len(lines) - 1} event(s) from ring buffer execs" in proc.err
 
 
 def test_load_live_view_shows_struct_keys_as_columns(kernel: None, bundled) -> None:
@@ -207,17 +208,16 @@ def test_load_live_view_shows_struct_keys_as_columns(kernel: None, bundled) -> N
     with tempfile.TemporaryDirectory(prefix="pybpf-live-") as tmp:
         os.chmod(tmp, 0o755)  # the binary runs as that uid
         prog = unique_binary(Path(tmp), "/bin/true", "pbk")
-        proc = subprocess.Popen([sys.executable, "-m", "pybpf.cli", "load", bundled("execsnoop"),
-                                 "--set", f"targ_uid={uid}", "--duration", "4"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "COLUMNS": "200"})
-        assert proc.stderr is not None
-        assert proc.stderr.readline().startswith("loaded execsnoop")
-        for _ in range(3):
-            subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(prog)],
-                           check=True)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+        proc = Proc(pybpf_cmd("load", bundled("execsnoop"), "--set", f"targ_uid={uid}"))
+        try:
+            proc.wait_for(lambda: any(l.startswith("loaded execsnoop") for l in proc.err), what="loaded")
+            for _ in range(3):
+                subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(prog)],
+                               check=True)
+        finally:
+            rc = proc.stop()   # SIGINT: the view of the maps as they are now (the execs are counted)
+    assert rc == 0, proc.err
+    out = "\n".join(proc.out)
     assert "map exec_counts" in out and "struct keys, table below" in out
     table_text = out[out.index("map exec_counts"):]
     header = next(l for l in table_text.splitlines() if "comm" in l and "errno_" in l)
