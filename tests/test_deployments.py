@@ -85,14 +85,17 @@ def test_list_show_remove_and_named_dispatchers(bundled, kernel, bpffs):
     from pybpf.link.base import BpfLink
 
     with BpfLink.from_pin(os.path.join(directory, "count_getppid_link")) as link:
-        fd = open_prog_by_id(link.info().prog_id)
+        dispatcher_id = link.info().prog_id
+        fd = open_prog_by_id(dispatcher_id)
     try:
         assert prog_info(fd).name == "upgrade_count_"  # the tool's name, in the kernel's 15 bytes (14 kept)
     finally:
         os.close(fd)
-    bpftool = subprocess.run(["bpftool", "prog", "show", "name", "upgrade_count_"], capture_output=True,
-                             text=True, check=False)
-    assert "tracepoint" in bpftool.stdout
+    # bpftool's view of this very program (other suites' deployments carry the same name)
+    bpftool = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(dispatcher_id)], capture_output=True,
+                             text=True, check=True)
+    shown_by_bpftool = json.loads(bpftool.stdout)
+    assert shown_by_bpftool["name"] == "upgrade_count_" and shown_by_bpftool["type"] == "tracepoint"
     with pybpf.Map.from_pin(os.path.join(directory, "counts")) as counts_map:
         view = counts_map.view()
         removed = _cli("deployment", "remove", directory, "--json")
@@ -193,6 +196,15 @@ def _exact_increase(prom: Prometheus, series: str, start: float, end: float) -> 
     return float(result[0]["value"][1])
 
 
+def _scraped_after(prom: Prometheus, series: str, since: float, what: str, scrapes: int = 3) -> None:
+    """Wait until ``series`` has ``scrapes`` samples after ``since`` (a wall-clock time), rising:
+    the exporter reads the maps of the version running now while the workload counts."""
+    def seen() -> bool:
+        after = [v for t, v in prom.samples(series, 60) if t > since]
+        return len(after) >= scrapes and after[-1] > after[0]
+    prom.wait(seen, what)
+
+
 def _resets(prom: Prometheus, series: str, end: float) -> int:
     result = prom.query(f"resets({series}[10m] @ {end:.3f})")
     return int(float(result[0]["value"][1])) if result else 0
@@ -221,8 +233,7 @@ def test_export_deployment_follows_an_upgrade_from_another_process(bundled, kern
         prometheus.wait(lambda: bool(prometheus.query(f"{bss} > 1000")), "calls counted")
         upgraded = _cli("upgrade", directory, bundled("upgrade_exact_v2"), "--last-value", "stats:last_ns")
         assert upgraded.returncode == 0, upgraded.stderr
-        prometheus.wait(lambda: bool(prometheus.query(f"{bss} > 0")), "scrapes after the upgrade")
-        time.sleep(1.0)  # a few scrapes of v2's maps while the calls go on
+        _scraped_after(prometheus, bss, time.time(), "scrapes of v2's maps while the calls go on")
         calls = caller.stop()
         end = _flat_then(prometheus, bss, float(calls))
         assert _flat_then(prometheus, stats, float(calls)) >= end - 1
@@ -278,7 +289,7 @@ def test_agent_two_tools_an_upgrade_and_a_restart(bundled, kernel, bpffs, promet
         agent = Proc(pybpf_cmd("agent", str(tmp_path / "agent.toml")))
         agent.wait_for(lambda: any("serving" in line for line in agent.err), timeout=90, what="agent serving")
         assert any("exact: adopted" in line for line in agent.err) and any("count: adopted" in line for line in agent.err)
-        time.sleep(0.6)
+        _scraped_after(prometheus, exact, time.time(), "scrapes of the restarted agent while the calls go on")
         calls = caller.stop()
         end = _flat_then(prometheus, exact, float(calls))
         _flat_then(prometheus, count, float(calls))
