@@ -116,14 +116,26 @@ def test_a_replaced_pin_is_not_adopted(bundled, kernel, bpffs):
     with pybpf.deploy(obj) as deployment:
         os.makedirs(directory, mode=0o700)
         deployment.pin(directory)
+    with pybpf.Map.from_pin(os.path.join(directory, "counts")) as live:
+        counts_id = live.id
     impostor = pybpf.Map.create("array", key_dtype=np.uint32, value_dtype=np.uint64, max_entries=4,
                                 flags="mmapable", name="counts")
     with impostor:
         os.unlink(os.path.join(directory, "counts"))
         impostor.pin(os.path.join(directory, "counts"))
-    with pytest.raises(pybpf.BpfError, match="refusing to adopt"):
-        pybpf.upgrade(directory, bundled("upgrade_count_b"))
-    with pytest.raises(pybpf.BpfError, match="refusing to adopt"):
-        pybpf.Deployment.from_pins(directory)
+        with pytest.raises(pybpf.BpfError, match="refusing to adopt"):
+            pybpf.upgrade(directory, bundled("upgrade_count_b"))
+        with pytest.raises(pybpf.BpfError, match="refusing to adopt"):
+            pybpf.Deployment.from_pins(directory)
+        # the running version is untouched: version A still counts into the map it was loaded with
+        with pybpf.Map.from_id(counts_id) as live:
+            before = int(live[0])
+            for _ in range(5):
+                os.getppid()
+            assert int(live[0]) == before + 5
+        assert int(impostor[0]) == 0
     fd = open_pinned(os.path.join(directory, "count_getppid"), "program")
-    os.close(fd)  # the running version is untouched
+    try:
+        assert prog_info(fd).map_ids and counts_id in prog_info(fd).map_ids
+    finally:
+        os.close(fd)
