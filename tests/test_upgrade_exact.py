@@ -18,6 +18,7 @@ import numpy as np
 
 import pybpf
 from pybpf.upgrade.merge import Merger, leaves, wait_for_programs
+from tests.conftest import new_fds, open_fds
 
 UPGRADES = 100
 
@@ -244,5 +245,8 @@ def test_fields_that_cannot_merge_exactly_are_named():
     assert slots == {"[0]": "add", "[1]": "add", "[2]": "add"}  # a histogram's slots are counters
 
 
-def test_wait_for_programs_returns(kernel):
-    wait_for_programs()  # one synchronize_rcu through a map-in-map update; nothing left open
+def test_wait_for_programs_returns_and_leaves_nothing_open(kernel):
+    before = open_fds()
+    for _ in range(3):
+        wait_for_programs()  # one synchronize_rcu through a map-in-map update
+    assert not new_fds(before)
