@@ -3,6 +3,8 @@
  *
  * As libbpf-tools' wakeuptime: sched_switch stamps the task leaving the CPU; sched_wakeup
  * (run in the waker's context) adds the time it slept to (waker, target, waker's stack).
+ * With export_stacks (pybpf export wakeuptime) the waker's frames themselves are the key
+ * (stacks.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -35,6 +37,41 @@ struct {
 	__type(value, __u64);
 } start SEC(".maps");
 
+struct export_key {
+	char waker[TASK_COMM_LEN];
+	char target[TASK_COMM_LEN];
+	__u64 kstack[EXPORT_STACK_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct export_key);
+} export_scratch SEC(".maps");   /* built here: too big for the BPF stack */
+
+/* the exporter's counts: the 10240 stacks used last are kept (an older one is evicted, and
+ * its series restarts from 0: a counter reset to Prometheus); the tools size it to 1 entry */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct export_key);
+	__type(value, __u64);
+	__uint(max_entries, 10240);
+} blocked_ns SEC(".maps");
+
+static __always_inline void export_wakeup(void *ctx, struct task_struct *p, __u64 delta)
+{
+	__u32 zero = 0;
+	struct export_key *key = bpf_map_lookup_elem(&export_scratch, &zero);
+
+	if (!key)
+		return;
+	bpf_get_current_comm(&key->waker, sizeof(key->waker));
+	bpf_probe_read_kernel(&key->target, sizeof(key->target), p->comm);
+	bpf_get_stack(ctx, key->kstack, sizeof(key->kstack), 0);
+	add_count(&blocked_ns, key, delta);
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
@@ -53,10 +90,9 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(sched_wakeup, struct task_struct *p)
 {
-	static const __u64 zero;
 	struct key_t key = {};
 	__u32 pid = p->tgid, tid = p->pid;
-	__u64 delta, *tsp, *count;
+	__u64 delta, *tsp;
 
 	if (targ_pid && targ_pid != pid)
 		return 0;
@@ -67,17 +103,14 @@ int BPF_PROG(sched_wakeup, struct task_struct *p)
 	bpf_map_delete_elem(&start, &tid);
 	if (delta < min_block_ns || delta > max_block_ns)
 		return 0;
+	if (export_stacks) {
+		export_wakeup(ctx, p, delta);
+		return 0;
+	}
 	key.w_k_stack_id = bpf_get_stackid(ctx, &stackmap, 0);
 	bpf_probe_read_kernel(&key.target, sizeof(key.target), p->comm);
 	bpf_get_current_comm(&key.waker, sizeof(key.waker));
-	count = bpf_map_lookup_elem(&counts, &key);
-	if (!count) {
-		bpf_map_update_elem(&counts, &key, &zero, BPF_NOEXIST);
-		count = bpf_map_lookup_elem(&counts, &key);
-		if (!count)
-			return 0;
-	}
-	__sync_fetch_and_add(count, delta);
+	add_count(&counts, &key, delta);
 	return 0;
 }
 

@@ -265,20 +265,18 @@ def test_vdso_symbols():
 def test_perf_map_names_jit_code(tmp_path):
     # a process with anonymous executable memory: this Python, whose perf map the test writes as
     # a JIT would (the format perf, Python 3.12 -X perf and node --perf-basic-prof share)
+    import mmap
+
     pid = os.getpid()
-    anon = [m for m in read_maps(pid) if not m.path]
     path = Path(f"/tmp/perf-{pid}.map")
     if path.exists():
         pytest.skip(f"{path} exists already")
-    if not anon:
-        # a tiny executable anonymous mapping of our own
-        import mmap
-        # private: a shared anonymous mmap shows as "/dev/zero (deleted)", not as anonymous memory
-        block = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                          prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-        anon = [m for m in read_maps(pid) if not m.path]
-    else:
-        block = None
+    # an executable anonymous mapping of our own, where a JIT puts its code (private: a shared one
+    # reads "/dev/zero (deleted)" in /proc/PID/maps; Python 3.13 maps no anonymous code of its own)
+    before = {m.start for m in read_maps(pid)}
+    block = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_EXEC)
+    anon = [m for m in read_maps(pid) if not m.path and m.start not in before]
+    assert anon, read_maps(pid)
     start_addr = anon[0].start
     try:
         path.write_text(f"{start_addr:x} 40 py::jitted_a\n{start_addr + 0x40:x} 20 py::jitted_b\nbogus line\n")
@@ -295,8 +293,7 @@ def test_perf_map_names_jit_code(tmp_path):
         assert len(pm.names) == 3
     finally:
         path.unlink()
-        if block is not None:
-            block.close()
+        block.close()
 
 
 def test_bulk_equals_one_by_one(hotcold):

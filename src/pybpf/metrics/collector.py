@@ -258,12 +258,13 @@ class _Metric:
 
 
 def _plain_column(col: np.ndarray) -> list[Any]:
-    """A key column as hashable Python values: ints, bytes for char[]/u8[N] fields."""
+    """A key column as hashable Python values: ints, bytes for char[]/u8[N]/u64[N] fields and for
+    struct fields (the ``ustack`` decoder's ``{ pid; addrs[N]; }``: their C layout, padding and all)."""
     if col.dtype.kind == "S":
         return col.tolist()
-    if col.ndim > 1 and not len(col):
+    if (col.ndim > 1 or col.dtype.names) and not len(col):
         return []
-    if col.ndim > 1:  # a sub-array field (u8 addr[16]): its raw bytes per row
+    if col.ndim > 1 or col.dtype.names:  # a sub-array field (u8 addr[16]) or a struct: its raw bytes per row
         flat = np.ascontiguousarray(col).reshape(len(col), -1)
         return [bytes(row) for row in flat.view(np.uint8).reshape(len(col), -1)]
     return col.tolist()

@@ -26,7 +26,8 @@ else:  # pragma: no cover - 3.10
 
 from pybpf.metrics.decoders import decoder_names
 
-__all__ = ["Buckets", "Config", "ConfigError", "Label", "MetricSpec", "PythonSpec", "load_config", "parse_config"]
+__all__ = ["Buckets", "Config", "ConfigError", "Label", "MetricSpec", "PerfEventSpec", "PythonSpec",
+           "load_config", "parse_config"]
 
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -96,6 +97,18 @@ class PythonSpec:
     rescan: float = 10.0         # seconds between looks for new Python processes
 
 
+@dataclass(frozen=True)
+class PerfEventSpec:
+    """``[[object.perf_event]]``: a perf event opened on every online CPU, running ``program``
+    (a ``SEC("perf_event")`` program, which has no target of its own) at each sample."""
+
+    program: str
+    event: str             # perf's name: "cpu-clock", "cycles", ... (pybpf.perf)
+    frequency: int | None  # samples per second on each CPU, or
+    period: int | None     # one sample every N events
+    path: tuple[Any, ...]
+
+
 @dataclass
 class Config:
     """A parsed config: the object, rodata, programs and metrics, plus where it came from."""
@@ -107,6 +120,7 @@ class Config:
     programs: list[str] | None
     metrics: list[MetricSpec] = field(default_factory=list)
     python: PythonSpec | None = None
+    perf_events: list[PerfEventSpec] = field(default_factory=list)
 
     def error(self, path: tuple[Any, ...], message: str) -> ConfigError:
         """A ConfigError for the config key at ``path`` (line found in the text)."""
@@ -249,7 +263,7 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         return cfg
     _known(cfg, doc, (), {"object", "python", *KINDS})
     obj = _get(cfg, doc, ("object",), dict, required=True)
-    _known(cfg, obj, ("object",), {"path", "rodata", "programs"})
+    _known(cfg, obj, ("object",), {"path", "rodata", "programs", "perf_event"})
     cfg.object = _get(cfg, obj, ("object", "path"), str, required=True)
     cfg.rodata = _get(cfg, obj, ("object", "rodata"), dict) or {}
     progs = _get(cfg, obj, ("object", "programs"), list)
@@ -258,6 +272,8 @@ def parse_config(text: str, file: str = "<config>") -> Config:
             if not isinstance(p, str):
                 raise cfg.error(("object", "programs", i), "must be a program name (a string)")
         cfg.programs = list(progs)
+    for i, entry in enumerate(_get(cfg, obj, ("object", "perf_event"), list) or []):
+        cfg.perf_events.append(_perf_event(cfg, entry, ("object", "perf_event", i)))
     names: set[str] = set()
     for kind in KINDS:
         entries = _get(cfg, doc, (kind,), list) or []
@@ -298,6 +314,23 @@ def _python(cfg: Config, doc: dict[str, Any]) -> PythonSpec:
             raise cfg.error(path + ("comm",), f"not a regular expression: {exc}") from None
         values["comm"] = comm
     return PythonSpec(**values)
+
+
+def _perf_event(cfg: Config, entry: Any, path: tuple[Any, ...]) -> PerfEventSpec:
+    if not isinstance(entry, dict):
+        raise cfg.error(path, "each [[object.perf_event]] must be a table")
+    _known(cfg, entry, path, {"program", "event", "frequency", "period"})
+    program = _get(cfg, entry, path + ("program",), str, required=True)
+    event = _get(cfg, entry, path + ("event",), str) or "cpu-clock"
+    rates = {}
+    for key in ("frequency", "period"):
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise cfg.error(path + (key,), f"must be a whole number >= 1, not {value!r}")
+        rates[key] = value
+    if (rates["frequency"] is None) == (rates["period"] is None):
+        raise cfg.error(path, "give exactly one of frequency = HZ or period = EVENTS")
+    return PerfEventSpec(program, event, rates["frequency"], rates["period"], path)
 
 
 _METRIC_KEYS = {"name", "help", "map", "global", "labels", "value_field", "scale", "skip_zero", "max_series"}

@@ -8,6 +8,7 @@ distinct raw value is decoded once per collector. The decoding itself lives in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from pybpf import toolkit
 
-__all__ = ["DECODERS", "CachedDecoder", "decoder_names", "label_text"]
+__all__ = ["BATCH_DECODERS", "DECODERS", "CachedDecoder", "decoder_names", "label_text"]
 
 
 # Label text of a C string: valid UTF-8 as it is, a backslash doubled, every byte that is not
@@ -62,6 +63,7 @@ def _inet(value: Any) -> str:
 
 _SYMBOLIZER: Any = None
 _STACKS: dict[bytes, str] = {}
+_MAX_PROCESSES = 512      # process snapshots the ustack decoder keeps before dropping exited ones
 
 
 def _symbolizer() -> Any:
@@ -73,31 +75,29 @@ def _symbolizer() -> Any:
 
 
 def _addresses(value: Any) -> np.ndarray:
-    a = np.asarray(value).reshape(-1).astype(np.uint64)
+    """A zero-padded address array (a numpy field, or its raw bytes as a scrape passes them)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        a = np.frombuffer(raw[:len(raw) - len(raw) % 8], np.uint64)
+    else:
+        a = np.asarray(value).reshape(-1).astype(np.uint64)
     zero = np.flatnonzero(a == 0)
     return a[:zero[0]] if len(zero) else a
-
-
-def _remembered(key: bytes, make: Callable[[], str]) -> str:
-    text = _STACKS.get(key)
-    if text is None:
-        if len(_STACKS) >= 50_000:
-            _STACKS.clear()
-        text = _STACKS[key] = make()
-    return text
 
 
 def _kstack(value: Any) -> str:
     """A ``u64[N]`` field of kernel addresses (``bpf_get_stack()``, zero-padded) -> its symbol
     names, innermost first, one per line (as ebpf_exporter's kstack decoder)."""
-    addrs = _addresses(value)
-    return _remembered(b"k" + addrs.tobytes(),
-                       lambda: "\n".join(_symbolizer().kernel(addrs).names.tolist()))
+    return _kstacks([value])[0]
 
 
-def _ustack(value: Any) -> str:
-    """A struct field holding a pid (its first integer member: ``pid``/``tgid``) and a ``u64[N]``
-    of that process's user addresses -> names, innermost first, one per line."""
+def _pid_and_addresses(value: Any) -> tuple[int, np.ndarray]:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # a scrape passes a struct field as its bytes: { __u32 pid; (pad) __u64 addrs[N]; }
+        raw = bytes(value)
+        if len(raw) < 16:
+            raise ValueError("the ustack decoder needs a struct field: { __u32 pid; __u64 addrs[N]; }")
+        return int.from_bytes(raw[:4], "little"), _addresses(raw[8:])
     names = getattr(getattr(value, "dtype", None), "names", None)
     if not names:
         raise ValueError("the ustack decoder needs a struct field: { __u32 pid; __u64 addrs[N]; }")
@@ -105,9 +105,72 @@ def _ustack(value: Any) -> str:
     arr_name = next((n for n in names if value.dtype[n].shape != ()), None)
     if pid_name is None or arr_name is None:
         raise ValueError("the ustack decoder needs a pid member and an address array member")
-    pid, addrs = int(value[pid_name]), _addresses(value[arr_name])
-    return _remembered(b"u%d:" % pid + addrs.tobytes(),
-                       lambda: "\n".join(_symbolizer().user(pid, addrs).names.tolist()))
+    return int(value[pid_name]), _addresses(value[arr_name])
+
+
+def _ustack(value: Any) -> str:
+    """A struct field holding a pid (its first integer member: ``pid``/``tgid``) and a ``u64[N]``
+    of that process's user addresses -> names, innermost first, one per line. A process is
+    read when its first stack is named (an exporter names stacks at scrape time: one that has
+    exited by then reads ``[unknown]``); snapshots of exited processes are let go."""
+    return _ustacks([value])[0]
+
+
+def _name_all(stacks: list[np.ndarray], resolve: Callable[[np.ndarray], np.ndarray]) -> list[str]:
+    """The text of each stack, with the addresses of all of them resolved in one call."""
+    flat = np.concatenate(stacks) if stacks else np.zeros(0, np.uint64)
+    names = resolve(flat).tolist() if len(flat) else []
+    out, at = [], 0
+    for stack in stacks:
+        out.append("\n".join(names[at:at + len(stack)]))
+        at += len(stack)
+    return out
+
+
+def _keep(texts: dict[bytes, str]) -> None:
+    if len(_STACKS) + len(texts) >= 50_000:
+        _STACKS.clear()
+    _STACKS.update(texts)
+
+
+def _kstacks(values: list[Any]) -> list[str]:
+    """Many kstack labels: every kernel address not named yet is resolved in one lookup."""
+    stacks = [_addresses(v) for v in values]
+    keys = [b"k" + a.tobytes() for a in stacks]
+    texts = {k: _STACKS[k] for k in keys if k in _STACKS}
+    todo = [i for i, k in enumerate(keys) if k not in texts]
+    if todo:
+        new = _name_all([stacks[i] for i in todo], lambda a: _symbolizer().kernel(a).names)
+        fresh = {keys[i]: t for i, t in zip(todo, new)}
+        _keep(fresh)
+        texts.update(fresh)
+    return [texts[k] for k in keys]
+
+
+def _user_names(sym: Any, pid: int, addrs: np.ndarray) -> np.ndarray:
+    return sym.user(pid, addrs).names  # type: ignore[no-any-return]
+
+
+def _ustacks(values: list[Any]) -> list[str]:
+    """Many ustack labels: per process, every address not named yet is resolved in one lookup."""
+    found = [_pid_and_addresses(v) for v in values]
+    keys = [b"u%d:" % pid + a.tobytes() for pid, a in found]
+    texts = {k: _STACKS[k] for k in keys if k in _STACKS}
+    todo: dict[int, list[int]] = {}
+    for i, k in enumerate(keys):
+        if k not in texts:
+            todo.setdefault(found[i][0], []).append(i)
+    if todo:
+        sym = _symbolizer()
+        if len(sym.processes) >= _MAX_PROCESSES:
+            sym.forget_exited()
+        fresh: dict[bytes, str] = {}
+        for pid, rows in todo.items():
+            new = _name_all([found[i][1] for i in rows], functools.partial(_user_names, sym, pid))
+            fresh.update((keys[i], t) for i, t in zip(rows, new))
+        _keep(fresh)
+        texts.update(fresh)
+    return [texts[k] for k in keys]
 
 
 DECODERS: dict[str, Callable[[Any], str]] = {
@@ -124,6 +187,12 @@ DECODERS: dict[str, Callable[[Any], str]] = {
     "hex": lambda v: f"0x{int(v):x}",
     "kstack": _kstack,
     "ustack": _ustack,
+}
+
+# decoders that name a whole column at once (one symbolizer lookup for all its stacks)
+BATCH_DECODERS: dict[str, Callable[[list[Any]], list[str]]] = {
+    "kstack": _kstacks,
+    "ustack": _ustacks,
 }
 
 
@@ -157,5 +226,19 @@ class CachedDecoder:
         return text
 
     def many(self, values: list[Any]) -> list[str]:
-        """Decode a column of raw values."""
-        return [self(v) for v in values]
+        """Decode a column of raw values (the values not cached yet in one call, for a decoder
+        that has a batch form)."""
+        batch = BATCH_DECODERS.get(self.name)
+        if batch is None:
+            return [self(v) for v in values]
+        try:
+            out: list[str | None] = [self._cache.get(v) for v in values]
+        except TypeError:   # unhashable values (array fields): no cache
+            return batch(values)
+        missing = [i for i, text in enumerate(out) if text is None]
+        if missing:
+            if len(self._cache) + len(missing) >= self._limit:
+                self._cache.clear()
+            for i, text in zip(missing, batch([values[i] for i in missing])):
+                out[i] = self._cache[values[i]] = text
+        return out  # type: ignore[return-value]

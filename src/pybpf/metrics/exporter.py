@@ -1,8 +1,10 @@
 """The exporter behind ``pybpf export``: load each config's object, attach, serve ``/metrics``.
 
 Owns the lifetime of what it loads: every object is opened, given its rodata,
-loaded and attached here, and closed by :meth:`Exporter.close` (links, maps and
-the libbpf object, in that order), which also stops the HTTP server.
+loaded and attached here (``perf_event`` programs to the perf events the config's
+``[[object.perf_event]]`` opens on every CPU), and closed by :meth:`Exporter.close`
+(perf events, links, maps and the libbpf object, in that order), which also stops
+the HTTP server.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 import pybpf
 from pybpf.metrics.collector import BpfCollector, ObjectMetrics
 from pybpf.metrics.server import MetricsApp, start_server
-from pybpf.metrics.config import Config, load_config
+from pybpf.metrics.config import Config, PerfEventSpec, load_config
 
 __all__ = ["Exporter"]
 
@@ -29,6 +31,7 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = BpfCollector()
         self.objects: list[pybpf.Object] = []
+        self.perf_events: list[Any] = []   # pybpf.perf.PerfEvents, each owning its fds and links
         self.deployments: list[Any] = []  # sources reading a running deployment's pins (--deployment DIR)
         self._server: Any = None
         self.app: MetricsApp | None = None  # the HTTP side, once serve() runs
@@ -78,7 +81,22 @@ class Exporter:
                     raise cfg.error(("object", "programs", i), f"no program {prog!r} in {cfg.object}; "
                                     f"programs: {', '.join(obj.programs)}")
                 obj.programs[prog].attach()
+        for spec in cfg.perf_events:
+            self._open_perf_event(cfg, obj, spec)
         return metrics
+
+    def _open_perf_event(self, cfg: Config, obj: pybpf.Object, spec: PerfEventSpec) -> None:
+        from pybpf import perf   # only configs that sample pay for it
+
+        if spec.program not in obj.programs:
+            raise cfg.error(spec.path + ("program",), f"no program {spec.program!r} in {cfg.object}; "
+                            f"programs: {', '.join(obj.programs)}")
+        try:
+            events = perf.open_events(spec.event, frequency=spec.frequency, period=spec.period)
+        except (ValueError, LookupError, pybpf.BpfError) as exc:
+            raise cfg.error(spec.path, str(exc)) from exc
+        self.perf_events.append(events)
+        events.attach(obj.programs[spec.program])
 
     def exposition(self) -> bytes:
         """One scrape's text, as ``/metrics`` serves it."""
@@ -99,6 +117,8 @@ class Exporter:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        while self.perf_events:
+            self.perf_events.pop().close()
         while self.objects:
             self.objects.pop().close()
         while self.deployments:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from elftools.common.exceptions import DWARFError, ELFError
 
 from pybpf.errors import ObjectFormatError
 
@@ -308,6 +307,9 @@ class ElfSymbols:
         out: list[tuple[str, int] | None] = [None] * len(vaddrs)
         if not self.has_debug_info or (self._mm is None and not self._buf):
             return out
+        # pyelftools only for file:line: a profiler that names functions never imports it (start-up)
+        from elftools.common.exceptions import DWARFError, ELFError
+
         with self._lock:
             try:
                 dwarf = self._dwarf()

@@ -26,6 +26,8 @@ __all__ = ["UNKNOWN", "Frame", "Frames", "Symbolizer"]
 
 UNKNOWN = "[unknown]"
 _KALLSYMS_MIN_AGE = 1.0   # seconds between two automatic re-reads of kallsyms
+_MAPS_MIN_AGE = 1.0       # seconds between two automatic snapshots of one process's mappings
+_MISS_TTL = 5.0           # seconds a pid found gone (or unreadable) is not looked for again
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class Symbolizer:
         self._kernel: KernelSymbols | None = None
         self._elves: dict[tuple[object, ...], ElfSymbols] = {}
         self._procs: dict[int, ProcessMaps] = {}
+        self._missed: dict[int, float] = {}   # pid -> when it was found gone or unreadable
         self._lock = threading.RLock()
 
     # ---- caches ------------------------------------------------------------------------
@@ -139,17 +142,31 @@ class Symbolizer:
 
     def remember(self, pid: int) -> ProcessMaps | None:
         """Snapshot ``pid``'s mappings and load their symbols now, so that its addresses still
-        resolve after it exits. None when it is already gone. A snapshot is taken once; call
-        :meth:`forget` to take it again."""
+        resolve after it exits. None when it is already gone, or when its mappings may not be
+        read here (another user namespace's process: its frames read ``[unknown]``, as perf
+        shows them). A snapshot is taken once; call :meth:`forget` to take it again."""
         with self._lock:
             maps = self._procs.get(pid)
             if maps is not None:
                 return maps
+            missed = self._missed.get(pid)
+            if missed is not None and time.monotonic() - missed < _MISS_TTL:
+                return None   # each stack of a gone process must not try /proc again
+            return self._snapshot(pid)
+
+    def _snapshot(self, pid: int) -> ProcessMaps | None:
+        """A new snapshot of ``pid`` kept in place of the old one; None (and the old one kept)
+        when the process is gone or unreadable."""
+        with self._lock:
             try:
                 maps = ProcessMaps(pid, self._load_elf, debug_dirs=self.debug_dirs, perf_maps=self.perf_maps,
                                    lines=self.lines)
-            except (FileNotFoundError, ProcessLookupError):
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                if len(self._missed) >= 65536:
+                    self._missed.clear()
+                self._missed[pid] = time.monotonic()
                 return None
+            self._missed.pop(pid, None)
             self._procs[pid] = maps
             return maps
 
@@ -157,6 +174,16 @@ class Symbolizer:
         """Drop the snapshot of ``pid`` (a new process may reuse the number)."""
         with self._lock:
             self._procs.pop(pid, None)
+            self._missed.pop(pid, None)
+
+    def forget_exited(self) -> list[int]:
+        """Drop the snapshots of processes that have exited (a long-running consumer, as the
+        exporter, would otherwise keep every process it ever saw); returns their pids."""
+        with self._lock:
+            gone = [pid for pid, maps in self._procs.items() if not maps.alive]
+            for pid in gone:
+                del self._procs[pid]
+            return gone
 
     @property
     def processes(self) -> list[int]:
@@ -200,11 +227,11 @@ class Symbolizer:
             frames = Frames(uniq, names, offsets, modules, [None] * len(uniq) if self.lines else None)
         else:
             where = maps.mapping_index(uniq)
-            if np.any(where < 0) and maps.perf_map is None and maps.alive:
-                # mapped since the snapshot (dlopen, a JIT): take it again
-                with self._lock:
-                    self.forget(pid)
-                    maps = self.remember(pid) or maps
+            if np.any(where < 0) and maps.perf_map is None and time.monotonic() - maps.taken_at > _MAPS_MIN_AGE \
+                    and maps.alive:
+                # mapped since the snapshot (dlopen, a JIT): take it again (at most once a second: an
+                # address no mapping holds, a stack walked into garbage, must not cost a snapshot each time)
+                maps = self._snapshot(pid) or maps
             frames = self._user_unique(maps, uniq)
         return frames.take(inverse.reshape(-1))
 

@@ -168,12 +168,14 @@ def ring_bytes(c_pages: int, record_bytes: int, c_record_bytes: int | None = Non
 @contextmanager
 def loaded(name: str, rodata: Mapping[str, Any] | None = None, programs: list[str] | None = None,
            before_attach: Callable[[pybpf.Object], None] | None = None, *, cgroup: str | None = None,
-           max_entries: Mapping[str, int] | None = None, disable: Iterable[str] = ()) -> Iterator[pybpf.Object]:
+           max_entries: Mapping[str, int] | None = None, disable: Iterable[str] = (),
+           value_sizes: Mapping[str, int] | None = None) -> Iterator[pybpf.Object]:
     """Open the bundled object ``name``, set rodata, load, attach (all or ``programs``).
 
     ``before_attach(obj)`` runs between load and attach (fill filter maps there);
     ``cgroup`` is ``-c``'s path (the object includes ``tools_filter.h``);
-    ``max_entries`` sizes maps before load (the ``events`` ring); programs in ``disable``
+    ``max_entries`` sizes maps before load (the ``events`` ring), ``value_sizes`` sets
+    value sizes (a stack map's depth); programs in ``disable``
     are not loaded (``bpf_program__set_autoload(false)``, as the C tools choose hooks).
     """
     obj = pybpf.open(pybpf.bundled(name))
@@ -184,6 +186,8 @@ def loaded(name: str, rodata: Mapping[str, Any] | None = None, programs: list[st
             obj.rodata["filter_cg"] = True
         for key, count in (max_entries or {}).items():
             obj.maps[key].max_entries = count
+        for key, size in (value_sizes or {}).items():
+            obj.maps[key].value_size = size
         off = set(disable)
         for prog_name in off:
             obj.programs[prog_name].autoload = False

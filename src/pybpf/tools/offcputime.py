@@ -1,11 +1,17 @@
 """offcputime: time spent off CPU, by kernel and user stack, as libbpf-tools' offcputime.
 
     pybpf tool offcputime [-p PID] [-t TID] [-u | -k] [-m MIN] [-M MAX] [--state S]
-                          [-f] [-d] [--svg FILE] [duration]
+                          [--stack-storage-size N] [--perf-max-stack-depth N]
+                          [-f] [-d] [--svg FILE] [--json] [-V] [duration]
 
-BPF side: ``bpf_src/offcputime.bpf.c`` (``tp_btf/sched_switch``, as the C tool). Times are
-microseconds. ``-f`` prints folded stacks (``comm;user...;kernel... US``, as BCC's
-offcputime -f) and ``--svg`` draws an off-CPU flame graph.
+Output is the installed C tool's: 0.31 prints ``Tracing off-CPU time (us)...`` first
+(0.26 prints nothing), then one block per stack (kernel frames innermost first, user
+frames, ``-  COMM (TID)`` and the microseconds). ``-f`` prints folded stacks
+(``comm;user...;kernel... US``, as BCC's offcputime -f), ``--json`` one object per stack,
+and ``--svg`` draws an off-CPU flame graph.
+
+BPF side: ``bpf_src/offcputime.bpf.c`` (``tp_btf/sched_switch``, as the C tool).
+``pybpf export offcputime`` serves off-CPU seconds per command and stack.
 """
 
 from __future__ import annotations
@@ -15,16 +21,16 @@ from typing import Optional
 import numpy as np
 import typer
 
-from pybpf.text import visible
-from pybpf.flame.stacks import fold, name_stacks
+from pybpf.flame.stacks import NamedStack, fold, name_stacks
 from pybpf.symbolize import Symbolizer
-from pybpf.tools._common import Stop, fail
-from pybpf.tools._stacks import parse_ids, print_blocks, print_folded, stack_object, track_pids, write_svg
+from pybpf.text import visible
+from pybpf.tools._common import Stop, c_release, ctext, fail, ready_line, tool_app, version_option
+from pybpf.tools._stacks import (lost_warnings, parse_ids, print_blocks, print_folded, print_json, stack_object,
+                                 track_pids, write_svg)
 
 __all__ = ["app"]
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = tool_app()
 
 
 @app.command()
@@ -44,42 +50,53 @@ def offcputime(
     depth: int = typer.Option(127, "--perf-max-stack-depth", help="limit for kernel and user stacks"),
     svg: Optional[str] = typer.Option(None, "--svg", help="also write an SVG flame graph to FILE"),
     title: str = typer.Option("Off-CPU time flame graph", "--title", help="title of the flame graph"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per stack"),
+    version: bool = version_option("offcputime"),
 ) -> None:
     """Summarize off-CPU time by stack trace."""
     if user_threads and kernel_threads:
         fail("user_threads_only and kernel_threads_only cannot be used together.")
-    if min_block > max_block:
+    if min_block >= max_block:
         fail("min_block_time should be smaller than max_block_time")
     if duration is not None and duration <= 0:
         fail(f"Invalid duration (in s): {duration}")
+    if not 0 <= min_block < 1 << 64 or not 0 <= max_block < 1 << 64:
+        fail("block times are microseconds, 0..2^64-1")
     pids, tids = parse_ids(pid, "pid"), parse_ids(tid, "tid")
     rodata = {"user_threads_only": user_threads, "kernel_threads_only": kernel_threads,
               "min_block_us": min_block, "max_block_us": max_block, "state": state,
               "filter_by_tgid": bool(pids), "filter_by_pid": bool(tids)}
     sym = Symbolizer()
-    with Stop(duration) as stop, \
-            stack_object("offcputime", rodata, depth=depth, storage=storage, pids=pids, tids=tids) as obj:
-        obj.attach()
+    # the duration runs from the moment the program is attached, as the C tool's sleep()
+    with stack_object("offcputime", rodata, depth=depth, storage=storage, pids=pids, tids=tids) as obj, \
+            Stop(duration) as stop:
         sym.kernel_symbols()   # read now: the program's own symbol leaves with it
         for p in pids:
             sym.remember(p)
-        if not folded:
-            print("Tracing off-CPU time (us) of " + (f"PID [{', '.join(map(str, pids))}]" if pids else "all threads")
-                  + (f" for {duration} secs." if duration else "... Hit Ctrl-C to end."), flush=True)
+        if not folded and c_release() >= (0, 31):   # 0.26 prints no header
+            ready_line("Tracing off-CPU time (us)" + (f" for {duration} secs." if duration else
+                                                      "... Hit Ctrl-C to end."), as_json)
         info = obj.maps["info"]
         track_pids(stop, lambda: info.lookup_batch()[0]["tgid"], sym)
         keys, values = info.lookup_batch()
         stacks = obj.maps["stackmap"].stacks()
-    keep = values["delta"] > 0
+        dropped = int(obj.bss["dropped"])
+    keep = values["delta"] > 0   # as the C tool: stacks stamped but never back on a CPU are not shown
     keys, values = keys[keep], values[keep]
     named = name_stacks(keys, values["delta"], stacks, sym, comm=None, user_pid="tgid")
-    comms = [bytes(c).split(b"\0", 1)[0].decode("utf-8", "replace") for c in values["comm"].tolist()]
-    named = [type(n)(n.pid, c, n.user, n.kernel, n.value) for n, c in zip(named, comms)]
+    named = [NamedStack(n.pid, ctext(c), n.user, n.kernel, n.value) for n, c in zip(named, values["comm"])]
     result = fold(named, delimiter="-" if delimited else None)
-    if folded:
+    if as_json:
+        tgids = dict(zip(range(len(keys)), keys["tgid"].tolist()))
+        order = np.argsort(-values["delta"].astype(np.int64), kind="stable").tolist()
+        print_json([{"tid": named[i].pid, "pid": tgids[i], "comm": named[i].comm,
+                     "kernel_stack": list(reversed(named[i].kernel)), "user_stack": list(reversed(named[i].user)),
+                     "us": named[i].value} for i in order])
+    elif folded:
         print_folded(result)
     else:
-        print_blocks(named, delimiter=delimited,
+        print_blocks(named, delimiter=delimited, kernel_unknown="unknown",
                      tail=lambda r: f"    {'-':<16} {visible(r.comm)} ({r.pid})\n        {r.value}\n\n")
+    lost_warnings(keys["kern_stack_id"], keys["user_stack_id"], dropped, "off-CPU stacks")
     if svg:
         write_svg(svg, result, title, "us", subtitle=f"{int(np.sum(values['delta'])):,} us off CPU")

@@ -1,33 +1,36 @@
 """profile: sample stacks on every CPU at a frequency, as libbpf-tools' profile (+ --svg).
 
     pybpf tool profile [-p PID] [-L TID] [-U | -K] [-F FREQ] [-f] [-d] [-I] [-C CPU]
-                       [--svg FILE] [duration]
+                       [--stack-storage-size N] [--perf-max-stack-depth N]
+                       [--svg FILE] [--json] [-V] [duration]
+
+Output is the C tool's (0.31): the ``Sampling at ...`` line, then one block per stack
+(kernel frames, user frames, ``-  COMM (PID)`` and the count), or with ``-f`` one folded
+line per stack; ``--json`` gives one object per stack instead and ``--svg`` also draws a
+flame graph. Stacks the stack map could not hold are counted in the C tool's WARNING line.
 
 BPF side: ``bpf_src/profile.bpf.c``, a ``perf_event`` program on a software CPU clock per
-CPU (opened by :mod:`pybpf.perf`); user space names the frames with
-:mod:`pybpf.symbolize` and prints libbpf-tools' output, folded stacks (``-f``), or an
-SVG flame graph (``--svg``).
+CPU (opened by :mod:`pybpf.perf`); user space names the frames with :mod:`pybpf.symbolize`.
+``pybpf export profile`` serves the same samples as a counter per command and stack.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
-import numpy as np
 import typer
 
 from pybpf import perf
-from pybpf.text import visible
 from pybpf.flame.stacks import fold, name_stacks
 from pybpf.symbolize import Symbolizer
-from pybpf.tools._common import Stop, fail
-from pybpf.tools._stacks import parse_ids, print_blocks, print_folded, stack_object, track_pids, write_svg
+from pybpf.text import visible
+from pybpf.tools._common import Stop, fail, ready_line, tool_app, version_option
+from pybpf.tools._stacks import (lost_warnings, parse_ids, print_blocks, print_folded, print_json, stack_object,
+                                 track_pids, write_svg)
 
 __all__ = ["app"]
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = tool_app()
 
 
 @app.command()
@@ -46,6 +49,8 @@ def profile(
     depth: int = typer.Option(127, "--perf-max-stack-depth", help="limit for kernel and user stacks"),
     svg: Optional[str] = typer.Option(None, "--svg", help="also write an SVG flame graph to FILE"),
     title: str = typer.Option("CPU flame graph", "--title", help="title of the flame graph"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per stack"),
+    version: bool = version_option("profile"),
 ) -> None:
     """Profile CPU usage by sampling stack traces at a timed interval."""
     if user_only and kernel_only:
@@ -56,15 +61,15 @@ def profile(
     rodata = {"user_stacks_only": user_only, "kernel_stacks_only": kernel_only, "include_idle": include_idle,
               "filter_by_pid": bool(pids), "filter_by_tid": bool(tids) and not pids}
     sym = Symbolizer()
-    with Stop(duration) as stop, \
-            stack_object("profile", rodata, depth=depth, storage=storage, pids=pids, tids=tids) as obj:
+    with stack_object("profile", rodata, depth=depth, storage=storage, pids=pids, tids=tids) as obj:
         for p in pids:
             sym.remember(p)
         try:
             events = perf.open_events("cpu-clock", frequency=frequency, cpus=None if cpu is None else [cpu])
         except (ValueError, OSError) as exc:
             fail(f"failed to init perf sampling: {exc}")
-        with events:
+        # the duration runs from the first sample on, as the C tool's sleep() after attaching
+        with events, Stop(duration) as stop:
             events.attach(obj.programs["do_perf_event"])
             sym.kernel_symbols()   # read now: the program's own symbol leaves with it
             if not folded:
@@ -73,24 +78,26 @@ def profile(
                 how = " by user" if user_only else " by kernel" if kernel_only else " by user + kernel"
                 where = f" on CPU#{cpu}" if cpu is not None else ""
                 when = f" for {duration} secs." if duration else "... Hit Ctrl-C to end."
-                print(f"Sampling at {frequency} Hertz of{who}{how}{where}{when}", flush=True)
+                ready_line(f"Sampling at {frequency} Hertz of{who}{how}{where}{when}", as_json)
             counts = obj.maps["counts"]
             track_pids(stop, lambda: counts.lookup_batch()[0]["pid"], sym)
             events.disable()
         keys, values = counts.lookup_batch()
         stacks = obj.maps["stackmap"].stacks()
+        dropped = int(obj.bss["dropped"])
     named = name_stacks(keys, values, stacks, sym, user_id=None if kernel_only else "user_stack_id",
                         kernel_id=None if user_only else "kern_stack_id")
-    missing = int(np.sum(((keys["user_stack_id"] < 0) & (keys["user_stack_id"] != -14) & (not kernel_only))
-                         | ((keys["kern_stack_id"] < 0) & (keys["kern_stack_id"] != -14) & (not user_only))))
     result = fold(named, delimiter="-" if delimited else None)
-    if folded:
+    if as_json:
+        print_json([{"pid": r.pid, "comm": r.comm, "kernel_stack": list(reversed(r.kernel)),
+                     "user_stack": list(reversed(r.user)), "samples": r.value}
+                    for r in sorted(named, key=lambda r: -r.value)])
+    elif folded:
         print_folded(result)
     else:
         print_blocks(named, delimiter=delimited,
                      tail=lambda r: f"    {'-':<16} {visible(r.comm)} ({r.pid})\n        {r.value}\n\n")
-    if missing:
-        print(f"WARNING: {missing} stack traces could not be displayed. Consider increasing "
-              f"--stack-storage-size.", file=sys.stderr)
+    lost_warnings(None if user_only else keys["kern_stack_id"], None if kernel_only else keys["user_stack_id"],
+                  dropped, "samples")
     if svg:
         write_svg(svg, result, title, "samples", subtitle=f"{frequency} Hz, {result.total} samples")
