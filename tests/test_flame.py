@@ -3,6 +3,7 @@ folded text, named stacks from a real profile, and the SVG flame graph as Chromi
 
 from __future__ import annotations
 
+import io
 import re
 from html import unescape
 
@@ -177,6 +178,87 @@ def test_svg_in_chromium(tmp_path):
     cold = rects["cold"]
     cold_run = max((r for r in runs if abs(r[0] - cold[0]) <= 2), key=lambda r: r[1] - r[0])
     assert (widest[1] - widest[0]) / (cold_run[1] - cold_run[0]) == pytest.approx(750 / 250, rel=0.05)
+
+
+_GEOMETRY = """[...document.querySelectorAll('g.f')].map(function (g) {
+  var r = g.querySelector('rect'), b = r.getBoundingClientRect();
+  return {n: g.getAttribute('data-n'), cls: g.getAttribute('class'), x: +r.getAttribute('x'),
+          w: +r.getAttribute('width'), fill: r.getAttribute('fill'), cx: b.x + b.width / 2, cy: b.y + b.height / 2,
+          top: b.y};
+})"""
+
+
+def _boxes(page: chromium.Page) -> dict[str, dict]:
+    return {box["n"]: box for box in page.evaluate(_GEOMETRY)}  # type: ignore[union-attr]
+
+
+def _run_of(img: np.ndarray, y: int, fill: str) -> tuple[int, int]:
+    """(first x, last x + 1) of the pixels of colour ``fill`` (``rgb(r,g,b)``) on row ``y``."""
+    colour = np.array([int(c) for c in re.findall(r"\d+", fill)])
+    hit = np.flatnonzero(np.all(np.abs(img[y] - colour) <= 3, axis=1))
+    return (int(hit[0]), int(hit[-1]) + 1) if len(hit) else (0, 0)
+
+
+def _picture(page: chromium.Page) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+
+
+def test_svg_click_zooms_in_chromium(tmp_path):
+    """A real click on a frame, in headless Chromium (DevTools input events: Chromium's hit testing,
+    the SVG's own handler): the frame then spans the full width, in the DOM and on screen, its
+    callees keep their share of it, its callers are drawn full width, the rest is hidden; Escape
+    and "Reset Zoom" bring the whole graph back."""
+    folded = sample()
+    svg = render_svg(folded, title="CPU profile of hotcold")
+    page_path = tmp_path / "flame.svg"
+    page_path.write_text(svg)
+    width = 1200
+    height = int(re.search(r'height="(\d+)"', svg).group(1))
+    full = width - 2 * 10 - 1            # XPAD each side, 1 px gap
+    with chromium.Page(page_path, width, height) as page:
+        page.wait_for("typeof zoom === 'function' && frames.length > 0")   # the SVG's onload ran
+        before = _boxes(page)
+        hot = before["hot"]
+        assert hot["w"] == pytest.approx(750 / 1006 * (width - 20) - 1, abs=0.02)
+        first, last = _run_of(_picture(page), int(hot["top"]) + 2, hot["fill"])
+        assert last - first == pytest.approx(hot["w"], abs=2) and first > 200   # 3/4 of the row, on the right
+
+        page.click(hot["cx"], hot["cy"])
+        after = _boxes(page)
+        # the DOM: hot spans the width; its callee keeps its share of hot (150 of 750)
+        assert after["hot"]["x"] == 10 and after["hot"]["w"] == pytest.approx(full, abs=0.02)
+        assert after["hot"]["cls"] == "f"
+        assert after["leaf_of_hot"]["x"] == 10
+        assert after["leaf_of_hot"]["w"] == pytest.approx(150 / 750 * (width - 20) - 1, abs=0.02)
+        for caller in ("all", "hotcold", "main"):
+            assert after[caller]["cls"] == "f parent" and after[caller]["w"] == pytest.approx(full, abs=0.02)
+        hostile = next(frames[-1] for frames, _ in folded if frames[-1].startswith("<script>"))   # ; made :
+        for other in ("cold", "tiny", hostile):
+            assert after[other]["cls"] == "f hide", other
+        assert page.evaluate("document.getElementById('title').textContent") == "CPU profile of hotcold: hot"
+        assert page.evaluate("document.getElementById('unzoom').getAttribute('class')") == ""
+        # the picture: hot's colour runs across the whole row (it was 3/4 of it), cold's is gone
+        img = _picture(page)
+        first, last = _run_of(img, int(after["hot"]["top"]) + 2, hot["fill"])
+        assert first <= 11 and last - first >= full - 2, (first, last)
+        leaf = _run_of(img, int(after["leaf_of_hot"]["top"]) + 2, after["leaf_of_hot"]["fill"])
+        assert leaf[1] - leaf[0] == pytest.approx(150 / 750 * full, abs=3)
+        assert _run_of(img, int(before["cold"]["top"]) + 2, before["cold"]["fill"]) == (0, 0)
+
+        page.press("Escape", 27)   # back to the whole graph
+        assert {n: (b["x"], b["w"], b["cls"]) for n, b in _boxes(page).items()} == \
+            {n: (b["x"], b["w"], b["cls"]) for n, b in before.items()}
+        assert page.evaluate("document.getElementById('title').textContent") == "CPU profile of hotcold"
+
+        page.click(before["cold"]["cx"], before["cold"]["cy"])   # zoom into cold, then the button
+        assert _boxes(page)["cold"]["w"] == pytest.approx(full, abs=0.02)
+        button = page.evaluate("(function (b) { return [b.x + b.width / 2, b.y + b.height / 2]; })"
+                               "(document.getElementById('unzoom').getBoundingClientRect())")
+        page.click(*button)  # type: ignore[misc]
+        assert {n: (b["x"], b["w"]) for n, b in _boxes(page).items()} == \
+            {n: (b["x"], b["w"]) for n, b in before.items()}
+        assert page.evaluate("document.getElementById('unzoom').getAttribute('class')") == "hide"
 
 
 def test_svg_refusals_and_empty():
