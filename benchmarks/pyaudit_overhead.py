@@ -2,7 +2,7 @@
 
     sudo python benchmarks/pyaudit_overhead.py [--rounds 5]
 
-Runs Debian's /usr/bin/python3.11 on three workloads (100k ``sys.audit`` calls;
+Runs Debian's /usr/bin/python3 under its real name (python3.11 on 12, python3.13 on 13) on three workloads (100k ``sys.audit`` calls;
 20k ``open``/``close`` of /dev/null, one audit event each; a pure-Python loop that
 raises none), each untraced, traced by ``pybpf tool pyaudit --pid PID --counts``
 (counting in the kernel) and by ``pybpf tool pyaudit --pid PID --json`` (every event
@@ -22,7 +22,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = "/usr/bin/python3.11"
+sys.path.insert(0, str(ROOT / "src"))
+from pybpf.distro import usdt_python  # noqa: E402
+
+PYTHON = usdt_python()
 
 WORKLOADS = {
     "sys.audit x100k": "for i in range(100000):\n    sys.audit('app.event', i)",
