@@ -514,6 +514,7 @@ def check(suite: str, commands: list[str], keep: bool, refresh: bool, shell: boo
             log(f"kept {root}")
         else:
             _remove_tree(root)
+            log(f"removed {root}" if not os.path.exists(root) else f"could not remove {root}")
     return status
 
 
