@@ -127,12 +127,20 @@ def _bpftool(*args: str) -> str:
 
 
 def _check_against_bpftool(btf: Btf, types: list[dict]) -> None:
-    """Every type of ``btf`` against bpftool's JSON of it, field by field. Enum values are not
-    compared with the JSON (bpftool 7.1 prints an unsigned 32-bit value with bit 31 sign-extended
-    to 64 bits): their signedness is, and their values are compared with libbpf's C dump."""
+    """Every type of ``btf`` against bpftool's JSON of it, field by field, and against pybpf's
+    own JSON encoder (``btf dump --format json`` encodes the raw records, apart from the decoder).
+    Enum values are not compared with bpftool's JSON (bpftool 7.1 prints an unsigned 32-bit value
+    with bit 31 sign-extended to 64 bits): their signedness is, and their values are compared with
+    libbpf's C dump."""
+    from pybpf.btf.tojson import iter_type_json
+    from pybpf.cli.btf import type_json
+
     assert len(btf) == len(types) + 1
+    assert [j["id"] for j in types] == list(range(1, len(btf)))
+    encoded = iter_type_json(btf, range(1, len(btf)))
     for j in types:
         t = btf[j["id"]]
+        assert json.loads(next(encoded)) == type_json(t), j["id"]
         assert t.kind == j["kind"].lower(), j
         assert (t.name or "(anon)") == j["name"], j
         if "size" in j:
@@ -172,7 +180,8 @@ def _check_against_bpftool(btf: Btf, types: list[dict]) -> None:
 
 def test_every_kernel_btf_matches_bpftool_and_libbpfs_c_dump(kernel_btfs: list[dict]) -> None:
     """Every type of every kernel of the corpus (the release's kernel packages and the running
-    kernel): the parser against bpftool's JSON, and every enum value against libbpf's C dump
+    kernel): the parser against bpftool's JSON and pybpf's JSON encoder, and every enum value
+    against libbpf's C dump
     (libbpf's btf_dump, which prints each value with the signedness of its kind_flag). libbpf's
     btf_dump is called directly (``cheader.dump_c``): bpftool 7.5's ``format c`` (Debian 13)
     sorts types and leaves some out (an anonymous enum of 6.12, a named signed one)."""
@@ -190,7 +199,7 @@ def test_every_kernel_btf_matches_bpftool_and_libbpfs_c_dump(kernel_btfs: list[d
                            and any(v >> 31 for _n, v in btf[i].values))
         seen.append(f"{target['label']} ({len(btf) - 1} types, {len(ours)} enum values, "
                     f"{unsigned_top} unsigned enums with bit 31 set)")
-    print("\nparser == bpftool, enum values == libbpf's C dump, on: " + "; ".join(seen))
+    print("\nparser == bpftool == JSON encoder, enum values == libbpf's C dump, on: " + "; ".join(seen))
 
 
 @needs_vmlinux
