@@ -32,7 +32,7 @@ APT_bookworm := clang-19
 # Debian 13: clang is 19; libbpf-tools are named NAME-libbpf (pybpf.toolchain finds both)
 APT_trixie :=
 APT_PACKAGES := $(APT_COMMON) $(APT_$(OS_CODENAME))
-APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3
 
 # Debian's python3 under its real name (python3.11 on 12, python3.13 on 13: pybpf.distro, run by
 # Debian's own python3 after apt installed it); any python3 on PATH elsewhere.
