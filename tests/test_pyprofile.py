@@ -493,3 +493,49 @@ def test_exporter_top_functions_per_process_bounded(kernel, python, tmp_path):
         parse_config("[python]\ntop = 0\n", "bad.toml")
     with pytest.raises(Exception, match=r"python\.comm: not a regular expression"):
         parse_config('[python]\ncomm = "("\n', "bad.toml")
+
+
+def test_offsets_documents_are_data(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pybpf.pyframes.offsets import debug_offsets_size, offsets_from_debug
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.text(max_size=8),
+                        st.floats(allow_nan=True))
+    keys = st.sampled_from(["version", "source", "frame_code", "tstate_next", "free_threaded", "junk"])
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.dictionaries(keys, scalars) | st.lists(scalars) | scalars)
+    def offsets_json(doc):
+        try:
+            PyOffsets.from_dict(doc)
+        except ObjectFormatError:
+            pass
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=debug_offsets_size() + 16))
+    def debug_block(raw):
+        try:
+            offsets_from_debug(b"xdebugpy" + raw if raw[:1] == b"x" else raw)
+        except (ObjectFormatError, UnreadablePythonError):
+            pass
+
+    offsets_json()
+    debug_block()
+    with pytest.raises(ObjectFormatError, match="cookie"):
+        offsets_from_debug(b"\0" * debug_offsets_size())
+
+
+def test_hostile_names_stay_one_line(kernel, python, tmp_path):
+    script = tmp_path / "evil.py"
+    script.write_text('import sys\nprint("ready", flush=True)\n'
+                      'exec(compile("def evil():\\n    while True:\\n        pass\\n", "x;y\\nz\\x1b[2J", "exec"))\n'
+                      'evil()\n')
+    with Target(python, script) as t:
+        run = pyprofile(t.p.pid, "-f", "-F", "199", seconds=3)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stdout.splitlines() if "evil" in line]
+    assert lines and all(line.startswith(f"<module> ({script}:1);evil (x:y\\x0az\\x1b[2J:1) ") for line in lines), \
+        run.stdout
+    assert "\x1b" not in run.stdout
