@@ -253,9 +253,13 @@ class PySampler:
             names: list[str] = []
             for i in range(len(frames)):
                 name = str(frames.names[i])
-                if name == "[unknown]" or name.startswith("_PyEval_EvalFrame"):
-                    break
                 module = os.path.basename(str(frames.modules[i]))
+                if name.startswith("_PyEval_EvalFrame"):
+                    break
+                if name == "[unknown]":
+                    if i == 0 and module:   # the sampled instruction is exact: at least its library
+                        names.append(f"[{module}]")
+                    break
                 names.append(f"{name} [{module}]" if module else name)
             out[sid] = list(reversed(names))
         return out
