@@ -263,12 +263,20 @@ RUNQLAT_CASES = {"default": [], "-m": ["-m"], "-P": ["-P"], "-L": ["-L"], "--pid
 def test_runqlat_option_output_is_the_c_tools(case: str) -> None:
     """Latencies differ between any two runs: the text is compared with counts blanked (labels,
     bounds, columns, blank lines), and both saw events of the same keys."""
-    work = _workload("for _ in range(200): time.sleep(0.001)\n")
+    # Its wake-ups must wait in a run queue for milliseconds (-m), on an idle machine too: it shares
+    # one CPU with two spinning processes, so each 1 ms sleep ends behind a running spinner's slice.
+    cpu = max(os.sched_getaffinity(0))
+    pin = f"os.sched_setaffinity(0, {{{cpu}}})\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", "import os\n" + pin + "while True: pass"]) for _ in range(2)]
+    work = _workload(pin + "for _ in range(200): time.sleep(0.001)\n")
     try:
         args = RUNQLAT_CASES[case] + ["-p", str(work.pid)]
         ours, theirs, *_ = side_by_side("runqlat", args, lambda: _go(work), lambda lines: True)
     finally:
         _finish(work)
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
     a, b = _hist_shape(ours), _hist_shape(theirs)
     if "-T" in args:
         close_clocks(a, b)
