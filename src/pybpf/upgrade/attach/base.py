@@ -17,7 +17,8 @@ from pybpf.kernel.info import LinkInfo, open_prog_by_id
 from pybpf.link.base import BpfLink, Link
 from pybpf.program import Program
 
-__all__ = ["KINDS", "Attachment", "Hook", "attach", "bundled_object", "disown", "from_manifest", "register"]
+__all__ = ["KINDS", "Attachment", "Hook", "LinkPinned", "attach", "bundled_object", "disown", "from_manifest",
+           "register"]
 
 # A function that attaches the program it is given (the tool's own program for a link kind,
 # the dispatcher for the others) to the hook and returns the link.
@@ -102,6 +103,38 @@ class Attachment(ABC):
     def entry(self) -> dict[str, Any]:
         """This attachment's manifest fields common to every kind."""
         return {"program": self.program, "type": self.prog_type, "mode": self.mode, "hook": self.hook}
+
+
+class LinkPinned(Attachment):
+    """The part of a kind whose attachment is one bpf_link of its own (XDP, tcx, struct_ops...):
+    the link is the handle on the hook, pinned as ``<stem>_link``, and what a switch updates.
+    Not a kind itself: the kinds subclass it and say how they attach and switch."""
+
+    def __init__(self, program: str, prog_type: str, hook: str, link: BpfLink) -> None:
+        super().__init__(program, prog_type, hook)
+        self._link = link
+
+    @property
+    def link(self) -> Link:
+        """The bpf_link on the hook."""
+        return self._link
+
+    def pin(self, directory: str, stem: str) -> dict[str, Any]:
+        """Pin the link as ``<stem>_link``."""
+        name = f"{stem}_link"
+        path = os.path.join(directory, name)
+        if self._link.pin_path != path:
+            self._link.pin(path)
+        return {**self.entry(), "link": name}
+
+    @classmethod
+    def pins(cls, entry: dict[str, Any]) -> list[str]:
+        """The link's pin."""
+        return [entry["link"]]
+
+    def close(self) -> None:
+        """Close this handle (a pinned link stays in the kernel, the program on the hook)."""
+        self._link.close()
 
 
 KINDS: list[type[Attachment]] = []

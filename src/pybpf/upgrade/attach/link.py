@@ -6,9 +6,9 @@ import os
 from typing import Any
 
 from pybpf.errors import NotSupportedError
-from pybpf.link.base import BpfLink, Link
+from pybpf.link.base import BpfLink
 from pybpf.program import Program
-from pybpf.upgrade.attach.base import Attachment, Hook, disown, register
+from pybpf.upgrade.attach.base import Attachment, Hook, LinkPinned, disown, register
 
 __all__ = ["LINK_UPDATE_TYPES", "LinkAttachment"]
 
@@ -19,15 +19,11 @@ LINK_UPDATE_TYPES = {"xdp", "cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "cg
 
 
 @register
-class LinkAttachment(Attachment):
+class LinkAttachment(LinkPinned):
     """A bpf_link that BPF_LINK_UPDATE swaps in place."""
 
     mode = "link"
     switch_how = "BPF_LINK_UPDATE of the link (BPF_F_REPLACE)"
-
-    def __init__(self, program: str, prog_type: str, hook: str, link: BpfLink) -> None:
-        super().__init__(program, prog_type, hook)
-        self._link = link
 
     @classmethod
     def handles(cls, program: Program) -> bool:
@@ -52,11 +48,6 @@ class LinkAttachment(Attachment):
         link = BpfLink.from_pin(os.path.join(directory, entry["link"]))
         return cls(entry["program"], entry["type"], entry["hook"], link)
 
-    @property
-    def link(self) -> Link:
-        """The bpf_link BPF_LINK_UPDATE swaps."""
-        return self._link
-
     def current_program_id(self) -> int:
         """The id of the program the link runs (from the kernel's link info)."""
         return self._link.info().prog_id
@@ -64,20 +55,3 @@ class LinkAttachment(Attachment):
     def switch(self, program: Program | int, *, expected: tuple[int, int] | None = None) -> None:
         """One BPF_LINK_UPDATE; with ``expected`` BPF_F_REPLACE makes the kernel check the old program."""
         self._link.update(program, replace=expected[0] if expected is not None else None)  # BPF_F_REPLACE
-
-    def pin(self, directory: str, stem: str) -> dict[str, Any]:
-        """Pin the link as ``<stem>_link``."""
-        name = f"{stem}_link"
-        path = os.path.join(directory, name)
-        if self._link.pin_path != path:
-            self._link.pin(path)
-        return {**self.entry(), "link": name}
-
-    @classmethod
-    def pins(cls, entry: dict[str, Any]) -> list[str]:
-        """The link's pin."""
-        return [entry["link"]]
-
-    def close(self) -> None:
-        """Close this handle (a pinned link stays attached)."""
-        self._link.close()

@@ -17,11 +17,11 @@ from typing import Any
 
 from pybpf.errors import BpfError, NotSupportedError
 from pybpf.kernel.info import open_pinned, open_prog_by_id, prog_info
-from pybpf.link.base import BpfLink, Link
+from pybpf.link.base import BpfLink
 from pybpf.link.struct_ops import StructOpsFdLink
 from pybpf.maps.map import Map
 from pybpf.program import Program
-from pybpf.upgrade.attach.base import Attachment, Hook, disown, register
+from pybpf.upgrade.attach.base import Attachment, Hook, LinkPinned, disown, register
 
 __all__ = ["StructOpsAttachment"]
 
@@ -36,15 +36,14 @@ def _map_of(program: Program) -> Map:
 
 
 @register
-class StructOpsAttachment(Attachment):
+class StructOpsAttachment(LinkPinned):
     """A struct_ops map registered through a link (the manifest's mode ``struct_ops``)."""
 
     mode = "struct_ops"
     switch_how = "BPF_LINK_UPDATE of the struct_ops link with the new version's map"
 
     def __init__(self, program: str, prog_type: str, hook: str, link: BpfLink) -> None:
-        super().__init__(program, prog_type, hook)
-        self._link = link
+        super().__init__(program, prog_type, hook, link)
         self._previous: Map | None = None  # the map registered before the last switch (for a rollback)
         self._current: Map | None = None
 
@@ -79,11 +78,6 @@ class StructOpsAttachment(Attachment):
         path = os.path.join(directory, entry["link"])
         return cls(entry["program"], entry["type"], entry["hook"],
                    StructOpsFdLink(open_pinned(path, "link"), f"pinned struct_ops link {path}"))
-
-    @property
-    def link(self) -> Link:
-        """The struct_ops link."""
-        return self._link
 
     def current_program_id(self) -> int:
         """The id of this attachment's program in the map the link registers now: the kernel
@@ -122,20 +116,3 @@ class StructOpsAttachment(Attachment):
             raise BpfError(f"struct_ops {self.hook} no longer runs the version this upgrade replaces")
         self._link.update(target)
         self._previous, self._current = self._current, target
-
-    def pin(self, directory: str, stem: str) -> dict[str, Any]:
-        """Pin the link as ``<stem>_link``."""
-        name = f"{stem}_link"
-        path = os.path.join(directory, name)
-        if self._link.pin_path != path:
-            self._link.pin(path)
-        return {**self.entry(), "link": name}
-
-    @classmethod
-    def pins(cls, entry: dict[str, Any]) -> list[str]:
-        """The link's pin."""
-        return [entry["link"]]
-
-    def close(self) -> None:
-        """Close this handle (a pinned link stays registered)."""
-        self._link.close()
