@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 
 from pybpf._sys.libbpf import ffi, lib
+from pybpf.btf.plain import int_format
 from pybpf.btf.types import Btf, Variable
 from pybpf.kinds import ObjectState
 from pybpf.errors import BpfError, NotSupportedError
@@ -167,7 +168,12 @@ class Section:
             raise BpfError(f".kconfig.{name} is a __kconfig extern: libbpf fills it at load from the "
                            f"kernel's configuration, so it cannot be set")
         var = self._variable(name)
-        data = to_array(value, self.dtype_of(name), f"{self.section}.{name}").tobytes()
+        what = f"{self.section}.{name}"
+        fmt = int_format(self._obj.btf, var.type_id) if type(value) in (int, bool) else None  # type: ignore[arg-type]
+        if fmt is not None and fmt.size == var.size:  # a tool's settings before load: no numpy
+            data = fmt.encode(value, what)
+        else:
+            data = to_array(value, self.dtype_of(name), what).tobytes()
         if self._obj.state is ObjectState.OPEN:
             with self._obj._lock:  # close() or load() in another thread frees or uses the image
                 if self._obj.state is ObjectState.OPEN:

@@ -104,7 +104,7 @@ __all__ = [
 
 def _u32(value: Any, what: str) -> int:
     """An int the kernel's __u32 can hold, or InvalidArgumentError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
         raise InvalidArgumentError(f"{what} must be an int, not {type(value).__name__}")
     if not 0 <= int(value) <= 0xFFFF_FFFF:
         raise InvalidArgumentError(f"{what} must be in 0..4294967295 (the kernel's u32), not {int(value)}")
@@ -599,6 +599,28 @@ class Map(Resource):
             if ret < 0:
                 raise _libbpf.make_error(-ret, f"lookup in map {self.name}", overrides=LOOKUP_ERRORS)
             return values.decode()
+
+    @holding_fd
+    def lookup_raw(self, key: bytes) -> bytes:
+        """The value at ``key`` as the kernel writes it (a per-CPU map: every possible CPU's
+        value, each padded to 8 bytes), ``key`` given as its exact bytes.
+
+        No decoding, so no numpy: for readers that decode the bytes themselves (a tool's lost
+        event counters, read before numpy is wanted). KeyNotFoundError if absent."""
+        fd = self.fd
+        raw = bytes(key)
+        if self.map_type.keyless:
+            raise NotSupportedError(f"map {self.name} ({self.type}) has no keys: use push/pop/peek",
+                                    errno.EINVAL, feature=f"keys of {self.type} maps")
+        if len(raw) != self.key_size:
+            raise InvalidArgumentError(f"a key of map {self.name} has {self.key_size} bytes, not {len(raw)}")
+        n_cpus = self.n_cpus
+        size = ((self.value_size + 7) & ~7) * n_cpus if n_cpus else self.value_size
+        value = ffi.new("char[]", max(size, 1))
+        ret = lib.bpf_map_lookup_elem(fd, ffi.from_buffer(raw), value)
+        if ret < 0:
+            raise _libbpf.make_error(-ret, f"lookup in map {self.name}", overrides=LOOKUP_ERRORS)
+        return ffi.buffer(value, size)[:]
 
     def update(self, key: Any, value: Any, flags: str | int = "any") -> None:
         """Set ``key`` to ``value``; ``flags``: ``"any"``, ``"noexist"`` (create only), ``"exist"``.
