@@ -45,7 +45,6 @@ from pybpf.maps.memory import check_map_memory
 from pybpf.program import LOG_LEVEL_STATS, Program
 from pybpf.section import Section
 from pybpf.spec.compat import STRUCT_OPS_LINK_SEC, STRUCT_OPS_SEC, struct_ops_link_as_legacy
-from pybpf.spec.core import relocation_error
 from pybpf.spec.elf import MapSpec, ObjectSpec, check_elf_header
 
 __all__ = ["Object", "open"]
@@ -424,6 +423,8 @@ class Object(Resource):
         token = _TOKEN_FAILED.search(log)
         if token:  # libbpf >= 1.4 was asked for a token and could not make one
             return token_error(err, token[1])
+        from pybpf.spec.core import relocation_error  # the CO-RE engine: only to explain a failure
+
         core = relocation_error(self.file_spec, log, target=self._btf_custom_path, errno=err)
         if core is not None:
             return core

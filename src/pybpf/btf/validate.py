@@ -30,6 +30,8 @@ Pure: stdlib only, no libbpf.
 
 from __future__ import annotations
 
+import sys
+
 from pybpf.btf.model import BtfType, TypeGraph
 from pybpf.errors import NotSupportedError, ObjectFormatError
 
@@ -69,6 +71,18 @@ def _strip_modifiers(btf: Btf, tid: int) -> int:
     return tid  # too deep: the graph check reports it
 
 
+# Without numpy imported yet, its import (~0.1 s) costs more than checking this many types one
+# by one (~18 us each): an object's BTF (hundreds of types) is checked per type, and a tool's
+# start does not wait for numpy; a vmlinux (100k+ types) still gets the vectorised proof.
+_MIN_TYPES_COLD = 8192
+
+
+def _numpy_imported() -> bool:
+    """numpy's namespace is there (a stand-in that imports it on first use does not count)."""
+    module = sys.modules.get("numpy")
+    return module is not None and "ndarray" in vars(module)
+
+
 def validate_btf(btf: Btf, *, fast: bool = True) -> None:
     """Raise ObjectFormatError unless every type ``btf`` defines keeps the kernel's rules.
 
@@ -76,9 +90,10 @@ def validate_btf(btf: Btf, *, fast: bool = True) -> None:
     :mod:`pybpf.btf.fastvalid` (unless ``fast`` is False: a small blob, no numpy wanted); when
     that cannot prove it valid, every type is checked here."""
     start, end = btf.start_id, len(btf)
-    from pybpf.btf import fastvalid  # numpy loads inside, only for large blobs
-    if fast and end - start >= fastvalid.MIN_TYPES and fastvalid.proves_valid(btf):
-        return
+    if fast and end - start >= (64 if _numpy_imported() else _MIN_TYPES_COLD):
+        from pybpf.btf import fastvalid  # numpy loads inside
+        if end - start >= fastvalid.MIN_TYPES and fastvalid.proves_valid(btf):
+            return
     for tid in range(start, end):
         btf[tid]  # decodes: string offsets and type ids in range
     for tid in range(start, end):

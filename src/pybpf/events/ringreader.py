@@ -73,29 +73,38 @@ class RingReader:
         except BaseException:
             self._cons_map.close()
             raise
-        self._cons = np.frombuffer(self._cons_map, np.uint64, count=1)
-        self._prod = np.frombuffer(self._data_map, np.uint64, count=1)
-        self._data = np.frombuffer(self._data_map, np.uint8, count=2 * size, offset=PAGE_SIZE)
-        self._words = self._data.view(np.uint32)
+        # Positions and headers are read through memoryviews (plain 8- and 4-byte loads, as
+        # numpy's): variable-size records need no numpy at all (a tool's first event).
+        self._cons = memoryview(self._cons_map).cast("Q")           # [0]: the consumer position
+        data = memoryview(self._data_map)
+        self._prod = data.cast("Q")                                  # [0]: the producer position
+        self._words = data[PAGE_SIZE:].cast("I")                     # the data area in u32 words
+        self._spares: list[np.ndarray] = []
+        self.read_pos = int(self._cons[0])
+        # Borrowed views that may still be alive, oldest first: (position of the first header, view).
+        self._pins: list[tuple[int, weakref.ref[np.ndarray]]] = []
+        if dtype is not None:
+            self._fixed_size_views()
+
+    def _fixed_size_views(self) -> None:
+        """What the fixed-size paths (a dtype) use: numpy over the data area, the C copier's pointers."""
+        assert self.dtype is not None
+        self._data = np.frombuffer(self._data_map, np.uint8, count=2 * self.size, offset=PAGE_SIZE)
         self._data_addr: int = self._data.__array_interface__["data"][0]
         # the compiled copying reader's pointers (copy_into): the data area and the producer position
         self._c_data = ffi.cast("void *", self._data_addr)
-        self._c_prod = ffi.cast("uint64_t *", self._prod.__array_interface__["data"][0])
+        self._c_prod = ffi.cast("uint64_t *", self._data_addr - PAGE_SIZE)
         self._c_end = ffi.new("uint64_t *")
         self._c_stop = ffi.new("uint32_t *")
         chunk = max(_CHUNK_BYTES // max(self.stride, HDR_SIZE), 1)
         self._snap = np.empty(chunk, np.uint32)     # header snapshot of one chunk
         # What a chunk of committed, kept records of this dtype has as headers.
-        self._all_good = np.full(chunk, dtype.itemsize if dtype is not None else 0, np.uint32).tobytes()
-        self._spares: list[np.ndarray] = []
-        self.read_pos = int(self._cons[0])
-        # Borrowed views that may still be alive, oldest first: (position of the first header, view).
-        self._pins: list[tuple[int, weakref.ref[np.ndarray]]] = []
+        self._all_good = np.full(chunk, self.dtype.itemsize, np.uint32).tobytes()
 
     def close(self) -> None:
         """Unmap the ring (once no view of it is alive)."""
-        self._cons = self._prod = self._data = self._words = None  # type: ignore[assignment]
-        self._c_data = self._c_prod = None
+        self._cons = self._prod = self._words = None  # type: ignore[assignment]
+        self._data = self._c_data = self._c_prod = None  # type: ignore[assignment]
         self._spares = []
         self._pins = []
         for m in (self._cons_map, self._data_map):

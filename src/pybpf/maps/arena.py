@@ -53,7 +53,7 @@ class Arena:
         """True once the mapping is released."""
         return self._mmap.closed
 
-    def view(self, dtype: Any = np.uint8) -> np.ndarray:
+    def view(self, dtype: Any = "u1") -> np.ndarray:
         """The whole arena as a numpy array of ``dtype`` (bytes by default), live and writable.
         Pages no program has allocated read as zeros (touching one allocates it)."""
         dtype = np.dtype(dtype)
