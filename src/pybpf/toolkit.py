@@ -166,9 +166,12 @@ def ip_address(raw: Any, family: int | None = None) -> str:
     With a 16-byte buffer and ``family == AF_INET`` (2) only the first 4 bytes count,
     the way tracepoints such as ``inet_sock_set_state`` store v4 addresses.
     """
-    if isinstance(raw, (int, np.integer)):
+    if isinstance(raw, (bytes, bytearray, memoryview)):  # bytes first: a plain record touches no numpy
+        data = bytes(raw)
+    elif isinstance(raw, (int, np.integer)):
         return str(ipaddress.IPv4Address(int(raw).to_bytes(4, "little")))
-    data = bytes(raw.tobytes() if isinstance(raw, np.ndarray) else raw)
+    else:
+        data = bytes(raw.tobytes() if isinstance(raw, np.ndarray) else raw)
     if family == 2 or len(data) == 4:
         return str(ipaddress.IPv4Address(data[:4]))
     return str(ipaddress.IPv6Address(data[:16]))

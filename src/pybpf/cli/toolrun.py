@@ -1,12 +1,14 @@
 """``pybpf tool NAME ARGS...`` straight to the tool's function: the start-up path of every tool.
 
-A tool is a typer app (``pybpf.tools``). typer converts each option through pydantic,
-which it imports for the purpose (~0.3 s and ~8 MiB before the tool loads anything), and
-the ``pybpf`` command group and its error renderer bring rich. A tool's options are
-plain: flags, ints, floats and strings (optional or with a default, some with
-``min``/``max``), lists of strings, and a few positional arguments. This module reads them
-from the tool's own typer signature and calls the tool's function, so the first thing a
-tool pays for is its BPF object.
+A tool declares its command line with :mod:`pybpf.tools._options` (typer's parameters,
+without importing typer) or as a typer app. typer would convert each option through
+pydantic, which it imports for the purpose, and the ``pybpf`` command group and its error
+renderer bring rich: together ~0.1 s of CPU and several MiB before the tool loads anything.
+A tool's options are plain: flags, ints, floats and strings (optional or with a default,
+some with ``min``/``max``), lists of strings, and a few positional arguments. This module
+reads them from the tool's own signature and calls the tool's function, so the first thing a
+tool pays for is its BPF object; numpy is deferred (:mod:`pybpf.cli.deferred`) until
+something uses it, which a text-mode event tool never does.
 
 It never guesses: ``--help``, an option the tool does not have, a value that does not
 read as its type or is out of range, or a parameter of any other kind hands the whole
@@ -19,13 +21,16 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pybpf.cli.deferred import defer_import
 from pybpf.cli.direct import report
+from pybpf.tools._options import Param
 
 __all__ = ["direct_kwargs", "run"]
 
@@ -63,10 +68,28 @@ def _scalar(hint: Any) -> tuple[type, bool]:
     raise _Unsupported(f"parameter type {hint!r}")
 
 
+# What a declaration (pybpf.tools._options) may say and still be read here: the rest (clamp,
+# count, envvar, prompt, a parser or click type, flag values...) leaves the command line to typer.
+_PLAIN_SETTINGS = frozenset({"help", "metavar", "min", "max", "callback", "is_eager", "show_default", "hidden",
+                             "rich_help_panel"})
+
+
+def _declared(info: Any) -> str | None:
+    """"option" or "argument" for a parameter declared with pybpf's or typer's Option/Argument."""
+    if isinstance(info, Param):
+        if set(info.settings) - _PLAIN_SETTINGS:
+            raise _Unsupported(f"settings {sorted(set(info.settings) - _PLAIN_SETTINGS)}")
+        return info.kind
+    models = sys.modules.get("typer.models")  # typer's own objects exist only once typer is imported
+    if models is not None and isinstance(info, models.OptionInfo):
+        return "option"
+    if models is not None and isinstance(info, models.ArgumentInfo):
+        return "argument"
+    return None
+
+
 def _signature(callback: Callable[..., Any]) -> tuple[dict[str, _Param], list[_Param], list[_Param]]:
     """(option word -> param, the positional params in order, every param) of a tool's function."""
-    from typer.models import ArgumentInfo, OptionInfo
-
     hints = typing.get_type_hints(callback)
     options: dict[str, _Param] = {}
     positional: list[_Param] = []
@@ -74,7 +97,8 @@ def _signature(callback: Callable[..., Any]) -> tuple[dict[str, _Param], list[_P
     for name, parameter in inspect.signature(callback).parameters.items():
         info = parameter.default
         kind, many = _scalar(hints.get(name, str))
-        if isinstance(info, OptionInfo):
+        declared = _declared(info)
+        if declared == "option":
             if info.count or info.default is Ellipsis or getattr(info, "envvar", None) \
                     or getattr(info, "prompt", None):
                 raise _Unsupported(f"option {name}'s settings")
@@ -93,7 +117,7 @@ def _signature(callback: Callable[..., Any]) -> tuple[dict[str, _Param], list[_P
                 if "/" in word or not word.startswith("-"):
                     raise _Unsupported(f"option {name}'s names")
                 options[word] = param
-        elif isinstance(info, ArgumentInfo):
+        elif declared == "argument":
             if many or info.default is Ellipsis or kind is bool or info.callback is not None:
                 raise _Unsupported(f"argument {name}")
             param = _Param(name, kind, info.default, False, info.min, info.max)
@@ -201,11 +225,11 @@ def run(name: str, argv: Sequence[str]) -> bool:
 
     if name.startswith("-") or name not in tools.tool_names():
         return False
-    app = tools.load_tool(name)
-    if len(app.registered_commands) != 1 or app.registered_groups or app.registered_callback is not None:
+    defer_import("numpy")  # imported when first used: a text tool's events need none of it
+    callback = tools.tool_function(name)
+    if callback is None:
         return False
-    callback = app.registered_commands[0].callback
-    kwargs = direct_kwargs(callback, argv) if callback is not None else None
+    kwargs = direct_kwargs(callback, argv)
     if kwargs is None:
         return False
     try:

@@ -1,6 +1,7 @@
 """Tools that ship with pybpf, each a typer app: ``pybpf tool NAME ARGS...``.
 
-One module per tool, ``pybpf/tools/NAME.py``, defining ``app`` (a ``typer.Typer``);
+One module per tool, ``pybpf/tools/NAME.py``, defining ``app`` (a ``typer.Typer``, or a
+:class:`pybpf.tools._options.ToolApp` that declares one without importing typer);
 its BPF C is ``bpf_src/NAME.bpf.c`` (bundled as ``pybpf.bundled(NAME)``) and its
 exporter config, if any, ``pybpf/tools/configs/NAME.toml``. Tools are found by
 scanning this package (``pkgutil``), so adding a module is all it takes; modules
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["config_path", "config_names", "load_tool", "tool_names", "tool_summary"]
+from pybpf.tools._options import ToolApp
+
+__all__ = ["config_path", "config_names", "load_tool", "tool_function", "tool_names", "tool_summary"]
 
 _CONFIGS = Path(__file__).parent / "configs"
 
@@ -25,8 +29,7 @@ def tool_names() -> list[str]:
                   if not m.name.startswith("_") and not m.ispkg)
 
 
-def load_tool(name: str) -> Any:
-    """The typer app of tool ``name``; ``LookupError`` naming the tools there are if none."""
+def _app(name: str) -> Any:
     if name.startswith("_") or name not in tool_names():
         raise LookupError(f"no pybpf tool {name!r}; tools: {', '.join(tool_names())}")
     module = importlib.import_module(f"{__name__}.{name}")
@@ -34,6 +37,24 @@ def load_tool(name: str) -> Any:
     if app is None:
         raise LookupError(f"pybpf.tools.{name} defines no typer app `app`")
     return app
+
+
+def load_tool(name: str) -> Any:
+    """The typer app of tool ``name``; ``LookupError`` naming the tools there are if none."""
+    app = _app(name)
+    return app.typer() if isinstance(app, ToolApp) else app
+
+
+def tool_function(name: str) -> Callable[..., Any] | None:
+    """The function of tool ``name`` when the tool is that one command (its parameters declared
+    with :func:`~pybpf.tools._options.Option` or typer's), else None; no typer is imported for
+    a tool declared without it. ``LookupError`` as :func:`load_tool`."""
+    app = _app(name)
+    if isinstance(app, ToolApp):
+        return app.callback
+    if len(app.registered_commands) != 1 or app.registered_groups or app.registered_callback is not None:
+        return None
+    return app.registered_commands[0].callback  # type: ignore[no-any-return]
 
 
 def tool_summary(name: str) -> str:

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import signal
+import struct
 import sys
 import threading
 import time
@@ -31,9 +32,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import typer
 
 import pybpf
+from pybpf.btf.plain import Record, RecordLayout
+from pybpf.tools._options import Option, ToolApp
 from pybpf.text import visible
 from pybpf.events.base import EventSource
 
@@ -115,24 +117,26 @@ def c_release() -> tuple[int, int]:
     return NEWEST_C_RELEASE
 
 
-def tool_app() -> typer.Typer:
-    """The typer app of one tool (``-h`` as libbpf-tools, no completion, plain errors)."""
-    return typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                       context_settings={"help_option_names": ["-h", "--help"]})
+def tool_app() -> ToolApp:
+    """The app of one tool, a typer app when built (``-h`` as libbpf-tools, no completion, plain
+    errors); declared without typer (:mod:`pybpf.tools._options`)."""
+    return ToolApp(add_completion=False, pretty_exceptions_enable=False,
+                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def version_option(name: str) -> Any:
     """``-V``/``--version``, as the C tools' argp prints it: ``NAME VERSION``."""
     def show(value: bool) -> None:
         if value:
+            import typer  # typer runs this callback: the flag given
+
             print(f"{name} {pybpf.__version__} (pybpf)")
             raise typer.Exit()
-    return typer.Option(False, "-V", "--version", callback=show, is_eager=True,
-                        help="print program version")
+    return Option(False, "-V", "--version", callback=show, is_eager=True, help="print program version")
 
 
-CGROUP_OPTION: Any = typer.Option(None, "-c", "--cgroup", metavar="/sys/fs/cgroup/unified",
-                                  help="trace process in cgroup path")
+CGROUP_OPTION: Any = Option(None, "-c", "--cgroup", metavar="/sys/fs/cgroup/unified",
+                            help="trace process in cgroup path")
 
 
 def _set_cgroup(obj: pybpf.Object, path: str) -> None:
@@ -227,43 +231,49 @@ def run_events(rb: EventSource, handle: Callable[[np.ndarray], None], stop: Stop
 class EventTool:
     """A snoop tool's event loop: ring buffer records to ``show(batch)``, lost events reported.
 
-    Records are read from the object's ``events`` ring (``tools_events.h``) as numpy
-    records of BTF struct ``record`` (variable-size records, as execsnoop sends, are
-    padded to the struct). Records the ring had no room for are counted per CPU by
-    the BPF side; after each batch the tool prints ``Lost N events on CPU #C!`` on
-    stderr, as libbpf-tools' perf buffer callback does, and with ``--json`` also a
-    ``{"lost_events": N, "cpu": C}`` line on stdout, so a truncated stream says so.
+    Records are read from the object's ``events`` ring (``tools_events.h``) and decoded by
+    the layout of BTF struct ``record`` into :class:`pybpf.btf.plain.Record` dicts (integers
+    as ``int``, arrays and nested structs as their bytes; variable-size records, as execsnoop
+    sends, are zero-padded to the struct): ``show`` gets a list of them. No numpy: a tool's
+    first event costs the interpreter, libbpf and the BPF load, and a text-mode tool never
+    imports numpy. Records the ring had no room for are counted per CPU by the BPF side; after
+    each batch the tool prints ``Lost N events on CPU #C!`` on stderr, as libbpf-tools' perf
+    buffer callback does, and with ``--json`` also a ``{"lost_events": N, "cpu": C}`` line on
+    stdout, so a truncated stream says so.
     """
 
     def __init__(self, obj: pybpf.Object, record: str, *, as_json: bool = False) -> None:
         self.obj = obj
         self.as_json = as_json
-        self.dtype = obj.maps["events"].btf.dtype(obj.maps["events"].btf.find(record, "struct"))  # type: ignore[union-attr]
+        btf = obj.maps["events"].btf
+        assert btf is not None  # a bundled tool object has BTF
+        self.layout = RecordLayout(btf, btf.find(record, "struct"))
         self._lost_map = obj.maps["lost_events"]
-        self._lost_seen = np.zeros(0, np.uint64)
+        self._lost_seen: list[int] = []
         self.lost_total = 0
 
-    def _records(self, raw: list[bytes]) -> np.ndarray:
-        size = self.dtype.itemsize
-        return np.frombuffer(b"".join(r[:size].ljust(size, b"\0") for r in raw), self.dtype)
+    def _records(self, raw: list[bytes]) -> list[Record]:
+        return [self.layout.decode(r) for r in raw]
 
     def report_lost(self) -> None:
         """Print what was lost since the last look, per CPU (C: ``handle_lost_events``)."""
-        now = np.asarray(self._lost_map[0], dtype=np.uint64).reshape(-1)
+        raw = self._lost_map.lookup_raw(bytes(4))  # key 0: one u64 per possible CPU
+        now = list(struct.unpack(f"<{len(raw) // 8}Q", raw))
         if len(self._lost_seen) != len(now):
-            self._lost_seen = np.zeros(len(now), np.uint64)
-        new = now - self._lost_seen
-        if not new.any():
+            self._lost_seen = [0] * len(now)
+        if now == self._lost_seen:
             return
-        self._lost_seen = now.copy()
-        for cpu in np.nonzero(new)[0].tolist():
-            count = int(new[cpu])
+        for cpu, (count, seen) in enumerate(zip(now, self._lost_seen)):
+            if count == seen:
+                continue
+            count = (count - seen) % (1 << 64)
             self.lost_total += count
             if self.as_json:
                 emit_json({"lost_events": count, "cpu": cpu})
             print(f"Lost {count} events on CPU #{cpu}!", file=sys.stderr, flush=True)
+        self._lost_seen = now
 
-    def run(self, show: Callable[[np.ndarray], None], stop: Stop, ready: str | None = None) -> None:
+    def run(self, show: Callable[[list[Record]], None], stop: Stop, ready: str | None = None) -> None:
         """Feed batches to ``show`` until ``stop``; the rest is read last, then losses reported."""
         with pybpf.RingBuffer(self.obj.maps["events"]) as rb:
             if ready is not None:
@@ -299,7 +309,7 @@ def out(text: str) -> None:
 
 def ctext(value: Any) -> str:
     """A ``char[N]`` field up to its NUL, byte-exact (undecodable bytes kept as surrogates)."""
-    raw = value.tobytes() if isinstance(value, np.ndarray) else bytes(value)
+    raw = bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else value.tobytes()
     end = raw.find(b"\0")
     return (raw if end < 0 else raw[:end]).decode("utf-8", "surrogateescape")
 
@@ -318,12 +328,13 @@ def emit_json(doc: Any) -> None:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, str):  # surrogate-escaped bytes of a C string
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    np = sys.modules.get("numpy")  # a numpy value exists only once numpy is imported
+    if np is not None and isinstance(value, np.generic):
+        return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-import typer
 
 import pybpf
 from pybpf.toolkit import ip_address
 from pybpf.text import visible
+from pybpf.btf.plain import Record
+from pybpf.tools._options import Option
 from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, ctext, emit_json, fail, loaded, out, ring_bytes,
                                  tool_app, version_option, wall_hms)
 
@@ -51,13 +51,13 @@ def _ports(text: str | None) -> list[int]:
 
 @app.command()
 def bindsnoop(
-    timestamp: bool = typer.Option(False, "-t", "--timestamp", help="include timestamp on output"),
-    failed: bool = typer.Option(False, "-x", "--failed", help="include errors on output."),
-    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="process ID to trace"),
-    ports: Optional[str] = typer.Option(None, "-P", "--ports", help="comma-separated list of ports to trace."),
+    timestamp: bool = Option(False, "-t", "--timestamp", help="include timestamp on output"),
+    failed: bool = Option(False, "-x", "--failed", help="include errors on output."),
+    pid: Optional[int] = Option(None, "-p", "--pid", help="process ID to trace"),
+    ports: Optional[str] = Option(None, "-P", "--ports", help="comma-separated list of ports to trace."),
     cgroup: Optional[str] = CGROUP_OPTION,
-    duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per bind"),
+    duration: Optional[float] = Option(None, "--duration", help="stop after this many seconds"),
+    as_json: bool = Option(False, "--json", help="one JSON object per bind"),
     version: bool = version_option("bindsnoop"),
 ) -> None:
     """Trace bind syscalls."""
@@ -70,7 +70,7 @@ def bindsnoop(
         for p in wanted:
             obj.maps["ports"][p] = p
 
-    def show(batch: np.ndarray) -> None:
+    def show(batch: list[Record]) -> None:
         for e in batch:
             proto = {IPPROTO_TCP: "TCP", IPPROTO_UDP: "UDP"}.get(int(e["proto"]), "UNK")
             addr = ip_address(e["addr"], 2 if int(e["ver"]) == 4 else 10)

@@ -18,9 +18,9 @@ import time
 from typing import Optional
 
 import numpy as np
-import typer
 
 from pybpf.toolkit import log2_bounds, log2_hist_lines
+from pybpf.tools._options import Argument, Option
 from pybpf.tools._common import (CGROUP_OPTION, Stop, emit_json, fail, loaded, out, ready_line, tool_app,
                                  version_option, wall_hms)
 
@@ -61,16 +61,16 @@ def partitions() -> dict[int, str]:
 
 @app.command()
 def biolatency(
-    interval: Optional[float] = typer.Argument(None, help="output interval, in seconds (none: at Ctrl-C)"),
-    count: Optional[int] = typer.Argument(None, help="number of outputs"),
-    timestamp: bool = typer.Option(False, "-T", "--timestamp", help="include timestamp on output"),
-    milliseconds: bool = typer.Option(False, "-m", "--milliseconds", help="millisecond histogram"),
-    queued: bool = typer.Option(False, "-Q", "--queued", help="include OS queued time in I/O time"),
-    per_disk: bool = typer.Option(False, "-D", "--disk", help="print a histogram per disk device"),
-    per_flag: bool = typer.Option(False, "-F", "--flag", help="print a histogram per set of I/O flags"),
-    disk: Optional[str] = typer.Option(None, "-d", "--disk-name", metavar="DISK", help="trace this disk only"),
+    interval: Optional[float] = Argument(None, help="output interval, in seconds (none: at Ctrl-C)"),
+    count: Optional[int] = Argument(None, help="number of outputs"),
+    timestamp: bool = Option(False, "-T", "--timestamp", help="include timestamp on output"),
+    milliseconds: bool = Option(False, "-m", "--milliseconds", help="millisecond histogram"),
+    queued: bool = Option(False, "-Q", "--queued", help="include OS queued time in I/O time"),
+    per_disk: bool = Option(False, "-D", "--disk", help="print a histogram per disk device"),
+    per_flag: bool = Option(False, "-F", "--flag", help="print a histogram per set of I/O flags"),
+    disk: Optional[str] = Option(None, "-d", "--disk-name", metavar="DISK", help="trace this disk only"),
     cgroup: Optional[str] = CGROUP_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per histogram"),
+    as_json: bool = Option(False, "--json", help="one JSON object per histogram"),
     version: bool = version_option("biolatency"),
 ) -> None:
     """Summarize block device I/O latency as a histogram."""

@@ -17,10 +17,10 @@ import time
 from typing import Optional
 
 import numpy as np
-import typer
 
 from pybpf.toolkit import log2_bounds, log2_hist_lines
 from pybpf.text import visible
+from pybpf.tools._options import Argument, Option
 from pybpf.tools._common import (CGROUP_OPTION, Stop, ctext, emit_json, fail, loaded, out, ready_line, tool_app,
                                  version_option, wall_hms)
 
@@ -31,16 +31,16 @@ app = tool_app()
 
 @app.command()
 def cpudist(
-    interval: Optional[float] = typer.Argument(None, help="output interval, in seconds (none: at Ctrl-C)"),
-    count: Optional[int] = typer.Argument(None, help="number of outputs"),
-    offcpu: bool = typer.Option(False, "-O", "--offcpu", help="measure off-CPU time"),
-    timestamp: bool = typer.Option(False, "-T", "--timestamp", help="include timestamp on output"),
-    milliseconds: bool = typer.Option(False, "-m", "--milliseconds", help="millisecond histogram"),
-    per_process: bool = typer.Option(False, "-P", "--pids", help="print a histogram per process ID"),
-    per_thread: bool = typer.Option(False, "-L", "--tids", help="print a histogram per thread ID"),
-    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="trace this PID only"),
+    interval: Optional[float] = Argument(None, help="output interval, in seconds (none: at Ctrl-C)"),
+    count: Optional[int] = Argument(None, help="number of outputs"),
+    offcpu: bool = Option(False, "-O", "--offcpu", help="measure off-CPU time"),
+    timestamp: bool = Option(False, "-T", "--timestamp", help="include timestamp on output"),
+    milliseconds: bool = Option(False, "-m", "--milliseconds", help="millisecond histogram"),
+    per_process: bool = Option(False, "-P", "--pids", help="print a histogram per process ID"),
+    per_thread: bool = Option(False, "-L", "--tids", help="print a histogram per thread ID"),
+    pid: Optional[int] = Option(None, "-p", "--pid", help="trace this PID only"),
     cgroup: Optional[str] = CGROUP_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per histogram"),
+    as_json: bool = Option(False, "--json", help="one JSON object per histogram"),
     version: bool = version_option("cpudist"),
 ) -> None:
     """Summarize on-CPU time per task as a histogram."""

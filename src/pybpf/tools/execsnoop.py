@@ -20,10 +20,10 @@ import os
 import time
 from typing import Optional
 
-import numpy as np
-import typer
 
 from pybpf.text import visible
+from pybpf.btf.plain import Record
+from pybpf.tools._options import Option
 from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, c_release, ctext, emit_json, loaded, out,
                                  ring_bytes, tool_app, version_option, wall_hms)
 
@@ -68,21 +68,21 @@ def _arg_list(buf: bytes, count: int) -> list[str]:
 
 @app.command()
 def execsnoop(
-    time_col: bool = typer.Option(False, "-T", "--time", help="include time column on output (HH:MM:SS)"),
-    timestamp: bool = typer.Option(False, "-t", "--timestamp", help="include timestamp on output"),
-    fails: bool = typer.Option(False, "-x", "--fails", help="include failed exec()s"),
-    uid: Optional[int] = typer.Option(None, "-u", "--uid", min=0, help="trace this UID only"),
-    quote: bool = typer.Option(False, "-q", "--quote", help='add quotemarks (") around arguments'),
-    name: Optional[str] = typer.Option(None, "-n", "--name", help="only print commands matching this name, any arg"),
-    line: Optional[str] = typer.Option(None, "-l", "--line",
+    time_col: bool = Option(False, "-T", "--time", help="include time column on output (HH:MM:SS)"),
+    timestamp: bool = Option(False, "-t", "--timestamp", help="include timestamp on output"),
+    fails: bool = Option(False, "-x", "--fails", help="include failed exec()s"),
+    uid: Optional[int] = Option(None, "-u", "--uid", min=0, help="trace this UID only"),
+    quote: bool = Option(False, "-q", "--quote", help='add quotemarks (") around arguments'),
+    name: Optional[str] = Option(None, "-n", "--name", help="only print commands matching this name, any arg"),
+    line: Optional[str] = Option(None, "-l", "--line",
                                        help="only print commands where arg contains this line "
                                             "(as the C tool: matched against the command name)"),
-    print_uid: bool = typer.Option(False, "-U", "--print-uid", help="print UID column"),
-    max_args: int = typer.Option(TOTAL_MAX_ARGS, "--max-args", min=1, max=TOTAL_MAX_ARGS,
+    print_uid: bool = Option(False, "-U", "--print-uid", help="print UID column"),
+    max_args: int = Option(TOTAL_MAX_ARGS, "--max-args", min=1, max=TOTAL_MAX_ARGS,
                                  help="maximum number of arguments parsed and displayed, defaults to 20"),
     cgroup: Optional[str] = CGROUP_OPTION,
-    duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per event"),
+    duration: Optional[float] = Option(None, "--duration", help="stop after this many seconds"),
+    as_json: bool = Option(False, "--json", help="one JSON object per event"),
     version: bool = version_option("execsnoop"),
 ) -> None:
     """Trace exec() syscalls."""
@@ -98,8 +98,8 @@ def execsnoop(
     def dots_count(count: int) -> int:
         return max_args + 1 if exact_dots and count == max_args else count
 
-    def show(batch: np.ndarray) -> None:
-        args_at = int(batch.dtype.fields["args"][1])  # type: ignore[index]  # raw bytes: S fields drop NULs
+    def show(batch: list[Record]) -> None:
+        args_at = tool.layout.offsets["args"]  # read from the raw record: a char[] field stops at a NUL
         for e in batch:
             comm = ctext(e["comm"])
             if name is not None and name not in comm:
@@ -107,7 +107,7 @@ def execsnoop(
             if line is not None and line not in comm:
                 continue
             count, size = int(e["args_count"]), int(e["args_size"])
-            buf = e.tobytes()[args_at:args_at + size]
+            buf = e.raw[args_at:args_at + size]
             if as_json:
                 args = _arg_list(buf, count)
                 cut = count > max_args or size > LAST_ARG or any(len(a) >= ARGSIZE - 1 for a in buf.split(b"\0"))

@@ -14,10 +14,10 @@ from __future__ import annotations
 import signal
 from typing import Optional
 
-import numpy as np
-import typer
 
 from pybpf.text import visible
+from pybpf.btf.plain import Record
+from pybpf.tools._options import Option
 from pybpf.tools._common import (CGROUP_OPTION, EventTool, Stop, ctext, emit_json, loaded, out, ring_bytes,
                                  tool_app, version_option, wall_hms)
 
@@ -41,13 +41,13 @@ def exit_status(sig: int, code: int) -> str:
 
 @app.command()
 def exitsnoop(
-    timestamp: bool = typer.Option(False, "-t", "--timestamp", help="include timestamp on output"),
-    failed: bool = typer.Option(False, "-x", "--failed", help="trace error exits only."),
-    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="process ID to trace"),
-    threaded: bool = typer.Option(False, "-T", "--threaded", help="trace by thread."),
+    timestamp: bool = Option(False, "-t", "--timestamp", help="include timestamp on output"),
+    failed: bool = Option(False, "-x", "--failed", help="trace error exits only."),
+    pid: Optional[int] = Option(None, "-p", "--pid", help="process ID to trace"),
+    threaded: bool = Option(False, "-T", "--threaded", help="trace by thread."),
     cgroup: Optional[str] = CGROUP_OPTION,
-    duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per exit"),
+    duration: Optional[float] = Option(None, "--duration", help="stop after this many seconds"),
+    as_json: bool = Option(False, "--json", help="one JSON object per exit"),
     version: bool = version_option("exitsnoop"),
 ) -> None:
     """Trace process termination."""
@@ -55,7 +55,7 @@ def exitsnoop(
     if pid is not None:
         rodata["target_pid"] = pid
 
-    def show(batch: np.ndarray) -> None:
+    def show(batch: list[Record]) -> None:
         for e in batch:
             comm = ctext(e["comm"])
             age = (int(e["exit_time"]) - int(e["start_time"])) / 1e9

@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-import numpy as np
-import typer
 
 from pybpf.text import visible
+from pybpf.btf.plain import Record
+from pybpf.tools._options import Option
 from pybpf.tools._common import (EventTool, Stop, ctext, emit_json, loaded, out, ring_bytes, tool_app,
                                  version_option, wall_hms)
 
@@ -30,16 +30,16 @@ app = tool_app()
 
 @app.command()
 def opensnoop(
-    timestamp: bool = typer.Option(False, "-T", "--timestamp", help="print timestamp"),
-    print_uid: bool = typer.Option(False, "-U", "--print-uid", help="print UID"),
-    failed: bool = typer.Option(False, "-x", "--failed", help="failed opens only"),
-    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="process ID to trace"),
-    tid: Optional[int] = typer.Option(None, "-t", "--tid", help="thread ID to trace"),
-    uid: Optional[int] = typer.Option(None, "-u", "--uid", help="user ID to trace"),
-    duration: Optional[float] = typer.Option(None, "-d", "--duration", help="duration to trace"),
-    name: Optional[str] = typer.Option(None, "-n", "--name", help="trace process names containing this"),
-    extended: bool = typer.Option(False, "-e", "--extended-fields", help="print extended fields"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per event"),
+    timestamp: bool = Option(False, "-T", "--timestamp", help="print timestamp"),
+    print_uid: bool = Option(False, "-U", "--print-uid", help="print UID"),
+    failed: bool = Option(False, "-x", "--failed", help="failed opens only"),
+    pid: Optional[int] = Option(None, "-p", "--pid", help="process ID to trace"),
+    tid: Optional[int] = Option(None, "-t", "--tid", help="thread ID to trace"),
+    uid: Optional[int] = Option(None, "-u", "--uid", help="user ID to trace"),
+    duration: Optional[float] = Option(None, "-d", "--duration", help="duration to trace"),
+    name: Optional[str] = Option(None, "-n", "--name", help="trace process names containing this"),
+    extended: bool = Option(False, "-e", "--extended-fields", help="print extended fields"),
+    as_json: bool = Option(False, "--json", help="one JSON object per event"),
     version: bool = version_option("opensnoop"),
 ) -> None:
     """Trace open family syscalls."""
@@ -51,7 +51,7 @@ def opensnoop(
     if uid is not None:
         rodata["targ_uid"] = uid
 
-    def show(batch: np.ndarray) -> None:
+    def show(batch: list[Record]) -> None:
         for e in batch:
             comm = ctext(e["comm"])
             if name is not None and name not in comm:

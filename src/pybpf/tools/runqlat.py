@@ -19,10 +19,10 @@ import time
 from typing import Optional
 
 import numpy as np
-import typer
 
 from pybpf.toolkit import log2_bounds, log2_hist_lines
 from pybpf.text import visible
+from pybpf.tools._options import Argument, Option
 from pybpf.tools._common import (CGROUP_OPTION, Stop, ready_line, ctext, emit_json, fail, loaded, out, tool_app,
                                  version_option, wall_hms)
 
@@ -37,16 +37,16 @@ def _buckets(slots: np.ndarray) -> list[dict[str, int]]:
 
 @app.command()
 def runqlat(
-    interval: Optional[float] = typer.Argument(None, help="print every INTERVAL seconds (none: at Ctrl-C)"),
-    count: Optional[int] = typer.Argument(None, help="number of outputs"),
-    timestamp: bool = typer.Option(False, "-T", "--timestamp", help="include timestamp on output"),
-    milliseconds: bool = typer.Option(False, "-m", "--milliseconds", help="millisecond histogram"),
-    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="trace this PID only"),
-    per_process: bool = typer.Option(False, "-P", "--pids", help="print a histogram per process ID"),
-    per_thread: bool = typer.Option(False, "-L", "--tids", help="print a histogram per thread ID"),
-    per_pidns: bool = typer.Option(False, "--pidnss", help="print a histogram per PID namespace"),
+    interval: Optional[float] = Argument(None, help="print every INTERVAL seconds (none: at Ctrl-C)"),
+    count: Optional[int] = Argument(None, help="number of outputs"),
+    timestamp: bool = Option(False, "-T", "--timestamp", help="include timestamp on output"),
+    milliseconds: bool = Option(False, "-m", "--milliseconds", help="millisecond histogram"),
+    pid: Optional[int] = Option(None, "-p", "--pid", help="trace this PID only"),
+    per_process: bool = Option(False, "-P", "--pids", help="print a histogram per process ID"),
+    per_thread: bool = Option(False, "-L", "--tids", help="print a histogram per thread ID"),
+    per_pidns: bool = Option(False, "--pidnss", help="print a histogram per PID namespace"),
     cgroup: Optional[str] = CGROUP_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per histogram"),
+    as_json: bool = Option(False, "--json", help="one JSON object per histogram"),
     version: bool = version_option("runqlat"),
 ) -> None:
     """Summarize run queue latency as a histogram."""

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-import typer
 
 from pybpf.text import visible
+from pybpf.btf.plain import Record
+from pybpf.tools._options import Option
 from pybpf.tools._common import (EventTool, Stop, ctext, emit_json, fail, loaded, out, ring_bytes, tool_app,
                                  version_option, wall_hms)
 
@@ -46,13 +46,13 @@ def _signals(text: str | None) -> int:
 
 @app.command()
 def sigsnoop(
-    failed: bool = typer.Option(False, "-x", "--failed", help="trace failed signals only."),
-    kill: bool = typer.Option(False, "-k", "--kill", help="trace signals issued by kill syscall only."),
-    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="process ID to trace"),
-    signals: Optional[str] = typer.Option(None, "-s", "--signal", help="signals to trace (1,9,15)."),
-    name: bool = typer.Option(False, "-n", "--name", help="output signal name instead of signal number."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per signal"),
+    failed: bool = Option(False, "-x", "--failed", help="trace failed signals only."),
+    kill: bool = Option(False, "-k", "--kill", help="trace signals issued by kill syscall only."),
+    pid: Optional[int] = Option(None, "-p", "--pid", help="process ID to trace"),
+    signals: Optional[str] = Option(None, "-s", "--signal", help="signals to trace (1,9,15)."),
+    name: bool = Option(False, "-n", "--name", help="output signal name instead of signal number."),
+    duration: Optional[float] = Option(None, "--duration", help="stop after this many seconds"),
+    as_json: bool = Option(False, "--json", help="one JSON object per signal"),
     version: bool = version_option("sigsnoop"),
 ) -> None:
     """Trace standard and real-time signals."""
@@ -61,7 +61,7 @@ def sigsnoop(
         rodata["filtered_pid"] = pid
     disable = ["sig_trace"] if kill else KILL_PROGS
 
-    def show(batch: np.ndarray) -> None:
+    def show(batch: list[Record]) -> None:
         for e in batch:
             comm, sig = ctext(e["comm"]), int(e["sig"])
             if as_json:

@@ -21,11 +21,11 @@ import time
 from functools import lru_cache
 from typing import Optional
 
-import typer
 
 from pybpf.kernel.syscalls import SYSCALLS
 from pybpf.toolkit import cstr
 from pybpf.text import visible
+from pybpf.tools._options import Option
 from pybpf.tools._common import (CGROUP_OPTION, Stop, ready_line, emit_json, fail, loaded, out, tool_app, version_option,
                                  wall_hms)
 
@@ -78,20 +78,20 @@ def _errno_value(text: str) -> int:
 
 @app.command()
 def syscount(
-    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="process PID to trace"),
-    interval: int = typer.Option(0, "-i", "--interval", help="print summary at this interval (seconds)"),
-    duration: Optional[float] = typer.Option(None, "-d", "--duration", help="total duration of trace (seconds)"),
-    top: int = typer.Option(10, "-T", "--top", help="print only the top syscalls (default 10)"),
-    failures: bool = typer.Option(False, "-x", "--failures", help="trace only failed syscalls"),
-    errno: Optional[str] = typer.Option(None, "-e", "--errno", help="trace only syscalls that return this error "
+    pid: Optional[int] = Option(None, "-p", "--pid", help="process PID to trace"),
+    interval: int = Option(0, "-i", "--interval", help="print summary at this interval (seconds)"),
+    duration: Optional[float] = Option(None, "-d", "--duration", help="total duration of trace (seconds)"),
+    top: int = Option(10, "-T", "--top", help="print only the top syscalls (default 10)"),
+    failures: bool = Option(False, "-x", "--failures", help="trace only failed syscalls"),
+    errno: Optional[str] = Option(None, "-e", "--errno", help="trace only syscalls that return this error "
                                                                       "(numeric or EPERM, etc.)"),
-    latency: bool = typer.Option(False, "-L", "--latency", help="collect syscall latency"),
-    milliseconds: bool = typer.Option(False, "-m", "--milliseconds", help="display latency in milliseconds "
+    latency: bool = Option(False, "-L", "--latency", help="collect syscall latency"),
+    milliseconds: bool = Option(False, "-m", "--milliseconds", help="display latency in milliseconds "
                                                                             "(default: microseconds)"),
-    process: bool = typer.Option(False, "-P", "--process", help="count by process and not by syscall"),
-    list_syscalls: bool = typer.Option(False, "-l", "--list", help="print list of recognized syscalls and exit"),
+    process: bool = Option(False, "-P", "--process", help="count by process and not by syscall"),
+    list_syscalls: bool = Option(False, "-l", "--list", help="print list of recognized syscalls and exit"),
     cgroup: Optional[str] = CGROUP_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per summary"),
+    as_json: bool = Option(False, "--json", help="one JSON object per summary"),
     version: bool = version_option("syscount"),
 ) -> None:
     """Summarize syscall counts and latencies."""

@@ -19,11 +19,12 @@ import sys
 from typing import Optional
 
 import numpy as np
-import typer
 
 import pybpf
 from pybpf.toolkit import ip_address
 from pybpf.text import visible
+from pybpf.btf.plain import Record
+from pybpf.tools._options import Option
 from pybpf.tools._common import (EventTool, Stop, c_release, ctext, emit_json, fail, loaded, out, ring_bytes,
                                  tool_app, version_option)
 
@@ -49,16 +50,16 @@ def _ports(text: str | None) -> list[int]:
 
 @app.command()
 def tcpconnect(
-    timestamp: bool = typer.Option(False, "-t", "--timestamp", help="include timestamp on output"),
-    count: bool = typer.Option(False, "-c", "--count", help="count connects per src ip and dst ip/port"),
-    print_uid: bool = typer.Option(False, "-U", "--print-uid", help="include UID on output"),
-    pid: Optional[int] = typer.Option(None, "-p", "--pid", help="process PID to trace"),
-    uid: Optional[int] = typer.Option(None, "-u", "--uid", help="process UID to trace"),
-    source_port: bool = typer.Option(False, "-s", "--source-port", help="consider source port when counting"),
-    ports: Optional[str] = typer.Option(None, "-P", "--port", metavar="PORTS",
+    timestamp: bool = Option(False, "-t", "--timestamp", help="include timestamp on output"),
+    count: bool = Option(False, "-c", "--count", help="count connects per src ip and dst ip/port"),
+    print_uid: bool = Option(False, "-U", "--print-uid", help="include UID on output"),
+    pid: Optional[int] = Option(None, "-p", "--pid", help="process PID to trace"),
+    uid: Optional[int] = Option(None, "-u", "--uid", help="process UID to trace"),
+    source_port: bool = Option(False, "-s", "--source-port", help="consider source port when counting"),
+    ports: Optional[str] = Option(None, "-P", "--port", metavar="PORTS",
                                         help="comma-separated list of destination ports to trace"),
-    duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per connect (or the counts)"),
+    duration: Optional[float] = Option(None, "--duration", help="stop after this many seconds"),
+    as_json: bool = Option(False, "--json", help="one JSON object per connect (or the counts)"),
     version: bool = version_option("tcpconnect"),
 ) -> None:
     """Count/trace active TCP connections."""
@@ -73,7 +74,7 @@ def tcpconnect(
     comm_w = 16 if c_release() >= (0, 31) else 12
     start: list[int] = []
 
-    def show(batch: np.ndarray) -> None:
+    def show(batch: list[Record]) -> None:
         for e in batch:
             af = int(e["af"])
             saddr, daddr = ip_address(e["saddr"], af), ip_address(e["daddr"], af)

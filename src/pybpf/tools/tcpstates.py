@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-import typer
 
 import pybpf
 from pybpf.toolkit import ip_address
 from pybpf.text import visible
+from pybpf.btf.plain import Record
+from pybpf.tools._options import Option
 from pybpf.tools._common import (EventTool, Stop, c_release, ctext, emit_json, fail, loaded, out, ring_bytes,
                                  tool_app, version_option, wall_hms)
 
@@ -53,14 +53,14 @@ def _state(value: int) -> str:
 
 @app.command()
 def tcpstates(
-    ipv4: bool = typer.Option(False, "-4", "--ipv4", help="trace IPv4 family only"),
-    ipv6: bool = typer.Option(False, "-6", "--ipv6", help="trace IPv6 family only"),
-    remoteport: Optional[str] = typer.Option(None, "-D", "--remoteport", help="comma-separated remote ports"),
-    localport: Optional[str] = typer.Option(None, "-L", "--localport", help="comma-separated local ports"),
-    timestamp: bool = typer.Option(False, "-T", "--timestamp", help="include timestamp on output"),
-    wide: bool = typer.Option(False, "-w", "--wide", help="wide column output (fits IPv6 addresses)"),
-    duration: Optional[float] = typer.Option(None, "--duration", help="stop after this many seconds"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per event"),
+    ipv4: bool = Option(False, "-4", "--ipv4", help="trace IPv4 family only"),
+    ipv6: bool = Option(False, "-6", "--ipv6", help="trace IPv6 family only"),
+    remoteport: Optional[str] = Option(None, "-D", "--remoteport", help="comma-separated remote ports"),
+    localport: Optional[str] = Option(None, "-L", "--localport", help="comma-separated local ports"),
+    timestamp: bool = Option(False, "-T", "--timestamp", help="include timestamp on output"),
+    wide: bool = Option(False, "-w", "--wide", help="wide column output (fits IPv6 addresses)"),
+    duration: Optional[float] = Option(None, "--duration", help="stop after this many seconds"),
+    as_json: bool = Option(False, "--json", help="one JSON object per event"),
     version: bool = version_option("tcpstates"),
 ) -> None:
     """Trace TCP session state changes and durations."""
@@ -86,7 +86,7 @@ def tcpstates(
         head = ("%-16s %-7s %-10s %-15s %-5s %-15s %-5s %-11s -> %-11s %s\n"
                 % ("SKADDR", "PID", "COMM", "LADDR", "LPORT", "RADDR", "RPORT", "OLDSTATE", "NEWSTATE", "MS"))
 
-    def show(batch: np.ndarray) -> None:
+    def show(batch: list[Record]) -> None:
         for e in batch:
             family = int(e["family"])
             saddr, daddr = ip_address(e["saddr"], family), ip_address(e["daddr"], family)
