@@ -20,7 +20,6 @@ import os
 import time
 from typing import Optional
 
-
 from pybpf.text import visible
 from pybpf.btf.plain import Record
 from pybpf.tools._options import Option
@@ -75,11 +74,11 @@ def execsnoop(
     quote: bool = Option(False, "-q", "--quote", help='add quotemarks (") around arguments'),
     name: Optional[str] = Option(None, "-n", "--name", help="only print commands matching this name, any arg"),
     line: Optional[str] = Option(None, "-l", "--line",
-                                       help="only print commands where arg contains this line "
-                                            "(as the C tool: matched against the command name)"),
+                                 help="only print commands where arg contains this line "
+                                      "(as the C tool: matched against the command name)"),
     print_uid: bool = Option(False, "-U", "--print-uid", help="print UID column"),
     max_args: int = Option(TOTAL_MAX_ARGS, "--max-args", min=1, max=TOTAL_MAX_ARGS,
-                                 help="maximum number of arguments parsed and displayed, defaults to 20"),
+                           help="maximum number of arguments parsed and displayed, defaults to 20"),
     cgroup: Optional[str] = CGROUP_OPTION,
     duration: Optional[float] = Option(None, "--duration", help="stop after this many seconds"),
     as_json: bool = Option(False, "--json", help="one JSON object per event"),

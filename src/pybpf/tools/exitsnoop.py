@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 from typing import Optional
 
-
 from pybpf.text import visible
 from pybpf.btf.plain import Record
 from pybpf.tools._options import Option

@@ -21,7 +21,6 @@ import time
 from functools import lru_cache
 from typing import Optional
 
-
 from pybpf.kernel.syscalls import SYSCALLS
 from pybpf.toolkit import cstr
 from pybpf.text import visible
@@ -84,10 +83,10 @@ def syscount(
     top: int = Option(10, "-T", "--top", help="print only the top syscalls (default 10)"),
     failures: bool = Option(False, "-x", "--failures", help="trace only failed syscalls"),
     errno: Optional[str] = Option(None, "-e", "--errno", help="trace only syscalls that return this error "
-                                                                      "(numeric or EPERM, etc.)"),
+                                                                "(numeric or EPERM, etc.)"),
     latency: bool = Option(False, "-L", "--latency", help="collect syscall latency"),
     milliseconds: bool = Option(False, "-m", "--milliseconds", help="display latency in milliseconds "
-                                                                            "(default: microseconds)"),
+                                                                      "(default: microseconds)"),
     process: bool = Option(False, "-P", "--process", help="count by process and not by syscall"),
     list_syscalls: bool = Option(False, "-l", "--list", help="print list of recognized syscalls and exit"),
     cgroup: Optional[str] = CGROUP_OPTION,

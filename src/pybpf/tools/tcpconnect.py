@@ -57,7 +57,7 @@ def tcpconnect(
     uid: Optional[int] = Option(None, "-u", "--uid", help="process UID to trace"),
     source_port: bool = Option(False, "-s", "--source-port", help="consider source port when counting"),
     ports: Optional[str] = Option(None, "-P", "--port", metavar="PORTS",
-                                        help="comma-separated list of destination ports to trace"),
+                                  help="comma-separated list of destination ports to trace"),
     duration: Optional[float] = Option(None, "--duration", help="stop after this many seconds"),
     as_json: bool = Option(False, "--json", help="one JSON object per connect (or the counts)"),
     version: bool = version_option("tcpconnect"),
