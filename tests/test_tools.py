@@ -283,3 +283,25 @@ def test_cgroup_option_errors_name_the_path(tmp_path: Path) -> None:
     for name in ("execsnoop", "runqlat", "syscount", "exitsnoop", "cpudist", "biolatency", "bindsnoop"):
         run = subprocess.run(pybpf_cmd("tool", name, "-c", missing), capture_output=True, text=True, timeout=120)
         assert run.returncode == 1 and f"Failed opening Cgroup path: {missing}" in run.stderr, (name, run.stderr)
+
+
+@pytest.mark.parametrize("name", ["runqlat", "cpudist", "biolatency"])
+def test_histogram_tools_print_count_reports_then_exit(name: str) -> None:
+    """`TOOL INTERVAL COUNT` (the C tools' positional pair): COUNT reports, each an empty line then
+    the histogram, then the tool exits by itself; with no interval the one report comes at the stop."""
+    def reports(lines: list[str]) -> int:
+        # biolatency, as its C twin, also puts an empty line before each histogram
+        return lines.count("") - (sum(l.endswith("distribution") for l in lines) if name == "biolatency" else 0)
+
+    run = subprocess.run(pybpf_cmd("tool", name, "0.2", "3"), capture_output=True, text=True, timeout=120,
+                         errors="surrogateescape")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("Tracing") and reports(lines) == 3, lines
+    assert all(l.endswith("distribution") or " -> " in l for l in lines[1:] if l), lines
+    proc = Proc(pybpf_cmd("tool", name))
+    try:
+        proc.wait_for(lambda: any(l.startswith("Tracing") for l in proc.out))
+    finally:
+        assert proc.stop() == 0
+    assert reports(proc.out) == 1, proc.out

@@ -40,6 +40,7 @@ __all__ = [
     "ksym",
     "linear_bounds",
     "log2_bounds",
+    "log2_buckets",
     "log2_hist_lines",
     "monotonic_to_wall",
     "print_log2_hist",
@@ -92,6 +93,13 @@ def log2_bounds(n_slots: int) -> list[tuple[int, int]]:
             low -= 1
         out.append((low, high))
     return out
+
+
+def log2_buckets(counts: Sequence[int] | np.ndarray) -> list[dict[str, int]]:
+    """The slots of a log2 histogram as JSON-able buckets: ``{"low", "high", "count"}`` each
+    (bounds as :func:`log2_bounds`), every slot included."""
+    vals = [int(v) for v in counts]
+    return [{"low": low, "high": high, "count": val} for (low, high), val in zip(log2_bounds(len(vals)), vals)]
 
 
 def linear_bounds(n_slots: int, step: int, start: int = 0) -> list[tuple[int, int]]:

@@ -36,11 +36,12 @@ import numpy as np
 import pybpf
 from pybpf.btf.plain import Record, RecordLayout
 from pybpf.tools._options import Option, ToolApp
-from pybpf.text import visible
 from pybpf.events.base import EventSource
+from pybpf.text import visible
+from pybpf.toolkit import log2_hist_lines
 
-__all__ = ["CGROUP_OPTION", "EventTool", "Stop", "c_release", "emit_json", "fail", "loaded",
-           "ready_line", "ready_message", "run_events", "tool_app", "version_option"]
+__all__ = ["CGROUP_OPTION", "EventTool", "Stop", "c_release", "emit_json", "fail", "hist_report", "intervals",
+           "loaded", "ready_line", "ready_message", "run_events", "tool_app", "version_option"]
 
 NEWEST_C_RELEASE = (0, 31)
 
@@ -287,6 +288,28 @@ class EventTool:
                 self.report_lost()
                 if stopping and not raw:
                     break
+
+
+def intervals(stop: Stop, interval: float | None, count: int | None) -> Iterator[None]:
+    """The reports of a histogram tool, as the C tools' main loop makes them: one every
+    ``interval`` seconds (none or 0: the C tools' 99999999 s, i.e. one, at the stop), at most
+    ``count``; a stop (Ctrl-C, SIGTERM) makes the report then due the last."""
+    printed = 0
+    while True:
+        stopping = stop.wait(interval if interval else 99999999.0)
+        yield
+        printed += 1
+        if stopping or (count is not None and printed >= count):
+            return
+
+
+def hist_report(hists: Iterable[tuple[str, Any]], unit: str, timestamp: bool) -> str:
+    """One interval's text of a histogram tool: an empty line, ``HH:MM:SS`` with ``-T``, then
+    each histogram (``print_log2_hist``) after its head (``"\\npid = N COMM\\n"``, or "")."""
+    text = "\n" + ("%-8s\n" % wall_hms() if timestamp else "")
+    for head, slots in hists:
+        text += head + "".join(line + "\n" for line in log2_hist_lines(slots, unit))
+    return text
 
 
 def ready_line(text: str, as_json: bool) -> None:

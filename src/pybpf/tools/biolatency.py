@@ -19,10 +19,10 @@ from typing import Optional
 
 import numpy as np
 
-from pybpf.toolkit import log2_bounds, log2_hist_lines
+from pybpf.toolkit import log2_buckets
+from pybpf.tools._common import (CGROUP_OPTION, Stop, emit_json, fail, hist_report, intervals, loaded, out,
+                                 ready_line, tool_app, version_option)
 from pybpf.tools._options import Argument, Option
-from pybpf.tools._common import (CGROUP_OPTION, Stop, emit_json, fail, loaded, out, ready_line, tool_app,
-                                 version_option, wall_hms)
 
 __all__ = ["app", "cmd_flags_text", "partitions"]
 
@@ -87,9 +87,7 @@ def biolatency(
     with Stop() as stop, loaded("biolatency", rodata, cgroup=cgroup, disable=disable) as obj:
         hists = obj.maps["hists"]
         ready_line("Tracing block device I/O... Hit Ctrl-C to end.", as_json)
-        printed = 0
-        while True:
-            stopping = stop.wait(interval if interval else 99999999.0)
+        for _ in intervals(stop, interval, count):
             keys, values = hists.lookup_and_delete_batch()
             if as_json:
                 for k, v in zip(keys, values):
@@ -99,19 +97,11 @@ def biolatency(
                         doc["disk"] = parts.get(int(k["dev"]), "Unknown")
                     if per_flag:
                         doc["flags"] = cmd_flags_text(int(k["cmd_flags"])).removeprefix("flags = ")
-                    doc["buckets"] = [{"low": lo, "high": hi, "count": int(c)}
-                                      for (lo, hi), c in zip(log2_bounds(len(slots)), slots.tolist())]
+                    doc["buckets"] = log2_buckets(slots)
                     emit_json(doc)
             else:
-                text = "\n" + ("%-8s\n" % wall_hms() if timestamp else "")
-                for k, v in zip(keys, values):
-                    if per_disk:
-                        text += "\ndisk = %s\t" % parts.get(int(k["dev"]), "Unknown")
-                    if per_flag:
-                        text += cmd_flags_text(int(k["cmd_flags"]))
-                    text += "\n" + "".join(line + "\n" for line in log2_hist_lines(np.asarray(v["slots"]), unit))
-                out(text)
+                def head(k: np.void) -> str:   # the C tool: "\ndisk = NAME\t" and/or the flags, then a newline
+                    return (("\ndisk = %s\t" % parts.get(int(k["dev"]), "Unknown") if per_disk else "")
+                            + (cmd_flags_text(int(k["cmd_flags"])) if per_flag else "") + "\n")
+                out(hist_report([(head(k), np.asarray(v["slots"])) for k, v in zip(keys, values)], unit, timestamp))
                 sys.stdout.flush()
-            printed += 1
-            if stopping or (count is not None and printed >= count):
-                break

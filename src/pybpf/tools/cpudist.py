@@ -18,11 +18,11 @@ from typing import Optional
 
 import numpy as np
 
-from pybpf.toolkit import log2_bounds, log2_hist_lines
 from pybpf.text import visible
+from pybpf.toolkit import log2_buckets
+from pybpf.tools._common import (CGROUP_OPTION, Stop, ctext, emit_json, fail, hist_report, intervals, loaded, out,
+                                 ready_line, tool_app, version_option)
 from pybpf.tools._options import Argument, Option
-from pybpf.tools._common import (CGROUP_OPTION, Stop, ctext, emit_json, fail, loaded, out, ready_line, tool_app,
-                                 version_option, wall_hms)
 
 __all__ = ["app"]
 
@@ -55,26 +55,16 @@ def cpudist(
     with Stop() as stop, loaded("cpudist", rodata, cgroup=cgroup) as obj:
         hists = obj.maps["hists"]
         ready_line(f"Tracing {'off' if offcpu else 'on'}-CPU time... Hit Ctrl-C to end.", as_json)
-        printed = 0
-        while True:
-            stopping = stop.wait(interval if interval else 99999999.0)
+        for _ in intervals(stop, interval, count):
             keys, values = hists.lookup_and_delete_batch()
             groups = [(int(k), ctext(v["comm"]), np.asarray(v["slots"], np.uint64))
                       for k, v in zip(keys.tolist(), values)]
             if as_json:
                 for key, comm, slots in groups:
                     doc = {"time": time.time(), "unit": unit, "offcpu": offcpu, "total": int(slots.sum()),
-                           "buckets": [{"low": lo, "high": hi, "count": int(c)}
-                                       for (lo, hi), c in zip(log2_bounds(len(slots)), slots.tolist())]}
+                           "buckets": log2_buckets(slots)}
                     emit_json({label: key, "comm": comm, **doc} if label else doc)
             else:
-                text = "\n" + ("%-8s\n" % wall_hms() if timestamp else "")
-                for key, comm, slots in groups:
-                    if label is not None:
-                        text += "\n%s = %d %s\n" % (label, key, visible(comm))
-                    text += "".join(line + "\n" for line in log2_hist_lines(slots, unit))
-                out(text)
+                out(hist_report([("\n%s = %d %s\n" % (label, key, visible(comm)) if label else "", slots)
+                                 for key, comm, slots in groups], unit, timestamp))
                 sys.stdout.flush()
-            printed += 1
-            if stopping or (count is not None and printed >= count):
-                break

@@ -20,19 +20,15 @@ from typing import Optional
 
 import numpy as np
 
-from pybpf.toolkit import log2_bounds, log2_hist_lines
 from pybpf.text import visible
+from pybpf.toolkit import log2_buckets
+from pybpf.tools._common import (CGROUP_OPTION, Stop, ctext, emit_json, fail, hist_report, intervals, loaded, out,
+                                 ready_line, tool_app, version_option)
 from pybpf.tools._options import Argument, Option
-from pybpf.tools._common import (CGROUP_OPTION, Stop, ready_line, ctext, emit_json, fail, loaded, out, tool_app,
-                                 version_option, wall_hms)
 
 __all__ = ["app"]
 
 app = tool_app()
-
-
-def _buckets(slots: np.ndarray) -> list[dict[str, int]]:
-    return [{"low": lo, "high": hi, "count": int(c)} for (lo, hi), c in zip(log2_bounds(len(slots)), slots.tolist())]
 
 
 @app.command()
@@ -62,9 +58,7 @@ def runqlat(
         slots = obj.maps["hist"].view()          # live, zero-copy
         hists = obj.maps["hists"]
         ready_line("Tracing run queue latency... Hit Ctrl-C to end.", as_json)
-        printed = 0
-        while True:
-            stopping = stop.wait(interval if interval else 3600.0)
+        for _ in intervals(stop, interval, count):
             groups: list[tuple[int, str, np.ndarray]]
             if label is None:
                 snap = slots.copy()
@@ -76,18 +70,11 @@ def runqlat(
                           for k, v in zip(keys.tolist(), values)]
             if as_json:
                 for key, comm, snap in groups:
-                    doc = {"time": time.time(), "unit": unit, "total": int(snap.sum()), "buckets": _buckets(snap)}
+                    doc = {"time": time.time(), "unit": unit, "total": int(snap.sum()), "buckets": log2_buckets(snap)}
                     if label is not None:
                         doc = {label: key, "comm": comm, **doc}
                     emit_json(doc)
             else:
-                text = "\n" + ("%-8s\n" % wall_hms() if timestamp else "")
-                for key, comm, snap in groups:
-                    if label is not None:
-                        text += "\n%s = %d %s\n" % (label, key, visible(comm))
-                    text += "".join(line + "\n" for line in log2_hist_lines(snap, unit))
-                out(text)
+                out(hist_report([("\n%s = %d %s\n" % (label, key, visible(comm)) if label else "", snap)
+                                 for key, comm, snap in groups], unit, timestamp))
                 sys.stdout.flush()
-            printed += 1
-            if stopping or (count is not None and printed >= count):
-                break
