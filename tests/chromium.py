@@ -1,20 +1,26 @@
 """Headless Chromium (Debian's package) for looking at what pybpf draws: a screenshot and the
 DOM after the page's own script ran, and a :class:`Page` a test clicks in (the DevTools protocol
-over a pipe). Every run gets a fresh profile directory and no network."""
+over a pipe). Every run gets a fresh profile directory and no network. At the end, what tests of
+pybpf's flame graphs read back: the boxes of the DOM and the colours of the picture."""
 
 from __future__ import annotations
 
 import base64
 import fcntl
+import io
 import json
 import os
+import re
 import select
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from html import unescape
 from pathlib import Path
+
+import numpy as np
 
 from tests.conftest import needs_kernel
 
@@ -193,3 +199,45 @@ class Page:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---- flame graphs as Chromium shows them ------------------------------------------------------
+
+def flame_frames_of_dom(dom: str) -> set[tuple[str, int, int, int]]:
+    """(name, depth, start, value) of every box of a pybpf flame graph in a dumped DOM; each box's
+    tooltip must say its name and count."""
+    found = set()
+    for m in re.finditer(r'<g class="f[^"]*" data-n="([^"]*)" data-s="(\d+)" data-v="(\d+)" data-d="(\d+)">'
+                         r"<title>([^<]*)</title>", dom):
+        name, s, v, d, title = unescape(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), \
+            unescape(m.group(5))
+        assert title.startswith(f"{name} ({v:,} "), title
+        found.add((name, d, s, v))
+    return found
+
+
+FLAME_GEOMETRY = """[...document.querySelectorAll('g.f')].map(function (g) {
+  var r = g.querySelector('rect'), b = r.getBoundingClientRect();
+  return {n: g.getAttribute('data-n'), cls: g.getAttribute('class'), x: +r.getAttribute('x'),
+          w: +r.getAttribute('width'), fill: r.getAttribute('fill'), cx: b.x + b.width / 2, cy: b.y + b.height / 2,
+          top: b.y, d: +g.getAttribute('data-d'), s: +g.getAttribute('data-s')};
+})"""
+
+
+def flame_boxes(page: Page) -> list[dict]:
+    """Every box of the flame graph on ``page``: name, class, x and width (SVG), fill, centre and top
+    (CSS pixels in the viewport), depth and start."""
+    return page.evaluate(FLAME_GEOMETRY)  # type: ignore[return-value]
+
+
+def picture(page: Page) -> np.ndarray:
+    """The viewport as an (height, width, 3) int array."""
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+
+
+def colour_run(img: np.ndarray, y: int, fill: str) -> tuple[int, int]:
+    """(first x, last x + 1) of the pixels of colour ``fill`` (``rgb(r,g,b)``) on row ``y``."""
+    colour = np.array([int(c) for c in re.findall(r"\d+", fill)])
+    hit = np.flatnonzero(np.all(np.abs(img[y] - colour) <= 3, axis=1))
+    return (int(hit[0]), int(hit[-1]) + 1) if len(hit) else (0, 0)

@@ -3,7 +3,6 @@ folded text, named stacks from a real profile, and the SVG flame graph as Chromi
 
 from __future__ import annotations
 
-import io
 import re
 from html import unescape
 
@@ -122,15 +121,7 @@ def sample() -> Folded:
                    (["hotcold", "main", "tiny"], 1)])
 
 
-def _frames_of_dom(dom: str) -> set[tuple[str, int, int, int]]:
-    found = set()
-    for m in re.finditer(r'<g class="f[^"]*" data-n="([^"]*)" data-s="(\d+)" data-v="(\d+)" data-d="(\d+)">'
-                         r"<title>([^<]*)</title>", dom):
-        name, s, v, d, title = unescape(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), \
-            unescape(m.group(5))
-        assert title.startswith(f"{name} ({v:,} samples, ")
-        found.add((name, d, s, v))
-    return found
+_frames_of_dom = chromium.flame_frames_of_dom
 
 
 def test_svg_in_chromium(tmp_path):
@@ -180,28 +171,12 @@ def test_svg_in_chromium(tmp_path):
     assert (widest[1] - widest[0]) / (cold_run[1] - cold_run[0]) == pytest.approx(750 / 250, rel=0.05)
 
 
-_GEOMETRY = """[...document.querySelectorAll('g.f')].map(function (g) {
-  var r = g.querySelector('rect'), b = r.getBoundingClientRect();
-  return {n: g.getAttribute('data-n'), cls: g.getAttribute('class'), x: +r.getAttribute('x'),
-          w: +r.getAttribute('width'), fill: r.getAttribute('fill'), cx: b.x + b.width / 2, cy: b.y + b.height / 2,
-          top: b.y};
-})"""
-
-
 def _boxes(page: chromium.Page) -> dict[str, dict]:
-    return {box["n"]: box for box in page.evaluate(_GEOMETRY)}  # type: ignore[union-attr]
+    return {box["n"]: box for box in chromium.flame_boxes(page)}
 
 
-def _run_of(img: np.ndarray, y: int, fill: str) -> tuple[int, int]:
-    """(first x, last x + 1) of the pixels of colour ``fill`` (``rgb(r,g,b)``) on row ``y``."""
-    colour = np.array([int(c) for c in re.findall(r"\d+", fill)])
-    hit = np.flatnonzero(np.all(np.abs(img[y] - colour) <= 3, axis=1))
-    return (int(hit[0]), int(hit[-1]) + 1) if len(hit) else (0, 0)
-
-
-def _picture(page: chromium.Page) -> np.ndarray:
-    from PIL import Image
-    return np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+_run_of = chromium.colour_run
+_picture = chromium.picture
 
 
 def test_svg_click_zooms_in_chromium(tmp_path):

@@ -18,12 +18,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pybpf.distro import usdt_python
 from pybpf.flame import Folded
 from pybpf.pyframes import PyOffsets, PythonProcess, UnreadablePythonError
 from pybpf.errors import ObjectFormatError
+from tests import chromium
 from tests.conftest import needs_kernel
 from tests.procs import env, pybpf_cmd
 
@@ -556,3 +558,157 @@ def test_native_frames_above_the_python_ones(kernel, python, tmp_path):
     in_zlib = sum(c for frames, c in rows if frames.index(crunch) < len(frames) - 1 and "[libz.so" in frames[-1])
     assert total >= 30 and in_zlib / total >= 0.5, run.stdout
     assert all(frames[frames.index(crunch) - 1] == f"<module> ({script}:1)" for frames, _ in rows)
+
+
+# ---- flame graphs of real programs, as Chromium draws them ------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+NAMES_OF_JSON = '''\
+import json
+import json.encoder
+import json.tool
+
+
+def name(code):
+    return f"{code.co_qualname} ({code.co_filename}:{code.co_firstlineno})"
+
+
+inner = {c.co_name: name(c) for c in json.encoder._make_iterencode.__code__.co_consts if hasattr(c, "co_qualname")}
+print(json.dumps({"main": name(json.tool.main.__code__), "dump": name(json.dump.__code__),
+                  "load": name(json.load.__code__), **inner}))
+'''
+
+
+def _boxes_of(fold: Folded, width: int) -> set[tuple[str, int, int, int]]:
+    """The boxes pybpf.flame draws for ``fold``: (name, depth, start, value), a box narrower than
+    MIN_WIDTH px left out with what is above it."""
+    from pybpf.flame import layout
+    from pybpf.flame.svg import MIN_WIDTH, XPAD
+    want = set()
+    stack = [layout(fold)]
+    while stack:
+        node = stack.pop()
+        if node.value * (width - 2 * XPAD) / fold.total >= MIN_WIDTH:
+            want.add((node.name, node.depth, node.start, node.value))
+            stack.extend(node.children.values())
+    return want
+
+
+def _size(svg: str) -> tuple[int, int]:
+    m = re.search(r'<svg [^>]*width="(\d+)" height="(\d+)"', svg)
+    assert m, svg[:300]
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_flame_graph_of_json_tool_in_chromium(kernel, python, tmp_path):
+    """A real program, unmodified: Debian's ``python3 -m json.tool`` pretty-printing 25 MB of JSON
+    read from a pipe, sampled by ``pyprofile -f --svg`` from its start to its exit. The folded
+    stacks name the standard library's own functions as the interpreter names them
+    (``co_qualname (co_filename:co_firstlineno)``); the SVG, opened in headless Chromium, has one box
+    per frame path with the folded counts; a real click on ``json.dump``'s box zooms it to the full
+    width in the DOM and on the screen, its callees keep their shares and ``json.load``'s part is
+    hidden."""
+    names = json.loads(subprocess.run([python, "-c", NAMES_OF_JSON], capture_output=True, text=True, check=True,
+                                      timeout=120).stdout)
+    data = json.dumps([{"id": i, "name": f"item {i}", "tags": [f"t{j}" for j in range(5)],
+                        "pos": {"x": i * 0.5, "y": -i, "ok": i % 3 == 0}} for i in range(200_000)]).encode()
+    svg_path = tmp_path / "json_tool.svg"
+    # the program starts blocked on its stdin; pyprofile samples it from then until it exits
+    prog = subprocess.Popen([python, "-m", "json.tool"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    mine = None
+    try:
+        mine = subprocess.Popen(pybpf_cmd("tool", "pyprofile", "-p", str(prog.pid), "-f", "-F", "199",
+                                          "--svg", str(svg_path), "--title", "python3 -m json.tool"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+        assert mine.stderr is not None and prog.stdin is not None
+        line = mine.stderr.readline()
+        assert "Sampling the Python stacks" in line, line + mine.stderr.read()
+        prog.stdin.write(data)
+        prog.stdin.close()
+        assert prog.wait(timeout=600) == 0
+        out, err = mine.communicate(timeout=240)
+        assert mine.returncode == 0, err
+    finally:
+        for p in (prog, mine):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    fold = folded(out)
+    assert fold.total >= 100, out
+    # the chain of the encoder's generators, each named as the interpreter names its code object
+    chain = (names["main"], names["dump"], names["_iterencode"], names["_iterencode_list"], names["_iterencode_dict"])
+    assert names["_iterencode"].startswith("_make_iterencode.<locals>._iterencode (/") and ":" in names["dump"]
+
+    def has(frames: tuple[str, ...], part: tuple[str, ...]) -> bool:
+        return any(frames[i:i + len(part)] == part for i in range(len(frames) - len(part) + 1))
+    encoding = sum(c for frames, c in fold if has(frames, chain))
+    loading = sum(c for frames, c in fold if has(frames, (names["main"], names["load"])))
+    assert encoding >= 0.1 * fold.total and loading >= 1, out
+    rooted = sum(c for frames, c in fold if frames[0].startswith("_run_module_as_main ("))
+    print(f"json.tool: {fold.total} samples, {encoding} in the encoder's generators, {loading} in json.load")
+    assert rooted >= 0.9 * fold.total, out      # runpy's frames at the root: `-m json.tool` as run
+
+    svg = svg_path.read_text()
+    width, height = _size(svg)
+    # 1. the DOM after the page's script ran: one box per frame path, with the folded counts
+    assert chromium.flame_frames_of_dom(chromium.dump_dom(svg_path)) == _boxes_of(fold, width)
+    # 2. a click on json.dump's box, as a user's mouse does it
+    full = width - 2 * 10 - 1
+    with chromium.Page(svg_path, width, height) as page:
+        page.wait_for("typeof zoom === 'function' && frames.length > 0")
+        before = chromium.flame_boxes(page)
+        dump = next(b for b in before if b["n"] == names["dump"])
+        assert dump["w"] < full - 1 or loading == 0
+        page.click(dump["cx"], dump["cy"])
+        after = {(b["n"], b["d"], b["s"]): b for b in chromium.flame_boxes(page)}
+        zoomed = after[(names["dump"], dump["d"], dump["s"])]
+        assert zoomed["x"] == 10 and zoomed["w"] == pytest.approx(full, abs=0.02) and zoomed["cls"] == "f"
+        assert page.evaluate("document.getElementById('title').textContent") == \
+            f"python3 -m json.tool: {names['dump']}"
+        want = {box[:3]: box[3] for box in _boxes_of(fold, width)}
+        v0 = want[(names["dump"], dump["d"], dump["s"])]
+        for (name, d, s), b in after.items():
+            if d < dump["d"] and s <= dump["s"] and dump["s"] + v0 <= s + want[(name, d, s)]:   # its callers
+                assert b["cls"] == "f parent" and b["w"] == pytest.approx(full, abs=0.02), name
+            elif dump["s"] <= s and s + want[(name, d, s)] <= dump["s"] + v0:   # callees keep their share
+                w = want[(name, d, s)] / v0 * (width - 20)
+                assert b["cls"] == ("f" if w >= 0.1 else "f hide"), name
+                if w >= 0.1:
+                    assert b["w"] == pytest.approx(w - 1 if w >= 2 else w, abs=0.02), name
+            else:                    # json.load and everything else beside json.dump
+                assert b["cls"] == "f hide", name
+        assert any(b["n"] == names["load"] and b["cls"] == "f hide" for b in after.values()) or loading == 0
+        # the picture: dump's colour spans the row
+        first, last = chromium.colour_run(chromium.picture(page), int(zoomed["top"]) + 2, zoomed["fill"])
+        assert first <= 11 and last - first >= full - 2, (first, last)
+
+
+def test_checked_in_flame_graph_is_what_chromium_draws():
+    """docs/pyprofile-testsuite.{folded,svg,png}, pyprofile's flame graph of pybpf's own test suite
+    (README): the SVG's boxes, read from Chromium's DOM, are the folded stacks' layout, every frame is
+    a ``qualname (file:line)``, and the PNG is Chromium's picture of that SVG's base (each box's
+    colour where the SVG puts the box)."""
+    from PIL import Image
+    fold = Folded.parse((DOCS / "pyprofile-testsuite.folded").read_text())
+    svg_path = DOCS / "pyprofile-testsuite.svg"
+    svg = svg_path.read_text()
+    width, height = _size(svg)
+    assert f'data-total="{fold.total}"' in svg and fold.total >= 1000
+    assert chromium.flame_frames_of_dom(chromium.dump_dom(svg_path)) == _boxes_of(fold, width)
+    for frames, _ in fold:
+        for frame in frames:
+            assert re.fullmatch(r".+ \(.+:\d+\)", frame) or re.fullmatch(r"\[[a-z ]+\]", frame), frame
+    img = np.asarray(Image.open(DOCS / "pyprofile-testsuite.png").convert("RGB")).astype(int)
+    assert img.shape[1] == width and img.shape[0] <= height
+    offset = height - img.shape[0]   # the picture is the graph's base: its bottom rows
+    checked = 0
+    for m in re.finditer(r'<rect x="([\d.]+)" y="(\d+)" width="([\d.]+)" height="\d+" fill="(rgb\([\d,]+\))"', svg):
+        x, y, w, fill = float(m.group(1)), int(m.group(2)) - offset, float(m.group(3)), m.group(4)
+        if w < 4 or not 0 <= y < img.shape[0] - 1:
+            continue
+        colour = np.array([int(c) for c in re.findall(r"\d+", fill)])
+        pixel = img[y + 1, int(x) + 2]
+        assert np.all(np.abs(pixel - colour) <= 4), (m.group(0), pixel.tolist())
+        checked += 1
+    assert checked >= 40
