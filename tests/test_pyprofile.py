@@ -695,6 +695,9 @@ def test_checked_in_flame_graph_is_what_chromium_draws():
     svg = svg_path.read_text()
     width, height = _size(svg)
     assert f'data-total="{fold.total}"' in svg and fold.total >= 1000
+    readme = (DOCS.parent / "README.md").read_text()     # shown there, with its sample count
+    assert "(docs/pyprofile-testsuite.png)](docs/pyprofile-testsuite.svg)" in readme
+    assert f"({fold.total} samples;" in readme
     assert chromium.flame_frames_of_dom(chromium.dump_dom(svg_path)) == _boxes_of(fold, width)
     for frames, _ in fold:
         for frame in frames:
