@@ -191,6 +191,8 @@ def test_user_frames_of_a_pie_program_and_after_it_exits(hotcold, tmp_path):
         assert frames.names.tolist() == ["hot", "cold", "[unknown]"]
         assert frames.offsets.tolist()[:2] == [4, 0]
         assert frames.modules[0] == str(prog)
+        # where they are in the file (what perf and the C tools' -v print): nm's value + the offset
+        assert frames.file_addrs.tolist()[:2] == [nm(prog)["hot"] + 4, nm(prog)["cold"]]
         assert frames[0].file == "hotcold.c"
     finally:
         _stop(p)
@@ -199,6 +201,30 @@ def test_user_frames_of_a_pie_program_and_after_it_exits(hotcold, tmp_path):
     again = sym.user(p.pid, [cold + 2, hot])
     assert again.names.tolist() == ["cold", "hot"]
     assert Symbolizer().user(p.pid, [hot]).names.tolist() == ["[unknown]"]   # no snapshot: unknown
+
+
+def test_snapshot_taken_again_after_exec(hotcold):
+    """A process snapshotted before it exec'd (a fork's child, as a profiler first sees it) is
+    snapshotted again when asked for once it runs the new program: its frames are the new
+    program's, not the old one's (which would name wrong functions where the two overlap)."""
+    p = subprocess.Popen(["sh", "-c", f"echo started && read _ && exec {hotcold} 30"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "started\n"   # sh is mapped (Popen returns in the middle of its exec)
+        sym = Symbolizer()
+        before = sym.remember(p.pid)
+        assert before is not None and str(hotcold) not in [m.path for m in before.mappings]
+        assert sym.remember(p.pid) is before                  # the same program: the snapshot kept
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        assert p.stdout.readline().startswith("ready")
+        after = sym.remember(p.pid)
+        assert after is not before and str(hotcold) in [m.path for m in after.mappings]
+        assert sym.user(p.pid, [runtime_address(p.pid, hotcold, "hot") + 2]).names.tolist() == ["hot"]
+        assert sym.remember(p.pid) is after
+    finally:
+        p.stdin.close()
+        _stop(p)
 
 
 def test_shared_library_at_its_load_base(hotcold):

@@ -25,7 +25,7 @@ import numpy as np
 from pybpf.errors import ObjectFormatError
 from pybpf.symbolize.elf import ElfSymbols
 
-__all__ = ["Mapping", "PerfMap", "ProcessMaps", "read_maps"]
+__all__ = ["Mapping", "PerfMap", "ProcessMaps", "exec_identity", "read_maps"]
 
 _VDSO = "[vdso]"
 _MAX_PERF_MAP = 256 << 20
@@ -56,6 +56,23 @@ def read_maps(pid: int) -> list[Mapping]:
             out.append(Mapping(int(start, 16), int(end, 16), int(parts[2], 16), parts[3].decode(),
                                int(parts[4]), path))
     return out
+
+
+def exec_identity(pid: int) -> tuple[int, int, int] | None:
+    """What tells one program ``pid`` runs from the next it execs: where its code and its stack
+    start (``startcode``, ``endcode``, ``startstack`` of ``/proc/PID/stat``: an exec maps new
+    code, at a new random base for a PIE, and always a new stack at a random base, so that even
+    a non-PIE program exec'ing itself differs). None when the process is gone, has no memory
+    (a kernel thread), is in the middle of an exec (its new code not mapped yet: all 0), or hides
+    them from us (startcode and endcode read 1 without ptrace access)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2:].split()   # after "(comm)": fields[0] is field 3 (state)
+        identity = (int(fields[23]), int(fields[24]), int(fields[25]))   # fields 26, 27, 28 of proc(5)
+    except (OSError, ValueError, IndexError):
+        return None
+    return identity if identity[0] > 1 else None
 
 
 def ns_pid(pid: int) -> int:
@@ -142,6 +159,7 @@ class ProcessMaps:
         self._lines = lines
         self.taken_at = time.monotonic()
         self.root = f"/proc/{pid}/root"
+        self.identity = exec_identity(pid)
         self.mappings = read_maps(pid)
         self.starts = np.array([m.start for m in self.mappings], np.uint64)
         self.ends = np.array([m.end for m in self.mappings], np.uint64)
@@ -169,6 +187,13 @@ class ProcessMaps:
     def alive(self) -> bool:
         """True while the process still exists."""
         return os.path.exists(f"/proc/{self.pid}/maps")
+
+    @property
+    def replaced(self) -> bool:
+        """True when the pid now runs another program (it exec'd since the snapshot), or when the
+        snapshot was taken in the middle of an exec (no identity then) and the program is now mapped."""
+        now = exec_identity(self.pid)
+        return now is not None and now != self.identity
 
     def _open(self, m: Mapping) -> ElfSymbols | None:
         if m.path == _VDSO:

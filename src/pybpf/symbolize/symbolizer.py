@@ -57,6 +57,9 @@ class Frames:
     offsets: np.ndarray      # uint64
     modules: np.ndarray      # object (str)
     lines: list[tuple[str, int] | None] | None = None
+    # where each address is in its module: the ELF virtual address in the mapped file (what perf
+    # and libbpf-tools print as the DSO offset), the address itself in the kernel, 0 where unmapped
+    file_addrs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.addrs)
@@ -77,7 +80,8 @@ class Frames:
     def take(self, index: np.ndarray) -> Frames:
         """The frames at ``index`` (how the resolution of unique addresses is spread back)."""
         return Frames(self.addrs[index], self.names[index], self.offsets[index], self.modules[index],
-                      None if self.lines is None else [self.lines[i] for i in index.tolist()])
+                      None if self.lines is None else [self.lines[i] for i in index.tolist()],
+                      None if self.file_addrs is None else self.file_addrs[index])
 
 
 def _as_addrs(addrs: Iterable[int] | np.ndarray) -> np.ndarray:
@@ -144,11 +148,13 @@ class Symbolizer:
         """Snapshot ``pid``'s mappings and load their symbols now, so that its addresses still
         resolve after it exits. None when it is already gone, or when its mappings may not be
         read here (another user namespace's process: its frames read ``[unknown]``, as perf
-        shows them). A snapshot is taken once; call :meth:`forget` to take it again."""
+        shows them). A snapshot is taken once, and again when the pid has exec'd another program
+        since (a fork's child seen before its exec); :meth:`forget` drops it."""
         with self._lock:
             maps = self._procs.get(pid)
             if maps is not None:
-                return maps
+                # a fork's child snapshotted before its exec holds its parent's mappings: take it again
+                return (self._snapshot(pid) or maps) if maps.replaced else maps
             missed = self._missed.get(pid)
             if missed is not None and time.monotonic() - missed < _MISS_TTL:
                 return None   # each stack of a gone process must not try /proc again
@@ -214,7 +220,7 @@ class Symbolizer:
         for pos, i in zip(np.flatnonzero(hit).tolist(), idx[hit].tolist()):
             names[pos] = ks.name(i)
             modules[pos] = ks.module(i)
-        return Frames(uniq, names, offsets, modules, None)
+        return Frames(uniq, names, offsets, modules, None, uniq.copy())
 
     def user(self, pid: int, addrs: Iterable[int] | np.ndarray) -> Frames:
         """Frames of process ``pid`` for ``addrs``; a pid already gone resolves from its
@@ -224,7 +230,8 @@ class Symbolizer:
         maps = self.remember(pid)
         if maps is None:
             names, offsets, modules = _empty(len(uniq), UNKNOWN)
-            frames = Frames(uniq, names, offsets, modules, [None] * len(uniq) if self.lines else None)
+            frames = Frames(uniq, names, offsets, modules, [None] * len(uniq) if self.lines else None,
+                            np.zeros(len(uniq), np.uint64))
         else:
             where = maps.mapping_index(uniq)
             if np.any(where < 0) and maps.perf_map is None and time.monotonic() - maps.taken_at > _MAPS_MIN_AGE \
@@ -238,14 +245,17 @@ class Symbolizer:
     def _user_unique(self, maps: ProcessMaps, uniq: np.ndarray) -> Frames:
         names, offsets, modules = _empty(len(uniq), UNKNOWN)
         lines: list[tuple[str, int] | None] | None = [None] * len(uniq) if self.lines else None
+        file_addrs = np.zeros(len(uniq), np.uint64)
         where = maps.mapping_index(uniq)
         for m in np.unique(where[where >= 0]).tolist():
             sel = np.flatnonzero(where == m)
             mapping, elf, syms = maps.mappings[m], maps.elves[m], maps.symbols[m]
             modules[sel] = mapping.path or "[anon]"
+            file_addrs[sel] = uniq[sel] - maps.starts[m] + maps.offsets[m]   # a file offset, unless an ELF says
             if elf is None or syms is None:
                 continue
             vaddrs = elf.file_to_vaddr(uniq[sel] - maps.starts[m] + maps.offsets[m])
+            file_addrs[sel] = vaddrs
             idx = syms.index(vaddrs)
             hit = idx >= 0
             offsets[sel[hit]] = vaddrs[hit] - syms.values[idx[hit]]
@@ -264,4 +274,5 @@ class Symbolizer:
                     names[pos] = pm.names[i]
                     offsets[pos] = int(uniq[pos]) - int(pm.starts[i])
                     modules[pos] = "[perf-map]"
-        return Frames(uniq, names, offsets, modules, lines)
+                    file_addrs[pos] = uniq[pos]
+        return Frames(uniq, names, offsets, modules, lines, file_addrs)
