@@ -76,9 +76,12 @@ def test_profile_user_only_and_kernel_only(kernel):
     try:
         user = Folded.parse(run_tool("profile", "-p", str(p.pid), "-F", "499", "-f", "-U", "2").stdout)
         kern = Folded.parse(run_tool("profile", "-p", str(p.pid), "-F", "499", "-f", "-K", "2").stdout)
-        blocks = run_tool("profile", "-p", str(p.pid), "-F", "499", "-d", "1").stdout
+        verbose = run_tool("profile", "-p", str(p.pid), "-F", "499", "-d", "-v", "1")
+        blocks = verbose.stdout
     finally:
         _stop(p)
+    # -v: libbpf's own debug lines on stderr, as the C tools' -v (stdout stays the profile)
+    assert "libbpf: " in verbose.stderr and "libbpf" not in blocks, verbose.stderr[-2000:]
     assert user.total > 0 and kern.total > 0
     assert not any("entry_SYSCALL_64" in ";".join(f) for f, _ in user)
     assert not any("main" in f for f, _ in kern)
@@ -206,6 +209,48 @@ def test_offcputime_against_c(kernel, offcpu):
     assert any(frames[0] == "offmain" and "sleeper" in frames for frames, _ in folded)
 
 
+VERBOSE_FRAME = re.compile(r"^    #(\d+)\s+0x([0-9a-f]+) (\S+)\+0x([0-9a-f]+)(?: \((\S+)\+0x([0-9a-f]+)\))?$")
+
+
+def verbose_frames(text: str, comm: str) -> dict[int, tuple[str, int, str | None, int | None]]:
+    """address -> (name, offset, file, address in file) of the frames of ``comm``'s blocks in
+    offcputime -v output (libbpf-tools' ``#N 0xADDR NAME+0xOFF (FILE+0xVADDR)``)."""
+    found: dict[int, tuple[str, int, str | None, int | None]] = {}
+    block: list[tuple[str, ...]] = []
+    for line in text.splitlines():
+        if line.startswith("    #"):
+            m = VERBOSE_FRAME.match(line)
+            if m:
+                block.append(m.groups())
+            continue
+        if re.match(rf"^    -\s+{comm} \(\d+\)$", line):
+            for _, addr, name, off, file, vaddr in block:
+                found[int(addr, 16)] = (name, int(off, 16), file, None if vaddr is None else int(vaddr, 16))
+        block = []
+    return found
+
+
+def test_offcputime_verbose_frames_as_c(kernel, offcpu):
+    """-v: every frame numbered with its address and offset, user frames with their file and the
+    address in it, as Debian's C offcputime -v prints them for the same process at the same time."""
+    ours, theirs = side_by_side(["offcputime", "-v", "-p", str(offcpu.pid), "2"],
+                                [*c_tool("offcputime"), "-v", "-p", str(offcpu.pid), "2"])
+    mine, c = verbose_frames(ours, "offmain"), verbose_frames(theirs, "offmain")
+    prog = str(hotcold_path().parent / "offcpu")
+    both = mine.keys() & c.keys()   # a frame only one saw (a rare preemption point) is not compared
+    # the test program's own frames (both tools read its .symtab) and the kernel's, but the tools'
+    # own BPF programs (each has its own): the same name, offset, file and address in the file
+    compared = [a for a in both if c[a][2] == prog or (c[a][2] is None and not c[a][0].startswith("bpf_prog_"))]
+    assert {mine[a][0] for a in compared} >= {"main", "sleeper", "schedule", "do_nanosleep"}, (ours, theirs)
+    assert {a: mine[a] for a in compared} == {a: c[a] for a in compared}
+    # the address in the file is where nm puts the function, plus the offset
+    symbols = {parts[2]: int(parts[0], 16) for parts in (line.split() for line in subprocess.run(
+        ["nm", prog], capture_output=True, text=True, check=True).stdout.splitlines()) if len(parts) == 3}
+    for name, off, file, vaddr in mine.values():
+        if file == prog:
+            assert vaddr == symbols[name] + off, (name, off, vaddr)
+
+
 def test_wakeuptime_against_c(kernel, offcpu):
     """wakeuptime and Debian's C wakeuptime at the same time: offwriter wakes offmain through
     pipe_write in both, for about the time offmain spends on the pipe."""
@@ -251,13 +296,41 @@ def test_profile_against_c(kernel):
     assert {frames[0] for frames, _ in mine} == {frames[0] for frames, _ in c} == {"hotcold"}
 
 
+def test_profile_names_a_process_that_exited_before_the_end(kernel):
+    """A system-wide profile, and hotcold living 1.5 s of its 5: its frames still have names at the
+    end (its mappings were taken while it ran: bpftrace#1006). A large stack map: with the default
+    1024 the machine's other stacks fill it before hotcold starts, and its stacks are missed."""
+    proc = Proc(pybpf_cmd("tool", "profile", "-F", "499", "--stack-storage-size", "262144", "5", "--json"))
+    try:
+        proc.wait_for(lambda: any(line.startswith("Sampling at") for line in proc.err), timeout=120,
+                      what="profile to start sampling")
+        p = start(hotcold_path(), 1.5)
+        p.wait(timeout=60)
+        p.stdout.close()
+        assert proc.p.wait(timeout=180) == 0, proc.err[-20:]
+    finally:
+        proc.kill()
+    docs = [json.loads(line) for line in proc.out]
+    # the samples whose user stack the stack map took (a hash collision with another process's
+    # stack drops one: that is the stack map, not the names)
+    mine = [d for d in docs if d["pid"] == p.pid and d["user_stack"] != ["[Missed User Stack]"]]
+    total = sum(d["samples"] for d in mine)
+    named = sum(d["samples"] for d in mine if "main" in d["user_stack"])
+    assert total >= 50, mine                        # 1.5 s at 499 Hz, on a loaded machine
+    assert named >= 0.9 * total, mine
+    hot = sum(d["samples"] for d in mine if d["user_stack"][:2] == ["hot", "main"])
+    cold = sum(d["samples"] for d in mine if d["user_stack"][:2] == ["cold", "main"])
+    assert 0.6 <= hot / (hot + cold) <= 0.9, (hot, cold)
+
+
 # ---- the tools framework: fast start, -V, --json, refusals --------------------------------------
 
 STACK_TOOL_ARGS = [
-    ("profile", ["-p", "12,34", "-F", "99", "-f", "-U", "--svg", "x.svg", "3"]),
+    ("profile", ["-p", "12,34", "-F", "99", "-f", "-U", "-v", "--svg", "x.svg", "3"]),
     ("profile", ["-KdI", "-C", "1", "--stack-storage-size", "2048", "--perf-max-stack-depth=20", "--json"]),
     ("offcputime", ["-p", "1", "-t", "2", "-u", "-m", "1000", "-M", "2000000", "--state", "2", "5"]),
     ("offcputime", ["-kfd", "--json", "--title", "t", "1"]),
+    ("offcputime", ["-v", "-p", "7", "1"]),
     ("wakeuptime", ["-p", "1", "-u", "-v", "-m", "10", "-f", "2"]),
     ("wakeuptime", ["--json", "--perf-max-stack-depth", "30", "1"]),
 ]

@@ -4,14 +4,15 @@ Owns what the three do alike on top of :mod:`pybpf.tools._common`: the bundled o
 loaded with its stack map sized from the command line (``--perf-max-stack-depth``,
 ``--stack-storage-size``) and its pid/tid filter maps filled before attaching, the
 processes that show up while tracing remembered (so that their stacks still resolve if
-they exit before the end: bpftrace#1006), and the result printed as libbpf-tools print it
-(one block per stack, or folded lines), as JSON lines (``--json``), or drawn as an SVG
-flame graph (``--svg``). What a profile lost is said on stderr, as the C tools say it:
+they exit before the end: bpftrace#1006; the counts are looked at four times a second), the
+result printed as libbpf-tools print it (one block per stack, or folded lines), as JSON
+lines (``--json``), or drawn as an SVG flame graph (``--svg``), and ``-v``'s libbpf debug lines. What a profile lost is said on stderr, as the C tools say it:
 stacks the stack map could not hold, and counts a full counts map could not take.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,11 +27,22 @@ from pybpf.symbolize import Symbolizer
 from pybpf.text import visible
 from pybpf.tools._common import Stop, emit_json, fail, loaded, out
 
-__all__ = ["lost_warnings", "parse_ids", "print_blocks", "print_folded", "print_json", "stack_object",
+__all__ = ["libbpf_debug", "lost_warnings", "parse_ids", "print_blocks", "print_folded", "print_json", "stack_object",
            "track_pids", "write_svg"]
 
 EFAULT = 14
 EEXIST = 17
+
+
+def libbpf_debug() -> None:
+    """``-v`` as the C tools have it: libbpf's debug lines too, on stderr, as libbpf prints them."""
+    log = logging.getLogger("pybpf.libbpf")
+    if not any(getattr(h, "_pybpf_tool", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._pybpf_tool = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
 
 
 def parse_ids(text: str | None, what: str) -> list[int]:
@@ -72,13 +84,14 @@ def stack_object(name: str, rodata: Mapping[str, Any], *, depth: int, storage: i
         yield obj
 
 
-def track_pids(stop: Stop, keys_of: Callable[[], np.ndarray], symbolizer: Symbolizer, every: float = 1.0) -> None:
+def track_pids(stop: Stop, keys_of: Callable[[], np.ndarray], symbolizer: Symbolizer, every: float = 0.25) -> None:
     """Until ``stop``: every ``every`` seconds, snapshot the mappings of processes new in the
-    counts (``keys_of()`` gives their pids), so short-lived ones still resolve at the end."""
+    counts (``keys_of()`` gives their pids), so that one that lives a quarter of a second or more
+    still resolves at the end (one read of the counts' keys a time; a snapshot once per process)."""
     while not stop.wait(every):
         for pid in np.unique(keys_of()).tolist():
             if pid > 0:
-                symbolizer.remember(int(pid))
+                symbolizer.remember(int(pid))   # taken once (again if the pid exec'd since)
 
 
 def print_blocks(named: Sequence[NamedStack], *, delimiter: bool = False, tail: Callable[[NamedStack], str],

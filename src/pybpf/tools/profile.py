@@ -1,6 +1,6 @@
 """profile: sample stacks on every CPU at a frequency, as libbpf-tools' profile (+ --svg).
 
-    pybpf tool profile [-p PID] [-L TID] [-U | -K] [-F FREQ] [-f] [-d] [-I] [-C CPU]
+    pybpf tool profile [-p PID] [-L TID] [-U | -K] [-F FREQ] [-f] [-d] [-I] [-C CPU] [-v]
                        [--stack-storage-size N] [--perf-max-stack-depth N]
                        [--svg FILE] [--json] [-V] [duration]
 
@@ -25,8 +25,8 @@ from pybpf.flame.stacks import fold, name_stacks
 from pybpf.symbolize import Symbolizer
 from pybpf.text import visible
 from pybpf.tools._common import Stop, fail, ready_line, tool_app, version_option
-from pybpf.tools._stacks import (lost_warnings, parse_ids, print_blocks, print_folded, print_json, stack_object,
-                                 track_pids, write_svg)
+from pybpf.tools._stacks import (libbpf_debug, lost_warnings, parse_ids, print_blocks, print_folded, print_json,
+                                 stack_object, track_pids, write_svg)
 
 __all__ = ["app"]
 
@@ -49,6 +49,7 @@ def profile(
     depth: int = typer.Option(127, "--perf-max-stack-depth", help="limit for kernel and user stacks"),
     svg: Optional[str] = typer.Option(None, "--svg", help="also write an SVG flame graph to FILE"),
     title: str = typer.Option("CPU flame graph", "--title", help="title of the flame graph"),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="verbose debug output (libbpf's)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per stack"),
     version: bool = version_option("profile"),
 ) -> None:
@@ -60,6 +61,8 @@ def profile(
     pids, tids = parse_ids(pid, "pid"), parse_ids(tid, "tid")
     rodata = {"user_stacks_only": user_only, "kernel_stacks_only": kernel_only, "include_idle": include_idle,
               "filter_by_pid": bool(pids), "filter_by_tid": bool(tids) and not pids}
+    if verbose:
+        libbpf_debug()
     sym = Symbolizer()
     with stack_object("profile", rodata, depth=depth, storage=storage, pids=pids, tids=tids) as obj:
         for p in pids:

@@ -26,7 +26,7 @@ from pybpf.flame.stacks import name_stacks
 from pybpf.symbolize import UNKNOWN, Symbolizer
 from pybpf.text import visible
 from pybpf.tools._common import Stop, c_release, ctext, fail, out, ready_line, tool_app, version_option
-from pybpf.tools._stacks import lost_warnings, print_folded, print_json, stack_object, write_svg
+from pybpf.tools._stacks import libbpf_debug, lost_warnings, print_folded, print_json, stack_object, write_svg
 
 __all__ = ["app"]
 
@@ -42,7 +42,8 @@ def wakeuptime(
     max_block: int = typer.Option((1 << 64) - 1, "-M", "--max-block-time",
                                   help="microseconds under which we store traces"),
     folded: bool = typer.Option(False, "-f", "--folded", help="output folded format, one line per stack"),
-    verbose: bool = typer.Option(False, "-v", "--verbose", help="show raw addresses (they always are, as in C)"),
+    verbose: bool = typer.Option(False, "-v", "--verbose",
+                                 help="show raw addresses (always shown, as in C) and libbpf's debug output"),
     storage: int = typer.Option(1024, "--stack-storage-size", help="number of unique stacks stored"),
     depth: int = typer.Option(127, "--perf-max-stack-depth", help="limit for kernel stacks"),
     svg: Optional[str] = typer.Option(None, "--svg", help="also write an SVG flame graph to FILE"),
@@ -63,6 +64,8 @@ def wakeuptime(
         print("use either -u or -p", file=sys.stderr)   # as the C tool: a note, and it goes on
     rodata = {"targ_pid": pid or 0, "user_threads_only": user_threads,
               "min_block_ns": min_block * 1000, "max_block_ns": min(max_block * 1000, (1 << 64) - 1)}
+    if verbose:
+        libbpf_debug()
     sym = Symbolizer()
     # the duration runs from the moment the programs are attached, as the C tool's sleep()
     with stack_object("wakeuptime", rodata, depth=depth, storage=storage) as obj, Stop(duration) as stop:
