@@ -5,6 +5,8 @@
  * `hist` (array; u32 slots in v1, u64 in v2) and the .bss counter.  Each
  * getppid() of the wanted tgid adds one to each, so after any number of
  * upgrades every counter must equal the calls made: the exact merge.
+ * v3 is v1 with fields in `stats` that cannot be merged exactly (named by
+ * the upgrade as not exact).
  * `last_ns` is a last-value field (a timestamp), not a counter.
  */
 #include "vmlinux.h"
@@ -16,6 +18,20 @@ struct tool_stat {
 	__u64 last_ns;
 	__u32 v1_only;
 };
+struct tool_pcpu {
+	__u64 calls;
+};
+typedef __u32 slot_t;
+#elif EXACT_VERSION == 3
+/* v3: `stats` gains fields no merge can add exactly: a float counter and a
+ * counter at an unaligned offset (packed); the upgrade must name them. */
+struct tool_stat {
+	__u64 calls;
+	__u64 last_ns;
+	double ratio;
+	__u32 v1_only;
+	__u64 odd;
+} __attribute__((packed));
 struct tool_pcpu {
 	__u64 calls;
 };

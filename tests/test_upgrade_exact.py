@@ -250,3 +250,71 @@ def test_wait_for_programs_returns_and_leaves_nothing_open(kernel):
     for _ in range(3):
         wait_for_programs()  # one synchronize_rcu through a map-in-map update
     assert not new_fds(before)
+
+
+_PACKED = np.dtype({"names": ["calls", "v1_only", "odd", "pad", "cross"],
+                    "formats": ["<u8", "<u4", "<u8", "u1", "<u2"], "offsets": [0, 8, 12, 20, 23], "itemsize": 28})
+
+
+def test_misaligned_counters_take_the_old_final_value_in_their_own_bytes(kernel):
+    """A packed struct: a u64 at offset 12 and a u16 across two 32-bit words cannot be added atomically.
+    They take the old version's final value, written in their own bytes (a CAS rounded down to an
+    aligned address used to compare and write the neighbouring field's bytes instead)."""
+    old = pybpf.Map.create("hash", key_dtype=np.uint32, value_dtype=_PACKED, max_entries=4)
+    new = pybpf.Map.create("hash", key_dtype=np.uint32, value_dtype=_PACKED, max_entries=4)
+    merger = Merger.prepare("packed", old, new, section=False)
+    try:
+        start = np.zeros(1, _PACKED)
+        start["calls"], start["v1_only"], start["odd"], start["cross"] = 10, 1, 0x1111111111111111, 0x0102
+        keys = np.array([5], np.uint32)
+        old.update_batch(keys, start)
+        new.update_batch(keys, start)
+        merger.record(keys, start)
+        final = start.copy()                       # the old version, between the copy and the switch
+        final["calls"], final["odd"], final["cross"] = 15, 0x2222222222222222, 0x0304
+        old[5] = final[0]
+        mine = start.copy()                        # the new version after the switch: counted once
+        mine["calls"] = 11
+        new[5] = mine[0]
+        merger.merge(lambda k, v: (k, v))
+        got = new[5]
+        assert int(got["calls"]) == 11 + 5 and int(got["v1_only"]) == 1 and int(got["pad"]) == 0
+        assert int(got["odd"]) == 0x2222222222222222 and int(got["cross"]) == 0x0304
+        assert {leaf.path: (leaf.mode, leaf.exact) for leaf in merger.leaves} == {
+            "calls": ("add", True), "v1_only": ("add", True), "odd": ("bytes", False), "pad": ("add", True),
+            "cross": ("bytes", False)}
+    finally:
+        merger.close()
+        old.close()
+        new.close()
+
+
+def test_an_upgrade_names_the_fields_it_cannot_merge_exactly(bundled, kernel):
+    """v3's `stats` has a float and a misaligned counter: the plan, the warnings and the report all say
+    the map is not exact and name the two fields; the integer counter stays exact."""
+    v1, v3 = bundled("upgrade_exact_v1"), bundled("upgrade_exact_v3")
+    caller = Caller()
+    deployment = None
+    try:
+        obj = pybpf.open(v1)
+        obj.rodata["want_tgid"] = caller.pid
+        deployment = pybpf.deploy(obj)
+        caller.go()
+        planned = pybpf.upgrade.plan(deployment, v3, last_value={"stats": ["last_ns"]})
+        inexact = {"map 'stats' field 'ratio'", "map 'stats' field 'odd'"}
+        assert {w.split(": not exact")[0] for w in planned["warnings"]} == inexact
+        assert {m["name"]: m.get("exact") for m in planned["maps"]}["stats"] is False
+        deployment = pybpf.upgrade(deployment, v3, last_value={"stats": ["last_ns"]})
+        report = deployment.report
+        assert report is not None
+        assert {w.split(": not exact")[0] for w in report.warnings} == inexact
+        assert any("float" in w for w in report.warnings) and any("misaligned offset 28" in w for w in report.warnings)
+        by_name = {m["name"]: m for m in report.maps}
+        assert by_name["stats"]["action"] == "migrate" and by_name["stats"]["exact"] is False
+        assert all(m["exact"] for m in report.maps if m["name"] != "stats")
+        calls = caller.stop()
+        assert int(deployment.object.maps["stats"][caller.pid]["calls"]) == calls  # the counter itself: exact
+    finally:
+        caller.kill()
+        if deployment is not None:
+            deployment.close()

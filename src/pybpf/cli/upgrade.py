@@ -93,7 +93,8 @@ def _merged(m: dict) -> str:  # type: ignore[type-arg]
     merged = m.get("merged")
     if merged is None:
         return "-" if m["action"] != "migrate" else "NOT EXACT"
-    return f"{merged['entries']} entries, {merged['applied']} fields"
+    done = f"{merged['entries']} entries, {merged['applied']} fields"
+    return done if m.get("exact", True) else f"{done}; NOT EXACT (see the warnings)"
 
 
 def _warn(warnings: list[str]) -> None:

@@ -511,7 +511,7 @@ def _upgrade(current: Deployment, new: Object | str | os.PathLike[str] | bytes, 
     finally:
         for m in mergers.values():
             m.close()
-    report.maps = [_map_report(p, p.name in mergers) for p in plans]
+    report.maps = [_map_report(p, mergers.get(p.name)) for p in plans]
     report.switched = [f"{a.program} at {a.hook} ({a.mode})" for a in current.attachments]
     result = Deployment(new_obj, current.attachments, directory=current.directory,
                         manifest=txn.next if txn is not None else None)
@@ -520,12 +520,14 @@ def _upgrade(current: Deployment, new: Object | str | os.PathLike[str] | bytes, 
     return result
 
 
-def _map_report(p: MapPlan, merged: bool) -> dict[str, Any]:
+def _map_report(p: MapPlan, merger: Merger | None) -> dict[str, Any]:
     entries = p.entries
     if p.action == "reuse" and p.new is not None:
         entries = _count(p.new)
-    out = {"name": p.name, "action": p.action, "why": p.why, "entries": entries,
-           "exact": merged or p.action != "migrate"}
+    # a migrated map is exact only if merged and every field of it merges exactly (not a float,
+    # not a misaligned counter): the same verdict as the plan's and the warnings'
+    exact = p.action != "migrate" or (merger is not None and not merger.inexact)
+    out = {"name": p.name, "action": p.action, "why": p.why, "entries": entries, "exact": exact}
     if p.merged is not None:
         out["merged"] = p.merged
     return out

@@ -126,17 +126,22 @@ def _walk(dtype: np.dtype, path: str, offset: int, last: set[str], out: list[Lea
             else:
                 out.append(Leaf(path, offset, width, "bytes"))
             return
-        aligned = offset % width == 0 if width >= 4 else True
+        # merge.bpf.c adds 64/32-bit counters at their own (aligned) address and 16/8-bit ones by a
+        # compare-and-swap of the aligned 32-bit word holding them: a field must fit that address
+        aligned = offset % width == 0 if width >= 4 else offset // 4 == (offset + width - 1) // 4
         if aligned:
             out.append(Leaf(path, offset, width, "add"))
-        else:
-            out.append(Leaf(path, offset, width, "last", exact=False,
+        else:  # byte by byte (the CAS ops round the offset down to their width: they would miss the field)
+            out.append(Leaf(path, offset, width, "bytes", exact=False,
                             why=f"a {width * 8}-bit counter at misaligned offset {offset} cannot be added "
                                 f"atomically: it takes the old version's final value"))
         return
-    if dtype.kind == "f" and width in (4, 8) and offset % width == 0:
+    if dtype.kind == "f":
+        # compare-and-swap where aligned, byte by byte where not: either way the old final value, so a
+        # float counter (not named a last value) loses what the new version added meanwhile
         exact = named_last
-        out.append(Leaf(path, offset, width, "last", exact=exact,
+        mode = "last" if width in (4, 8) and offset % width == 0 else "bytes"
+        out.append(Leaf(path, offset, width, mode, exact=exact,
                         why="" if exact else "a float has no atomic add: it takes the old version's final "
                                              "value, and what the new version added meanwhile is lost"))
         return
