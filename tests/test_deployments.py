@@ -68,14 +68,21 @@ def test_list_show_remove_and_named_dispatchers(bundled, kernel, bpffs):
     loaded = _cli("load", bundled("upgrade_count_a"), "--set", f"want_tgid={os.getpid()}", "--pin", directory,
                   "--duration", "0")
     assert loaded.returncode == 0, loaded.stderr
-    for _ in range(50):
-        os.getppid()
+    with pybpf.enable_stats():  # run counts (the kernel counts while any process holds stats on)
+        for _ in range(50):
+            os.getppid()
+        shown = json.loads(_cli("deployment", "show", directory, "--json").stdout)
+    # the program runs by the dispatcher's tail call, which the kernel's stats do not count: its runs are
+    # the dispatcher's (every getppid() on the machine: the tool filters the tgid itself)
+    program = shown["programs"][0]
+    assert program["run_cnt"] >= 50 and program["run_time_ns"] > 0, program
+    assert program["counted_by"].startswith("dispatcher upgrade_count_ (id "), program
+    assert shown["attachments"][0]["hook_program"]["run_cnt"] == program["run_cnt"]
     listed = json.loads(_cli("deployment", "list", bpffs, "--json").stdout)
     assert [d["directory"] for d in listed] == [directory]
     assert listed[0]["object"] == "upgrade_count_a" and listed[0]["version"] == 1 and listed[0]["state"] == "running"
     assert listed[0]["hooks"] == ["tracepoint syscalls:sys_enter_getppid (dispatch)"]
     assert abs(listed[0]["pinned_at"] - time.time()) < 300
-    shown = json.loads(_cli("deployment", "show", directory, "--json").stdout)
     counts = next(m for m in shown["maps"] if m["name"] == "counts")
     assert counts["type"] == "array" and counts["entries"] == 1  # slot 0 holds the 50 calls
     program = shown["programs"][0]
@@ -89,6 +96,7 @@ def test_list_show_remove_and_named_dispatchers(bundled, kernel, bpffs):
         fd = open_prog_by_id(dispatcher_id)
     try:
         assert prog_info(fd).name == "upgrade_count_"  # the tool's name, in the kernel's 15 bytes (14 kept)
+        assert shown["attachments"][0]["hook_program"]["id"] == dispatcher_id
     finally:
         os.close(fd)
     # bpftool's view of this very program (other suites' deployments carry the same name)

@@ -61,7 +61,8 @@ def show_command(
                     [(m["name"], m.get("type", "-"), m.get("id", "-"), m.get("max_entries", "-"),
                       m.get("entries", m.get("error", "-"))) for m in doc["maps"]]))
     out.print(table("programs", ["program", "type", "id", "run_cnt", "run_time_ns"],
-                    [(p["name"], p.get("type", "-"), p.get("id", "-"), p.get("run_cnt", "-"),
+                    [(p["name"], p.get("type", "-"), p.get("id", "-"),
+                      f"{p['run_cnt']} (its dispatcher's)" if "counted_by" in p else p.get("run_cnt", "-"),
                       p.get("run_time_ns", "-")) for p in doc["programs"]]))
     out.print(table("attachments", ["program", "hook", "mode", "running program id"],
                     [(a["program"], a["hook"], a["mode"], a.get("program_id", a.get("error", "-")))

@@ -3,7 +3,8 @@
 A deployment is a directory on a bpffs holding a manifest (``pybpf_manifest``):
 ``find`` walks every bpffs the machine has mounted for them; ``show`` decodes
 one (maps with their entry counts, programs with their run counts when BPF
-stats are on, attachments, an interrupted upgrade); ``remove`` detaches it
+stats are on, counted by the dispatcher for a program it runs by a tail call,
+attachments, an interrupted upgrade); ``remove`` detaches it
 (unpins the links first, so events stop before the maps go), unpins the
 rest and removes the directory, under the directory's lock.
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pybpf.errors import BpfError, ManifestError
-from pybpf.kernel.info import open_pinned, prog_info
+from pybpf.kernel.info import open_pinned, open_prog_by_id, prog_info
 from pybpf.maps.map import Map
 from pybpf.upgrade.attach import from_manifest
 from pybpf.upgrade.attach.base import kind_of
@@ -119,12 +120,31 @@ def show(directory: str) -> dict[str, Any]:
             a = from_manifest(directory, entry)
             try:
                 item["program_id"] = a.current_program_id()
-                item["link_id"] = a.current_link_info().id
+                link = a.current_link_info()
+                item["link_id"] = link.id
+                fd = open_prog_by_id(link.prog_id)
+                try:
+                    on_hook = prog_info(fd)
+                finally:
+                    os.close(fd)
+                item["hook_program"] = {"id": on_hook.id, "name": on_hook.name, "run_cnt": on_hook.run_cnt,
+                                        "run_time_ns": on_hook.run_time_ns}
             finally:
                 a.close()
         except BpfError as exc:
             item["error"] = str(exc)
         attachments.append(item)
+    # The kernel's stats count a program run from its hook, not one reached by a tail call: a program
+    # behind a dispatcher always shows 0. Its runs are the dispatcher's (each one tail-calls it), and
+    # the dispatcher's run time includes the program's.
+    for shown in attachments:
+        hook = shown.get("hook_program")
+        if shown["mode"] != "dispatch" or hook is None:
+            continue
+        for item in programs:
+            if item["name"] == shown["program"] and item.get("id") == shown.get("program_id"):
+                item.update(run_cnt=hook["run_cnt"], run_time_ns=hook["run_time_ns"],
+                            counted_by=f"dispatcher {hook['name']} (id {hook['id']}): tail calls are not counted")
     return {**summary(directory), "maps": maps, "programs": programs, "attachments": attachments,
             "pending": doc.get("pending") is not None}
 
