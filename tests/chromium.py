@@ -149,6 +149,10 @@ class Page:
 
     # ---- what a user does -----------------------------------------------------------------------
 
+    def move(self, x: float, y: float) -> None:
+        """The mouse moved to (x, y) CSS pixels (Chromium fires mouseover/mouseout as it hit-tests)."""
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+
     def click(self, x: float, y: float) -> None:
         """A left click at (x, y) CSS pixels: moved there, pressed, released, as a mouse does."""
         self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)

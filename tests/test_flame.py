@@ -242,6 +242,24 @@ def test_svg_click_zooms_in_chromium(tmp_path):
         assert page.evaluate("document.getElementById('unzoom').getAttribute('class')") == "hide"
 
 
+def test_svg_hover_names_the_frame_in_chromium(tmp_path):
+    """The mouse over a frame (DevTools input events, Chromium's hit testing) writes that frame's
+    title, its count and share of the whole, in the bottom line; off the frames it is blank again."""
+    folded = sample()
+    page_path = tmp_path / "flame.svg"
+    page_path.write_text(render_svg(folded, title="CPU profile of hotcold"))
+    height = int(re.search(r'height="(\d+)"', page_path.read_text()).group(1))
+    details = "document.getElementById('details').textContent"
+    with chromium.Page(page_path, 1200, height) as page:
+        page.wait_for("typeof zoom === 'function' && frames.length > 0")
+        boxes = _boxes(page)
+        for name, count in (("hot", 750), ("cold", 250), ("leaf_of_hot", 150)):
+            page.move(boxes[name]["cx"], boxes[name]["cy"])
+            assert page.evaluate(details) == f"{name} ({count:,} samples, {100 * count / folded.total:.2f}%)"
+        page.move(boxes["hot"]["cx"], 5)          # above the graph, on the title: no frame
+        assert page.evaluate(details) == " "
+
+
 def test_svg_refusals_and_empty():
     with pytest.raises(pybpf.InvalidArgumentError, match="width"):
         render_svg(sample(), width=10)
