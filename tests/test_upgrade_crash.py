@@ -139,3 +139,88 @@ def test_a_replaced_pin_is_not_adopted(bundled, kernel, bpffs):
         assert prog_info(fd).map_ids and counts_id in prog_info(fd).map_ids
     finally:
         os.close(fd)
+
+
+def _attachment_programs(directory: str, entries: list[dict]) -> dict[str, int]:  # type: ignore[type-arg]
+    """The id of the program each hook of a manifest runs now."""
+    from pybpf.upgrade.attach import from_manifest
+
+    out = {}
+    for entry in entries:
+        a = from_manifest(directory, entry)
+        try:
+            out[a.program] = a.current_program_id()
+        finally:
+            a.close()
+    return out
+
+
+def _pinned_program_id(path: str) -> int:
+    fd = open_pinned(path, "program")
+    try:
+        return prog_info(fd).id
+    finally:
+        os.close(fd)
+
+
+def test_kill_9_between_two_switches_is_rolled_forward(bundled, kernel, netns, bpffs):
+    """Two attachments (a tracepoint through its dispatcher, XDP on a veth link): killed after the
+    first switch, one hook runs the new version and the other the old; recover() switches the rest,
+    and every getppid() and frame is counted once across it all."""
+    import socket
+
+    from tests.conftest import enter_netns
+    from tests.test_upgrade import FRAME, _veth, _wait_for
+
+    _veth(netns)
+    directory = os.path.join(bpffs, "two")
+    with enter_netns(netns):
+        obj = pybpf.open(bundled("upgrade_count_a"))
+        obj.rodata["want_tgid"] = os.getpid()
+        with pybpf.deploy(obj, hooks={"count_xdp": lambda p: p.attach_xdp("vb")}) as deployment:
+            assert {a.mode for a in deployment.attachments} == {"dispatch", "link"}
+            os.makedirs(directory, mode=0o700)
+            deployment.pin(directory)
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        raw.bind(("va", 0))
+    counts = pybpf.Map.from_pin(os.path.join(directory, "counts"))  # reused by every version
+    sent = [0]
+
+    def traffic(n: int) -> None:
+        for _ in range(n):
+            os.getppid()
+            raw.send(FRAME)
+        sent[0] += n
+
+    try:
+        view = counts.view()
+        traffic(200)
+        killed = subprocess.run(pybpf_cmd("upgrade", directory, bundled("upgrade_count_b")), capture_output=True,
+                                text=True, timeout=120, env=dict(env(), PYBPF_UPGRADE_CRASH_AT="switching"),
+                                cwd=ROOT, check=False)
+        assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+        doc = read_manifest(directory)
+        assert doc is not None and doc.get("pending") is not None
+        pending = doc["pending"]
+        new_ids = {p["name"]: _pinned_program_id(os.path.join(directory, pending["temp"][p["pin"]]))
+                   for p in pending["next"]["programs"]}
+        old_ids = {p["name"]: _pinned_program_id(os.path.join(directory, p["pin"])) for p in doc["programs"]}
+        running = _attachment_programs(directory, doc["attachments"])
+        switched = sorted(name for name, pid in running.items() if pid == new_ids[name])
+        kept = sorted(name for name, pid in running.items() if pid == old_ids[name])
+        assert len(switched) == 1 and len(kept) == 1, (running, new_ids, old_ids)  # mixed: one hook each
+        traffic(200)  # both versions count, each at its own hook, into the same maps
+        assert pybpf.upgrade.recover(directory) == \
+            "rolled forward (switched the rest, merged, renamed the new pins into place)"
+        doc = read_manifest(directory)
+        assert doc is not None and "pending" not in doc and doc["object"] == "upgrade_count_b"
+        assert _attachment_programs(directory, doc["attachments"]) == \
+            {p["name"]: _pinned_program_id(os.path.join(directory, p["pin"])) for p in doc["programs"]} == new_ids
+        assert not [n for n in os.listdir(directory) if n.endswith(("__next", "__snap"))], os.listdir(directory)
+        traffic(200)
+        assert _wait_for(lambda: int(view[1]) >= sent[0], timeout=10)  # XDP on veth counts in NAPI, not inline
+        assert int(view[0]) == sent[0] and int(view[1]) == sent[0], (int(view[0]), int(view[1]), sent[0])
+        del view
+    finally:
+        raw.close()
+        counts.close()
