@@ -25,7 +25,6 @@ import pybpf.events  # noqa: F401 (registers the stream readers of maps)
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.forksafe import fresh_locks
 from pybpf._sys.libbpf import ffi, lib
-from pybpf.btf.hub import find_btf
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf, read_file
 from pybpf.kinds import MapFlag, MapType, ObjectState, ProgType
 from pybpf.errors import (
@@ -36,7 +35,6 @@ from pybpf.errors import (
     ObjectFormatError,
     VerifierError,
 )
-from pybpf.kernel.features import capabilities
 from pybpf.kernel.token import ENV as TOKEN_ENV, LIBBPF_TOKEN_RELEASE, requested_path, token_error
 from pybpf.link import struct_ops
 from pybpf.link.base import Link
@@ -168,6 +166,8 @@ class Object(Resource):
         if btf_custom_path is not None:
             btf_custom_path = _check_custom_btf(btf_custom_path)
         elif self.file_spec.core_relocations:
+            from pybpf.btf.hub import find_btf  # BTFhub's layout (and platform): only for CO-RE objects
+
             found = find_btf(btf_path)  # None when the kernel has its own BTF
             btf_custom_path = _check_custom_btf(found) if found is not None else None
         self._btf_custom_path = btf_custom_path
@@ -435,6 +435,8 @@ class Object(Resource):
             name = failed[-1]
             program = self._programs.get(name)
             prog_type = program.type if program is not None else "?"
+            from pybpf.kernel.features import capabilities  # only to explain a failed load
+
             caps = capabilities()
             if (prog_type in _REFUSED_TYPES and err == errno.EPERM and not verifier_log.strip()
                     and {"CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"} <= caps):

@@ -10,7 +10,7 @@ Pointers stored into an attr point at buffers that stay referenced until the cal
 
 from __future__ import annotations
 
-import platform
+import os
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +23,7 @@ __all__ = ["BPF_F_AFTER", "BPF_F_BEFORE", "BPF_F_ID", "BPF_F_LINK", "BPF_F_REPLA
 
 # __NR_bpf per machine (asm/unistd.h)
 _NR_BPF = {"x86_64": 321, "amd64": 321, "aarch64": 280, "arm64": 280, "s390x": 351, "ppc64le": 361,
-           "riscv64": 280, "loongarch64": 280}.get(platform.machine().lower(), 321)
+           "riscv64": 280, "loongarch64": 280}.get(os.uname().machine.lower(), 321)  # platform.machine()
 
 # enum bpf_cmd
 BPF_LINK_CREATE = 28

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import os
-import platform
 import select
 import threading
 from collections import deque
@@ -110,7 +109,7 @@ class RingBuffer(EventSource):
             raise ValueError(f"reader must be 'auto', 'numpy' or 'libbpf', not {reader!r}")
         if reader == "numpy" and not TSO:
             raise BpfError(f"the numpy ring buffer reader needs x86-64 memory ordering; "
-                           f"this is {platform.machine()}: use reader='libbpf'")
+                           f"this is {os.uname().machine}: use reader='libbpf'")
         self.name = map.name
         self._what = f"ring buffer {map.name}"
         self.dtype = record_dtype(map, dtype, "RingBuffer")

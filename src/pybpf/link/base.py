@@ -29,7 +29,6 @@ from pybpf._sys import libbpf as _libbpf
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, ClosedError, NotSupportedError
-from pybpf.kernel.features import kprobes_available
 from pybpf.kernel.info import LinkInfo, link_info, open_prog_by_id, prog_info
 from pybpf.kinds import AttachType, ProgType
 
@@ -296,6 +295,8 @@ def _prog_fd(program: Any) -> int:
 
 def attach_error(prog: AttachTarget, err: int, what: str, log: str = "") -> BpfError:
     """The typed error for a failed attach of ``prog`` to ``what``, with libbpf's reason."""
+    from pybpf.kernel.features import kprobes_available  # feature probes: only to explain a failure
+
     message = f"attaching {prog.type} program {prog.name!r} to {what}"
     if prog.prog_type is ProgType.KPROBE and prog.section.startswith(("kprobe", "kretprobe")) \
             and not kprobes_available():

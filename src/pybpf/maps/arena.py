@@ -22,7 +22,6 @@ import numpy as np
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import lib
 from pybpf.errors import BpfError, InvalidArgumentError, NotSupportedError
-from pybpf.kernel.features import capabilities
 from pybpf.kinds import MapFlag, MapType
 
 __all__ = ["Arena", "create_arena"]
@@ -94,6 +93,8 @@ def create_arena(name: str, pages: int, flags: int, map_extra: int) -> tuple[int
     fd = lib.bpf_map_create(int(MapType.ARENA), name.encode()[:15], 0, 0, pages, opts)
     if fd < 0:
         err = -fd
+        from pybpf.kernel.features import capabilities  # only to explain a refusal
+
         if err == errno.EPERM and {"CAP_BPF", "CAP_SYS_ADMIN"} <= capabilities():
             raise NotSupportedError(f"creating arena map {name!r}: the kernel refused it with EPERM although this "
                                     f"process has CAP_BPF and CAP_SYS_ADMIN: this kernel does not allow BPF arena "
