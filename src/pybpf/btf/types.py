@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING
 import array
 import errno
 import itertools
+import operator
 import os
 import stat
 import struct
+import sys
 from collections.abc import Callable
 from typing import Iterator
 
@@ -143,6 +145,13 @@ def _essential(name: str) -> str:
     return name
 
 
+# _scan_words: words from one record to the next by kind (3 + fixed words, then per item),
+# and the kind bits of an info word's top byte
+_SCAN_STEP = [3 + _EXTRA_FIXED.get(k, 0) // 4 for k in range(32)]
+_SCAN_PER_ITEM = [_EXTRA_PER_ITEM.get(k, 0) // 4 for k in range(32)]
+_KIND_BITS = bytes(b & 0x1F for b in range(256))
+
+
 class Btf:
     """A parsed BTF blob; type ids continue those of ``base`` for split BTF."""
 
@@ -174,6 +183,7 @@ class Btf:
         if type_off % 4:
             raise _bad(name, "type section is not 4-byte aligned")
         self._strs = bytes(d[hdr_len + str_off:hdr_len + str_off + str_len])
+        self._texts: dict[int, str] = {}
         if base is None:
             if str_len == 0 or self._strs[0] != 0:
                 raise _bad(name, "string section does not start with NUL")
@@ -194,6 +204,46 @@ class Btf:
     # ---- construction -------------------------------------------------------------------
     def _scan(self, pos: int, end: int) -> tuple[list[int], bytearray]:
         """Record the start offset, kind and name offset of every type (one pass, no decoding)."""
+        fast = self._scan_words(pos, end)
+        if fast is not None:
+            return fast
+        return self._scan_checked(pos, end)
+
+    def _scan_words(self, pos: int, end: int) -> tuple[list[int], bytearray] | None:
+        """The scan of a well-formed type section over its 32-bit words: only the walk from record
+        to record is a Python loop (a vmlinux has ~100k types); names and kinds are gathered by C
+        code. None, having kept nothing, on anything else: :meth:`_scan_checked` says what is wrong."""
+        if (end - pos) % 4 or end - pos < 24:
+            return None
+        body = self._data[pos:end]
+        words = array.array("I")
+        words.frombytes(body)
+        if sys.byteorder != "little":  # pragma: no cover - BTF here is little-endian
+            words.byteswap()
+        step, per_item = _SCAN_STEP, _SCAN_PER_ITEM
+        starts: list[int] = []
+        append = starts.append
+        i, n = 0, len(words)
+        try:
+            while i < n:
+                info = words[i + 1]
+                append(i)
+                kind = (info >> 24) & 0x1F
+                i += step[kind] + (info & 0xFFFF) * per_item[kind]
+        except IndexError:
+            return None
+        if i != n or len(starts) < 2:
+            return None
+        # kind = bits 24-28 of each record's second word: byte 7 of the record, masked
+        kinds = bytearray(operator.itemgetter(*map((7).__add__, map((4).__mul__, starts)))(body)).translate(
+            _KIND_BITS)
+        if kinds.find(_UNKN) >= 0 or max(kinds) > _ENUM64:
+            return None
+        self._name_offs = array.array("I", operator.itemgetter(*starts)(words))
+        return list(map(pos.__add__, map((4).__mul__, starts))), kinds
+
+    def _scan_checked(self, pos: int, end: int) -> tuple[list[int], bytearray]:
+        """:meth:`_scan`, record by record, naming the first record that is not well-formed."""
         d = self._data
         offs: list[int] = []
         kinds = bytearray()
@@ -253,6 +303,9 @@ class Btf:
 
     # ---- strings and raw access --------------------------------------------------------
     def _str(self, off: int) -> str:
+        text = self._texts.get(off)
+        if text is not None:
+            return text
         if off < self._str_base:
             assert self.base is not None
             return self.base._str(off)
@@ -261,9 +314,11 @@ class Btf:
             raise _bad(self.name, f"string offset {off} out of range")
         e = self._strs.index(b"\0", o)
         try:
-            return self._strs[o:e].decode()
+            text = self._strs[o:e].decode()
         except UnicodeDecodeError:
-            return self._strs[o:e].decode("latin-1")
+            text = self._strs[o:e].decode("latin-1")
+        self._texts[off] = text  # member names repeat (next, flags, ...): decoded once
+        return text
 
     def _check_id(self, tid: int, ref: int) -> int:
         if not 0 <= tid < len(self):
@@ -339,11 +394,17 @@ class Btf:
                                               enumerate(struct.unpack_from("<III", d, p)))
         elif k in (_STRUCT, _UNION):
             t.size = st
-            for mn, mt, mo in struct.iter_unpack("<III", d[p:p + 12 * vlen]):
-                if kflag:
-                    t.members.append((self._str(mn), ref(mt), mo & 0xFFFFFF, mo >> 24))
-                else:
-                    t.members.append((self._str(mn), ref(mt), mo, 0))
+            records = list(struct.iter_unpack("<III", d[p:p + 12 * vlen]))
+            count = len(self)
+            if records and max(mt for _mn, mt, _mo in records) >= count:
+                for mn, mt, _mo in records:  # the first fault, in record order
+                    self._str(mn)
+                    ref(mt)
+            text = self._str
+            if kflag:
+                t.members = [(text(mn), mt, mo & 0xFFFFFF, mo >> 24) for mn, mt, mo in records]
+            else:
+                t.members = [(text(mn), mt, mo, 0) for mn, mt, mo in records]
         elif k == _ENUM:
             t.size = st
             raw = [(self._str(n), v) for n, v in struct.iter_unpack("<Ii", d[p:p + 8 * vlen])]
@@ -494,6 +555,31 @@ class Btf:
         self._sizes[tid] = s
         return s
 
+    def alignof(self, tid: int) -> int:
+        """Alignment in bytes of type ``tid`` as libbpf's ``btf__align_of`` computes it (a packed
+        struct/union: 1); NotSupportedError for a kind that has none (void, func, ...)."""
+        for _ in range(_MAX_DEPTH):
+            t = self[tid]
+            if t.kind in ("int", "enum", "enum64", "float"):
+                return min(8, t.size or 0)
+            if t.kind == "ptr":
+                return 8
+            if t.kind in ("typedef", "const", "volatile", "restrict", "type_tag", "array"):
+                tid = t.type or 0
+                continue
+            if t.kind in ("struct", "union"):
+                best = 1
+                for _n, mt, off, bits in t.members:
+                    align = self.alignof(mt)
+                    if align <= 0:
+                        return align
+                    best = max(best, align)
+                    if not bits and off % (8 * align):
+                        return 1  # a member off its alignment: packed
+                return 1 if (t.size or 0) % best else best
+            raise NotSupportedError(f"BTF type [{tid}] ({t.kind} {t.name}) has no alignment", feature="alignof")
+        raise _bad(self.name, f"type [{tid}] nests too deeply (cycle?)")
+
     # ---- C names -----------------------------------------------------------------------
     def c_name(self, tid: int) -> str:
         """C spelling of type ``tid``: ``struct pair``, ``char[16]``, ``int *``, ``int (*)[4]``."""
@@ -542,7 +628,15 @@ class Btf:
         return [self[tid].name for tid in self._datasec_ids()]
 
     def _datasec_ids(self) -> list[int]:
-        return [self._start_id + i for i, k in enumerate(self._kinds) if k == _DATASEC]
+        ids = self.__dict__.get("_datasecs")
+        if ids is None:  # the kinds never change: found once (a byte search, not a loop over types)
+            ids = []
+            at = self._kinds.find(_DATASEC)
+            while at >= 0:
+                ids.append(self._start_id + at)
+                at = self._kinds.find(_DATASEC, at + 1)
+            self._datasecs = ids
+        return list(ids)
 
     def _datasec_id(self, name: str) -> int:
         for tid in self._datasec_ids():

@@ -378,8 +378,8 @@ def _kconfig_layout(btf: Btf) -> dict[str, tuple[int, int]]:
     for v in btf.datasec(KCONFIG):
         size = btf.sizeof(v.type_id)
         try:
-            align = max(btf.dtype(v.type_id).alignment, 1)
-        except (BpfError, ValueError, TypeError):
+            align = max(btf.alignof(v.type_id), 1)  # libbpf's btf__align_of (no numpy)
+        except (BpfError, RecursionError):
             align = 1
         entries.append((-align, size, v.name, align))
     layout: dict[str, tuple[int, int]] = {}
