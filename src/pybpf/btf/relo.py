@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -933,32 +934,76 @@ class _PartialIndex:
         return self._ids.get(ess) or list(default)
 
 
+def _trie_pattern(words: Iterable[bytes]) -> bytes:
+    """A regular expression matching exactly ``words``, as a trie: one character test per
+    letter, however many words (``re`` tries the branches of an alternation one by one)."""
+    root: dict[int, dict] = {}
+    for w in words:
+        node = root
+        for c in w:
+            node = node.setdefault(c, {})
+        node[-1] = {}
+
+    def emit(node: dict[int, dict]) -> bytes:
+        out = []
+        while True:  # a chain of single letters is a literal, not a nest of groups
+            branches = [(c, n) for c, n in node.items() if c >= 0]
+            if len(branches) == 1 and -1 not in node:
+                out.append(re.escape(bytes([branches[0][0]])))
+                node = branches[0][1]
+                continue
+            break
+        if branches:
+            alts = b"|".join(re.escape(bytes([c])) + emit(n) for c, n in sorted(branches))
+            out.append(b"(?:" + alts + b")" + (b"?" if -1 in node else b""))
+        return b"".join(out)
+
+    return emit(root)
+
+
+_TRIE_MAX_NAMES, _TRIE_MAX_LEN = 512, 128  # beyond these, one split of the strings is cheaper
+
+
+def _wanted_offsets(strs: bytes, wanted: set[bytes]) -> dict[int, bytes]:
+    """Offset -> string of every string of ``strs`` that is in ``wanted`` (every copy)."""
+    if len(wanted) <= _TRIE_MAX_NAMES and max(map(len, wanted), default=0) <= _TRIE_MAX_LEN:
+        if not wanted:
+            return {}
+        # one pass of C code over the bytes; each match starts after a NUL and ends at one
+        pattern = re.compile(b"\0(" + _trie_pattern(wanted) + b")(?=\0)")
+        return {m.start() + 1: m.group(1) for m in pattern.finditer(strs)}
+    parts = strs.split(b"\0")
+    hits = list(itertools.compress(range(len(parts)), map(wanted.__contains__, parts)))
+    starts = list(itertools.accumulate(map((1).__add__, map(len, parts)), initial=0))
+    return {starts[k]: parts[k] for k in hits}
+
+
 def seed_index(btf: Btf, names: Iterable[str]) -> bool:
     """Prepare the candidate index of ``btf`` for these essential names only (relocations then
     ask for no other): False, and nothing done, when a name offset of ``btf`` does not start a
-    string (the full index is then the exact one)."""
+    string (the full index is then the exact one). A vmlinux has ~100k names: each pass over
+    them is C code (``map``, ``compress``, a regular expression), none a loop in Python."""
     if btf.base is not None:
         return False
     strs = btf._strs
     wanted = {n.encode() for n in names if n}
-    parts = strs.split(b"\0")
-    starts = itertools.accumulate((len(p) + 1 for p in parts), initial=0)
-    offs: dict[int, str] = {}
-    for at, raw in zip(starts, parts):
-        if raw in wanted or b"___" in raw:
-            ess = essential_name(raw.decode("utf-8", "replace"))
-            if ess.encode() in wanted:
-                offs[at] = ess
     name_offs = btf._name_offs
-    if any(strs[off - 1] for off in set(name_offs) if off):
-        return False
+    if bytes(map(strs.__getitem__, map((-1).__add__, name_offs))).strip(b"\0"):
+        return False  # a name inside another string (offset 0 reads the final NUL: "" is fine)
+    offs: dict[int, str] = {at: raw.decode("utf-8", "replace")
+                            for at, raw in _wanted_offsets(strs, {w for w in wanted if b"___" not in w}).items()}
+    at = strs.find(b"___")
+    while at >= 0:  # flavored names (a few dozen in a vmlinux): their essential name may be wanted
+        first = strs.rfind(b"\0", 0, at) + 1
+        last = strs.find(b"\0", at)
+        ess = essential_name(strs[first:last].decode("utf-8", "replace"))
+        if ess.encode() in wanted:
+            offs[first] = ess
+        at = strs.find(b"___", last) if last >= 0 else -1
     found: dict[str, list[int]] = {}
     start = btf.start_id
-    get = offs.get
-    for i, off in enumerate(name_offs):
-        hit = get(off)
-        if hit is not None:
-            found.setdefault(hit, []).append(start + i)
+    for i in itertools.compress(range(len(name_offs)), map(offs.__contains__, name_offs)):
+        found.setdefault(offs[name_offs[i]], []).append(start + i)
     idx = _PartialIndex(found)
     if len(_INDEX_CACHE) > 16:
         _INDEX_CACHE.clear()

@@ -32,7 +32,6 @@ import bisect
 import dataclasses
 import fnmatch
 import os
-import platform
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -398,7 +397,7 @@ def _attach_finding(spec: ObjectSpec, prog: Any, t: _TargetFacts) -> Finding | N
 
 
 def _syscall_exists(t: _TargetFacts, call: str) -> bool:
-    prefixes = _SYSCALL_PREFIXES.get(platform.machine(), ()) + ("__se_sys_", "__do_sys_", "sys_")
+    prefixes = _SYSCALL_PREFIXES.get(os.uname().machine, ()) + ("__se_sys_", "__do_sys_", "sys_")
     return any(t.find(p + call, "func") for p in prefixes)
 
 

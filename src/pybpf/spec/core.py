@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import re
 import struct
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+try:  # built into CPython; hashlib would also load OpenSSL's libcrypto
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a CPython built without it
+    from hashlib import blake2b
 
 from pybpf.btf.relo import KIND_SHORT, RelocInput, RelocResult, Relocator
 from pybpf.btf.types import KERNEL_BTF_PATH, Btf
@@ -60,16 +64,23 @@ class Target:
             base = base.removesuffix(suffix)
         return base
 
-    def validate(self) -> None:
-        """ObjectFormatError unless the BTF keeps the kernel's rules (once per content)."""
+    def validate(self, *, cached: bool = True) -> None:
+        """ObjectFormatError unless the BTF keeps the kernel's rules (once per content).
+
+        ``cached``: a verdict this user's cache kept for the same bytes and the same validator
+        counts (:mod:`pybpf.btf.validcache`); a new "valid" verdict is kept there."""
         if self.trusted or self.cache.get("valid"):
             return
-        digest = hashlib.blake2b(self.btf._data, digest_size=16).digest()
+        digest = blake2b(self.btf._data, digest_size=16).digest()
         if digest not in _VALID:
-            try:
-                self.btf.validate()
-            except ObjectFormatError as e:
-                raise ObjectFormatError(f"target {self.name}: {e}", e.errno, path=self.name) from None
+            from pybpf.btf import validcache
+            if not (cached and validcache.known_valid(self.btf)):
+                try:
+                    self.btf.validate()
+                except ObjectFormatError as e:
+                    raise ObjectFormatError(f"target {self.name}: {e}", e.errno, path=self.name) from None
+                if cached:
+                    validcache.remember_valid(self.btf)
             _VALID.add(digest)
         self.cache["valid"] = True
 
@@ -147,12 +158,13 @@ def relocation_inputs(spec: ObjectSpec, *, include_skipped: bool = False) -> lis
     return out
 
 
-def relocate(spec: ObjectSpec, target: Target | Btf, chosen: list[tuple[str, Any]] | None = None
-             ) -> list[RelocResult]:
+def relocate(spec: ObjectSpec, target: Target | Btf, chosen: list[tuple[str, Any]] | None = None, *,
+             dead_code: bool = True) -> list[RelocResult]:
     """Every relocation of ``spec`` resolved against ``target``, in libbpf's order; a poisoned
-    instruction no path reaches once the others are patched is marked ``dead_code``.
-    ``chosen`` gets, per relocation, its kind and the target spec libbpf uses (the first
-    candidate that matched; None when none did): what a minimal BTF must keep."""
+    instruction no path reaches once the others are patched is marked ``dead_code`` (unless
+    ``dead_code`` is False: ``btf min`` needs only the specs). ``chosen`` gets, per relocation,
+    its kind and the target spec libbpf uses (the first candidate that matched; None when none
+    did): what a minimal BTF must keep."""
     if spec.btf is None:
         return []
     t = target if isinstance(target, Target) else Target(target.name, target)
@@ -162,7 +174,7 @@ def relocate(spec: ObjectSpec, target: Target | Btf, chosen: list[tuple[str, Any
         results.append(engine.resolve(r))
         if chosen is not None:
             chosen.append((r.kind, engine.last_matches[0] if engine.last_matches else None))
-    return _mark_dead_code(spec, results)
+    return _mark_dead_code(spec, results) if dead_code else results
 
 
 def _function_ranges(spec: ObjectSpec) -> dict[tuple[str, str], tuple[int, int]]:

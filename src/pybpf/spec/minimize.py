@@ -42,7 +42,6 @@ from typing import Any, Iterable
 from pybpf.btf.relo import ENUMVAL_KINDS, FIELD_KINDS, Spec, essential_name, seed_index, unseed_index
 from pybpf.btf.types import Btf, BtfType
 from pybpf.btf.write import write_btf
-from pybpf.spec.check import check_object, target_facts
 from pybpf.spec.core import Target, _as_spec, relocate
 from pybpf.spec.elf import ObjectSpec
 
@@ -191,6 +190,7 @@ def _record(keep: _Keep, kind: str, spec: Spec | None) -> None:
 
 def _record_checks(keep: _Keep, target: Target, kfuncs: set[str]) -> None:
     """What the pre-check found in the target, kept so that it finds it in the minimal BTF."""
+    from pybpf.spec.check import target_facts
     facts = target_facts(target)
     full = keep.btf
     for (name, kind), (btf, tid) in facts.found.items():
@@ -225,6 +225,8 @@ def _record_checks(keep: _Keep, target: Target, kfuncs: set[str]) -> None:
 def minimize(objs: Iterable[object], full: Btf, *, checks: bool = False) -> MinimalBtf:
     """The minimal BTF of ``full`` for the CO-RE relocations of ``objs`` (paths, bytes or specs)
     and, with ``checks``, for what the pre-check reads."""
+    if checks:  # the pre-check's lookups: only for --checks
+        from pybpf.spec.check import check_object, target_facts
     keep = _Keep(full)
     target = Target(full.name or "<btf>", full)
     count = 0
@@ -240,7 +242,7 @@ def minimize(objs: Iterable[object], full: Btf, *, checks: bool = False) -> Mini
     try:
         for spec in specs:
             chosen: list[tuple[str, Any]] = []
-            results = relocate(spec, target, chosen)
+            results = relocate(spec, target, chosen, dead_code=checks)  # which code is dead: the check's
             count += len(chosen)
             for kind, tspec in chosen:
                 _record(keep, kind, tspec)
