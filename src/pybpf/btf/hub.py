@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pybpf.btf.types import KERNEL_BTF_PATH
 from pybpf.errors import NotSupportedError
 
-__all__ = ["BtfLookup", "find_btf", "lookup_candidates", "os_release_ids"]
+__all__ = ["BtfLookup", "find_btf", "lookup_candidates", "os_release_ids", "private_cache_dir"]
 
 ENV = "PYBPF_BTF_PATH"
 # Where the kernel's own BTF would be, and the os-release file: module attributes (and
@@ -78,22 +78,30 @@ def lookup_candidates(dirs: list[str], what: BtfLookup) -> list[str]:
 
 
 def _cache_dir() -> str:
-    """The per-user cache of unpacked archives, made and checked: ``$XDG_CACHE_HOME/pybpf/btf``
-    (else ``~/.cache/pybpf/btf``), or ``$TMPDIR/pybpf-btf-<uid>`` without a usable home.
+    """The per-user cache of unpacked archives (:func:`private_cache_dir` ``btf``)."""
+    return private_cache_dir("btf", "unpacked BTF archives")
+
+
+def private_cache_dir(sub: str, what: str) -> str:
+    """A per-user cache directory, made and checked: ``$XDG_CACHE_HOME/pybpf/SUB`` (else
+    ``~/.cache/pybpf/SUB``), or ``$TMPDIR/pybpf-SUB-<uid>`` without a usable home.
 
     Whatever exists already must be a real directory (no symlink), owned by this user and
     open to no one else, under parents only this user or root can change: otherwise another
-    user could plant a BTF there (CO-RE would trust it) or make a write follow a symlink."""
+    user could plant a file there (CO-RE would trust a BTF, the pre-check a verdict) or make a
+    write follow a symlink. NotSupportedError (naming ``what`` it is for) when no place is safe."""
     xdg, home = os.environ.get("XDG_CACHE_HOME", ""), os.path.expanduser("~")
     places = []
     if os.path.isabs(xdg):
-        places.append(os.path.join(xdg, "pybpf", "btf"))
+        places.append(os.path.join(xdg, "pybpf", sub))
     elif os.path.isabs(home) and os.path.isdir(home):  # a home that exists: never made here
-        places.append(os.path.join(home, ".cache", "pybpf", "btf"))
-    import tempfile  # here, not at import: pybpf.open() imports this module for find_btf()
-    places.append(os.path.join(tempfile.gettempdir(), f"pybpf-btf-{os.geteuid()}"))
+        places.append(os.path.join(home, ".cache", "pybpf", sub))
+    places.append("")  # then the temporary directory's (tempfile loads only if it comes to that)
     problems = []
     for place in places:
+        if not place:
+            import tempfile
+            place = os.path.join(tempfile.gettempdir(), f"pybpf-{sub}-{os.geteuid()}")
         try:
             os.makedirs(place, mode=0o700, exist_ok=True)
         except OSError as e:
@@ -103,7 +111,7 @@ def _cache_dir() -> str:
         if problem is None:
             return place
         problems.append(problem)
-    raise NotSupportedError("no safe per-user cache for unpacked BTF archives: " + "; ".join(problems) +
+    raise NotSupportedError(f"no safe per-user cache for {what}: " + "; ".join(problems) +
                             " (set XDG_CACHE_HOME to a directory of your own)", feature="BTF cache")
 
 
