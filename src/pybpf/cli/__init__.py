@@ -3,10 +3,10 @@
 A thin typer app over the public API (``pybpf``, ``pybpf.spec.elf``, ``pybpf.btf.types``,
 ``pybpf.kernel.info``, ``pybpf.cheader``): whatever a command shows, a program can
 get from the library too. Each command lives in its own module; this one lists them and
-holds the entry point, which imports no typer: a tool (:mod:`pybpf.cli.toolrun`) and
-``prog``/``map`` ``show``/``list`` (:mod:`pybpf.cli.kernelview`) are answered without it when
-their command lines are plain; everything else goes to the typer app (:mod:`pybpf.cli.group`,
-also ``pybpf.cli.app``).
+holds the entry point, which imports no typer: a tool (:mod:`pybpf.cli.toolrun`),
+``prog``/``map`` ``show``/``list`` (:mod:`pybpf.cli.kernelview`), ``check`` and ``btf min``
+(:mod:`pybpf.cli.offline`) are answered without it when their command lines are plain;
+everything else goes to the typer app (:mod:`pybpf.cli.group`, also ``pybpf.cli.app``).
 """
 
 from __future__ import annotations
@@ -89,6 +89,12 @@ def main() -> None:
         from pybpf.cli import toolrun
 
         if toolrun.run(argv[1], argv[2:]):
+            return
+    elif argv[:1] == ["check"] or argv[:2] == ["btf", "min"]:
+        # offline commands a fleet runs often: no typer, pydantic or rich for a plain command line
+        from pybpf.cli import offline
+
+        if offline.run(argv):
             return
     else:
         from pybpf.cli import kernelview

@@ -154,14 +154,5 @@ def min_command(
                                 "helpers, map types, kfuncs), so it gives the same verdicts"),
 ) -> None:
     """A minimal BTF: only the types the objects' CO-RE relocations need (bpftool gen min_core_btf)."""
-    from pybpf.btf.validate import validate_btf
-    from pybpf.spec.minimize import minimize, type_count
-    src = Btf.from_file(str(full))
-    result = minimize([str(o) for o in objects], src, checks=checks)
-    # libbpf trusts the BTF it is given (btf_custom_path): what we write keeps the kernel's rules
-    validate_btf(Btf.from_bytes(result.data, name=str(output)), fast=False)  # small: per type, no numpy
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_bytes(result.data)
-    tmp.replace(output)
-    sys.stderr.write(f"{output}: {len(result.data)} bytes, {result.types} types for {result.relocations} "
-                     f"relocations (full: {len(src._data)} bytes, {type_count(src)} types)\n")
+    from pybpf.cli.precheck import minimal_btf  # the same as `pybpf btf min` without typer (cli/offline.py)
+    minimal_btf(objects, full, output, checks=checks)
