@@ -10,7 +10,11 @@ back to back on the same machine:
 * ``libbpf``: benchmarks/c/core_relocate.c (built here with gcc -lbpf): libbpf's own open +
   CO-RE relocation of every object against TARGET (needs root: libbpf creates the maps);
 * ``pybpf check``: the CLI on the whole corpus against TARGET, one process (start-up, target
-  parse and validation included), and the same through the API in this process;
+  parse and validation included), and the same through the API in this process (the target
+  parsed and validated in each round). The CLI
+  runs twice: ``check_cli`` as a user runs it (the target's validation verdict kept from an
+  earlier run, :mod:`pybpf.btf.validcache`), ``check_cli_cold`` with ``PYBPF_NO_CACHE=1`` (the
+  target validated in the run, as on a first run);
 * ``bpftool`` (``gen min_core_btf``) and ``pybpf btf min``: time and size of the minimal BTF,
   and ``pybpf btf min --checks`` (also what the pre-check reads).
 
@@ -64,7 +68,7 @@ def main() -> None:
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(HERE / "c" / "core_relocate.c"), "-lbpf"], check=True)
     py = [sys.executable, "-m", "pybpf.cli"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    rows: dict[str, list[float]] = {k: [] for k in ("libbpf", "check_cli", "check_api", "bpftool_min", "pybpf_min",
+    rows: dict[str, list[float]] = {k: [] for k in ("libbpf", "check_cli", "check_cli_cold", "check_api", "bpftool_min", "pybpf_min",
                                                     "pybpf_min_checks")}
     sizes: dict[str, tuple[int, int]] = {}
     have_bpftool = shutil.which("bpftool") is not None
@@ -76,11 +80,18 @@ def main() -> None:
         if proc.returncode not in (0, 1):
             sys.exit(proc.stderr)
         rows["check_cli"].append(wall)
+        wall, proc = _wall(py + ["check", *objs, "--btf", args.btf, "--json"], env={**env, "PYBPF_NO_CACHE": "1"})
+        if proc.returncode not in (0, 1):
+            sys.exit(proc.stderr)
+        rows["check_cli_cold"].append(wall)
+        from pybpf.spec import core
         from pybpf.spec.check import matrix
-        from pybpf.spec.core import load_target
+        core._VALID.clear()  # each round validates the target again (no verdict from a round before)
+        os.environ["PYBPF_NO_CACHE"] = "1"
         t = time.perf_counter()
-        matrix(objs, [load_target(args.btf)])
+        matrix(objs, [core.load_target(args.btf)])
         rows["check_api"].append(time.perf_counter() - t)
+        del os.environ["PYBPF_NO_CACHE"]
         if have_bpftool:
             out = tmp / "bpftool.btf"
             wall, proc = _wall(["bpftool", "gen", "min_core_btf", args.btf, str(out), *objs])
@@ -101,6 +112,7 @@ def main() -> None:
         print(f"  {k:18s} {v:7.2f} s   ({', '.join(f'{x:.2f}' for x in rows[k])})")
     if "libbpf" in med:
         print(f"  check (CLI) / libbpf open+relocate: {med['check_cli'] / med['libbpf']:.2f}x;"
+              f"  cold (no kept verdict): {med['check_cli_cold'] / med['libbpf']:.2f}x;"
               f"  check (API) / libbpf: {med['check_api'] / med['libbpf']:.2f}x")
     if "bpftool_min" in med:
         print(f"  btf min / bpftool gen min_core_btf: {med['pybpf_min'] / med['bpftool_min']:.2f}x time")

@@ -467,3 +467,230 @@ def test_types_are_counted_the_same_everywhere(kernel_btfs, check_objects, tmp_p
         for path, n in ((t["path"], full), (tmp_path / "m.btf", small)):
             dump = subprocess.run(["bpftool", "btf", "dump", "file", str(path)], capture_output=True, text=True)
             assert dump.returncode == 0 and sum(line.startswith("[") for line in dump.stdout.splitlines()) == n
+
+
+# ---- the fast paths: the same answers -----------------------------------------------------------
+
+_TYPER = ("import sys; from pybpf.cli.argv import normalize_argv; from pybpf.cli.group import app; "
+          "app(args=normalize_argv(sys.argv[1:]), prog_name='pybpf')")
+
+
+def _both(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], ...]:
+    """``pybpf ARGV`` through the entry point (the direct path when the line is plain) and
+    through the typer app alone."""
+    direct = subprocess.run(_CLI + argv, capture_output=True, text=True, env=env)
+    typer_ = subprocess.run([sys.executable, "-c", _TYPER, *argv], capture_output=True, text=True, env=env)
+    return direct, typer_
+
+
+def test_check_and_btf_min_without_typer_answer_as_typer_does(kernel_btfs, check_objects, tmp_path: Path) -> None:
+    """Plain `check`/`btf min` command lines skip typer (cli/offline.py): same stdout, stderr,
+    exit status and written BTF as the typer commands; anything else is left to typer."""
+    from pybpf.cli import offline
+    from pybpf.cli.argv import normalize_argv
+    from pybpf.spec.minimize import minimize
+    full_path = next(t["path"] for t in kernel_btfs if t["label"] != "running")
+    small = tmp_path / "small.btf"
+    small.write_bytes(minimize([check_objects["newer"], check_objects["guarded"], pybpf.bundled("counters")],
+                               Btf.from_file(full_path), checks=True).data)
+    env = {**os.environ, "COLUMNS": "200", "PYBPF_NO_CACHE": "1"}
+    newer, guarded = check_objects["newer"], check_objects["guarded"]
+    plain = [
+        [newer, "--btf", full_path, "--json"],
+        ["--strict", newer, f"--btf={small}", "--json"],
+        [newer, guarded, "--btf", str(small), "-a"],
+        [newer, "--btf", str(small), "--kernel", "--all", "--json=true"],
+        [newer, "--btf-dir", str(tmp_path), "--btf", str(small)],
+        [str(tmp_path / "missing.bpf.o"), "--btf", str(small)],
+        [newer, "--btf", str(tmp_path / "missing.btf")],
+        ["--btf", str(small), "--", newer],
+    ]
+    for words in plain:
+        assert offline.check_kwargs(normalize_argv(words)) is not None, words  # really the direct path
+        direct, typer_ = _both(["check", *words], env)
+        assert (direct.returncode, direct.stdout, direct.stderr) == (typer_.returncode, typer_.stdout,
+                                                                     typer_.stderr), words
+        assert direct.returncode in (0, 1, 2) and (direct.stdout or direct.stderr)
+    # typer answers what the direct path does not read: help, unknown options, a flag with a
+    # value, no target, no object
+    for words in (["--help"], [newer, "-h"], [newer, "--btf", str(small), "--bogus"], [newer, "--kernel=1"],
+                  [newer], ["--btf", str(small)], [newer, "--btf"]):
+        assert offline.check_kwargs(words) is None, words
+    direct, typer_ = _both(["check", newer], env)
+    assert direct.returncode == typer_.returncode == 2 and direct.stderr == typer_.stderr
+    # btf min: the same file and the same report (which names the output path)
+    objs = [newer, pybpf.bundled("counters")]
+    for extra in ([], ["--checks"]):
+        a, b = tmp_path / "a.btf", tmp_path / "b.btf"
+        assert offline.min_kwargs([*objs, "--btf", full_path, "-o", str(a), *extra]) is not None
+        direct = subprocess.run(_CLI + ["btf", "min", *objs, "--btf", full_path, f"-o{a}", *extra],
+                                capture_output=True, text=True, env=env)
+        typer_ = subprocess.run([sys.executable, "-c", _TYPER, "btf", "min", *objs, "--btf", full_path,
+                                 "--output", str(b), *extra], capture_output=True, text=True, env=env)
+        assert direct.returncode == typer_.returncode == 0, (direct.stderr, typer_.stderr)
+        assert a.read_bytes() == b.read_bytes()
+        assert direct.stderr.replace(str(a), "OUT") == typer_.stderr.replace(str(b), "OUT")
+    assert offline.min_kwargs([newer, "--btf", full_path]) is None  # no --output: typer's usage error
+
+
+def test_click_rules_of_the_direct_parser() -> None:
+    from pybpf.cli.offline import _CHECK, _MIN, parse
+    assert parse(["a", "--btf", "x", "b", "--btf=y", "-a", "--", "--json"], _CHECK) == (
+        {"btf": ["x", "y"], "verbose": True}, ["a", "b", "--json"])
+    assert parse(["--btf-dir", "d1", "--btf-dir=d2", "o"], _CHECK) == ({"btf_dir": "d2"}, ["o"])
+    assert parse(["o", "-oOUT", "--btf", "f"], _MIN) == ({"output": "OUT", "full": "f"}, ["o"])
+    assert parse(["o", "-o", "OUT", "--checks"], _MIN) == ({"output": "OUT", "checks": True}, ["o"])
+    assert parse(["-", "o"], _CHECK) == ({}, ["-", "o"])
+    for bad in (["--json=1"], ["-x"], ["--btf"], ["-ax"], ["--help"]):
+        assert parse(bad, _CHECK) is None, bad
+
+
+def test_validation_verdicts_kept_per_user(kernel_btfs, check_objects, tmp_path: Path, monkeypatch) -> None:
+    """A target validated once is not validated again for the same bytes and validator; only
+    this user's own regular files count; a BTF that fails validation is never kept."""
+    from pybpf.btf import validcache
+    from pybpf.spec import core
+    from pybpf.spec.minimize import minimize
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(validcache.ENV, raising=False)
+    full = Btf.from_file(next(t["path"] for t in kernel_btfs if t["label"] != "running"))
+    blob = minimize([check_objects["newer"]], full, checks=True).data
+    good = Btf.from_bytes(blob, name="good")
+    assert not validcache.known_valid(good)
+    core._VALID.discard(_blake(blob))
+    core.Target("good", good).validate()
+    where = tmp_path / "xdg" / "pybpf" / "valid"
+    key = validcache.verdict_key(good)
+    assert key is not None and (where / key).is_file()
+    assert os.stat(where).st_mode & 0o777 == 0o700 and os.stat(where / key).st_mode & 0o077 == 0
+    assert validcache.known_valid(Btf.from_bytes(blob, name="again"))
+    # the key depends on the validator's code: another validator reads none of these verdicts
+    monkeypatch.setattr(validcache, "_validator", b"another validator")
+    assert validcache.verdict_key(good) != key and not validcache.known_valid(good)
+    monkeypatch.setattr(validcache, "_validator", None)
+    # a mutant the validator refuses: refused again, never kept
+    bad = next(m for m in _mutants(blob, 200, 7) if _refused(m))
+    for _ in range(2):
+        core._VALID.discard(_blake(bad))
+        with pytest.raises(ObjectFormatError):
+            core.Target("bad", Btf.from_bytes(bad, name="bad")).validate()
+    bad_key = validcache.verdict_key(Btf.from_bytes(bad, name="bad"))
+    assert bad_key is not None and not (where / bad_key).exists()
+    # planted entries: a symlink, or a file of another user, say nothing
+    os.symlink(where / key, where / bad_key)
+    assert not validcache.known_valid(Btf.from_bytes(bad, name="bad"))
+    os.unlink(where / bad_key)
+    (where / bad_key).write_bytes(b"")
+    os.chown(where / bad_key, 65534, 65534)
+    assert not validcache.known_valid(Btf.from_bytes(bad, name="bad"))
+    # PYBPF_NO_CACHE=1: nothing read, nothing kept
+    monkeypatch.setenv(validcache.ENV, "1")
+    assert validcache.cache_dir() is None and not validcache.known_valid(good)
+    # split BTF is not kept (its verdict depends on its base too)
+    assert validcache.verdict_key(Btf.from_bytes(_split_of(full), base=full, name="split")) is None
+
+
+def _blake(data: bytes) -> bytes:
+    from hashlib import blake2b
+    return blake2b(data, digest_size=16).digest()
+
+
+def _refused(blob: bytes) -> bool:
+    """Parsed, but refused by the validator."""
+    try:
+        btf = Btf.from_bytes(blob, name="m")
+    except (ObjectFormatError, BpfError):
+        return False
+    try:
+        validate_btf(btf, fast=False)
+    except (ObjectFormatError, BpfError):
+        return True
+    return False
+
+
+def _split_of(base: Btf) -> bytes:
+    """A one-type split BTF over ``base``: ``typedef int x`` (the first INT of base)."""
+    strs = b"x\0"
+    int_id = next(i for i in range(1, len(base)) if base.kind_of(i) == "int")
+    types = struct.pack("<III", len(base._strs), 8 << 24, int_id)
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strs)) + types + strs
+
+
+def test_scan_fast_and_checked_agree(kernel_btfs, check_objects) -> None:
+    """Btf._scan's word walk finds what the record-by-record scan finds, or hands over."""
+    from pybpf.spec.minimize import minimize
+    full = Btf.from_file(next(t["path"] for t in kernel_btfs if t["label"] != "running"))
+    small = minimize([check_objects["newer"], pybpf.bundled("counters")], full, checks=True).data
+    blobs = [full._data, small] + _mutants(small, 300, 23)
+    if os.path.exists("/sys/kernel/btf/vmlinux"):
+        blobs.append(Btf.kernel()._data)
+    fast_used = 0
+    for blob in blobs:
+        try:
+            b = Btf.from_bytes(blob, name="m")
+        except (ObjectFormatError, BpfError):
+            continue
+        hdr_len, type_off, type_len = struct.unpack_from("<I", blob, 4)[0], *struct.unpack_from("<II", blob, 8)
+        pos, end = hdr_len + type_off, hdr_len + type_off + type_len
+        fast = b._scan_words(pos, end)
+        fast_names = b._name_offs
+        checked = b._scan_checked(pos, end)
+        if fast is not None:
+            fast_used += 1
+            assert fast == checked and list(fast_names) == list(b._name_offs)
+    assert fast_used >= 2
+
+
+def test_alignof_is_libbpfs(kernel_btfs) -> None:
+    """Btf.alignof = libbpf's btf__align_of on every int, enum, pointer, array, struct and union
+    of a kernel BTF (asked of libbpf itself through the binding's btf__parse)."""
+    import ctypes
+    lib = ctypes.CDLL("libbpf.so.1")
+    lib.btf__new.restype = ctypes.c_void_p
+    lib.btf__new.argtypes = [ctypes.c_char_p, ctypes.c_uint32]
+    lib.btf__align_of.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.btf__free.argtypes = [ctypes.c_void_p]
+    full = Btf.from_file(next(t["path"] for t in kernel_btfs if t["label"] != "running"))
+    handle = lib.btf__new(full._data, len(full._data))
+    assert handle
+    try:
+        kinds = ("int", "enum", "enum64", "ptr", "array", "struct", "union", "typedef", "const", "volatile")
+        asked = 0
+        for tid in range(1, len(full), 7):
+            if full.kind_of(tid) not in kinds:
+                continue
+            want = lib.btf__align_of(handle, tid)
+            if want <= 0:
+                continue
+            assert full.alignof(tid) == want, (tid, full[tid].kind, full[tid].name)
+            asked += 1
+        assert asked > 2000
+    finally:
+        lib.btf__free(handle)
+
+
+def test_partial_index_finds_what_the_full_index_finds(kernel_btfs) -> None:
+    """seed_index's one regular expression over the strings finds, for each name asked, the
+    ids the full essential-name index has (flavored names included), and nothing else."""
+    from pybpf.btf.relo import _wanted_offsets, essential_index, essential_name, seed_index, unseed_index
+    full = Btf.from_file(next(t["path"] for t in kernel_btfs if t["label"] != "running"))
+    exact = essential_index(full)
+    names = sorted(full._name_index())
+    flavored = sorted({essential_name(n) for n in names if essential_name(n) != n})
+    wanted = names[::300] + flavored + ["task_struct", "no_such_type_anywhere", "a"]
+    assert flavored
+    fresh = Btf.from_bytes(full._data, name="fresh")
+    assert seed_index(fresh, wanted)
+    try:
+        partial = essential_index(fresh)
+        for n in wanted:
+            assert partial.get(n) == exact.get(n), n
+    finally:
+        unseed_index(fresh)
+    # the trie and the split of the string section agree, copies of a string included
+    strs = b"\0ab\0abc\0b\0ab\0x___y\0abcd\0"
+    for words in ({b"ab", b"abc", b"b"}, {b"abcd"}, {b"zz"}, set()):
+        got = _wanted_offsets(strs, words)
+        parts = strs.split(b"\0")
+        starts = [sum(len(p) + 1 for p in parts[:k]) for k in range(len(parts))]
+        assert got == {s: p for s, p in zip(starts, parts) if p in words}

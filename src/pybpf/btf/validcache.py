@@ -78,8 +78,8 @@ def cache_dir() -> str | None:
 
 def known_valid(btf: TypeGraph) -> bool:
     """Whether this user's cache says ``btf``'s bytes passed validation before."""
-    key = verdict_key(btf)
-    where = cache_dir() if key is not None else None
+    where = cache_dir()  # first: with the cache off, no digest of the bytes is made
+    key = verdict_key(btf) if where is not None else None
     if where is None or key is None:
         return False
     try:
@@ -92,8 +92,8 @@ def known_valid(btf: TypeGraph) -> bool:
 def remember_valid(btf: TypeGraph) -> None:
     """Record that ``btf`` passed validation (best effort: a cache that cannot be written is
     simply not used)."""
-    key = verdict_key(btf)
-    where = cache_dir() if key is not None else None
+    where = cache_dir()
+    key = verdict_key(btf) if where is not None else None
     if where is None or key is None:
         return
     try:
