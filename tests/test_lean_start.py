@@ -1,11 +1,13 @@
 """A tool's start pays for its BPF object, not for the libraries around it: ``pybpf tool
 execsnoop``/``opensnoop`` (text and ``--json``) print their events without ever importing numpy
 for real, nor typer, click, rich or pydantic; the typer app is still built from the same
-declarations for help and errors; the stand-in that defers numpy behaves as numpy."""
+declarations for help and errors; the stand-in that defers numpy behaves as numpy; a reader that
+goes away ends the tool as it ends the C tool (SIGPIPE, no message)."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pybpf import tools
-from tests.procs import Proc, unique_binary
+from tests.procs import Proc, c_tool, env, pybpf_cmd, unique_binary
 
 from .conftest import ROOT
 
@@ -120,3 +122,34 @@ print("ok")
     missing = subprocess.run([sys.executable, "-c", "from pybpf.cli.deferred import defer_import\n"
                               "print(defer_import('no_such_module_xyz'))"], capture_output=True, text=True, cwd=ROOT)
     assert missing.stdout.strip() == "False"
+
+
+def _ended_by_closed_pipe(argv: list[str], prog: Path) -> tuple[int, str]:
+    """(exit status, stderr) of ``argv`` once the reader of its stdout has read one line and gone,
+    the tool then writing the execs of ``prog`` into the closed pipe."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env()) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            assert proc.stdout.readline()  # the header: the tool is running
+            proc.stdout.close()
+            for i in range(600):  # until the tool has written an exec into the closed pipe and ended
+                subprocess.run([str(prog), f"p{i}"], check=True)
+                try:
+                    status = proc.wait(0.1)
+                except subprocess.TimeoutExpired:
+                    continue
+                return status, proc.stderr.read().decode("utf-8", "replace")
+            raise AssertionError(f"{argv} still runs with its reader gone")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_a_closed_pipe_ends_the_tool_as_it_ends_the_c_tool(kernel: None, tmp_path: Path) -> None:
+    """`pybpf tool execsnoop | head -1`: killed by SIGPIPE as the C tool is, no error message."""
+    prog = unique_binary(tmp_path, "/bin/true", "pbp")
+    c_status, c_err = _ended_by_closed_pipe(c_tool("execsnoop"), prog)
+    status, err = _ended_by_closed_pipe(pybpf_cmd("tool", "execsnoop"), prog)
+    assert c_status == -signal.SIGPIPE, c_err
+    assert status == c_status, err
+    assert "error" not in err.lower() and "pipe" not in err.lower(), err

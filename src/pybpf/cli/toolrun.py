@@ -20,13 +20,15 @@ loads rich only then.
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import signal
 import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from pybpf.cli.deferred import defer_import
 from pybpf.cli.direct import report
@@ -234,8 +236,19 @@ def run(name: str, argv: Sequence[str]) -> bool:
         return False
     try:
         callback(**kwargs)
+    except BrokenPipeError:
+        _end_as_c_tool_on_broken_pipe()
     except BaseException as exc:  # noqa: BLE001 - reported as any pybpf command reports it
         if isinstance(exc, SystemExit):
             raise
         report(exc)
     return True
+
+
+def _end_as_c_tool_on_broken_pipe() -> NoReturn:
+    """The reader of the tool's output has gone (``pybpf tool execsnoop | head -1``): end as the
+    C tool ends, killed by SIGPIPE, without a message. The tool's links, maps and rings are
+    released by now (its ``with`` blocks have exited)."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores SIGPIPE; the C tool does not
+    os.kill(os.getpid(), signal.SIGPIPE)
+    os._exit(128 + signal.SIGPIPE)  # not reached: the signal is delivered before kill() returns
