@@ -18,7 +18,8 @@ back to back on the same machine:
 * ``bpftool`` (``gen min_core_btf``) and ``pybpf btf min``: time and size of the minimal BTF,
   and ``pybpf btf min --checks`` (also what the pre-check reads).
 
-Medians and ratios are printed (the machine is shared: only ratios within a run mean much).
+Medians and ratios are printed, of wall time and of CPU time (user + system: the machine is
+shared, and only ratios within a run mean much).
 ``--agree`` also loads every object through libbpf against the full and the minimal BTF and
 compares what libbpf's debug log says it patched (needs root).
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,10 +43,17 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 
+_CPU: list[float] = []  # CPU time (user + system) of the last _wall's command
+
+
 def _wall(cmd: list[str], **kw: object) -> tuple[float, subprocess.CompletedProcess[str]]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
-    return time.perf_counter() - t, proc
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    _CPU[:] = [after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime]
+    return wall, proc
 
 
 def _types(path: str) -> int:
@@ -68,6 +77,7 @@ def main() -> None:
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(HERE / "c" / "core_relocate.c"), "-lbpf"], check=True)
     py = [sys.executable, "-m", "pybpf.cli"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cpu: dict[str, list[float]] = {}
     rows: dict[str, list[float]] = {k: [] for k in ("libbpf", "check_cli", "check_cli_cold", "check_api", "bpftool_min", "pybpf_min",
                                                     "pybpf_min_checks")}
     sizes: dict[str, tuple[int, int]] = {}
@@ -76,27 +86,32 @@ def main() -> None:
         wall, proc = _wall([str(exe), args.btf, *objs])
         if proc.returncode == 0:
             rows["libbpf"].append(wall)
+            cpu.setdefault("libbpf", []).append(_CPU[0])
         wall, proc = _wall(py + ["check", *objs, "--btf", args.btf, "--json"], env=env)
         if proc.returncode not in (0, 1):
             sys.exit(proc.stderr)
         rows["check_cli"].append(wall)
+        cpu.setdefault("check_cli", []).append(_CPU[0])
         wall, proc = _wall(py + ["check", *objs, "--btf", args.btf, "--json"], env={**env, "PYBPF_NO_CACHE": "1"})
         if proc.returncode not in (0, 1):
             sys.exit(proc.stderr)
         rows["check_cli_cold"].append(wall)
+        cpu.setdefault("check_cli_cold", []).append(_CPU[0])
         from pybpf.spec import core
         from pybpf.spec.check import matrix
         core._VALID.clear()  # each round validates the target again (no verdict from a round before)
         os.environ["PYBPF_NO_CACHE"] = "1"
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         matrix(objs, [core.load_target(args.btf)])
         rows["check_api"].append(time.perf_counter() - t)
+        cpu.setdefault("check_api", []).append(time.process_time() - c)
         del os.environ["PYBPF_NO_CACHE"]
         if have_bpftool:
             out = tmp / "bpftool.btf"
             wall, proc = _wall(["bpftool", "gen", "min_core_btf", args.btf, str(out), *objs])
             if proc.returncode == 0:
                 rows["bpftool_min"].append(wall)
+                cpu.setdefault("bpftool_min", []).append(_CPU[0])
                 sizes["bpftool"] = (out.stat().st_size, _types(str(out)))
         for key, extra in (("pybpf_min", []), ("pybpf_min_checks", ["--checks"])):
             out = tmp / f"{key}.btf"
@@ -104,12 +119,21 @@ def main() -> None:
             if proc.returncode != 0:
                 sys.exit(proc.stderr)
             rows[key].append(wall)
+            cpu.setdefault(key, []).append(_CPU[0])
             sizes[key] = (out.stat().st_size, _types(str(out)))
     med = {k: statistics.median(v) for k, v in rows.items() if v}
     print(f"corpus: {len(objs)} objects in {args.corpus}; target {args.btf} ({_types(args.btf)} types); "
           f"{args.rounds} rounds, medians")
     for k, v in med.items():
         print(f"  {k:18s} {v:7.2f} s   ({', '.join(f'{x:.2f}' for x in rows[k])})")
+    cmed = {k: statistics.median(v) for k, v in cpu.items() if v}
+    print("  CPU time (user + system; steadier than wall time on a shared machine), medians:")
+    for k, v in cmed.items():
+        print(f"  {k:18s} {v:7.2f} s   ({', '.join(f'{x:.2f}' for x in cpu[k])})")
+    if "libbpf" in cmed and "bpftool_min" in cmed:
+        print(f"  CPU: check (CLI) / libbpf: {cmed['check_cli'] / cmed['libbpf']:.2f}x;"
+              f"  cold: {cmed['check_cli_cold'] / cmed['libbpf']:.2f}x;  API: {cmed['check_api'] / cmed['libbpf']:.2f}x;"
+              f"  btf min / bpftool: {cmed['pybpf_min'] / cmed['bpftool_min']:.2f}x")
     if "libbpf" in med:
         print(f"  check (CLI) / libbpf open+relocate: {med['check_cli'] / med['libbpf']:.2f}x;"
               f"  cold (no kept verdict): {med['check_cli_cold'] / med['libbpf']:.2f}x;"
