@@ -76,8 +76,7 @@ struct {
 	__type(value, slot_t);
 } hist SEC(".maps");
 
-SEC("tracepoint/syscalls/sys_enter_getppid")
-int count(void *ctx)
+static __always_inline int count_call(void)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 slot = bpf_get_prandom_u32() & 7;
@@ -109,5 +108,21 @@ int count(void *ctx)
 	__sync_fetch_and_add(&bss_calls, 1);
 	return 0;
 }
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int count(void *ctx)
+{
+	return count_call();
+}
+
+#ifdef EXACT_TWO_HOOKS
+/* upgrade_exact2_v*: a second hook counting into the same maps (two attachments, whose
+ * versions differ for a while if the upgrade is killed between their switches) */
+SEC("tracepoint/syscalls/sys_enter_getpgid")
+int count_pgid(void *ctx)
+{
+	return count_call();
+}
+#endif
 
 char LICENSE[] SEC("license") = "GPL";

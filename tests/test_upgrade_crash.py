@@ -163,6 +163,31 @@ def _pinned_program_id(path: str) -> int:
         os.close(fd)
 
 
+def _mixed(directory: str) -> dict[str, int]:
+    """After a kill between two switches: one hook runs the new version, the other the old one.
+    Returns the ids of the new version's programs (pinned under their temporary names)."""
+    doc = read_manifest(directory)
+    assert doc is not None and doc.get("pending") is not None
+    pending = doc["pending"]
+    new_ids = {p["name"]: _pinned_program_id(os.path.join(directory, pending["temp"][p["pin"]]))
+               for p in pending["next"]["programs"]}
+    old_ids = {p["name"]: _pinned_program_id(os.path.join(directory, p["pin"])) for p in doc["programs"]}
+    running = _attachment_programs(directory, doc["attachments"])
+    switched = sorted(name for name, pid in running.items() if pid == new_ids[name])
+    kept = sorted(name for name, pid in running.items() if pid == old_ids[name])
+    assert len(switched) == 1 and len(kept) == 1, (running, new_ids, old_ids)
+    return new_ids
+
+
+def _killed_switching(directory: str, new: str, *args: str) -> None:
+    killed = subprocess.run(pybpf_cmd("upgrade", directory, new, *args), capture_output=True, text=True,
+                            timeout=120, env=dict(env(), PYBPF_UPGRADE_CRASH_AT="switching"), cwd=ROOT, check=False)
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+
+
+ROLLED_FORWARD = "rolled forward (switched the rest, merged, renamed the new pins into place)"
+
+
 def test_kill_9_between_two_switches_is_rolled_forward(bundled, kernel, netns, bpffs):
     """Two attachments (a tracepoint through its dispatcher, XDP on a veth link): killed after the
     first switch, one hook runs the new version and the other the old; recover() switches the rest,
@@ -195,23 +220,10 @@ def test_kill_9_between_two_switches_is_rolled_forward(bundled, kernel, netns, b
     try:
         view = counts.view()
         traffic(200)
-        killed = subprocess.run(pybpf_cmd("upgrade", directory, bundled("upgrade_count_b")), capture_output=True,
-                                text=True, timeout=120, env=dict(env(), PYBPF_UPGRADE_CRASH_AT="switching"),
-                                cwd=ROOT, check=False)
-        assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
-        doc = read_manifest(directory)
-        assert doc is not None and doc.get("pending") is not None
-        pending = doc["pending"]
-        new_ids = {p["name"]: _pinned_program_id(os.path.join(directory, pending["temp"][p["pin"]]))
-                   for p in pending["next"]["programs"]}
-        old_ids = {p["name"]: _pinned_program_id(os.path.join(directory, p["pin"])) for p in doc["programs"]}
-        running = _attachment_programs(directory, doc["attachments"])
-        switched = sorted(name for name, pid in running.items() if pid == new_ids[name])
-        kept = sorted(name for name, pid in running.items() if pid == old_ids[name])
-        assert len(switched) == 1 and len(kept) == 1, (running, new_ids, old_ids)  # mixed: one hook each
+        _killed_switching(directory, bundled("upgrade_count_b"))
+        new_ids = _mixed(directory)
         traffic(200)  # both versions count, each at its own hook, into the same maps
-        assert pybpf.upgrade.recover(directory) == \
-            "rolled forward (switched the rest, merged, renamed the new pins into place)"
+        assert pybpf.upgrade.recover(directory) == ROLLED_FORWARD
         doc = read_manifest(directory)
         assert doc is not None and "pending" not in doc and doc["object"] == "upgrade_count_b"
         assert _attachment_programs(directory, doc["attachments"]) == \
@@ -224,3 +236,42 @@ def test_kill_9_between_two_switches_is_rolled_forward(bundled, kernel, netns, b
     finally:
         raw.close()
         counts.close()
+
+
+def test_kill_9_between_two_switches_with_migrated_maps_loses_nothing(bundled, kernel, bpffs):
+    """Two hooks (getppid, getpgid) counting into the same maps, every map migrated (upgrade_exact2_v1 ->
+    v2): killed after the first switch, one hook counts into the new maps and the other into the old
+    ones; recover() switches the rest and merges what the old ones gained: every call counted once."""
+    v1, v2 = bundled("upgrade_exact2_v1"), bundled("upgrade_exact2_v2")
+    directory = os.path.join(bpffs, "two")
+    obj = pybpf.open(v1)
+    obj.rodata["want_tgid"] = os.getpid()
+    with pybpf.deploy(obj) as deployment:
+        assert [a.mode for a in deployment.attachments] == ["dispatch", "dispatch"]
+        os.makedirs(directory, mode=0o700)
+        deployment.pin(directory)
+    calls = [0]
+
+    def work(n: int) -> None:
+        for _ in range(n):
+            os.getppid()
+            os.getpgid(0)
+        calls[0] += 2 * n
+
+    work(500)
+    _killed_switching(directory, v2, *LAST)
+    new_ids = _mixed(directory)
+    work(500)  # each hook counts into its own version's maps
+    assert pybpf.upgrade.recover(directory) == ROLLED_FORWARD
+    doc = read_manifest(directory)
+    assert doc is not None and "pending" not in doc
+    assert _attachment_programs(directory, doc["attachments"]) == new_ids
+    work(500)
+    with pybpf.Deployment.from_pins(directory) as running_now:
+        pid = os.getpid()
+        _, hist = running_now.maps["hist"].lookup_batch()
+        got = {"stats": int(running_now.maps["stats"][pid]["calls"]),
+               "pcpu": int(running_now.maps["pcpu"][pid]["calls"].sum()),
+               "hist": int(np.asarray(hist, np.uint64).sum()),
+               "bss": int(running_now.sections[".bss"].lookup(bytes(4))["bss_calls"])}
+    assert got == dict.fromkeys(got, calls[0]), (got, calls[0])
