@@ -390,6 +390,11 @@ def test_bad_target_is_a_one_line_error(kernel_btfs, check_objects, tmp_path: Pa
     assert "string offset 268435779 out of range" in proc.stderr
     with pytest.raises(ObjectFormatError, match="out of range"):
         pybpf.check(check_objects["newer"], [str(bad)])
+    # btf min reads the full BTF unvalidated: its partial index stops at the same fault, typed
+    proc = subprocess.run(_CLI + ["btf", "min", check_objects["newer"], "--btf", str(bad), "-o",
+                                  str(tmp_path / "min.btf")], capture_output=True, text=True)
+    assert proc.returncode == 1 and "string offset 268435779 out of range" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
 
 
 def test_check_and_btf_min_run_without_root(kernel_btfs, check_objects) -> None:

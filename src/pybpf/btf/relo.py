@@ -988,6 +988,8 @@ def seed_index(btf: Btf, names: Iterable[str]) -> bool:
     strs = btf._strs
     wanted = {n.encode() for n in names if n}
     name_offs = btf._name_offs
+    if name_offs and max(name_offs) >= len(strs):
+        return False  # a name past the strings: the full index names the fault (ObjectFormatError)
     if bytes(map(strs.__getitem__, map((-1).__add__, name_offs))).strip(b"\0"):
         return False  # a name inside another string (offset 0 reads the final NUL: "" is fine)
     offs: dict[int, str] = {at: raw.decode("utf-8", "replace")
