@@ -101,6 +101,19 @@ def test_build_gives_the_cmake_objects(tmp_path: Path, bundled) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_build_does_not_depend_on_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same object from any working directory: Debian 13's clang 19 numbered execsnoop's .BTF
+    types differently in CMake's build/ than elsewhere until the flags fixed the compilation dir."""
+    src = ROOT / "bpf_src" / "execsnoop.bpf.c"
+    built = []
+    for i, cwd in enumerate((ROOT / "build", tmp_path / "a" / "much" / "deeper" / "directory", Path("/"))):
+        cwd.mkdir(parents=True, exist_ok=True)
+        monkeypatch.chdir(cwd)
+        built.append(pybpf.build(src, tmp_path / f"execsnoop{i}.bpf.o").read_bytes())
+    assert built[0] == built[1] == built[2]
+    assert b"execsnoop.bpf.c" in built[0]   # the line info names the source file, as before
+
+
 def test_header_generator_is_deterministic() -> None:
     path = _kernel_btf()
     first = cheader.dump_c(path)

@@ -4,15 +4,19 @@
 bundled program::
 
     clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_<arch> -Wall -Wno-unused-function \\
-          -I <pybpf.include_dir()> -idirafter /usr/include/<multiarch> -c X.bpf.c -o X.bpf.o
+          -fdebug-compilation-dir=. -I <pybpf.include_dir()> -idirafter /usr/include/<multiarch> \\
+          -c X.bpf.c -o X.bpf.o
     llvm-strip -g X.bpf.o
 
 ``-mcpu=v3`` lets clang 14 emit atomics whose result is used (``__sync_fetch_and_add``; without
-it: "Invalid usage of the XADD return value"); ``llvm-strip -g`` drops DWARF and keeps ``.BTF``
-and ``.BTF.ext``, which CO-RE needs. :func:`include_dir` holds the committed ``vmlinux.h``,
-libbpf's BPF-side headers (``<bpf/bpf_helpers.h>``, ``bpf_core_read.h``, ``bpf_tracing.h``,
-``bpf_endian.h``, ``usdt.bpf.h``) and the project's shared BPF headers; it ships in the wheel, so
-an installed pybpf compiles a user's program with clang alone.
+it: "Invalid usage of the XADD return value"); ``-fdebug-compilation-dir=.`` makes the object
+independent of the directory clang runs in (Debian 13's clang 19 numbers some ``.BTF`` types
+differently in another working directory, and CMake compiles in ``build/``); ``llvm-strip -g``
+drops DWARF and keeps ``.BTF`` and ``.BTF.ext``, which CO-RE needs. :func:`include_dir` holds
+the committed ``vmlinux.h``, libbpf's BPF-side headers (``<bpf/bpf_helpers.h>``,
+``bpf_core_read.h``, ``bpf_tracing.h``, ``bpf_endian.h``, ``usdt.bpf.h``) and the project's
+shared BPF headers; it ships in the wheel, so an installed pybpf compiles a user's program with
+clang alone.
 
 Only the standard library and :mod:`pybpf.errors`: no libbpf, no kernel.
 """
@@ -110,7 +114,7 @@ def find_strip(strip: str | None = None) -> str:
 def cflags(*, include_dirs: Sequence[str | os.PathLike[str]] = (), arch: str | None = None) -> list[str]:
     """The clang flags pybpf compiles BPF C with (``include_dirs`` come before :func:`include_dir`)."""
     flags = ["-g", "-O2", "-target", "bpf", "-mcpu=v3", f"-D__TARGET_ARCH_{arch or target_arch()}",
-             "-Wall", "-Wno-unused-function"]
+             "-Wall", "-Wno-unused-function", "-fdebug-compilation-dir=."]
     for d in include_dirs:
         flags += [f"-I{os.fspath(d)}"]
     flags += [f"-I{include_dir()}"]
