@@ -85,6 +85,7 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             rc = self.p.wait()
+            self._close()   # a failed test leaves no pipe behind to warn in a later test
             pytest.fail(f"{self.argv[:4]} did not stop on signal {sig}; stderr: {self.err[-20:]}")
         self._close()
         return rc

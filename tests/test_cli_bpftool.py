@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -199,6 +200,24 @@ def test_load_events_text_is_one_line_per_event_under_one_header(kernel: None, b
     assert all(l[start:start + 4] == "true" for l in ours)          # aligned under the header
     assert all(l.endswith("/bin/true") for l in ours)
     assert f"{len(lines) - 1} event(s) from ring buffer execs" in proc.err
+
+
+@pytest.mark.parametrize("events", [False, True], ids=["counts", "events"])
+def test_load_stops_on_ctrl_c_when_started_with_sigint_ignored(kernel: None, bundled, events: bool) -> None:
+    """A job started in the background of a script inherits SIGINT ignored; like the C tools,
+    `pybpf load` sets its own handler, so Ctrl-C still stops it and it prints what it counted."""
+    args = ["--events", "execs"] if events else []
+    proc = Proc(pybpf_cmd("load", bundled("events_exec"), *args),
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        proc.wait_for(lambda: any(l.startswith("loaded events_exec") for l in proc.err), what="loaded")
+    finally:
+        rc = proc.stop(signal.SIGINT)
+    assert rc == 0, proc.err
+    if events:
+        assert any(re.fullmatch(r"\d+ event\(s\) from ring buffer execs", l) for l in proc.err), proc.err
+    else:
+        assert proc.out, "the counts printed at the stop"
 
 
 def test_load_live_view_shows_struct_keys_as_columns(kernel: None, bundled) -> None:

@@ -20,7 +20,7 @@ from rich.live import Live
 import pybpf
 from pybpf.kernel.syscalls import syscall_name
 
-from pybpf.cli.render import JSON_FLAG, console, guarded, json_wanted, print_json, table
+from pybpf.cli.render import JSON_FLAG, console, ctrl_c_stops, guarded, json_wanted, print_json, table
 
 __all__ = ["demo_command", "snapshot"]
 
@@ -69,6 +69,7 @@ def demo_command(
         obj.attach()
         counts = obj.maps["counts"].view()
         total, out_of_range = obj.bss["total"], obj.bss["out_of_range"]  # live 0-d views
+        ctrl_c_stops()
         start = last = time.monotonic()
         # Scripts and tests wait for this line: from here on, syscalls are counted.
         print(f"counting system calls for {duration:g} s (Ctrl-C stops)", file=sys.stderr, flush=True)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
@@ -139,6 +141,13 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """Print ``message`` as the one-line error and exit with ``code``."""
     err_console().print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
     raise typer.Exit(code)
+
+
+def ctrl_c_stops() -> None:
+    """Make SIGINT raise KeyboardInterrupt whatever was inherited, as the C tools set their handler:
+    a job started in the background of a script inherits SIGINT ignored, and Python keeps it so."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def guarded(fn: F) -> F:

@@ -29,8 +29,8 @@ from pybpf.errors import BpfError, NotSupportedError, VerifierError
 
 from pybpf.cli.kernel import map_entries
 from pybpf.text import visible
-from pybpf.cli.render import (EXIT_ERROR, JSON_FLAG, console, err_console, guarded, json_wanted, jsonable,
-                              print_json, short, table, usage_error)
+from pybpf.cli.render import (EXIT_ERROR, JSON_FLAG, console, ctrl_c_stops, err_console, guarded, json_wanted,
+                              jsonable, print_json, short, table, usage_error)
 
 __all__ = ["event_dtype", "load_command", "test_run_command", "snapshot", "verifier_report"]
 
@@ -300,6 +300,7 @@ def load_command(
         print(f"loaded {obj.name}: {len(links)} link(s); " +
               (f"watching for {duration:g} s" if duration is not None else "Ctrl-C stops"),
               file=sys.stderr, flush=True)
+        ctrl_c_stops()
         start = time.monotonic()
         if stream is not None:
             _stream_events(obj, *stream, duration, as_json)

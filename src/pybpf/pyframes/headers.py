@@ -42,7 +42,7 @@ enum _frameowner pybpf_owner;
 
 _CFRAME = "_PyCFrame *pybpf_cframe;\n"
 _lock = threading.Lock()
-_cache: dict[tuple[str, float], PyOffsets] = {}
+_cache: dict[tuple[int, int, float], PyOffsets] = {}
 
 
 def header_dirs(version: tuple[int, int], prefixes: tuple[str, ...] = ()) -> list[str]:
@@ -85,7 +85,10 @@ def header_offsets(directory: str, version: tuple[int, int]) -> PyOffsets:
     if found[:2] != version:
         raise UnreadablePythonError(f"the headers in {directory} are CPython {found[0]}.{found[1]}.{found[2]}, "
                                     f"not {version[0]}.{version[1]}")
-    key = (os.path.realpath(directory), os.stat(os.path.join(directory, "patchlevel.h")).st_mtime)
+    # the file itself, not its path: /proc/PID/root/usr/include/... of a process in another
+    # mount namespace names other headers than our /usr/include/...
+    st = os.stat(os.path.join(directory, "patchlevel.h"))
+    key = (st.st_dev, st.st_ino, st.st_mtime)
     with _lock:
         cached = _cache.get(key)
         if cached is not None:
@@ -105,7 +108,8 @@ def header_offsets(directory: str, version: tuple[int, int]) -> PyOffsets:
                 raise UnreadablePythonError(f"compiling the offsets probe against {directory} failed "
                                             f"({' '.join(cmd[:2])}): " + " | ".join(last))
             btf = Btf.from_file(obj)
-        offsets = offsets_from_btf(btf, version, source=f"headers {directory} ({found[0]}.{found[1]}.{found[2]}, "
+        shown = re.sub(r"^/proc/\d+/root(?=/)", "", directory)   # the path as the process sees it
+        offsets = offsets_from_btf(btf, version, source=f"headers {shown} ({found[0]}.{found[1]}.{found[2]}, "
                                                         f"{os.path.basename(cmd[0])} -gbtf)")
         _cache[key] = offsets
         return offsets

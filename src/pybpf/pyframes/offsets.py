@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from pybpf.btf.types import Btf
@@ -49,7 +49,7 @@ class PyOffsets:
     is one whose caller is a C-stack shim frame)."""
 
     version: tuple[int, int]
-    source: str
+    source: str = field(compare=False)   # where they came from: not part of what they are
     runtime_interpreters_head: int
     interp_next: int
     interp_threads_head: int
