@@ -36,7 +36,6 @@ from pybpf.errors import (
     VerifierError,
 )
 from pybpf.kernel.token import ENV as TOKEN_ENV, LIBBPF_TOKEN_RELEASE, requested_path, token_error
-from pybpf.link import struct_ops
 from pybpf.link.base import Link
 from pybpf.maps.map import Map
 from pybpf.maps.memory import check_map_memory
@@ -116,6 +115,13 @@ class _Named(Mapping[str, T]):
         return f"<{self._what}s of {self._owner}: {list(self._items)}>"
 
 
+def _struct_ops() -> Any:
+    """pybpf.link.struct_ops, imported by the objects that have struct_ops maps."""
+    from pybpf.link import struct_ops
+
+    return struct_ops
+
+
 def open(source: str | os.PathLike[str] | bytes, *, btf_custom_path: str | None = None,
          object_name: str | None = None, pin_root_path: str | None = None,
          kconfig: str | None = None, btf_path: str | os.PathLike[str] | None = None,
@@ -174,7 +180,7 @@ class Object(Resource):
         # libbpf 1.1 does not know SEC(".struct_ops.link"): it gets the image with that section
         # renamed .struct_ops, and pybpf makes those maps BPF_F_LINK maps (pybpf.link.struct_ops)
         self._struct_ops_link = False
-        if STRUCT_OPS_LINK_SEC in self.file_spec.sections and not struct_ops.uses_libbpf():
+        if STRUCT_OPS_LINK_SEC in self.file_spec.sections and not _struct_ops().uses_libbpf():
             if STRUCT_OPS_SEC in self.file_spec.sections:
                 raise NotSupportedError(f"{where}: SEC(\".struct_ops\") and SEC(\".struct_ops.link\") maps in one "
                                         f"object need libbpf >= 1.2 (this is {_libbpf.VERSION_STRING})",
@@ -508,7 +514,7 @@ class Object(Resource):
     def _attach_map(self, map_: Map) -> Link:
         """Register struct_ops map ``map_`` (``Map.attach_struct_ops``); the object owns the link too."""
         with self._guard(ObjectState.LOADED, f"registering struct_ops map {map_.name}"):
-            link = struct_ops.attach(map_)
+            link = _struct_ops().attach(map_)
             self.register_link(link)
             return link
 

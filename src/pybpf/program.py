@@ -12,7 +12,7 @@ import functools
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Concatenate, ContextManager, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Concatenate, ContextManager, ParamSpec, Protocol, TypeVar
 
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.fd import FdRef
@@ -22,27 +22,18 @@ from pybpf.errors import BpfError, NotSupportedError
 from pybpf.kinds import AttachType, ObjectState, ProgType
 from pybpf.kernel.info import ProgramInfo, prog_info
 from pybpf.link import (
-    cgroup,
     explicit_usage,
+    is_iterator_section,
+    kind_module,
+    parse_uprobe_multi_section,
+    parse_usdt_section,
     section_types,
-    iterator,
-    kprobe,
-    lsm,
-    netns,
-    perf_event,
-    raw_tracepoint,
-    sockfilter,
-    tc,
-    tcx,
-    trace,
-    tracepoint,
-    uprobe,
-    uprobe_multi,
-    usdt,
-    xdp,
 )
 from pybpf.link.base import AttachTarget, Link, libbpf_link
-from pybpf.link.usdt import parse_usdt_section
+
+if TYPE_CHECKING:  # the verbs' signatures; at run time each kind's file is imported by its first call
+    from pybpf.link import (cgroup, iterator, kprobe, lsm, netns, perf_event, raw_tracepoint, sockfilter, tc, tcx,
+                            trace, tracepoint, uprobe, uprobe_multi, usdt, xdp)
 
 
 
@@ -77,6 +68,26 @@ def _verb(attach: Callable[Concatenate[AttachTarget, P], L]) -> Callable[Concate
         with self._obj._guard(ObjectState.LOADED, f"attaching program {self.name}"):
             return self._own(attach(self, *args, **kwargs))
     return verb
+
+
+class _LazyVerb:
+    """A ``Program`` verb whose attach kind's file (``pybpf.link.<module>``) is imported by the
+    verb's first use: the class then holds ``_verb(<module>.attach)`` itself, with its docstring
+    and signature."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        cls = owner if owner is not None else type(obj)
+        real = _verb(kind_module(self.module).attach)
+        holder = next(c for c in cls.__mro__ if c.__dict__.get(self.name) is self)
+        setattr(holder, self.name, real)  # from now on a plain method (another thread's is the same)
+        return real if obj is None else real.__get__(obj, cls)
 
 
 _STATS = re.compile(r"processed (\d+) insns \(limit (\d+)\) max_states_per_insn (\d+) total_states (\d+) "
@@ -325,12 +336,12 @@ class Program:
         if usage is not None:
             raise BpfError(f"program {self.name!r} (SEC({self.section!r})) has no target in its section; "
                            f"use {usage}")
-        if iterator.is_iterator(self):
+        if is_iterator_section(self.prog_type, self.section):
             return self.attach_iter()
         usdt_target = parse_usdt_section(self.section)
         if usdt_target is not None:
             return self.attach_usdt(*usdt_target)
-        multi_target = uprobe_multi.parse_section(self.section)
+        multi_target = parse_uprobe_multi_section(self.section)
         if multi_target is not None:  # libbpf 1.1 does not know these sections
             binary, pattern, retprobe = multi_target
             return self.attach_uprobe_multi(binary, pattern, retprobe=retprobe)
@@ -342,23 +353,42 @@ class Program:
                 ptr = lib.bpf_program__attach(self._loaded())
             return self._own(libbpf_link(self, ptr, f"SEC({self.section})", log.text))
 
-    # One verb per attach kind (pybpf/link/<kind>.py), each owned by this program's Object.
-    attach_tracepoint = _verb(tracepoint.attach)
-    attach_raw_tracepoint = _verb(raw_tracepoint.attach)
-    attach_trace = _verb(trace.attach)
-    attach_lsm = _verb(lsm.attach)
-    attach_kprobe = _verb(kprobe.attach)
-    attach_uprobe = _verb(uprobe.attach)
-    attach_uprobe_multi = _verb(uprobe_multi.attach)
-    attach_usdt = _verb(usdt.attach)
-    attach_iter = _verb(iterator.attach)
-    attach_xdp = _verb(xdp.attach)
-    attach_tc = _verb(tc.attach)
-    attach_tcx = _verb(tcx.attach)
-    attach_cgroup = _verb(cgroup.attach)
-    attach_socket = _verb(sockfilter.attach)
-    attach_perf_event = _verb(perf_event.attach)
-    attach_netns = _verb(netns.attach)
+    # One verb per attach kind (pybpf/link/<kind>.py), each owned by this program's Object; a kind's
+    # file is imported by its verb's first use (the registry, pybpf.link.KINDS, declares them all).
+    if TYPE_CHECKING:
+        attach_tracepoint = _verb(tracepoint.attach)
+        attach_raw_tracepoint = _verb(raw_tracepoint.attach)
+        attach_trace = _verb(trace.attach)
+        attach_lsm = _verb(lsm.attach)
+        attach_kprobe = _verb(kprobe.attach)
+        attach_uprobe = _verb(uprobe.attach)
+        attach_uprobe_multi = _verb(uprobe_multi.attach)
+        attach_usdt = _verb(usdt.attach)
+        attach_iter = _verb(iterator.attach)
+        attach_xdp = _verb(xdp.attach)
+        attach_tc = _verb(tc.attach)
+        attach_tcx = _verb(tcx.attach)
+        attach_cgroup = _verb(cgroup.attach)
+        attach_socket = _verb(sockfilter.attach)
+        attach_perf_event = _verb(perf_event.attach)
+        attach_netns = _verb(netns.attach)
+    else:
+        attach_tracepoint = _LazyVerb("tracepoint")
+        attach_raw_tracepoint = _LazyVerb("raw_tracepoint")
+        attach_trace = _LazyVerb("trace")
+        attach_lsm = _LazyVerb("lsm")
+        attach_kprobe = _LazyVerb("kprobe")
+        attach_uprobe = _LazyVerb("uprobe")
+        attach_uprobe_multi = _LazyVerb("uprobe_multi")
+        attach_usdt = _LazyVerb("usdt")
+        attach_iter = _LazyVerb("iterator")
+        attach_xdp = _LazyVerb("xdp")
+        attach_tc = _LazyVerb("tc")
+        attach_tcx = _LazyVerb("tcx")
+        attach_cgroup = _LazyVerb("cgroup")
+        attach_socket = _LazyVerb("sockfilter")
+        attach_perf_event = _LazyVerb("perf_event")
+        attach_netns = _LazyVerb("netns")
 
     # ---- running -----------------------------------------------------
 

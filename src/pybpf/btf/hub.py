@@ -14,7 +14,6 @@ machine without kernel BTF. Pure: files only.
 from __future__ import annotations
 
 import os
-import platform
 import re
 from dataclasses import dataclass
 
@@ -198,7 +197,7 @@ def find_btf(btf_path: str | os.PathLike[str] | list[str] | None = None, *,
     if os.path.exists(sysfs_btf):
         return None
     os_id, version_id = os_release_ids(OS_RELEASE if os_release is None else os_release)
-    uname = platform.uname()
+    uname = os.uname()  # platform.uname()'s machine and release, without importing platform
     arch = machine or uname.machine
     what = BtfLookup(_component(os_id or "unknown", "os-release ID"),
                      _component(version_id or "unknown", "os-release VERSION_ID"),

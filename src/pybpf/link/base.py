@@ -329,7 +329,7 @@ def fd_link(prog: AttachTarget, ret: int, what: str) -> FdLink:
 
 @dataclass(frozen=True)
 class AttachKind:
-    """One attach kind, as its file declares it: the ``Program`` verb that attaches it, and
+    """One attach kind, as the registry (:mod:`pybpf.link`) declares it: the ``Program`` verb that attaches it, and
     when a program's ``SEC()`` alone does not say where to attach (then ``attach()`` names
     ``usage`` instead of guessing)."""
 
@@ -341,6 +341,7 @@ class AttachKind:
     # SEC() names newer than libbpf 1.1 (prefix -> program type, expected attach type): libbpf 1.1
     # leaves such programs without a type, and pybpf sets these before load
     sections: tuple[tuple[str, ProgType, AttachType], ...] = ()
+    module: str = ""  # the file under pybpf/link/ that attaches it (imported on the verb's first call)
 
     def needs_verb(self, prog_type: ProgType, section: str) -> bool:
         """Whether a program of this type and section must be attached with ``verb``."""

@@ -6,8 +6,8 @@ import os
 
 from pybpf._sys.libbpf import capture, lib
 from pybpf.errors import BpfError
-from pybpf.kinds import ProgType
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, LibbpfLink, libbpf_link
 
 __all__ = ["KIND", "attach"]
 
@@ -26,5 +26,4 @@ def attach(prog: AttachTarget, path: str) -> LibbpfLink:
     return libbpf_link(prog, ptr, f"cgroup {path}", log.text)
 
 
-KIND = AttachKind("attach_cgroup", "attach_cgroup(path)",
-                  prog_types=frozenset(t for t in ProgType if t.cgroup))
+KIND = declared("cgroup")

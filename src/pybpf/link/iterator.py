@@ -6,8 +6,8 @@ import os
 from typing import Any
 
 from pybpf._sys.libbpf import capture, check, ffi, lib, new_opts
-from pybpf.kinds import ProgType
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+from pybpf.link import declared, is_iterator_section
+from pybpf.link.base import AttachTarget, LibbpfLink, libbpf_link
 
 __all__ = ["KIND", "IterLink", "attach", "is_iterator"]
 
@@ -37,7 +37,7 @@ class IterLink(LibbpfLink):
 
 def is_iterator(prog: AttachTarget) -> bool:
     """Whether ``prog`` is an iterator (which ``attach()`` attaches with :func:`attach`)."""
-    return prog.prog_type is ProgType.TRACING and prog.section.startswith("iter")
+    return is_iterator_section(prog.prog_type, prog.section)
 
 
 def attach(prog: AttachTarget, *, map_fd: int | None = None) -> IterLink:
@@ -59,4 +59,4 @@ def attach(prog: AttachTarget, *, map_fd: int | None = None) -> IterLink:
     return link
 
 
-KIND = AttachKind("attach_iter", "attach_iter()")
+KIND = declared("iterator")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pybpf._sys.libbpf import capture, lib, new_opts
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, LibbpfLink, libbpf_link
 
 __all__ = ["KIND", "attach"]
 
@@ -17,5 +18,4 @@ def attach(prog: AttachTarget, func_name: str, *, retprobe: bool = False, offset
     return libbpf_link(prog, ptr, f"{kind} {func_name}", log.text)
 
 
-KIND = AttachKind("attach_kprobe", "attach_kprobe(function)",
-                  bare_sections=frozenset({"kprobe", "kretprobe"}))
+KIND = declared("kprobe")

@@ -6,8 +6,8 @@ import os
 
 from pybpf._sys.libbpf import capture, lib
 from pybpf.errors import BpfError
-from pybpf.kinds import ProgType
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, LibbpfLink, libbpf_link
 
 __all__ = ["KIND", "attach"]
 
@@ -31,5 +31,4 @@ def attach(prog: AttachTarget, netns: str | int) -> LibbpfLink:
     return libbpf_link(prog, ptr, f"netns {netns}", log.text)
 
 
-KIND = AttachKind("attach_netns", "attach_netns(netns_path_or_fd)",
-                  prog_types=frozenset({ProgType.SK_LOOKUP, ProgType.FLOW_DISSECTOR}))
+KIND = declared("netns")

@@ -7,8 +7,8 @@ import os
 
 from pybpf._sys.libbpf import capture, ffi, lib
 from pybpf.errors import BpfError
-from pybpf.kinds import ProgType
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, attach_error
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, LibbpfLink, attach_error
 
 __all__ = ["KIND", "attach"]
 
@@ -28,5 +28,4 @@ def attach(prog: AttachTarget, perf_fd: int) -> LibbpfLink:
     return LibbpfLink(ptr, f"{prog.name} -> perf event fd {perf_fd}")
 
 
-KIND = AttachKind("attach_perf_event", "attach_perf_event(perf_fd)",
-                  prog_types=frozenset({ProgType.PERF_EVENT}))
+KIND = declared("perf_event")

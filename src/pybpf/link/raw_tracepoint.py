@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pybpf._sys.libbpf import capture, lib
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, LibbpfLink, libbpf_link
 
 __all__ = ["KIND", "attach"]
 
@@ -15,5 +16,4 @@ def attach(prog: AttachTarget, name: str) -> LibbpfLink:
     return libbpf_link(prog, ptr, f"raw tracepoint {name}", log.text)
 
 
-KIND = AttachKind("attach_raw_tracepoint", "attach_raw_tracepoint(name)",
-                  bare_sections=frozenset({"raw_tracepoint", "raw_tp"}))
+KIND = declared("raw_tracepoint")

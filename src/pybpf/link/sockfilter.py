@@ -6,8 +6,8 @@ import errno
 import os
 import socket
 
-from pybpf.kinds import ProgType
-from pybpf.link.base import AttachKind, AttachTarget, Link, attach_error
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, Link, attach_error
 
 __all__ = ["KIND", "SocketLink", "attach"]
 
@@ -51,4 +51,4 @@ def attach(prog: AttachTarget, sock: socket.socket | int) -> SocketLink:
     return SocketLink(sock, f"{prog.name} -> socket fd {fileno}")
 
 
-KIND = AttachKind("attach_socket", "attach_socket(sock)", prog_types=frozenset({ProgType.SOCKET_FILTER}))
+KIND = declared("sockfilter")

@@ -6,8 +6,8 @@ import errno
 from typing import Any
 
 from pybpf._sys.libbpf import capture, lib, make_error, new_opts
-from pybpf.kinds import ProgType
-from pybpf.link.base import AttachKind, AttachTarget, Link, attach_error
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, Link, attach_error
 from pybpf.link.netdev import ifindex
 
 __all__ = ["KIND", "TcLink", "attach"]
@@ -67,5 +67,4 @@ def attach(prog: AttachTarget, interface: str | int, direction: str = "ingress",
     return TcLink(hook, opts, f"{prog.name} -> tc {direction} on {interface}")
 
 
-KIND = AttachKind("attach_tc", "attach_tc(interface, 'ingress'|'egress')",
-                  prog_types=frozenset({ProgType.SCHED_CLS}))
+KIND = declared("tc")

@@ -14,8 +14,9 @@ from typing import Any
 
 from pybpf._sys import bpfsys
 from pybpf._sys.libbpf import capture, has_symbol, lib, new_opts
-from pybpf.kinds import AttachType, ProgType
-from pybpf.link.base import AttachKind, AttachTarget, BpfLink, fd_link, libbpf_link
+from pybpf.kinds import AttachType
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, BpfLink, fd_link, libbpf_link
 from pybpf.link.netdev import ifindex
 
 __all__ = ["DIRECTIONS", "KIND", "attach", "uses_libbpf"]
@@ -73,13 +74,4 @@ def attach(prog: AttachTarget, interface: str | int, direction: str = "ingress",
     return fd_link(prog, ret, what)
 
 
-def _never(target: str) -> bool:
-    return False  # "tcx/ingress" names a direction, never the interface
-
-
-KIND = AttachKind("attach_tcx", "attach_tcx(interface, 'ingress'|'egress')",
-                  bare_sections=frozenset({"tcx"}), names_target=_never,
-                  sections=(("tcx/ingress", ProgType.SCHED_CLS, AttachType.TCX_INGRESS),
-                            ("tcx/egress", ProgType.SCHED_CLS, AttachType.TCX_EGRESS),
-                            ("tc/ingress", ProgType.SCHED_CLS, AttachType.TCX_INGRESS),
-                            ("tc/egress", ProgType.SCHED_CLS, AttachType.TCX_EGRESS)))
+KIND = declared("tcx")

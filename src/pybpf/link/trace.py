@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pybpf._sys.libbpf import capture, lib
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, LibbpfLink, libbpf_link
 
 __all__ = ["KIND", "attach"]
 
@@ -16,4 +17,4 @@ def attach(prog: AttachTarget) -> LibbpfLink:
     return libbpf_link(prog, ptr, f"BTF target of SEC({prog.section})", log.text)
 
 
-KIND = AttachKind("attach_trace", "attach_trace()")
+KIND = declared("trace")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pybpf._sys.libbpf import capture, lib
 from pybpf.kernel import fs
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, LibbpfLink, libbpf_link
 
 __all__ = ["KIND", "attach"]
 
@@ -17,5 +18,4 @@ def attach(prog: AttachTarget, category: str, name: str) -> LibbpfLink:
     return libbpf_link(prog, ptr, f"tracepoint {category}:{name}", log.text)
 
 
-KIND = AttachKind("attach_tracepoint", "attach_tracepoint(category, name)",
-                  bare_sections=frozenset({"tracepoint", "tp"}))
+KIND = declared("tracepoint")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pybpf._sys.libbpf import capture, ffi, lib, new_opts
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink, libbpf_link
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, LibbpfLink, libbpf_link
 from pybpf.link.symbols import resolve_binary
 
 __all__ = ["KIND", "attach"]
@@ -31,11 +32,4 @@ def attach(prog: AttachTarget, binary: str, func: str | int, *, pid: int = -1, r
     return libbpf_link(prog, ptr, f"{kind} {path}:{func_name or hex(offset)}", log.text)
 
 
-def _names_target(target: str) -> bool:
-    # libbpf auto-attaches only SEC("uprobe/BINARY:FUNCTION[+OFFSET]"): "uprobe/readline" names no binary
-    binary, colon, function = target.partition(":")
-    return bool(binary and colon and function)
-
-
-KIND = AttachKind("attach_uprobe", "attach_uprobe(binary, function[, retprobe=True])",
-                  bare_sections=frozenset({"uprobe", "uretprobe"}), names_target=_names_target)
+KIND = declared("uprobe")

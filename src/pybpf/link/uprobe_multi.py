@@ -13,29 +13,16 @@ from collections.abc import Sequence
 
 from pybpf._sys import bpfsys
 from pybpf._sys.libbpf import capture, ffi, has_symbol, lib, new_opts
-from pybpf.kinds import AttachType, ProgType
-from pybpf.link.base import AttachKind, AttachTarget, BpfLink, fd_link, libbpf_link
+from pybpf.link import declared, parse_uprobe_multi_section as parse_section
+from pybpf.link.base import AttachTarget, BpfLink, fd_link, libbpf_link
 from pybpf.link.symbols import function_offsets, resolve_binary
 
 __all__ = ["KIND", "attach", "parse_section", "uses_libbpf"]
-
-_SECTIONS = ("uprobe.multi", "uretprobe.multi")
 
 
 def uses_libbpf() -> bool:
     """Whether the system libbpf attaches uprobe_multi links (1.3 and later) or pybpf's own bpf(2) does."""
     return has_symbol("bpf_program__attach_uprobe_multi")
-
-
-def parse_section(section: str) -> tuple[str, str, bool] | None:
-    """(binary, pattern, retprobe) of ``SEC("uprobe.multi/BINARY:PATTERN")``, else None."""
-    prefix, slash, target = section.partition("/")
-    if prefix not in _SECTIONS or not slash:
-        return None
-    binary, colon, pattern = target.partition(":")
-    if not (binary and colon and pattern):
-        return None
-    return binary, pattern, prefix.startswith("uretprobe")
 
 
 def attach(prog: AttachTarget, binary: str, functions: str | Sequence[str | int], *, pid: int = -1,
@@ -79,12 +66,4 @@ def attach(prog: AttachTarget, binary: str, functions: str | Sequence[str | int]
     return fd_link(prog, ret, what)
 
 
-def _names_target(target: str) -> bool:
-    binary, colon, pattern = target.partition(":")
-    return bool(binary and colon and pattern)
-
-
-KIND = AttachKind("attach_uprobe_multi", "attach_uprobe_multi(binary, pattern_or_functions[, retprobe=True])",
-                  bare_sections=frozenset(_SECTIONS), names_target=_names_target,
-                  sections=(("uprobe.multi", ProgType.KPROBE, AttachType.TRACE_UPROBE_MULTI),
-                            ("uretprobe.multi", ProgType.KPROBE, AttachType.TRACE_UPROBE_MULTI)))
+KIND = declared("uprobe_multi")

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError
-from pybpf.link.base import AttachKind, AttachTarget, LibbpfLink
+from pybpf.link import declared, parse_usdt_section
+from pybpf.link.base import AttachTarget, LibbpfLink
 from pybpf.link.symbols import resolve_binary
 
 if TYPE_CHECKING:
@@ -34,17 +35,6 @@ class UsdtLink(LibbpfLink):
         self.probe = probe
         self.pid = pid
         self.cookie = cookie
-
-
-def parse_usdt_section(section: str) -> tuple[str, str, str] | None:
-    """``SEC("usdt/BINARY:PROVIDER:NAME")`` -> (binary, provider, name); None if bare."""
-    prefix, _, target = section.partition("/")
-    if prefix != "usdt" or not target:
-        return None
-    parts = target.rsplit(":", 2)
-    if len(parts) != 3 or not all(parts):
-        raise BpfError(f"SEC({section!r}): a USDT section is usdt/BINARY:PROVIDER:NAME", errno.EINVAL)
-    return parts[0], parts[1], parts[2]
 
 
 def find_usdt_probe(binary_or_pid: str | int, provider: str, name: str) -> UsdtProbe:
@@ -136,6 +126,4 @@ def attach(prog: AttachTarget, binary_or_pid: str | int, provider: str, name: st
                        provider, name, pid=pid, cookie=cookie, capability=capability)
 
 
-KIND = AttachKind("attach_usdt", "attach_usdt(binary_or_pid, provider, name)",
-                  bare_sections=frozenset({"usdt"}),
-                  names_target=lambda target: target.count(":") >= 2 and all(target.rsplit(":", 2)))
+KIND = declared("usdt")

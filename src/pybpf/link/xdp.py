@@ -5,8 +5,8 @@ from __future__ import annotations
 import errno
 
 from pybpf._sys.libbpf import capture, ffi, lib, make_error, new_opts
-from pybpf.kinds import ProgType
-from pybpf.link.base import AttachKind, AttachTarget, Link, attach_error, libbpf_link
+from pybpf.link import declared
+from pybpf.link.base import AttachTarget, Link, attach_error, libbpf_link
 from pybpf.link.netdev import ifindex
 
 __all__ = ["KIND", "XDP_MODES", "XdpLink", "attach"]
@@ -49,4 +49,4 @@ def attach(prog: AttachTarget, interface: str | int, mode: str | None = None) ->
     return XdpLink(index, fd, flags, f"{prog.name} -> XDP {mode} on {interface}")
 
 
-KIND = AttachKind("attach_xdp", "attach_xdp(interface)", prog_types=frozenset({ProgType.XDP}))
+KIND = declared("xdp")
