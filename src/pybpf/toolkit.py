@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import errno as _errno
-import ipaddress
 import os
 import sys
 import time
@@ -174,6 +173,8 @@ def ip_address(raw: Any, family: int | None = None) -> str:
     With a 16-byte buffer and ``family == AF_INET`` (2) only the first 4 bytes count,
     the way tracepoints such as ``inet_sock_set_state`` store v4 addresses.
     """
+    import ipaddress  # the network tools' only: not on every tool's start (imported once)
+
     if isinstance(raw, (bytes, bytearray, memoryview)):  # bytes first: a plain record touches no numpy
         data = bytes(raw)
     elif isinstance(raw, (int, np.integer)):

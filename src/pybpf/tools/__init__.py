@@ -11,16 +11,19 @@ whose name starts with ``_`` are helpers, not tools.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pybpf.tools._options import ToolApp
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 __all__ = ["config_path", "config_names", "load_tool", "tool_function", "tool_names", "tool_summary"]
 
-_CONFIGS = Path(__file__).parent / "configs"
+_CONFIGS = os.path.join(os.path.dirname(__file__), "configs")  # pathlib only when a config is asked for
 
 
 def tool_names() -> list[str]:
@@ -65,12 +68,16 @@ def tool_summary(name: str) -> str:
 
 def config_names() -> list[str]:
     """Tools that ship an exporter config (``pybpf export NAME`` finds it)."""
-    return sorted(p.stem for p in _CONFIGS.glob("*.toml"))
+    from pathlib import Path
+
+    return sorted(p.stem for p in Path(_CONFIGS).glob("*.toml"))
 
 
 def config_path(name: str) -> Path:
     """Path of the exporter config shipped for tool ``name``."""
-    path = _CONFIGS / f"{name}.toml"
+    from pathlib import Path
+
+    path = Path(_CONFIGS) / f"{name}.toml"
     if not path.exists():
         raise FileNotFoundError(f"no exporter config shipped for {name!r}; shipped: {', '.join(config_names())}")
     return path

@@ -17,8 +17,6 @@ The helpers a tool *author* needs (C strings, histograms, decoders) are public i
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import re
 import signal
@@ -102,6 +100,8 @@ def c_release() -> tuple[int, int]:
     if m:
         return int(m.group(1)), int(m.group(2))
     try:
+        import gzip  # only to read the C tools' release
+
         with gzip.open("/usr/share/doc/libbpf-tools/changelog.Debian.gz", "rt") as f:
             m = re.match(r"\S+ \((?:\d+:)?(\d+)\.(\d+)", f.readline())
         if m:
@@ -347,6 +347,8 @@ def wall_hms(ns: int | None = None) -> str:
 def emit_json(doc: Any) -> None:
     """One JSON object on one line of stdout, flushed (for pipes and ``jq``)."""
     sys.stdout.flush()
+    import json  # a tool's --json lines only (imported once: later imports are a dict lookup)
+
     print(json.dumps(doc, default=_plain), flush=True)
 
 
