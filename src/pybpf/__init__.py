@@ -16,9 +16,11 @@ mmapped memory, with no syscall per read.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any
+
+from pybpf import logs as _logs
 
 from pybpf.errors import (
     BpfError,
@@ -161,7 +163,8 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-logging.getLogger("pybpf").addHandler(logging.NullHandler())
+if "logging" in sys.modules:  # else pybpf.logs adds it with the first pybpf logger
+    _logs.logger("pybpf")
 
 _BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "bpf")  # os.path: pathlib costs a tool's start
 

@@ -10,7 +10,6 @@ No other module calls into C.
 from __future__ import annotations
 
 import errno as _errno
-import logging
 import os
 import threading
 import warnings
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pybpf import logs
 from pybpf._sys.cdef import CDEF, LIBC_CDEF, OPTIONAL_CDEF, OPTIONAL_SYMBOLS
 from pybpf.errors import (
     BpfError,
@@ -29,7 +29,7 @@ from pybpf.errors import (
 
 MIN_VERSION = (1, 1)
 
-logger = logging.getLogger("pybpf.libbpf")
+_LOGGER = "pybpf.libbpf"  # libbpf's lines, through pybpf.logs: no logging imported for them
 
 
 def _compiled() -> Any:
@@ -127,7 +127,7 @@ def library_path() -> str:
 # libbpf's print callback -> logging + per-call capture
 # --------------------------------------------------------------------------
 
-_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+_LEVELS = {0: logs.WARNING, 1: logs.INFO, 2: logs.DEBUG}
 _tls = threading.local()
 _VA_LIST_SIZE = 24  # sizeof(__va_list_tag) on x86-64
 
@@ -162,14 +162,15 @@ class LogCapture:
 def _print_callback(level: int, fmt: Any, args: Any) -> int:
     saved_errno = ffi.errno  # formatting makes C calls; keep the caller's errno intact
     try:
-        py_level = _LEVELS.get(level, logging.DEBUG)
+        py_level = _LEVELS.get(level, logs.DEBUG)
         captures: list[LogCapture] = getattr(_tls, "captures", [])
         wanted = [c for c in captures if py_level >= c.level]
-        if wanted or logger.isEnabledFor(py_level):
+        logger = logs.active(_LOGGER)
+        if wanted or (logger is not None and logger.isEnabledFor(py_level)):
             text = _vformat(fmt, args)
             for cap in wanted:
                 cap.chunks.append(text)
-            if logger.isEnabledFor(py_level):
+            if logger is not None and logger.isEnabledFor(py_level):
                 logger.log(py_level, "%s", text.rstrip("\n"))
     except BaseException:  # never let an exception unwind into C
         pass
@@ -182,15 +183,18 @@ def _print_callback(level: int, fmt: Any, args: Any) -> int:
 # per-thread C buffer while a capture() is active, and cross into Python only when the
 # pybpf.libbpf logger wants their level (checked when a capture starts; warnings always).
 
-_C_LEVELS = {logging.DEBUG: 2, logging.INFO: 1}  # logging level -> libbpf's (0 warn, 1 info, 2 debug)
+_C_LEVELS = {logs.DEBUG: 2, logs.INFO: 1}  # logging level -> libbpf's (0 warn, 1 info, 2 debug)
 
 
 def _c_level(level: int) -> int:
-    return 2 if level <= logging.DEBUG else 1 if level <= logging.INFO else 0
+    return 2 if level <= logs.DEBUG else 1 if level <= logs.INFO else 0
 
 
 def _forward_level() -> int:
     """The highest libbpf level the pybpf.libbpf logger wants (0: warnings only)."""
+    logger = logs.active(_LOGGER)
+    if logger is None:  # logging never imported: nothing configured would show a line
+        return 0
     for py_level, level in _C_LEVELS.items():
         if logger.isEnabledFor(py_level):
             return level
@@ -201,8 +205,9 @@ if _native is not None:
     @_native.ffi.def_extern()  # type: ignore[misc]
     def pb_forward(level: int, text: Any) -> None:
         try:
-            py_level = _LEVELS.get(level, logging.DEBUG)
-            if logger.isEnabledFor(py_level):
+            py_level = _LEVELS.get(level, logs.DEBUG)
+            logger = logs.active(_LOGGER)
+            if logger is not None and logger.isEnabledFor(py_level):
                 logger.log(py_level, "%s", _native.ffi.string(text).decode("utf-8", "replace").rstrip("\n"))
         except BaseException:  # never let an exception unwind into C
             pass
@@ -229,7 +234,7 @@ def _native_lines(start: int, level: int) -> list[str]:
 
 
 @contextmanager
-def capture(level: int = logging.INFO) -> Iterator[LogCapture]:
+def capture(level: int = logs.INFO) -> Iterator[LogCapture]:
     """Collect what libbpf prints (at ``level`` and above) in this thread."""
     cap = LogCapture(level)
     stack: list[LogCapture] = getattr(_tls, "captures", None) or []

@@ -24,11 +24,11 @@ key, with the same results.
 from __future__ import annotations
 
 import errno
-import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from pybpf.logs import active
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, InvalidArgumentError, KeyNotFoundError, NotSupportedError
@@ -84,7 +84,6 @@ class BatchTarget(Protocol):
     def fd_ref(self) -> FdRef:
         """The owner of the map's fd."""
 
-_log = logging.getLogger("pybpf.maps.map")
 
 DEFAULT_CHUNK = 4096  # hash maps; array maps are read in one call
 _OPS = ("lookup", "lookup_and_delete", "update", "delete")
@@ -115,8 +114,10 @@ def supported(m: BatchTarget, op: str) -> bool:
             raise ValueError(f"unknown batch operation {op!r}; known: {_OPS}")
         found = -ret not in UNSUPPORTED
         if not found:
-            _log.debug("map %s (%s): the kernel has no batch %s; looping one syscall per key",
-                       m.name, m.type, op)
+            log = active("pybpf.maps.map")
+            if log is not None:
+                log.debug("map %s (%s): the kernel has no batch %s; looping one syscall per key",
+                          m.name, m.type, op)
         m.batch_support[op] = found
     return found
 

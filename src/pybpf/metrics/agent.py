@@ -26,7 +26,6 @@ the deployments running; ``--remove`` removes them.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import sys
 import threading
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pybpf
+from pybpf.logs import logger
 from pybpf.metrics.config import ConfigError, load_config
 from pybpf.metrics.exporter import Exporter
 from pybpf.upgrade.manifest import make_directory, read_manifest
@@ -46,7 +46,7 @@ else:  # pragma: no cover - 3.10
 
 __all__ = ["Agent", "AgentConfig", "ToolSpec", "load_agent_config"]
 
-_log = logging.getLogger("pybpf.agent")
+_log = logger("pybpf.agent")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 import pybpf
+from pybpf.logs import logger
 from pybpf.flame import Folded, render_svg
 from pybpf.flame.stacks import NamedStack
 from pybpf.symbolize import Symbolizer
@@ -36,7 +37,7 @@ EEXIST = 17
 
 def libbpf_debug() -> None:
     """``-v`` as the C tools have it: libbpf's debug lines too, on stderr, as libbpf prints them."""
-    log = logging.getLogger("pybpf.libbpf")
+    log = logger("pybpf.libbpf")
     if not any(getattr(h, "_pybpf_tool", False) for h in log.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))

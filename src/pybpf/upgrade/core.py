@@ -35,7 +35,6 @@ switched) or forward (switch the rest, merge again, rename).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 from collections.abc import Mapping
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from pybpf.errors import BpfError, ClosedError, MapMismatchError
+from pybpf.logs import logger
 from pybpf.kernel.info import open_pinned, prog_info
 from pybpf.link.base import Link
 from pybpf.maps.map import Map
@@ -59,7 +59,7 @@ from pybpf.upgrade.migrate import MapPlan, MigrateOption, convert, converter, co
 
 __all__ = ["MANIFEST", "Deployment", "UpgradeReport", "deploy", "pin_name", "plan", "recover", "upgrade"]
 
-_log = logging.getLogger("pybpf")
+_log = logger("pybpf")
 _CARRIED_SECTIONS = (".bss", ".data")
 LastValue = Mapping[str, "list[str] | tuple[str, ...] | set[str]"]
 

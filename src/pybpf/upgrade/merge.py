@@ -30,7 +30,6 @@ migrated map or section).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import struct
 from collections.abc import Callable, Iterable
@@ -39,13 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from pybpf.logs import logger
 from pybpf.errors import BpfError
 from pybpf.maps.map import Map
 from pybpf.object import Object, open as open_object
 
 __all__ = ["Leaf", "Merger", "MergeResult", "crash_point", "leaves", "wait_for_programs"]
 
-_log = logging.getLogger("pybpf")
+_log = logger("pybpf")
 
 OP_RECORD, OP_ADD64, OP_ADD32, OP_ADD16, OP_ADD8, OP_CAS64, OP_CAS32, OP_SET8 = range(1, 9)
 REC_INSERT = 1
