@@ -12,14 +12,14 @@ import contextlib
 import copy
 import dataclasses
 import errno
-import logging
 import os
 import re
 import stat
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pybpf import logs
 from pybpf._sys.resource import Resource
 import pybpf.events  # noqa: F401 (registers the stream readers of maps)
 from pybpf._sys import libbpf as _libbpf
@@ -41,12 +41,15 @@ from pybpf.maps.map import Map
 from pybpf.maps.memory import check_map_memory
 from pybpf.program import LOG_LEVEL_STATS, Program
 from pybpf.section import Section
+from pybpf.spec import parsed
 from pybpf.spec.compat import STRUCT_OPS_LINK_SEC, STRUCT_OPS_SEC, struct_ops_link_as_legacy
-from pybpf.spec.elf import MapSpec, ObjectSpec, check_elf_header
+from pybpf.spec.elfheader import check_elf_header
+
+if TYPE_CHECKING:
+    from pybpf.spec.elf import MapSpec, ObjectSpec
 
 __all__ = ["Object", "open"]
 
-_log = logging.getLogger("pybpf")
 T = TypeVar("T")
 
 _TOKEN_FAILED = re.compile(r"failed \(-?\d+\) to create BPF token from '([^']*)'(?!, skipping)")
@@ -167,20 +170,28 @@ class Object(Resource):
             data = read_file(self.path, check=lambda head: check_elf_header(head, where), what="BPF object")
         if object_name is not None:
             _check_object_name(object_name)
-        # Parse purely first: precise errors, and libbpf never sees a malformed ELF.
-        self.file_spec = ObjectSpec(data, name=object_name or "", path=where)
+        # Parse purely first: precise errors, and libbpf never sees a malformed ELF. Bytes this
+        # very parser passed before (a tool's bundled object at every start: pybpf.spec.parsed)
+        # are parsed when file_spec is first asked for.
+        self._file_spec: ObjectSpec | None = None
+        self._spec_source = (data, object_name or "", where)
+        if not parsed.known_parsed(data, object_name or ""):
+            self._parse_spec()
+            parsed.remember_parsed(data, object_name or "")
         if btf_custom_path is not None:
             btf_custom_path = _check_custom_btf(btf_custom_path)
-        elif self.file_spec.core_relocations:
-            from pybpf.btf.hub import find_btf  # BTFhub's layout (and platform): only for CO-RE objects
+        else:
+            from pybpf.btf import hub  # BTFhub's layout: used when the kernel has no BTF of its own
 
-            found = find_btf(btf_path)  # None when the kernel has its own BTF
-            btf_custom_path = _check_custom_btf(found) if found is not None else None
+            if not os.path.exists(hub.SYSFS_BTF) and self.file_spec.core_relocations:
+                found = hub.find_btf(btf_path)
+                btf_custom_path = _check_custom_btf(found) if found is not None else None
         self._btf_custom_path = btf_custom_path
         # libbpf 1.1 does not know SEC(".struct_ops.link"): it gets the image with that section
         # renamed .struct_ops, and pybpf makes those maps BPF_F_LINK maps (pybpf.link.struct_ops)
         self._struct_ops_link = False
-        if STRUCT_OPS_LINK_SEC in self.file_spec.sections and not _struct_ops().uses_libbpf():
+        if (self._file_spec is not None or STRUCT_OPS_LINK_SEC.encode() + b"\0" in data) \
+                and STRUCT_OPS_LINK_SEC in self.file_spec.sections and not _struct_ops().uses_libbpf():
             if STRUCT_OPS_SEC in self.file_spec.sections:
                 raise NotSupportedError(f"{where}: SEC(\".struct_ops\") and SEC(\".struct_ops.link\") maps in one "
                                         f"object need libbpf >= 1.2 (this is {_libbpf.VERSION_STRING})",
@@ -208,7 +219,7 @@ class Object(Resource):
                                      kconfig=c_kconfig, btf_custom_path=c_btf, bpf_token_path=c_token)
             self._keep.append(owner)  # the cast below does not own the memory
             opts = ffi.cast("struct bpf_object_open_opts *", owner)
-        with _libbpf.capture(logging.DEBUG) as log:  # libbpf says why an open failed at DEBUG
+        with _libbpf.capture(logs.DEBUG) as log:  # libbpf says why an open failed at DEBUG
             if self.path is not None and object_name is None:
                 ptr = lib.bpf_object__open_file(os.fsencode(self.path), opts)
             else:
@@ -325,6 +336,19 @@ class Object(Resource):
         self.check_open()
         return _Named(self._programs, "program", f"object {self.name}")
 
+    def _parse_spec(self) -> ObjectSpec:
+        from pybpf.spec.elf import ObjectSpec
+
+        data, name, where = self._spec_source
+        self._file_spec = ObjectSpec(data, name=name, path=where)
+        self._spec_source = (b"", name, where)  # the bytes are needed no more
+        return self._file_spec
+
+    @property
+    def file_spec(self) -> ObjectSpec:
+        """What the file declares, as read at open (:class:`pybpf.spec.ObjectSpec`); see ``spec``."""
+        return self._file_spec if self._file_spec is not None else self._parse_spec()
+
     @property
     def spec(self) -> ObjectSpec:
         """What the object declares now: the file as read (``file_spec``) with the edits made
@@ -408,7 +432,7 @@ class Object(Resource):
                 for program in self._programs.values():
                     program.log_level = level
             self._verifier_log_cache: dict[str, str] | None = None
-            with _libbpf.capture(logging.DEBUG) as log:
+            with _libbpf.capture(logs.DEBUG) as log:
                 ret = lib.bpf_object__load(self._ptr)
             self.load_log = log.text
             if ret < 0:

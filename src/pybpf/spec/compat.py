@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import struct
 
-from pybpf.spec.elf import _SHDR, _read_sections
-
 __all__ = ["STRUCT_OPS_LINK_SEC", "STRUCT_OPS_SEC", "struct_ops_link_as_legacy"]
 
 STRUCT_OPS_SEC = ".struct_ops"
@@ -33,6 +31,7 @@ def _cut(image: bytearray, name_at: int, name: bytes) -> None:
 
 def struct_ops_link_as_legacy(data: bytes, where: str = "") -> bytes:
     """A copy of the image whose ``.struct_ops.link`` section reads as ``.struct_ops``."""
+    from pybpf.spec.elf import _SHDR, _read_sections  # the parser: only for such an object
     sections, _ = _read_sections(data, where)  # every header and string table checked first
     image = bytearray(data)
     (shoff,) = struct.unpack_from("<Q", data, 40)

@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - a CPython built without it
 from pybpf.btf.types import Btf, read_file
 from pybpf.btf.ext import RELO_KINDS, BtfExt, CoreRelo, FuncInfo, LineInfo, parse_btf_ext
 from pybpf.errors import BpfError, ObjectFormatError
+from pybpf.spec.elfheader import EM_BPF, check_elf_header  # noqa: F401 (EM_BPF: its name here as before)
 from pybpf.kinds import MapFlag, MapType, ProgType
 
 __all__ = [
@@ -29,9 +30,6 @@ __all__ = [
     "RELO_KINDS", "check_elf_header", "inspect", "section_program_type",
 ]
 
-EM_BPF = 247
-_MACHINES = {3: "x86", 62: "x86-64", 183: "aarch64", 40: "ARM", 243: "RISC-V", 21: "PowerPC64",
-             22: "s390", 8: "MIPS", 20: "PowerPC", 2: "SPARC", 43: "SPARC64", 258: "LoongArch"}
 
 # libbpf's section_defs (1.1, plus a few later ones), same order and matching rules:
 # "x+" matches "x" or "x/..."; "x/" matches any "x/..."; otherwise an exact match.
@@ -242,22 +240,6 @@ class _Section:
 
 def _fail(where: str, msg: str) -> ObjectFormatError:
     return ObjectFormatError(f"{where}: {msg}", path=where or None)
-
-
-def check_elf_header(data: bytes, where: str) -> None:
-    """ObjectFormatError unless ``data`` starts with a 64-bit little-endian BPF ELF header."""
-    if len(data) < 4 or data[:4] != b"\x7fELF":
-        raise _fail(where, "not an ELF file" if data else "empty file, not an ELF file")
-    if len(data) < 64:
-        raise _fail(where, f"truncated ELF header ({len(data)} bytes)")
-    if data[4] != 2:
-        raise _fail(where, "32-bit ELF, not a 64-bit BPF object")
-    if data[5] != 1:
-        raise _fail(where, "big-endian ELF, not a little-endian BPF object")
-    (machine,) = struct.unpack_from("<H", data, 18)
-    if machine != EM_BPF:
-        arch = _MACHINES.get(machine, f"machine {machine}")
-        raise _fail(where, f"ELF for {arch}, not BPF")
 
 
 _SHT_NAMES = {0: "SHT_NULL", 1: "SHT_PROGBITS", 2: "SHT_SYMTAB", 3: "SHT_STRTAB", 4: "SHT_RELA",
