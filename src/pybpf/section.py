@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from pybpf.maps.views import MappedMap
 from pybpf.maps.codec import to_array
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from pybpf.maps.map import Map
 
 
@@ -196,7 +198,9 @@ class Section:
             formats.append(self.dtype_of(name))
             offsets.append(var.offset)
         size = self._require_map().value_size
-        dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+        # cast: numpy 2.5's stubs (Python >= 3.12) take a dtype dict only as their TypedDict
+        dtype = np.dtype(cast("npt.DTypeLike", {"names": names, "formats": formats, "offsets": offsets,
+                                                "itemsize": size}))
         return self._exported(lambda m: m.scalar(dtype, 0))
 
     def bytes(self) -> bytes:

@@ -18,11 +18,15 @@ a bytes-like buffer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from pybpf.btf.model import _MAX_DEPTH, Bitfield, BtfType, TypeGraph, _bad, raw_dtype
 from pybpf.errors import NotSupportedError, ObjectFormatError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 Btf = TypeGraph  # the annotations below name what they get: a parsed BTF
 
@@ -131,8 +135,9 @@ def _make_record(btf: Btf, t: BtfType, names: list[str], formats: list[np.dtype]
         if o + f.itemsize > itemsize:
             raise _bad(btf.name, f"{t.kind} [{t.id}] member {n!r} at {o} "
                                  f"(+{f.itemsize}) exceeds size {itemsize}")
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                     "itemsize": itemsize})
+    # cast: numpy 2.5's stubs (Python >= 3.12) take a dtype dict only as their TypedDict
+    return np.dtype(cast("npt.DTypeLike", {"names": names, "formats": formats, "offsets": offsets,
+                                            "itemsize": itemsize}))
 
 
 def _member_bitfield(btf: Btf, t: BtfType, mtype: int, bit_off: int, bf_size: int) -> tuple[int, int]:

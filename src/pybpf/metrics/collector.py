@@ -216,7 +216,8 @@ class _Metric:
         spec = self.spec
         assert spec.buckets is not None
         counts = self._values(values, spec.value_field).astype(np.float64)
-        slots = (keys if spec.bucket_field is None else keys[spec.bucket_field]).astype(np.int64)
+        # annotated: numpy 2.5's stubs (Python >= 3.12) have no argument-less max() for the inferred type
+        slots: np.ndarray = (keys if spec.bucket_field is None else keys[spec.bucket_field]).astype(np.int64)
         sums = self._values(values, spec.sum_field).astype(np.float64) if spec.sum_field else None
         n = int(slots.max()) + 1 if len(slots) else 1
         if self.reader is not None:
