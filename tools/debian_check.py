@@ -340,7 +340,11 @@ class ProcessGroup:
                 log(f"no cgroup for the run ({exc}); leftovers are found by their root directory")
 
     def enter(self) -> None:
-        """preexec_fn of the run's first process: move itself into the cgroup before exec."""
+        """preexec_fn of the run's first process: move itself into the cgroup before exec; Ctrl-C
+        and SIGQUIT as a user's terminal has them (a run started with `&` by a script inherits
+        them ignored, and the suite stops commands with SIGINT)."""
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         if self.path:
             with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
                 f.write("0")
