@@ -165,10 +165,22 @@ def test_enable_stats_without_cap_sys_admin_leaves_no_traceback(kernel):
 
 
 def _run_with_bpf_caps(code: str) -> subprocess.CompletedProcess[str]:
-    """As user nobody with CAP_BPF and CAP_PERFMON only (no CAP_DAC_READ_SEARCH: it would read tracefs)."""
+    """As user nobody with CAP_BPF and CAP_PERFMON, and CAP_DAC_READ_SEARCH until ``code`` calls
+    drop_dac_read_search() (it reads tracefs; it also lets nobody import pybpf and numpy from a
+    checkout and venv under /root, as in the Debian 13 check)."""
     if shutil.which("setpriv") is None:
         needs_kernel("needs setpriv (util-linux)")
-    caps = "bpf,perfmon"
+    caps = "bpf,perfmon,dac_read_search"
+    code = textwrap.dedent("""
+        import ctypes
+
+        def drop_dac_read_search():
+            # capset(2), version 3: CAP_PERFMON (38) and CAP_BPF (39) kept in every set, nothing else
+            hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
+            keep = (1 << (38 - 32)) | (1 << (39 - 32))
+            data = (ctypes.c_uint32 * 6)(0, 0, 0, keep, keep, keep)
+            assert ctypes.CDLL(None, use_errno=True).capset(hdr, data) == 0, ctypes.get_errno()
+    """) + code
     plus = ",".join(f"+{c}" for c in caps.split(","))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HOME="/tmp")
     cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", f"--inh-caps=-all,{plus}",
@@ -182,10 +194,11 @@ def test_unreadable_tracefs_is_named(kernel, bundled):
         pytest.skip("tracefs is readable by others on this machine: nothing to report")
     # the object is copied where nobody can read it
     result = _run_with_bpf_caps(textwrap.dedent(f"""
-        import pybpf
+        import pybpf, pybpf.kernel.fs, pybpf.kernel.features
         with pybpf.open(bytes.fromhex({Path(bundled("counters")).read_bytes().hex()!r}),
                         object_name="counters") as obj:
             obj.load()
+            drop_dac_read_search()
             try:
                 obj.programs["on_getppid"].attach()
                 print("attached")
