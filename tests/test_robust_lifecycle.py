@@ -194,7 +194,9 @@ def test_unreadable_tracefs_is_named(kernel, bundled):
         pytest.skip("tracefs is readable by others on this machine: nothing to report")
     # the object is copied where nobody can read it
     result = _run_with_bpf_caps(textwrap.dedent(f"""
-        import pybpf, pybpf.kernel.fs, pybpf.kernel.features
+        import importlib, pybpf, pybpf.kernel.fs, pybpf.kernel.features, pybpf.link
+        for kind in pybpf.link.KINDS:  # each attach kind's file is imported on first use
+            importlib.import_module(f"pybpf.link.{{kind.module}}")
         with pybpf.open(bytes.fromhex({Path(bundled("counters")).read_bytes().hex()!r}),
                         object_name="counters") as obj:
             obj.load()
