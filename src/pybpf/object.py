@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pybpf import logs
+from pybpf.text import LazyPattern
 from pybpf._sys.resource import Resource
 import pybpf.events  # noqa: F401 (registers the stream readers of maps)
 from pybpf._sys import libbpf as _libbpf
@@ -52,13 +53,13 @@ __all__ = ["Object", "open"]
 
 T = TypeVar("T")
 
-_TOKEN_FAILED = re.compile(r"failed \(-?\d+\) to create BPF token from '([^']*)'(?!, skipping)")
-_PROG_FAILED = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
-_VERIFIER_LOG = re.compile(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
-_MAP_FAILED = re.compile(r"map '([^']+)': failed to create")
-_PIN_MISMATCH = re.compile(r"couldn't reuse pinned map at '([^']+)': ([^\n]+)")
-_MAP_FAILED_REASON = re.compile(r"map '([^']+)': failed to create: (.*)")
-_PROG_LOG = re.compile(r"prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
+_TOKEN_FAILED = LazyPattern(r"failed \(-?\d+\) to create BPF token from '([^']*)'(?!, skipping)")
+_PROG_FAILED = LazyPattern(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
+_VERIFIER_LOG = LazyPattern(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
+_MAP_FAILED = LazyPattern(r"map '([^']+)': failed to create")
+_PIN_MISMATCH = LazyPattern(r"couldn't reuse pinned map at '([^']+)': ([^\n]+)")
+_MAP_FAILED_REASON = LazyPattern(r"map '([^']+)': failed to create: (.*)")
+_PROG_LOG = LazyPattern(r"prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
 # libbpf lines that only say that something failed, not why
 _GENERIC = ("failed to load object", "failed to load:", "failed to prepare load attributes", "BPF program load failed",
             "failed to load program", "Retrying without BTF", "-- BEGIN PROG LOAD LOG", "-- END PROG LOAD LOG")
@@ -674,9 +675,9 @@ def _last_line(log: str, err: int) -> str:
     return lines[-1] if lines else os.strerror(err) if err < 4000 else _libbpf.strerror(err)
 
 
-_FAILURE_WORDS = re.compile(r"\b(failed|failure|error|invalid|can't|cannot|couldn't|not found|unknown|"
-                            r"unsupported|not supported|missing|unrecognized|no such|mismatch|refused|"
-                            r"too (big|large|many)|bad)\b|: -\d+$|: -E[A-Z]+$", re.IGNORECASE)
+_FAILURE_WORDS = LazyPattern(r"\b(failed|failure|error|invalid|can't|cannot|couldn't|not found|unknown|"
+                             r"unsupported|not supported|missing|unrecognized|no such|mismatch|refused|"
+                             r"too (big|large|many)|bad)\b|: -\d+$|: -E[A-Z]+$", re.IGNORECASE)
 
 
 def _reason_for(log: str, prefix: str, err: int) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Concatenate, ContextManager, ParamSpec, Protocol, TypeVar
 
+from pybpf.text import LazyPattern
 from pybpf._sys import libbpf as _libbpf
 from pybpf._sys.fd import FdRef
 from pybpf.kernel import fs
@@ -90,10 +90,10 @@ class _LazyVerb:
         return real if obj is None else real.__get__(obj, cls)
 
 
-_STATS = re.compile(r"processed (\d+) insns \(limit (\d+)\) max_states_per_insn (\d+) total_states (\d+) "
-                    r"peak_states (\d+) mark_read (\d+)")
-_VERIFY_TIME = re.compile(r"verification time (\d+) usec")
-_STACK_DEPTH = re.compile(r"stack depth ([\d+]+)")
+_STATS = LazyPattern(r"processed (\d+) insns \(limit (\d+)\) max_states_per_insn (\d+) total_states (\d+) "
+                     r"peak_states (\d+) mark_read (\d+)")
+_VERIFY_TIME = LazyPattern(r"verification time (\d+) usec")
+_STACK_DEPTH = LazyPattern(r"stack depth ([\d+]+)")
 LOG_LEVEL_STATS = 4  # BPF_LOG_STATS: only the verifier's statistics
 
 

@@ -66,10 +66,11 @@ from pybpf.maps.checks import (
     IndexOutOfRangeError,
     update_flag,
 )
-from pybpf.maps.stacks import StackTable, read_stacks
 from pybpf.maps.views import MappedMap
-from pybpf.maps.arena import Arena, create_arena
 
+if TYPE_CHECKING:  # stack and arena maps import their modules when used
+    from pybpf.maps.arena import Arena
+    from pybpf.maps.stacks import StackTable
 
 
 class MapOwner(Protocol):
@@ -353,6 +354,8 @@ class Map(Resource):
         """For Object.load(): an arena map is created and mapped by pybpf, then given to libbpf."""
         if self._ptr is None or lib.bpf_map__type(self._ptr) != MapType.ARENA or lib.bpf_map__fd(self._ptr) >= 0:
             return
+        from pybpf.maps.arena import create_arena  # arena maps only
+
         fd, arena = create_arena(self.name, int(lib.bpf_map__max_entries(self._ptr)),
                                  int(lib.bpf_map__map_flags(self._ptr)), int(lib.bpf_map__map_extra(self._ptr)))
         try:
@@ -789,6 +792,8 @@ class Map(Resource):
     def stacks(self, ids: Iterable[int] | np.ndarray | None = None) -> StackTable:
         """A stack trace map as a :class:`~pybpf.maps.stacks.StackTable`: all stacks, or ``ids``."""
         self._check()
+        from pybpf.maps.stacks import read_stacks  # stack trace maps only
+
         return read_stacks(self, ids)
 
     def keys(self) -> Iterator[Any]:
