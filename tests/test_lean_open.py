@@ -172,3 +172,17 @@ print("ok", len(lines))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr
+
+
+def test_visible_fast_path_is_the_pattern_s_answer() -> None:
+    """``visible`` returns printable ASCII as is without compiling its patterns: the same answer
+    as the patterns give, for every ASCII character and mixes around them."""
+    import re
+
+    from pybpf import text
+
+    controls = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+    samples = [chr(c) for c in range(0x80)] + ["comm\tx", "a b", "é", "x\x1b[0m", "\u202e", "ok/path.txt"]
+    for s in samples + [a + b for a in samples for b in ("", "z", "\n")]:
+        expected = controls.sub(text._escape, s) if controls.search(s) else s
+        assert text.visible(s) == expected, repr(s)

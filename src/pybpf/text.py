@@ -34,12 +34,13 @@ class LazyPattern:
             self._compiled = re.compile(*self._args)
         return getattr(self._compiled, name)
 
+
 # C0 controls but tab (a newline forges a row, CR and backspace overwrite one; a tab only moves
 # right, and the C tools print it as is), DEL, C1 controls (U+0080..9F: CSI is U+009B), the same
 # bytes kept undecoded by surrogateescape (\udc80-\udc9f), line and paragraph separators, and the
 # bidirectional embeddings, overrides and isolates that reorder what is shown ("Trojan source").
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = LazyPattern("[\x00-\x08\x0a-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = LazyPattern("[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udc9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -55,6 +56,8 @@ def visible(text: str, *, newlines: bool = False) -> str:
 
     ``newlines=True`` keeps newlines: for whole blocks of output whose lines a program made (a
     safety net under a field that was not escaped: a newline inside a field needs the default)."""
+    if text.isascii() and text.isprintable():  # no control in it: the patterns (with their large
+        return text                              # Unicode classes) are compiled only for other text
     pattern = _CONTROL_BUT_NEWLINE if newlines else _CONTROL
     if pattern.search(text) is None:
         return text
