@@ -20,7 +20,6 @@ from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, NotSupportedError
 from pybpf.kinds import AttachType, ObjectState, ProgType
-from pybpf.kernel.info import ProgramInfo, prog_info
 from pybpf.link import (
     explicit_usage,
     is_iterator_section,
@@ -32,6 +31,7 @@ from pybpf.link import (
 from pybpf.link.base import AttachTarget, Link, libbpf_link
 
 if TYPE_CHECKING:  # the verbs' signatures; at run time each kind's file is imported by its first call
+    from pybpf.kernel.info import ProgramInfo
     from pybpf.link import (cgroup, iterator, kprobe, lsm, netns, perf_event, raw_tracepoint, sockfilter, tc, tcx,
                             trace, tracepoint, uprobe, uprobe_multi, usdt, xdp)
 
@@ -286,6 +286,8 @@ class Program:
     def info(self) -> ProgramInfo:
         """Kernel-side facts: id, tag, run_cnt, run_time_ns (when stats are enabled)..."""
         with self.fd_ref() as fd:
+            from pybpf.kernel.info import prog_info  # on the first info read
+
             return prog_info(fd)
 
     @property

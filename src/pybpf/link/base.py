@@ -20,7 +20,7 @@ import threading
 from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pybpf._sys.fd import FdRef
 from pybpf._sys.forksafe import fresh_locks
@@ -29,8 +29,10 @@ from pybpf._sys import libbpf as _libbpf
 from pybpf.kernel import fs
 from pybpf._sys.libbpf import ffi, lib
 from pybpf.errors import BpfError, ClosedError, NotSupportedError
-from pybpf.kernel.info import LinkInfo, link_info, open_prog_by_id, prog_info
 from pybpf.kinds import AttachType, ProgType
+
+if TYPE_CHECKING:  # kernel.info: imported by the first info read
+    from pybpf.kernel.info import LinkInfo
 
 __all__ = ["AttachKind", "AttachTarget", "BpfLink", "FdLink", "Link", "LibbpfLink", "attach_error", "fd_link",
            "libbpf_link"]
@@ -143,6 +145,8 @@ class BpfLink(Link):
 
     def info(self) -> LinkInfo:
         """The kernel's view: link id, link type, id of the program it runs."""
+        from pybpf.kernel.info import link_info
+
         return link_info(self.fd)
 
     def update(self, program: Any, *, replace: Any = None) -> None:
@@ -162,6 +166,8 @@ class BpfLink(Link):
             raise self._update_error(-ret, new_fd)
 
     def _update_error(self, err: int, new_fd: int) -> BpfError:
+        from pybpf.kernel.info import open_prog_by_id, prog_info
+
         info = self.info()
         what = f"updating {info.type} link {self.description}"
         if err == errno.EPERM:

@@ -52,7 +52,6 @@ from pybpf.btf.types import Btf, raw_dtype
 from pybpf.errors import BpfError, ClosedError, InvalidArgumentError, KeyNotFoundError, NotSupportedError, WrongMapTypeError
 from pybpf.maps.fastpath import FastPath
 from pybpf._sys.fd import FdRef, holding_fd
-from pybpf.kernel.info import MapInfo, map_flag_names, map_info
 from pybpf.maps.layout import Layout
 from pybpf.maps.memory import MapMemory
 from pybpf.maps.create import load_kernel_btf, require_map_fd
@@ -68,7 +67,8 @@ from pybpf.maps.checks import (
 )
 from pybpf.maps.views import MappedMap
 
-if TYPE_CHECKING:  # stack and arena maps import their modules when used
+if TYPE_CHECKING:  # stack and arena maps import their modules when used; kernel.info on the first info read
+    from pybpf.kernel.info import MapInfo
     from pybpf.maps.arena import Arena
     from pybpf.maps.stacks import StackTable
 
@@ -346,6 +346,8 @@ class Map(Resource):
     @property
     def flag_names(self) -> list[str]:
         """The names of the map's flags."""
+        from pybpf.kernel.info import map_flag_names
+
         return map_flag_names(self.flags)
 
     # ---- arena -------------------------------------------------------
@@ -403,6 +405,8 @@ class Map(Resource):
     def info(self) -> MapInfo:
         """Kernel-side facts (id, type, name, sizes, max_entries, flags, BTF ids)."""
         with self._fd_ref() as fd:  # the number stays this map's until the call returns
+            from pybpf.kernel.info import map_info
+
             return map_info(fd)
 
     @property
@@ -962,6 +966,8 @@ class Map(Resource):
         opts = _libbpf.new_opts("struct bpf_map_create_opts", map_flags=flag, map_extra=map_extra,
                                 inner_map_fd=inner_fd)
         type_label = type_num.c_name
+        from pybpf.kernel.info import map_flag_names  # kernel.info: on a map's first info read
+
         fd = _libbpf.check(lib.bpf_map_create(type_num, name.encode() or ffi.NULL, k_size, v_size,
                                               max_entries, opts),
                            f"creating {type_label} map {name!r} (key {k_size} B, value {v_size} B, "
@@ -982,6 +988,8 @@ class Map(Resource):
         except OSError as exc:
             raise BpfError(f"fd {fd} is not open", exc.errno) from None
         try:
+            from pybpf.kernel.info import map_info
+
             require_map_fd(own, fd)
             info = map_info(own)
             btf = load_kernel_btf(info.btf_id) if info.btf_id else None
