@@ -32,7 +32,6 @@ from typing import Iterator
 
 
 from pybpf.btf.elfsection import elf_section
-from pybpf.btf.validate import validate_btf
 from pybpf.btf.model import (  # noqa: F401 (re-exported: the parser's vocabulary)
     BTF_MAGIC,
     KERNEL_BTF_PATH,
@@ -452,6 +451,8 @@ class Btf:
         """Check every type this blob defines to the kernel's BTF rules (see
         :mod:`pybpf.btf.validate`). libbpf trusts what it parses: run this before
         handing untrusted BTF to it."""
+        from pybpf.btf.validate import validate_btf  # a known object's open validates nothing
+
         validate_btf(self)
 
     # ---- lookup ------------------------------------------------------------------------
