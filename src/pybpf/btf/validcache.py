@@ -19,7 +19,6 @@ fixed up from an ELF): their verdict is a function of their bytes. Pure: files o
 from __future__ import annotations
 
 import os
-import stat
 
 try:  # built into CPython; hashlib would also load OpenSSL's libcrypto
     from _blake2 import blake2b
@@ -27,12 +26,12 @@ except ImportError:  # pragma: no cover - a CPython built without it
     from hashlib import blake2b
 
 from pybpf.btf.model import TypeGraph
-from pybpf.errors import BpfError
+from pybpf.btf.verdicts import ENV, VerdictStore
 
 __all__ = ["ENV", "MAX_ENTRIES", "cache_dir", "known_valid", "remember_valid", "verdict_key"]
 
-ENV = "PYBPF_NO_CACHE"  # "1": keep and read no verdicts
 MAX_ENTRIES = 4096  # beyond this many, the older half is dropped when one is added
+_STORE = VerdictStore("valid", "BTF validation verdicts", MAX_ENTRIES)
 _SOURCES = ("types.py", "model.py", "validate.py", "fastvalid.py", "elfsection.py")
 _validator: bytes | None = None
 
@@ -67,26 +66,14 @@ def verdict_key(btf: TypeGraph) -> str | None:
 
 def cache_dir() -> str | None:
     """The checked per-user verdict directory (None: disabled, or no safe place)."""
-    if os.environ.get(ENV) == "1":
-        return None
-    from pybpf.btf.hub import private_cache_dir
-    try:
-        return private_cache_dir("valid", "BTF validation verdicts")
-    except (BpfError, OSError):
-        return None
+    return _STORE.directory()
 
 
 def known_valid(btf: TypeGraph) -> bool:
     """Whether this user's cache says ``btf``'s bytes passed validation before."""
     where = cache_dir()  # first: with the cache off, no digest of the bytes is made
     key = verdict_key(btf) if where is not None else None
-    if where is None or key is None:
-        return False
-    try:
-        st = os.lstat(os.path.join(where, key))
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+    return where is not None and key is not None and _STORE.known(where, key)
 
 
 def remember_valid(btf: TypeGraph) -> None:
@@ -94,35 +81,5 @@ def remember_valid(btf: TypeGraph) -> None:
     simply not used)."""
     where = cache_dir()
     key = verdict_key(btf) if where is not None else None
-    if where is None or key is None:
-        return
-    try:
-        fd = os.open(os.path.join(where, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
-                     os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return
-    except OSError:
-        return
-    os.close(fd)
-    _trim(where)
-
-
-def _trim(where: str) -> None:
-    """Keep the directory small: past MAX_ENTRIES verdicts, drop the older half."""
-    try:
-        names = os.listdir(where)
-        if len(names) <= MAX_ENTRIES:
-            return
-        aged = []
-        for n in names:
-            try:
-                aged.append((os.lstat(os.path.join(where, n)).st_mtime_ns, n))
-            except OSError:
-                continue
-        for _t, n in sorted(aged)[:len(aged) // 2]:
-            try:
-                os.unlink(os.path.join(where, n))
-            except OSError:
-                continue
-    except OSError:
-        return
+    if where is not None and key is not None:
+        _STORE.remember(where, key)

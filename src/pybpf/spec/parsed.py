@@ -20,7 +20,6 @@ can change), and count only as regular files this user owns; without a safe dire
 from __future__ import annotations
 
 import os
-import stat
 import sys
 
 try:  # built into CPython; hashlib would also load OpenSSL's libcrypto
@@ -28,12 +27,12 @@ try:  # built into CPython; hashlib would also load OpenSSL's libcrypto
 except ImportError:  # pragma: no cover - a CPython built without it
     from hashlib import blake2b
 
-from pybpf.errors import BpfError
+from pybpf.btf.verdicts import ENV, VerdictStore
 
 __all__ = ["ENV", "MAX_ENTRIES", "cache_dir", "known_parsed", "parser_key", "remember_parsed", "verdict_name"]
 
-ENV = "PYBPF_NO_CACHE"  # "1": keep and read no verdicts (the same switch as pybpf.btf.validcache)
 MAX_ENTRIES = 1024  # beyond this many, the older half is dropped when one is added
+_STORE = VerdictStore("parsed", "object parse verdicts", MAX_ENTRIES)
 _key: bytes | None = None
 
 
@@ -70,59 +69,19 @@ def verdict_name(data: bytes, name: str) -> str | None:
 
 def cache_dir() -> str | None:
     """The checked per-user verdict directory (None: disabled, or no safe place)."""
-    if os.environ.get(ENV) == "1":
-        return None
-    from pybpf.btf.hub import private_cache_dir
-    try:
-        return private_cache_dir("parsed", "object parse verdicts")
-    except (BpfError, OSError):
-        return None
+    return _STORE.directory()
 
 
 def known_parsed(data: bytes, name: str = "") -> bool:
     """Whether this user's cache says ``data`` (opened as ``name``) passed the parse before."""
     where = cache_dir()
     key = verdict_name(data, name) if where is not None else None
-    if where is None or key is None:
-        return False
-    try:
-        st = os.lstat(os.path.join(where, key))
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+    return where is not None and key is not None and _STORE.known(where, key)
 
 
 def remember_parsed(data: bytes, name: str = "") -> None:
     """Record that ``data`` (opened as ``name``) passed the parse (best effort)."""
     where = cache_dir()
     key = verdict_name(data, name) if where is not None else None
-    if where is None or key is None:
-        return
-    try:
-        fd = os.open(os.path.join(where, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
-                     os.O_CLOEXEC, 0o600)
-    except OSError:  # there already, or the cache cannot be written: not kept
-        return
-    os.close(fd)
-    _trim(where)
-
-
-def _trim(where: str) -> None:
-    """Keep the directory small: past MAX_ENTRIES verdicts, drop the older half."""
-    try:
-        names = os.listdir(where)
-        if len(names) <= MAX_ENTRIES:
-            return
-        aged = []
-        for n in names:
-            try:
-                aged.append((os.lstat(os.path.join(where, n)).st_mtime_ns, n))
-            except OSError:
-                continue
-        for _t, n in sorted(aged)[:len(aged) // 2]:
-            try:
-                os.unlink(os.path.join(where, n))
-            except OSError:
-                continue
-    except OSError:
-        return
+    if where is not None and key is not None:
+        _STORE.remember(where, key)
