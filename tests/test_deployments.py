@@ -116,6 +116,22 @@ def test_list_show_remove_and_named_dispatchers(bundled, kernel, bpffs):
     assert json.loads(_cli("deployment", "list", bpffs, "--json").stdout) == []
 
 
+def test_bad_directories_get_one_line(bpffs, tmp_path):
+    """A directory that is missing, not on a bpffs, or holds no manifest: one line naming it, exit 1."""
+    missing = os.path.join(bpffs, "no-such-tool")
+    not_bpffs = str(tmp_path)
+    empty = os.path.join(bpffs, "empty")
+    os.mkdir(empty, 0o700)
+    for verb in ("show", "remove"):
+        for directory, says in ((missing, "no such deployment directory"), (not_bpffs, "is not on a bpffs"),
+                                (empty, "manifest")):
+            done = _cli("deployment", verb, directory)
+            assert done.returncode == 1, (verb, directory, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr and says in done.stderr, (verb, directory, done.stderr)
+            assert directory in done.stderr.replace("\n", ""), done.stderr
+    assert os.path.isdir(empty)  # remove refused it and touched nothing
+
+
 # ---- a real Prometheus ---------------------------------------------------------------------------------
 
 class Prometheus:

@@ -113,6 +113,10 @@ def test_shipped_configs_parse_and_follow_naming_rules() -> None:
             assert spec.name.endswith("_total") == (spec.kind == "counter")
             if spec.scale != 1.0 or spec.buckets is not None and spec.buckets.scale != 1.0:
                 assert "_seconds" in spec.name                  # scaled to base units: seconds
+            # a label any local user can vary (a command name, a stack, an address) is bounded by max_series
+            free = [lab.name for lab in spec.labels if lab.decoder in {"cstring", "kstack", "ustack", "inet", "ipv4",
+                                                                      "ipv6", "hex", "cgroup"}]
+            assert not free or spec.max_series is not None, (name, spec.name, free)
 
 
 def test_log2_bounds_follow_libbpf_tools_slots() -> None:

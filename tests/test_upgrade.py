@@ -283,6 +283,11 @@ def test_load_pin_in_one_process_upgrade_from_another(bundled, kernel, bpffs):
         assert planned.returncode == 0, planned.stderr
         plan = json.loads(planned.stdout)
         assert {m["name"]: m["action"] for m in plan["maps"]}["counts"] == "reuse"
+        assert (plan["from_version"], plan["from_source"], plan["to_source"]) == (1, a, b)
+        shown = _cli("upgrade", bpffs, b, "--dry-run")
+        assert shown.returncode == 0, shown.stderr
+        assert f"plan: upgrade_count_a version 1 ({a}) -> upgrade_count_b ({b}) in {bpffs}" in \
+            " ".join(shown.stdout.split()), shown.stdout
         assert plan["attachments"] == [{"program": "count_getppid", "hook": "tracepoint syscalls:sys_enter_getppid",
                                         "mode": "dispatch", "switch": "one update of the dispatcher's slot (PROG_ARRAY)",
                                         "new_program": "count_getppid"}]

@@ -62,7 +62,10 @@ _MAP_FAILED_REASON = LazyPattern(r"map '([^']+)': failed to create: (.*)")
 _PROG_LOG = LazyPattern(r"prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
 # libbpf lines that only say that something failed, not why
 _GENERIC = ("failed to load object", "failed to load:", "failed to prepare load attributes", "BPF program load failed",
-            "failed to load program", "Retrying without BTF", "-- BEGIN PROG LOAD LOG", "-- END PROG LOAD LOG")
+            "failed to load program", "Retrying without BTF", "-- BEGIN PROG LOAD LOG", "-- END PROG LOAD LOG",
+            # a debug line: CO-RE poisoned a relocation it could not resolve (guarded code); the verifier
+            # refuses the instruction only if it is reachable, and then says so itself
+            "w/ invalid insn")
 _REFUSED_TYPES = {"tracing": "fentry/fexit/fmod_ret", "lsm": "lsm", "ext": "freplace"}
 _TOKEN_HINT = ", or in a user namespace load through a BPF token: token_path= a bpffs mounted with delegate_* options"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from pybpf.cli.render import console, print_json, table
+from pybpf.cli.render import console, guarded, print_json, table
 
 __all__ = ["deployment_app"]
 
@@ -26,6 +26,7 @@ def _when(epoch: float | None) -> str:
 
 
 @deployment_app.command("list")
+@guarded
 def list_command(
     roots: list[Path] = typer.Argument(None, metavar="[ROOT...]", help="where to look (default: every bpffs mounted)"),
     as_json: bool = typer.Option(False, "--json", "-j", help="print JSON"),
@@ -43,6 +44,7 @@ def list_command(
 
 
 @deployment_app.command("show")
+@guarded
 def show_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="a deployment directory"),
     as_json: bool = typer.Option(False, "--json", "-j", help="print JSON"),
@@ -70,6 +72,7 @@ def show_command(
 
 
 @deployment_app.command("remove")
+@guarded
 def remove_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="a deployment directory"),
     as_json: bool = typer.Option(False, "--json", "-j", help="print JSON"),

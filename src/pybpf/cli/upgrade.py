@@ -108,7 +108,10 @@ def _print_plan(doc: dict, as_json: bool) -> None:  # type: ignore[type-arg]
         print_json(doc)
         return
     out = console()
-    out.print(f"plan: {doc['from']} -> {doc['to']} in {doc['directory']} (nothing changed)")
+    old = f"{doc['from']} version {doc['from_version']}" if doc.get("from_version") else doc["from"]
+    old += f" ({doc['from_source']})" if doc.get("from_source") else ""
+    new = doc["to"] + (f" ({doc['to_source']})" if doc.get("to_source") else "")
+    out.print(Text(f"plan: {old} -> {new} in {doc['directory']} (nothing changed)"))
     out.print(table("maps", ["map", "action", "why", "exact"],
                     [(m["name"], m["action"], m["why"], "yes" if m.get("exact", True) else "NO")
                      for m in doc["maps"]]))

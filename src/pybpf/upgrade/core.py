@@ -856,8 +856,10 @@ def plan(old: Deployment | str | os.PathLike[str], new: Object | str | os.PathLi
             maps.append(entry)
         attachments = [{"program": a.program, "hook": a.hook, "mode": a.mode, "switch": type(a).switch_how,
                         "new_program": programs[a.program].name} for a in current.attachments]
-        return {"directory": current.directory, "from": current.name, "to": new_obj.name, "maps": maps,
-                "attachments": attachments, "warnings": warnings}
+        # libbpf's object names keep 15 bytes (v1 and v2 of a long name read the same): the files tell them apart
+        return {"directory": current.directory, "from": current.name, "to": new_obj.name,
+                "from_version": current.manifest.get("version"), "from_source": current.manifest.get("source"),
+                "to_source": new_obj.path, "maps": maps, "attachments": attachments, "warnings": warnings}
     finally:
         if not isinstance(new, Object):
             new_obj.close()
