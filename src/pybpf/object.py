@@ -62,10 +62,10 @@ _MAP_FAILED_REASON = LazyPattern(r"map '([^']+)': failed to create: (.*)")
 _PROG_LOG = LazyPattern(r"prog '([^']+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", re.S)
 # libbpf lines that only say that something failed, not why
 _GENERIC = ("failed to load object", "failed to load:", "failed to prepare load attributes", "BPF program load failed",
-            "failed to load program", "Retrying without BTF", "-- BEGIN PROG LOAD LOG", "-- END PROG LOAD LOG",
-            # a debug line: CO-RE poisoned a relocation it could not resolve (guarded code); the verifier
-            # refuses the instruction only if it is reachable, and then says so itself
-            "w/ invalid insn")
+            "failed to load program", "Retrying without BTF", "-- BEGIN PROG LOAD LOG", "-- END PROG LOAD LOG")
+# libbpf debug lines that read like failures and are not: CO-RE poisoned a relocation it could not
+# resolve (guarded code); the verifier refuses that instruction only if it is reachable, and says so
+_NOT_FAILURES = ("w/ invalid insn",)
 _REFUSED_TYPES = {"tracing": "fentry/fexit/fmod_ret", "lsm": "lsm", "ext": "freplace"}
 _TOKEN_HINT = ", or in a user namespace load through a BPF token: token_path= a bpffs mounted with delegate_* options"
 
@@ -694,7 +694,7 @@ def _reason_for(log: str, prefix: str, err: int) -> str:
     mine = []
     for line in log.strip().splitlines():
         text = line.removeprefix("libbpf: ").strip()
-        if text.startswith(prefix + ": ") and not any(g in text for g in _GENERIC):
+        if text.startswith(prefix + ": ") and not any(g in text for g in _GENERIC + _NOT_FAILURES):
             mine.append(text.removeprefix(prefix + ": "))
     for text in mine:
         if _FAILURE_WORDS.search(text):
