@@ -449,14 +449,21 @@ CPUDIST_CASES = {"default": [], "-O": ["-O"], "-m": ["-m"], "-P": ["-P"], "-L": 
 @pytest.mark.parametrize("case", list(CPUDIST_CASES))
 def test_cpudist_option_output_is_the_c_tools(case: str) -> None:
     """Slice lengths differ between any two runs: counts blanked, labels and layout compared.
-    The workload spins (on-CPU slices end in preemption, which both tools count) and sleeps."""
-    work = _workload("t = time.time()\nwhile time.time() - t < 0.6: pass\n"
+    The workload spins and sleeps. Both tools count an on-CPU slice only when it ends in preemption
+    (prev still TASK_RUNNING), and a lone spinner on a quiet machine may keep its CPU for all of its
+    0.6 s: it shares one CPU with a second spinner, so the scheduler preempts it every few ms."""
+    cpu = max(os.sched_getaffinity(0))
+    pin = f"os.sched_setaffinity(0, {{{cpu}}})\n"
+    rival = subprocess.Popen([sys.executable, "-c", "import os\n" + pin + "while True: pass"])
+    work = _workload(pin + "t = time.time()\nwhile time.time() - t < 0.6: pass\n"
                      "for _ in range(100): time.sleep(0.001)\n")
     try:
         args = CPUDIST_CASES[case] + ["-p", str(work.pid)]
         ours, theirs, *_ = side_by_side("cpudist", args, lambda: _go(work), lambda lines: True)
     finally:
         _finish(work)
+        rival.kill()
+        rival.wait()
     a, b = _hist_shape(ours), _hist_shape(theirs)
     if "-T" in args:
         close_clocks(a, b)
