@@ -32,6 +32,15 @@ from tests.procs import Proc, c_tool, env, pybpf_cmd
 from tests.stackprogs import hotcold_path, start
 
 
+# Stack-map room for the tools' runs on the test programs: a stack map stores a stack in the bucket
+# its hash picks and answers -EEXIST when another stack holds it. At the tools' default 1024
+# buckets, 4 of 60 one-second profiles of hotcold (a fresh ASLR layout each) lost a stack that
+# way; once it was hot's main stack, and the flame graph test saw 54% "[Missed User Stack]".
+# 32768 buckets make that 32 times rarer; 32 frames (256 B a stack) keep the map at ~9 MiB.
+# The C tools get the same options.
+ROOMY = ("--stack-storage-size", "32768", "--perf-max-stack-depth", "32")
+
+
 def run_tool(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(pybpf_cmd("tool", *args), capture_output=True, text=True, timeout=timeout, env=env())
     assert r.returncode == 0, f"pybpf tool {' '.join(args)}: rc={r.returncode}\n{r.stderr[-2000:]}"
@@ -59,7 +68,7 @@ def test_profile_hot_cold(kernel, tmp_path):
     p = start(hotcold_path(), 60)
     try:
         svg = tmp_path / "cpu.svg"
-        r = run_tool("profile", "-p", str(p.pid), "-F", "499", "-f", "--svg", str(svg), "3")
+        r = run_tool("profile", *ROOMY, "-p", str(p.pid), "-F", "499", "-f", "--svg", str(svg), "3")
     finally:
         _stop(p)
     folded = Folded.parse(r.stdout)
@@ -74,9 +83,9 @@ def test_profile_hot_cold(kernel, tmp_path):
 def test_profile_user_only_and_kernel_only(kernel):
     p = start(hotcold_path(), 60)
     try:
-        user = Folded.parse(run_tool("profile", "-p", str(p.pid), "-F", "499", "-f", "-U", "2").stdout)
-        kern = Folded.parse(run_tool("profile", "-p", str(p.pid), "-F", "499", "-f", "-K", "2").stdout)
-        verbose = run_tool("profile", "-p", str(p.pid), "-F", "499", "-d", "-v", "1")
+        user = Folded.parse(run_tool("profile", *ROOMY, "-p", str(p.pid), "-F", "499", "-f", "-U", "2").stdout)
+        kern = Folded.parse(run_tool("profile", *ROOMY, "-p", str(p.pid), "-F", "499", "-f", "-K", "2").stdout)
+        verbose = run_tool("profile", *ROOMY, "-p", str(p.pid), "-F", "499", "-d", "-v", "1")
         blocks = verbose.stdout
     finally:
         _stop(p)
@@ -94,7 +103,7 @@ def test_profile_shared_library(kernel):
     p = start(hotcold_path(), 60, "lib")
     try:
         # 5 s: under a load of 16 on 2 CPUs, 3 s gave hotcold only 49 samples once
-        folded = Folded.parse(run_tool("profile", "-p", str(p.pid), "-F", "499", "-f", "-U", "5").stdout)
+        folded = Folded.parse(run_tool("profile", *ROOMY, "-p", str(p.pid), "-F", "499", "-f", "-U", "5").stdout)
     finally:
         _stop(p)
     share, n = split(folded, "lib_hot", "lib_cold")
@@ -112,7 +121,7 @@ def test_profile_in_a_mount_namespace(kernel):
                          stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().startswith("ready") and not inner.exists()
-        folded = Folded.parse(run_tool("profile", "-p", str(p.pid), "-F", "499", "-f", "-U", "2").stdout)
+        folded = Folded.parse(run_tool("profile", *ROOMY, "-p", str(p.pid), "-F", "499", "-f", "-U", "2").stdout)
     finally:
         _stop(p)
         hidden.rmdir()
@@ -185,8 +194,8 @@ def test_offcputime_against_c(kernel, offcpu):
     split as the program measures itself (a loaded machine delays the pipe's two wake-ups, so the
     split drifts from the 3:1 it asks for), through the same kernel path."""
     before = phases(offcpu)
-    ours, theirs = side_by_side(["offcputime", "-p", str(offcpu.pid), "4"],
-                                [*c_tool("offcputime"), "-p", str(offcpu.pid), "4"])
+    ours, theirs = side_by_side(["offcputime", *ROOMY, "-p", str(offcpu.pid), "4"],
+                                [*c_tool("offcputime"), *ROOMY, "-p", str(offcpu.pid), "4"])
     after = phases(offcpu)
     own = (after[0] - before[0]) / (after[0] - before[0] + after[1] - before[1])
     mine, c = c_blocks(ours), c_blocks(theirs)
@@ -204,7 +213,7 @@ def test_offcputime_against_c(kernel, offcpu):
         assert name in mine_path and name in c_path
     assert any(x.startswith("bpf_prog_") and x.endswith("_sched_switch") for x in mine_path)
     # user frames: our main thread's stacks pass through main() and sleeper()
-    folded = Folded.parse(run_tool("offcputime", "-p", str(offcpu.pid), "-f", "2").stdout)
+    folded = Folded.parse(run_tool("offcputime", *ROOMY, "-p", str(offcpu.pid), "-f", "2").stdout)
     assert split(folded, "main;sleeper", "main;read")[1] > 0
     assert any(frames[0] == "offmain" and "sleeper" in frames for frames, _ in folded)
 
@@ -233,8 +242,8 @@ def verbose_frames(text: str, comm: str) -> dict[int, tuple[str, int, str | None
 def test_offcputime_verbose_frames_as_c(kernel, offcpu):
     """-v: every frame numbered with its address and offset, user frames with their file and the
     address in it, as Debian's C offcputime -v prints them for the same process at the same time."""
-    ours, theirs = side_by_side(["offcputime", "-v", "-p", str(offcpu.pid), "2"],
-                                [*c_tool("offcputime"), "-v", "-p", str(offcpu.pid), "2"])
+    ours, theirs = side_by_side(["offcputime", *ROOMY, "-v", "-p", str(offcpu.pid), "2"],
+                                [*c_tool("offcputime"), *ROOMY, "-v", "-p", str(offcpu.pid), "2"])
     mine, c = verbose_frames(ours, "offmain"), verbose_frames(theirs, "offmain")
     prog = str(hotcold_path().parent / "offcpu")
     both = mine.keys() & c.keys()   # a frame only one saw (a rare preemption point) is not compared
@@ -255,8 +264,8 @@ def test_wakeuptime_against_c(kernel, offcpu):
     """wakeuptime and Debian's C wakeuptime at the same time: offwriter wakes offmain through
     pipe_write in both, for about the time offmain spends on the pipe."""
     before = phases(offcpu)
-    ours, theirs = side_by_side(["wakeuptime", "-p", str(offcpu.pid), "4"],
-                                [*c_tool("wakeuptime"), "-p", str(offcpu.pid), "4"])
+    ours, theirs = side_by_side(["wakeuptime", *ROOMY, "-p", str(offcpu.pid), "4"],
+                                [*c_tool("wakeuptime"), *ROOMY, "-p", str(offcpu.pid), "4"])
     after = phases(offcpu)
     pipe_us = (after[1] - before[1]) / 1000
     woken = {}
@@ -272,7 +281,7 @@ def test_wakeuptime_against_c(kernel, offcpu):
     for who, us in woken.items():
         assert 0.4 * pipe_us <= us <= 1.05 * pipe_us, (who, us, pipe_us)
     assert abs(woken["ours"] - woken["c"]) <= 0.25 * pipe_us, (woken, pipe_us)
-    folded = Folded.parse(run_tool("wakeuptime", "-p", str(offcpu.pid), "-f", "2").stdout)
+    folded = Folded.parse(run_tool("wakeuptime", *ROOMY, "-p", str(offcpu.pid), "-f", "2").stdout)
     assert sum(c for frames, c in folded if frames[0] == "offmain" and frames[-1] == "offwriter") > 0, folded.text()
 
 
@@ -283,8 +292,8 @@ def test_profile_against_c(kernel):
         pytest.skip("this libbpf-tools has no profile (Debian 12's 0.26): nothing to compare with")
     p = start(hotcold_path(), 60)
     try:
-        ours, theirs = side_by_side(["profile", "-p", str(p.pid), "-F", "499", "-f", "3"],
-                                    [*c_tool("profile"), "-p", str(p.pid), "-F", "499", "-f", "3"])
+        ours, theirs = side_by_side(["profile", *ROOMY, "-p", str(p.pid), "-F", "499", "-f", "3"],
+                                    [*c_tool("profile"), *ROOMY, "-p", str(p.pid), "-F", "499", "-f", "3"])
     finally:
         _stop(p)
     mine, c = Folded.parse(ours), Folded.parse(theirs)
@@ -367,7 +376,7 @@ def test_stack_tools_version_and_json(kernel):
         assert r.returncode == 0 and r.stdout == f"{name} {pybpf.__version__} (pybpf)\n", (name, r.stderr)
     p = start(hotcold_path(), 60)
     try:
-        r = run_tool("profile", "-p", str(p.pid), "-F", "499", "2", "--json")
+        r = run_tool("profile", *ROOMY, "-p", str(p.pid), "-F", "499", "2", "--json")
     finally:
         _stop(p)
     docs = [json.loads(line) for line in r.stdout.splitlines()]
@@ -495,7 +504,7 @@ def test_flame_graph_picture(kernel, tmp_path):
     p = start(hotcold_path(), 60)
     try:
         svg = tmp_path / "hotcold.svg"
-        run_tool("profile", "-p", str(p.pid), "-F", "499", "-U", "--svg", str(svg), "3")
+        run_tool("profile", *ROOMY, "-p", str(p.pid), "-F", "499", "-U", "--svg", str(svg), "3")
     finally:
         _stop(p)
     text = svg.read_text()
