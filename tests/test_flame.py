@@ -19,7 +19,7 @@ from pybpf.flame.stacks import MISSED_USER, fold, name_stacks
 from pybpf.maps.stacks import StackTable, stack_depths
 from pybpf.symbolize import Symbolizer
 from tests import chromium
-from tests.stackprogs import finish, hotcold_path, start
+from tests.stackprogs import STACK_STORAGE, finish, hotcold_path, start
 
 
 # ---- folded -----------------------------------------------------------------------------------
@@ -67,9 +67,8 @@ def profiled():
     prog = hotcold_path()
     with pybpf.open(pybpf.bundled("profile")) as obj:
         obj.rodata["filter_by_pid"] = True
-        # fewer hash collisions between stacks (-EEXIST, below) than the tools' default 1024 buckets:
-        # as `profile --stack-storage-size 16384` sizes it
-        obj.maps["stackmap"].max_entries = 16384
+        # fewer hash collisions between stacks (-EEXIST, below) than the tools' default 1024 buckets
+        obj.maps["stackmap"].max_entries = STACK_STORAGE
         obj.load()
         p = start(prog, 2)
         obj.maps["pids"][p.pid] = 1

@@ -29,16 +29,12 @@ from pybpf.tools import config_path
 from tests import chromium
 from tests.conftest import needs_kernel
 from tests.procs import Proc, c_tool, env, pybpf_cmd
-from tests.stackprogs import hotcold_path, start
+from tests.stackprogs import STACK_STORAGE, hotcold_path, start
 
 
-# Stack-map room for the tools' runs on the test programs: a stack map stores a stack in the bucket
-# its hash picks and answers -EEXIST when another stack holds it. At the tools' default 1024
-# buckets, 4 of 60 one-second profiles of hotcold (a fresh ASLR layout each) lost a stack that
-# way; once it was hot's main stack, and the flame graph test saw 54% "[Missed User Stack]".
-# 32768 buckets make that 32 times rarer; 32 frames (256 B a stack) keep the map at ~9 MiB.
-# The C tools get the same options.
-ROOMY = ("--stack-storage-size", "32768", "--perf-max-stack-depth", "32")
+# The tools' runs on the test programs, ours and C's: STACK_STORAGE stacks of 32 frames (256 B
+# a stack, ~9 MiB)
+ROOMY = ("--stack-storage-size", str(STACK_STORAGE), "--perf-max-stack-depth", "32")
 
 
 def run_tool(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

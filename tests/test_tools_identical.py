@@ -20,6 +20,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -204,6 +206,21 @@ def _go(work: subprocess.Popen[str]) -> None:
     time.sleep(0.3)
 
 
+@contextmanager
+def _one_busy_cpu(spinners: int) -> Iterator[str]:
+    """``spinners`` processes spinning on one CPU while the block runs; yields the code that pins a
+    workload to that CPU too, so the scheduler preempts it and delays its wake-ups, idle machine or not."""
+    cpu = max(os.sched_getaffinity(0))
+    pin = f"os.sched_setaffinity(0, {{{cpu}}})\n"
+    procs = [subprocess.Popen([sys.executable, "-c", "import os\n" + pin + "while True: pass"]) for _ in range(spinners)]
+    try:
+        yield pin
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def _syscount_tables(lines: list[str]) -> list[str]:
     """The report lines (header and rows) of a syscount output, its [HH:MM:SS] stamps checked."""
     body = [l for l in lines if not l.startswith("Tracing")]
@@ -265,18 +282,13 @@ def test_runqlat_option_output_is_the_c_tools(case: str) -> None:
     bounds, columns, blank lines), and both saw events of the same keys."""
     # Its wake-ups must wait in a run queue for milliseconds (-m), on an idle machine too: it shares
     # one CPU with two spinning processes, so each 1 ms sleep ends behind a running spinner's slice.
-    cpu = max(os.sched_getaffinity(0))
-    pin = f"os.sched_setaffinity(0, {{{cpu}}})\n"
-    spinners = [subprocess.Popen([sys.executable, "-c", "import os\n" + pin + "while True: pass"]) for _ in range(2)]
-    work = _workload(pin + "for _ in range(200): time.sleep(0.001)\n")
-    try:
-        args = RUNQLAT_CASES[case] + ["-p", str(work.pid)]
-        ours, theirs, *_ = side_by_side("runqlat", args, lambda: _go(work), lambda lines: True)
-    finally:
-        _finish(work)
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
+    with _one_busy_cpu(2) as pin:
+        work = _workload(pin + "for _ in range(200): time.sleep(0.001)\n")
+        try:
+            args = RUNQLAT_CASES[case] + ["-p", str(work.pid)]
+            ours, theirs, *_ = side_by_side("runqlat", args, lambda: _go(work), lambda lines: True)
+        finally:
+            _finish(work)
     a, b = _hist_shape(ours), _hist_shape(theirs)
     if "-T" in args:
         close_clocks(a, b)
@@ -452,18 +464,14 @@ def test_cpudist_option_output_is_the_c_tools(case: str) -> None:
     The workload spins and sleeps. Both tools count an on-CPU slice only when it ends in preemption
     (prev still TASK_RUNNING), and a lone spinner on a quiet machine may keep its CPU for all of its
     0.6 s: it shares one CPU with a second spinner, so the scheduler preempts it every few ms."""
-    cpu = max(os.sched_getaffinity(0))
-    pin = f"os.sched_setaffinity(0, {{{cpu}}})\n"
-    rival = subprocess.Popen([sys.executable, "-c", "import os\n" + pin + "while True: pass"])
-    work = _workload(pin + "t = time.time()\nwhile time.time() - t < 0.6: pass\n"
-                     "for _ in range(100): time.sleep(0.001)\n")
-    try:
-        args = CPUDIST_CASES[case] + ["-p", str(work.pid)]
-        ours, theirs, *_ = side_by_side("cpudist", args, lambda: _go(work), lambda lines: True)
-    finally:
-        _finish(work)
-        rival.kill()
-        rival.wait()
+    with _one_busy_cpu(1) as pin:
+        work = _workload(pin + "t = time.time()\nwhile time.time() - t < 0.6: pass\n"
+                         "for _ in range(100): time.sleep(0.001)\n")
+        try:
+            args = CPUDIST_CASES[case] + ["-p", str(work.pid)]
+            ours, theirs, *_ = side_by_side("cpudist", args, lambda: _go(work), lambda lines: True)
+        finally:
+            _finish(work)
     a, b = _hist_shape(ours), _hist_shape(theirs)
     if "-T" in args:
         close_clocks(a, b)
